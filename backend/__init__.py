@@ -1,0 +1,1 @@
+"""SIP-AT study platform web service (FastAPI); never imports torch or sipat."""

@@ -1,0 +1,121 @@
+"""The researcher-facing settings of one study (validated once, stored as JSON on the study row).
+
+`StudyConfig` is what `backend.study.schedule.build_schedule` turns into one participant's trial list; its
+field descriptions show up in the OpenAPI schema of the research API.
+"""
+
+from __future__ import annotations
+
+from urllib.parse import urlsplit
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+DEFAULT_CONSENT_TEXT = (
+    "You are invited to take part in a research study on how people perceive small changes to images. "
+    "You will see a series of images and judge whether each one has been digitally altered, and you may be "
+    "asked to mark the parts of some images that matter most for recognising them. The study takes about "
+    "15 minutes. Participation is voluntary and you may stop at any time without giving a reason. We record "
+    "your answers, response times and markings, but no name or contact details; the anonymised data may be "
+    "published for research. By continuing you confirm that you are at least 18 years old and agree to take "
+    "part."
+)
+
+DEFAULT_INSTRUCTIONS = (
+    "Some of the images you will see are unchanged photographs; others have had a faint, carefully computed "
+    "pattern of noise added to them. For each image, decide whether it has been altered ('perturbed') or "
+    "not ('clean'), and say how confident you are. Answer as accurately as you can; speed matters less. "
+    "The first few trials are practice and tell you whether you were right. At the end you will paint over "
+    "the regions of a few images that you used to recognise what they show."
+)
+
+
+class StudyConfig(BaseModel):
+    """How many trials of each kind a participant gets, how they are shown, and where they go afterwards.
+
+    Counts are per participant. The main phase shows each source image at most once, with the stimulus set's
+    eps levels balanced within a participant and rotated across participants (see `build_schedule`).
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    stimulus_set_id: int = Field(
+        description="Id of the stimulus set (source images and their perturbed versions at graded eps) "
+        "to show."
+    )
+    n_main: int = Field(
+        default=40,
+        ge=1,
+        description="Main (scored) detection trials per participant; each source image appears at most once, "
+        "so this cannot exceed the number of images in the stimulus set.",
+    )
+    n_practice: int = Field(
+        default=4,
+        ge=0,
+        description="Practice trials shown first, with feedback (right/wrong); they alternate clean and the "
+        "largest eps and are not scored.",
+    )
+    n_catch: int = Field(
+        default=4,
+        ge=0,
+        description="Attention-check trials with an obviously visible perturbation, interspersed among the "
+        "main trials; participants who miss too many are flagged for exclusion.",
+    )
+    n_annotate: int = Field(
+        default=5,
+        ge=0,
+        description="Salience-annotation trials at the end: the participant paints the regions that matter "
+        "for the class of a clean image (preferably one seen in the main phase).",
+    )
+    stimulus_duration_ms: int | None = Field(
+        default=None,
+        ge=50,
+        le=10_000,
+        description="How long each stimulus stays on screen in milliseconds (50..10000); null shows it until "
+        "the participant answers.",
+    )
+    completion_code: str | None = Field(
+        default=None,
+        max_length=200,
+        description="Code shown on the final page, e.g. for a crowd-sourcing platform to confirm completion.",
+    )
+    redirect_url: str | None = Field(
+        default=None,
+        max_length=2000,
+        description="http(s) URL the participant is sent to after finishing (e.g. the recruiting platform's "
+        "completion link); null shows a thank-you page instead.",
+    )
+    seed: int = Field(
+        default=0,
+        description="Seed of the schedules: the same config, seed and participant index give the same "
+        "trials.",
+    )
+    consent_text: str = Field(
+        default=DEFAULT_CONSENT_TEXT,
+        min_length=1,
+        description="Consent text the participant must accept before the first trial.",
+    )
+    instructions: str = Field(
+        default=DEFAULT_INSTRUCTIONS,
+        min_length=1,
+        description="Instructions shown after consent and before the practice trials.",
+    )
+    min_annotators: int = Field(
+        default=1,
+        ge=1,
+        description="Annotations an image needs before its averaged salience map is used for SIP-AT "
+        "training.",
+    )
+
+    @field_validator("redirect_url")
+    @classmethod
+    def _check_redirect_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        value = value.strip()
+        parts = urlsplit(value)
+        if parts.scheme.lower() not in {"http", "https"} or not parts.netloc:
+            raise ValueError(
+                f"redirect_url must be an absolute http:// or https:// URL such as "
+                f"'https://example.org/done?code=XYZ'; got {value!r}"
+            )
+        return value
