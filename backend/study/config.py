@@ -39,8 +39,7 @@ class StudyConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     stimulus_set_id: int = Field(
-        description="Id of the stimulus set (source images and their perturbed versions at graded eps) "
-        "to show."
+        description="Id of the stimulus set (source images and their perturbed versions at graded eps) to show."
     )
     n_main: int = Field(
         default=40,
@@ -86,8 +85,7 @@ class StudyConfig(BaseModel):
     )
     seed: int = Field(
         default=0,
-        description="Seed of the schedules: the same config, seed and participant index give the same "
-        "trials.",
+        description="Seed of the schedules: the same config, seed and participant index give the same trials.",
     )
     consent_text: str = Field(
         default=DEFAULT_CONSENT_TEXT,
@@ -102,8 +100,7 @@ class StudyConfig(BaseModel):
     min_annotators: int = Field(
         default=1,
         ge=1,
-        description="Annotations an image needs before its averaged salience map is used for SIP-AT "
-        "training.",
+        description="Annotations an image needs before its averaged salience map is used for SIP-AT training.",
     )
 
     @field_validator("redirect_url")

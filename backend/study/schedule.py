@@ -1,0 +1,208 @@
+"""One participant's trial list: practice, main detection trials with catch trials, then annotation.
+
+Counterbalancing (the main phase):
+
+* The study's source images are put in one seeded order (depends on ``config.seed`` only).
+* Participants come in *blocks* of ``L = len(eps_levels)`` consecutive indices (0-based, in enrollment order):
+  block ``b`` holds participants ``b*L .. b*L + L-1``. Everyone in a block sees the same ``n_main`` images, a
+  window of the study order starting at ``(b * n_main) % N`` (wrapping around), so successive blocks rotate
+  through the images and every image is used equally often (to within one block) when ``n_main < N``.
+* Image ``k`` of the window (``k`` = its position in the window; when ``n_main == N`` this is simply its
+  position in the study order) is shown at eps level ``(k + participant_index) % L``: a Latin square, so over
+  the ``L`` participants of a block every image is shown at every level exactly once, and within a
+  participant the level counts differ by at most one. (When ``n_main == N`` any ``L`` consecutive participants
+  form such a square, not just aligned blocks.)
+* The order of the main trials is shuffled per participant.
+
+Catch trials show an image at `CATCH_EPS`, an obviously visible perturbation whose correct answer is
+"perturbed"; they sit at random places among the main trials, never first in the main phase and never next
+to each other. Practice comes first (clean and the largest eps alternating, so feedback teaches the
+difference), annotation last (clean images, preferably ones the participant saw in the main phase).
+
+Everything is a pure function of ``(config.seed, participant_index)`` and the sorted inputs; the global
+``random`` state is never touched.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import random
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+from backend.study.config import StudyConfig
+
+#: Perturbation size (L-inf, images in [0, 1]) of catch stimuli: about 64/255, plainly visible noise, so a
+#: participant who answers "clean" to it is not paying attention.
+CATCH_EPS: float = 0.25
+
+Phase = Literal["practice", "main", "catch", "annotate"]
+
+
+@dataclass(frozen=True)
+class TrialSpec:
+    """One trial: its 0-based position in the participant's session, its phase, the source image, and eps.
+
+    ``eps`` is 0.0 for a clean image (always so for ``annotate``), `CATCH_EPS` for ``catch``, and one of the
+    stimulus set's levels otherwise.
+    """
+
+    position: int
+    phase: Phase
+    image_id: int
+    eps: float
+
+    @property
+    def expected_judgment(self) -> Literal["perturbed", "clean"] | None:
+        """The correct detection answer ("perturbed" iff eps > 0); None for annotation trials."""
+        if self.phase == "annotate":
+            return None
+        return "perturbed" if self.eps > 0 else "clean"
+
+
+def _rng(*parts: object) -> random.Random:
+    """A private generator seeded from a stable hash of ``parts`` (not Python's salted ``hash``)."""
+    digest = hashlib.sha256(":".join(str(p) for p in parts).encode()).digest()
+    return random.Random(int.from_bytes(digest[:8], "big"))
+
+
+def _unique_sorted_ids(ids: Iterable[int], what: str) -> list[int]:
+    ids = list(ids)
+    for i in ids:
+        if isinstance(i, bool) or not isinstance(i, int):
+            raise ValueError(f"{what} must be integers (database ids); got {i!r}")
+    out = sorted(set(ids))
+    if len(out) != len(ids):
+        dupes = sorted({i for i in ids if ids.count(i) > 1})
+        raise ValueError(f"{what} contains duplicates {dupes[:10]}; pass each image id once")
+    return out
+
+
+def _check_eps_levels(eps_levels: Sequence[float]) -> list[float]:
+    if len(eps_levels) == 0:
+        raise ValueError("eps_levels is empty; pass the stimulus set's eps levels including the clean level 0.0")
+    levels = []
+    for e in eps_levels:
+        e = float(e)
+        if not math.isfinite(e) or e < 0:
+            raise ValueError(f"eps_levels must be finite and >= 0; got {e!r}")
+        levels.append(e)
+    levels.sort()
+    if len(set(levels)) != len(levels):
+        raise ValueError(f"eps_levels has duplicates: {levels}; pass each level once")
+    if levels[0] != 0.0:
+        raise ValueError(
+            f"eps_levels {levels} lacks the clean level 0.0; add 0.0 so clean images are balanced with the "
+            "perturbed ones (false-alarm rates and d' need them)"
+        )
+    return levels
+
+
+def _main_trials(order: list[int], levels: list[float], n_main: int, participant_index: int) -> list[tuple[int, float]]:
+    """(image_id, eps) of the participant's main trials, in window order (unshuffled)."""
+    n_images, n_levels = len(order), len(levels)
+    block = participant_index // n_levels
+    start = (block * n_main) % n_images
+    return [(order[(start + k) % n_images], levels[(k + participant_index) % n_levels]) for k in range(n_main)]
+
+
+def _pick(rng: random.Random, preferred: list[int], fallback: list[int], n: int) -> list[int]:
+    """``n`` ids: a random sample of ``preferred`` first, then of ``fallback``, then cycling if still short."""
+    chosen = rng.sample(preferred, min(n, len(preferred)))
+    if len(chosen) < n:
+        taken = set(chosen)
+        rest = [i for i in fallback if i not in taken]
+        chosen += rng.sample(rest, min(n - len(chosen), len(rest)))
+    pool = list(chosen)
+    while len(chosen) < n and pool:
+        chosen.append(pool[(len(chosen) - len(pool)) % len(pool)])
+    return chosen
+
+
+def build_schedule(
+    config: StudyConfig,
+    *,
+    participant_index: int,
+    image_ids: list[int],
+    eps_levels: list[float],
+    practice_image_ids: list[int] | None = None,
+) -> list[TrialSpec]:
+    """The ordered trials of participant ``participant_index`` (0-based, in enrollment order).
+
+    ``image_ids`` are the stimulus set's source images; ``eps_levels`` its perturbation levels including 0.0
+    (clean). ``practice_image_ids``, when given, are used for practice instead of main-study images not in
+    this participant's main phase (if no such images exist, practice reuses main images, which then appear
+    twice). Catch trials use images outside the participant's main phase when there are any.
+
+    Returns ``n_practice + n_main + n_catch + n_annotate`` trials with positions 0, 1, 2, ...
+    Raises ValueError when the inputs cannot satisfy ``config`` (too few images, bad eps levels, more catch
+    trials than main trials, ...), saying what to change.
+    """
+    if isinstance(participant_index, bool) or not isinstance(participant_index, int) or participant_index < 0:
+        raise ValueError(f"participant_index must be an integer >= 0; got {participant_index!r}")
+    images = _unique_sorted_ids(image_ids, "image_ids")
+    levels = _check_eps_levels(eps_levels)
+    if not images:
+        raise ValueError("image_ids is empty; the stimulus set has no source images")
+    if config.n_main > len(images):
+        raise ValueError(
+            f"n_main={config.n_main} exceeds the {len(images)} source images of the stimulus set (each image is "
+            f"shown at most once per participant); lower n_main to at most {len(images)} or add images"
+        )
+    if config.n_catch > config.n_main:
+        raise ValueError(
+            f"n_catch={config.n_catch} exceeds n_main={config.n_main}; catch trials must be separated by main "
+            "trials, so use at most as many catch trials as main trials"
+        )
+    if config.n_annotate > len(images):
+        raise ValueError(f"n_annotate={config.n_annotate} exceeds the {len(images)} source images; lower n_annotate")
+    if config.n_practice > 0 and levels[-1] == 0.0:
+        raise ValueError(
+            "practice trials need a perturbed level to give feedback on, but eps_levels is only [0.0]; "
+            "add eps levels or set n_practice=0"
+        )
+    practice_pool = None
+    if practice_image_ids is not None:
+        practice_pool = _unique_sorted_ids(practice_image_ids, "practice_image_ids")
+        if config.n_practice > 0 and not practice_pool:
+            raise ValueError("practice_image_ids is empty; pass practice images or None to use study images")
+
+    seed = config.seed
+    order = list(images)
+    _rng("study-order", seed).shuffle(order)
+    rng = _rng("participant", seed, participant_index)
+
+    main = _main_trials(order, levels, config.n_main, participant_index)
+    main_ids = [image_id for image_id, _ in main]
+    main_set = set(main_ids)
+    unused = [i for i in images if i not in main_set]
+
+    # Practice: clean and the largest eps alternating, starting with clean.
+    if practice_pool is not None:
+        practice_ids = _pick(rng, practice_pool, [], config.n_practice)
+    else:
+        practice_ids = _pick(rng, unused, images, config.n_practice)
+    practice = [(image_id, 0.0 if j % 2 == 0 else levels[-1]) for j, image_id in enumerate(practice_ids)]
+
+    # Main, shuffled; catch trials go into distinct gaps after main trials 1..n_main, so never first and
+    # never adjacent.
+    rng.shuffle(main)
+    practice_set = set(practice_ids)
+    catch_ids = _pick(rng, [i for i in unused if i not in practice_set], images, config.n_catch)
+    gaps = set(rng.sample(range(1, config.n_main + 1), config.n_catch))
+    middle: list[tuple[Phase, int, float]] = []
+    catches = iter(catch_ids)
+    for j, (image_id, eps) in enumerate(main, start=1):
+        middle.append(("main", image_id, eps))
+        if j in gaps:
+            middle.append(("catch", next(catches), CATCH_EPS))
+
+    # Annotation: clean images the participant saw in the main phase, then others if needed.
+    annotate_ids = _pick(rng, sorted(main_set), images, config.n_annotate)
+
+    phases: list[tuple[Phase, int, float]] = [("practice", i, e) for i, e in practice]
+    phases += middle
+    phases += [("annotate", i, 0.0) for i in annotate_ids]
+    return [TrialSpec(position=p, phase=ph, image_id=i, eps=e) for p, (ph, i, e) in enumerate(phases)]
