@@ -1,0 +1,120 @@
+"""Runtime settings of the service, read once from `SIPAT_*` environment variables.
+
+The defaults give the embedded mode (one machine, no servers): a SQLite database, blobs and a SQLite-backed
+Celery broker under `./var/` of the working directory, resolved to absolute paths so that the API, the worker
+and the CLI started from the same directory agree. The distributed mode only changes these values
+(`SIPAT_DATABASE_URL=postgresql+psycopg://...`, `SIPAT_BROKER_URL=redis://...`, `SIPAT_DATA_DIR=/mnt/blobs`).
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import warnings
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+#: Values that mean "someone forgot to set the secret"; refused outside development.
+PLACEHOLDER_SECRETS = frozenset(
+    {"changeme", "change-me", "change_me", "changethis", "secret", "please-change", "default", "sipat", "test"}
+)
+MIN_SECRET_LENGTH = 32
+
+
+def _var_dir() -> Path:
+    return (Path.cwd() / "var").resolve()
+
+
+class Settings(BaseSettings):
+    """All knobs of the service; every field can be set as `SIPAT_<FIELD>` (e.g. `SIPAT_DATABASE_URL`)."""
+
+    model_config = SettingsConfigDict(env_prefix="SIPAT_", extra="ignore", validate_default=True)
+
+    env: Literal["development", "production"] = Field(
+        default="development",
+        description="'production' refuses placeholder secrets; 'development' only warns.",
+    )
+    database_url: str = Field(
+        default="",
+        description="SQLAlchemy URL; empty means the SQLite file ./var/sipat.db (absolute path resolved).",
+    )
+    data_dir: Path = Field(
+        default=Path("var/data"),
+        description="Directory of the content-addressed blob store and of the generated secret key.",
+    )
+    broker_url: str = Field(
+        default="",
+        description="Celery broker URL; empty means kombu's SQLAlchemy transport on ./var/broker.db.",
+    )
+    secret_key: SecretStr | None = Field(
+        default=None,
+        description="Key for signing; empty means one generated once and kept in <data_dir>/secret_key.",
+    )
+    port: int = Field(default=8000, ge=1, le=65535)
+    max_upload_bytes: int = Field(
+        default=512 * 1024 * 1024, ge=1024, description="Largest accepted upload (dataset zip), in bytes."
+    )
+    public_base_url: str = Field(
+        default="http://localhost:8000",
+        description="Origin participants reach the service at, used for absolute links (e.g. in exports).",
+    )
+
+    @model_validator(mode="after")
+    def _resolve(self) -> Settings:
+        self.data_dir = self.data_dir.expanduser().resolve()
+        if not self.database_url:
+            self.database_url = f"sqlite:///{_var_dir() / 'sipat.db'}"
+        if not self.broker_url:
+            self.broker_url = f"sqla+sqlite:///{_var_dir() / 'broker.db'}"
+        self.public_base_url = self.public_base_url.rstrip("/")
+        if self.secret_key is None or not self.secret_key.get_secret_value():
+            self.secret_key = SecretStr(_load_or_create_secret(self.data_dir / "secret_key"))
+        _check_secret(self.secret_key.get_secret_value(), self.env)
+        return self
+
+
+def _check_secret(value: str, env: str) -> None:
+    weak = value.strip().lower() in PLACEHOLDER_SECRETS or len(value) < MIN_SECRET_LENGTH
+    if not weak:
+        return
+    message = (
+        f"SIPAT_SECRET_KEY is a placeholder or shorter than {MIN_SECRET_LENGTH} characters; set it to the "
+        "output of `python -c 'import secrets; print(secrets.token_urlsafe(48))'` or leave it unset to have "
+        "one generated in <data_dir>/secret_key"
+    )
+    if env == "production":
+        raise ValueError(message)
+    warnings.warn(message, stacklevel=3)
+
+
+def _load_or_create_secret(path: Path) -> str:
+    """Read the key kept at `path`, or create it (mode 0600) the first time; concurrent starters agree."""
+    try:
+        return path.read_text().strip()
+    except FileNotFoundError:
+        pass
+    path.parent.mkdir(parents=True, exist_ok=True)
+    candidate = secrets.token_urlsafe(48)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(candidate + "\n")
+        fh.flush()
+        os.fsync(fh.fileno())
+    try:
+        os.link(tmp, path)  # fails if another process won the race; then use its key
+    except FileExistsError:
+        pass
+    finally:
+        tmp.unlink()
+    return path.read_text().strip()
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings (read from the environment once; `get_settings.cache_clear()` in tests)."""
+    return Settings()

@@ -1,0 +1,152 @@
+"""Content-addressed blob store: `<root>/ab/cd/<sha256>`, shared by the API and the workers.
+
+A blob's name is the sha256 of its bytes, so writing the same bytes twice is a no-op and a name never points
+to different content. Writes are atomic (temp file in the target directory, fsync, `os.replace`, fsync of the
+directory): a reader sees the whole blob or none. Rule for callers: put the blob first, then insert the row
+that names it; a failed transaction leaves at most an unreferenced blob, never a row without its blob.
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import os
+import re
+import secrets
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, contextmanager
+from pathlib import Path
+from typing import BinaryIO
+
+_SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
+_CHUNK = 1024 * 1024
+
+
+class StorageError(RuntimeError):
+    """The blob store cannot be used (full, not writable, missing blob); the message says what to fix."""
+
+
+class BlobNotFoundError(StorageError, KeyError):
+    """No blob with this sha256 is stored."""
+
+    def __str__(self) -> str:  # KeyError would print the repr of the message
+        return str(self.args[0]) if self.args else "blob not found"
+
+
+def sha256_hex(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+class BlobStore:
+    """Blobs under `root` (created on first write). Safe for several processes writing at once."""
+
+    def __init__(self, root: Path | str) -> None:
+        self.root = Path(root)
+
+    def path(self, sha256: str) -> Path:
+        """Where the blob `sha256` lives (whether or not it exists); rejects anything but 64 hex digits."""
+        if not isinstance(sha256, str) or not _SHA256_RE.match(sha256):
+            raise ValueError(f"not a sha256 hex digest (64 lower-case hex digits): {sha256!r}")
+        return self.root / sha256[:2] / sha256[2:4] / sha256
+
+    def exists(self, sha256: str) -> bool:
+        return self.path(sha256).is_file()
+
+    def put(self, data: bytes) -> str:
+        """Store `data` and return its sha256; a blob already present is left as it is."""
+        digest = sha256_hex(data)
+        target = self.path(digest)
+        if target.is_file():
+            return digest
+        self._write_atomically(target, data)
+        return digest
+
+    def put_file(self, fileobj: BinaryIO) -> str:
+        """Store the rest of a binary file object without holding it in memory (e.g. a checkpoint)."""
+        hasher = hashlib.sha256()
+        self._ensure_dir(self.root)
+        tmp = self.root / f".incoming-{secrets.token_hex(8)}"
+        try:
+            with self._guard(tmp), open(tmp, "xb") as out:
+                while chunk := fileobj.read(_CHUNK):
+                    hasher.update(chunk)
+                    out.write(chunk)
+                out.flush()
+                os.fsync(out.fileno())
+            digest = hasher.hexdigest()
+            target = self.path(digest)
+            if not target.is_file():
+                self._ensure_dir(target.parent)
+                with self._guard(target):
+                    os.replace(tmp, target)
+                    _fsync_dir(target.parent)
+            return digest
+        finally:
+            tmp.unlink(missing_ok=True)
+
+    def get(self, sha256: str) -> bytes:
+        with self.open(sha256) as fh:
+            return fh.read()
+
+    def open(self, sha256: str) -> BinaryIO:
+        """The blob opened for binary reading; `BlobNotFoundError` if it is not stored."""
+        path = self.path(sha256)
+        try:
+            return open(path, "rb")
+        except FileNotFoundError:
+            raise BlobNotFoundError(f"blob {sha256} is not in the store at {self.root}") from None
+
+    def _write_atomically(self, target: Path, data: bytes) -> None:
+        self._ensure_dir(target.parent)
+        tmp = target.with_name(f".{target.name}.{secrets.token_hex(8)}.tmp")
+        try:
+            with self._guard(target):
+                with open(tmp, "xb") as out:
+                    out.write(data)
+                    out.flush()
+                    os.fsync(out.fileno())
+                os.chmod(tmp, 0o644)
+                os.replace(tmp, target)
+                _fsync_dir(target.parent)
+        finally:
+            tmp.unlink(missing_ok=True)
+
+    def _ensure_dir(self, directory: Path) -> None:
+        with self._guard(directory):
+            directory.mkdir(parents=True, exist_ok=True)
+
+    def _guard(self, where: Path) -> AbstractContextManager[None]:
+        return _storage_errors(self.root, where)
+
+
+_HINTS = {
+    errno.ENOSPC: "the disk is full; free space or point SIPAT_DATA_DIR to a larger volume",
+    errno.EDQUOT: "the disk quota is exhausted; free space or raise the quota",
+    errno.EACCES: "permission denied; make the directory writable by the service's user",
+    errno.EPERM: "operation not permitted; make the directory writable by the service's user",
+    errno.EROFS: "the file system is read-only; mount SIPAT_DATA_DIR read-write",
+}
+
+
+@contextmanager
+def _storage_errors(root: Path, where: Path) -> Iterator[None]:
+    """Turn disk-full / permission / read-only errors into a `StorageError` that names the fix."""
+    try:
+        yield
+    except OSError as exc:
+        hint = _HINTS.get(exc.errno or 0, exc.strerror or str(exc))
+        raise StorageError(f"cannot write to the blob store at {root} ({where}): {hint}") from exc
+
+
+def _fsync_dir(directory: Path) -> None:
+    """Make the rename durable (POSIX); ignored where directories cannot be opened (Windows)."""
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
