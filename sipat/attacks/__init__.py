@@ -4,9 +4,9 @@ x    (N, C, H, W) in [0, 1]      y (N,) class indices      eps float or (N,) ten
 mask None or (N, 1, H, W) in [0, 1]: the share of the radius each pixel may use (0 = untouchable)
 """
 
-from sipat.attacks._core import ce_loss, dlr_loss
+from sipat.attacks._core import ce_loss, dlr_loss, eval_mode
 from sipat.attacks.apgd import apgd
 from sipat.attacks.fgsm import fgsm
 from sipat.attacks.pgd import pgd
 
-__all__ = ["apgd", "ce_loss", "dlr_loss", "fgsm", "pgd"]
+__all__ = ["apgd", "ce_loss", "dlr_loss", "eval_mode", "fgsm", "pgd"]

@@ -12,6 +12,7 @@ import torch
 from torch import Tensor, nn
 
 from sipat.attacks._core import (
+    LossFn,
     as_eps,
     as_mask,
     ce_loss,
@@ -36,8 +37,9 @@ def pgd(
     mask: Tensor | None = None,
     random_start: bool = True,
     generator: torch.Generator | None = None,
+    loss_fn: LossFn = ce_loss,
 ) -> Tensor:
-    """Maximise the cross-entropy of `model` within a (masked) eps-ball around x.
+    """Maximise the cross-entropy (or `loss_fn`) of `model` within a (masked) eps-ball around x.
 
     L-inf, the SIP-AT attack:
         x'_0     = clip_[0,1]( x + U(-eps, eps) * m )            (x'_0 = x without random start)
@@ -59,6 +61,7 @@ def pgd(
         mask: None or broadcastable to (N, 1, H, W), values in [0, 1] (1 = free, 0 = untouchable).
         random_start: start from a uniform point of the (masked) ball instead of x.
         generator: a `torch.Generator` on x's device for the random start; the global RNG otherwise.
+        loss_fn: (logits, y) -> per-sample loss to maximise; cross-entropy by default (TRADES passes its KL).
 
     Returns:
         x_adv (N, C, H, W) in [0, 1], detached. Pixels with mask 0 are bit-identical to x.
@@ -73,15 +76,15 @@ def pgd(
     x = x.detach()
     with eval_mode(model):
         if norm == "linf":
-            return _pgd_linf(model, x, y, e, a, steps, m, random_start, generator)
-        return _pgd_l2(model, x, y, e, a, steps, m, random_start, generator)
+            return _pgd_linf(model, x, y, e, a, steps, m, random_start, generator, loss_fn)
+        return _pgd_l2(model, x, y, e, a, steps, m, random_start, generator, loss_fn)
 
 
-def _pgd_linf(model, x, y, e, a, steps, m, random_start, generator) -> Tensor:
+def _pgd_linf(model, x, y, e, a, steps, m, random_start, generator, loss_fn) -> Tensor:
     r = radius(e, m)
     x_adv = project_linf(x + uniform_like(x, generator) * r, x, r) if random_start else x.clone()
     for _ in range(steps):
-        _, _, grad = input_grad(model, x_adv, y, ce_loss)
+        _, _, grad = input_grad(model, x_adv, y, loss_fn)
         if m is not None:
             grad = grad * m
         x_adv = project_linf(x_adv + a * grad.sign(), x, r)
@@ -96,7 +99,7 @@ def _project_l2(delta: Tensor, e: Tensor) -> Tensor:
     return delta * torch.clamp(e / (_l2_norm(delta) + 1e-12), max=1.0)
 
 
-def _pgd_l2(model, x, y, e, a, steps, m, random_start, generator) -> Tensor:
+def _pgd_l2(model, x, y, e, a, steps, m, random_start, generator, loss_fn) -> Tensor:
     keep = None if m is None else (m == 0)
     delta = torch.zeros_like(x)
     if random_start:
@@ -106,7 +109,7 @@ def _pgd_l2(model, x, y, e, a, steps, m, random_start, generator) -> Tensor:
         delta = _project_l2(u * e / (_l2_norm(u) + 1e-12), e)
     x_adv = (x + delta).clamp(0.0, 1.0)
     for _ in range(steps):
-        _, _, grad = input_grad(model, x_adv, y, ce_loss)
+        _, _, grad = input_grad(model, x_adv, y, loss_fn)
         if m is not None:
             grad = grad * m
         step = grad / (_l2_norm(grad) + 1e-12)
