@@ -38,10 +38,14 @@ def sha256_hex(data: bytes) -> str:
 
 
 class BlobStore:
-    """Blobs under `root` (created on first write). Safe for several processes writing at once."""
+    """Blobs under `root` (created on first write). Safe for several processes writing at once.
 
-    def __init__(self, root: Path | str) -> None:
+    `durable=False` skips the fsyncs (writes stay atomic, not crash-safe): for tests and scratch stores only.
+    """
+
+    def __init__(self, root: Path | str, *, durable: bool = True) -> None:
         self.root = Path(root)
+        self.durable = durable
 
     def path(self, sha256: str) -> Path:
         """Where the blob `sha256` lives (whether or not it exists); rejects anything but 64 hex digits."""
@@ -71,15 +75,14 @@ class BlobStore:
                 while chunk := fileobj.read(_CHUNK):
                     hasher.update(chunk)
                     out.write(chunk)
-                out.flush()
-                os.fsync(out.fileno())
+                self._sync(out)
             digest = hasher.hexdigest()
             target = self.path(digest)
             if not target.is_file():
                 self._ensure_dir(target.parent)
                 with self._guard(target):
                     os.replace(tmp, target)
-                    _fsync_dir(target.parent)
+                    self._sync_dir(target.parent)
             return digest
         finally:
             tmp.unlink(missing_ok=True)
@@ -103,13 +106,21 @@ class BlobStore:
             with self._guard(target):
                 with open(tmp, "xb") as out:
                     out.write(data)
-                    out.flush()
-                    os.fsync(out.fileno())
+                    self._sync(out)
                 os.chmod(tmp, 0o644)
                 os.replace(tmp, target)
-                _fsync_dir(target.parent)
+                self._sync_dir(target.parent)
         finally:
             tmp.unlink(missing_ok=True)
+
+    def _sync(self, out: BinaryIO) -> None:
+        out.flush()
+        if self.durable:
+            os.fsync(out.fileno())
+
+    def _sync_dir(self, directory: Path) -> None:
+        if self.durable:
+            _fsync_dir(directory)
 
     def _ensure_dir(self, directory: Path) -> None:
         with self._guard(directory):

@@ -1,0 +1,80 @@
+"""Dependencies of the routes, written once: the request's transaction, settings, blob store, the caller.
+
+`SessionDep` is one transaction per request, committed after the route returns and *before* the response is
+sent (FastAPI's `scope="function"`), so a failed commit is an error response, never a 2xx for lost data.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Annotated
+
+from fastapi import Depends, HTTPException, Request, status
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from sqlalchemy.orm import Session
+
+from backend.auth import user_for_token
+from backend.db import session_scope
+from backend.models import Participant, User
+from backend.services.participants import participant_by_token
+from backend.settings import Settings
+from backend.storage import BlobStore
+
+
+def get_db(request: Request) -> Iterator[Session]:
+    with session_scope(request.app.state.session_factory) as session:
+        yield session
+
+
+def get_app_settings(request: Request) -> Settings:
+    return request.app.state.settings
+
+
+def get_storage(request: Request) -> BlobStore:
+    return request.app.state.storage
+
+
+SessionDep = Annotated[Session, Depends(get_db, scope="function")]
+SettingsDep = Annotated[Settings, Depends(get_app_settings)]
+StorageDep = Annotated[BlobStore, Depends(get_storage)]
+
+_bearer = HTTPBearer(
+    auto_error=False,
+    description="A research API token: `sipat-admin create-token EMAIL` prints one.",
+)
+
+
+def get_current_user(
+    session: SessionDep, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
+) -> User:
+    """The owner of the request's bearer token; 401 with a WWW-Authenticate challenge otherwise."""
+    if credentials is None:
+        raise HTTPException(
+            status.HTTP_401_UNAUTHORIZED,
+            "missing API token; send 'Authorization: Bearer <token>' (create one with sipat-admin create-token)",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+    user = user_for_token(session, credentials.credentials)
+    if user is None:
+        raise HTTPException(
+            status.HTTP_401_UNAUTHORIZED,
+            "the API token is unknown or revoked; create a new one with sipat-admin create-token",
+            headers={"WWW-Authenticate": 'Bearer error="invalid_token"'},
+        )
+    return user
+
+
+def get_admin_user(user: Annotated[User, Depends(get_current_user)]) -> User:
+    if not user.is_admin:
+        raise HTTPException(status.HTTP_403_FORBIDDEN, "this needs an administrator's token")
+    return user
+
+
+def get_participant(token: str, session: SessionDep) -> Participant:
+    """The participant whose session token is in the path; 404 for an unknown token."""
+    return participant_by_token(session, token)
+
+
+CurrentUser = Annotated[User, Depends(get_current_user)]
+AdminUser = Annotated[User, Depends(get_admin_user)]
+ParticipantDep = Annotated[Participant, Depends(get_participant)]

@@ -1,0 +1,245 @@
+"""The participant protocol (no account; a session token in the path is the credential).
+
+    GET  /studies/{slug}                                 consent text and instructions
+    POST /studies/{slug}/sessions                        start or resume -> token
+    GET  /sessions/{token}/next                          the next trial, or the completion code
+    POST /sessions/{token}/trials/{trial_id}/response    judgment of a detection trial
+    POST /sessions/{token}/trials/{trial_id}/annotation  painted mask of an annotation trial
+
+Answers are idempotent: the same answer again gives 200 and is stored once; a different one gives 409.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Request, status
+from fastapi import Response as HTTPResponse
+from fastapi.exceptions import RequestValidationError
+from pydantic import BaseModel, Field, ValidationError
+from starlette.datastructures import UploadFile
+
+from backend.api.deps import ParticipantDep, SessionDep, StorageDep
+from backend.schemas.common import ErrorOut
+from backend.schemas.participant import (
+    AnnotationOut,
+    AnnotationSubmit,
+    NextTrial,
+    ResponseOut,
+    ResponseSubmit,
+    SessionCreate,
+    SessionDone,
+    SessionOut,
+    StudyPublic,
+)
+from backend.services import participants as svc
+from backend.services.errors import InvalidInputError, ServiceError
+from backend.services.masks import MAX_MASK_BYTES, image_size
+
+router = APIRouter(tags=["participant"])
+
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    404: {"model": ErrorOut, "description": "Unknown study, session or trial."},
+    409: {"model": ErrorOut, "description": "Not possible now (study not open, answered differently, ...)."},
+}
+
+
+@router.get("/studies/{slug}", response_model=StudyPublic, responses={404: _ERRORS[404]})
+def read_study(slug: str, session: SessionDep) -> StudyPublic:
+    study = svc.get_study(session, slug)
+    config = svc.study_config(study)
+    return StudyPublic(
+        slug=study.slug,
+        title=study.title,
+        status=study.status,  # type: ignore[arg-type]
+        consent_text=config.consent_text,
+        instructions=config.instructions,
+        stimulus_duration_ms=config.stimulus_duration_ms,
+    )
+
+
+@router.post(
+    "/studies/{slug}/sessions",
+    response_model=SessionOut,
+    status_code=status.HTTP_201_CREATED,
+    responses={
+        200: {"model": SessionOut, "description": "An existing session of this external id, resumed."},
+        **_ERRORS,
+        503: {"model": ErrorOut, "description": "The study is being prepared; see Retry-After."},
+    },
+)
+def create_session(
+    slug: str, body: SessionCreate, request: Request, response: HTTPResponse, session: SessionDep
+) -> SessionOut:
+    client = body.client.model_dump(exclude_none=True)
+    client.setdefault("user_agent", request.headers.get("user-agent", "")[:1024])
+    participant, created = svc.start_session(
+        session,
+        slug,
+        consent=body.consent,
+        external_id=body.external_id,
+        recruitment=body.recruitment.model_dump(exclude_none=True) if body.recruitment else None,
+        client_info=client,
+    )
+    if not created:
+        response.status_code = status.HTTP_200_OK
+    total = svc.count_trials(session, participant)
+    upcoming = svc.next_trial(session, participant)
+    return SessionOut(
+        token=participant.token,
+        study_slug=slug,
+        total_trials=total,
+        answered=total if upcoming is None else upcoming.position,
+        resumed=not created,
+    )
+
+
+@router.get("/sessions/{token}/next", response_model=NextTrial | SessionDone, responses={404: _ERRORS[404]})
+def read_next(
+    participant: ParticipantDep, request: Request, session: SessionDep, storage: StorageDep
+) -> NextTrial | SessionDone:
+    total = svc.count_trials(session, participant)
+    trial = svc.next_trial(session, participant)
+    if trial is None:
+        outcome = svc.outcome(session, participant)
+        assert outcome is not None  # no unanswered trial left
+        return SessionDone(total=total, completion_code=outcome.completion_code, redirect_url=outcome.redirect_url)
+    config = svc.study_config(participant.study)
+    annotate = trial.phase == "annotate"
+    width = height = None
+    if annotate:
+        width, height = image_size(storage.path(trial.stimulus.sha256))
+    return NextTrial(
+        trial_id=trial.id,
+        position=trial.position,
+        total=total,
+        phase=trial.phase,  # type: ignore[arg-type]
+        image_url=str(request.app.url_path_for("get_media", media_key=trial.media_key)),
+        question="annotate" if annotate else "perturbed_or_clean",
+        class_name=trial.stimulus.image.label if annotate else None,
+        mask_width=width,
+        mask_height=height,
+        feedback_expected=svc.expected_judgment(trial) if trial.phase == "practice" else None,  # type: ignore[arg-type]
+        stimulus_duration_ms=config.stimulus_duration_ms,
+    )
+
+
+@router.post(
+    "/sessions/{token}/trials/{trial_id}/response",
+    response_model=ResponseOut,
+    status_code=status.HTTP_201_CREATED,
+    responses={200: {"model": ResponseOut, "description": "The same answer was already stored."}, **_ERRORS},
+)
+def submit_response(
+    trial_id: int, body: ResponseSubmit, participant: ParticipantDep, response: HTTPResponse, session: SessionDep
+) -> ResponseOut:
+    stored, created = svc.submit_response(session, participant, trial_id, **body.model_dump())
+    if not created:
+        response.status_code = status.HTTP_200_OK
+    return ResponseOut.model_validate(stored)
+
+
+@dataclass(frozen=True)
+class _AnnotationPayload:
+    mask_png: bytes
+    strokes: Any
+    duration_ms: float
+
+
+class _AnnotationFormFields(BaseModel):
+    strokes: list[Any] | dict[str, Any] = Field(default_factory=list)
+    duration_ms: float = Field(gt=0, le=86_400_000, allow_inf_nan=False)
+
+
+async def _annotation_payload(request: Request) -> _AnnotationPayload:
+    """The annotation from a JSON body (base64 PNG) or a multipart form (file `mask`, `strokes`, `duration_ms`)."""
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    try:
+        if content_type == "multipart/form-data":
+            return await _from_form(request)
+        if content_type in ("application/json", ""):
+            body = AnnotationSubmit.model_validate_json(await request.body())
+            return _AnnotationPayload(_decode_png(body.mask_png), body.strokes, body.duration_ms)
+    except ValidationError as exc:
+        raise RequestValidationError(exc.errors(include_url=False, include_context=False)) from None
+    except ServiceError:
+        raise
+    raise InvalidInputError(f"unsupported content type {content_type!r}; send application/json or multipart/form-data")
+
+
+async def _from_form(request: Request) -> _AnnotationPayload:
+    async with request.form(max_files=1, max_fields=4, max_part_size=MAX_MASK_BYTES + 1) as form:
+        mask = form.get("mask")
+        if not isinstance(mask, UploadFile):
+            raise InvalidInputError("the form has no file field 'mask'; attach the PNG mask as 'mask'")
+        data = await mask.read(MAX_MASK_BYTES + 1)
+        strokes_text = form.get("strokes")
+        try:
+            strokes = json.loads(strokes_text) if isinstance(strokes_text, str) and strokes_text else []
+        except json.JSONDecodeError:
+            raise InvalidInputError("the form field 'strokes' is not valid JSON") from None
+        fields = _AnnotationFormFields.model_validate({"strokes": strokes, "duration_ms": form.get("duration_ms")})
+    return _AnnotationPayload(data, fields.strokes, fields.duration_ms)
+
+
+def _decode_png(text: str) -> bytes:
+    if text.startswith("data:"):
+        header, _, text = text.partition(",")
+        if not header.endswith(";base64"):
+            raise InvalidInputError("mask_png is a data URL without ';base64'; send canvas.toDataURL('image/png')")
+    try:
+        return base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError):
+        raise InvalidInputError("mask_png is not valid base64; send the PNG's bytes base64-encoded") from None
+
+
+_MULTIPART_SCHEMA = {
+    "type": "object",
+    "required": ["mask", "duration_ms"],
+    "properties": {
+        "mask": {"type": "string", "format": "binary", "description": "PNG mask at the image's size."},
+        "strokes": {"type": "string", "description": "Stroke record as JSON text."},
+        "duration_ms": {"type": "number", "exclusiveMinimum": 0},
+    },
+}
+
+
+@router.post(
+    "/sessions/{token}/trials/{trial_id}/annotation",
+    response_model=AnnotationOut,
+    status_code=status.HTTP_201_CREATED,
+    responses={200: {"model": AnnotationOut, "description": "The same mask was already stored."}, **_ERRORS},
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/json": {"schema": AnnotationSubmit.model_json_schema()},
+                "multipart/form-data": {"schema": _MULTIPART_SCHEMA},
+            },
+        }
+    },
+)
+def submit_annotation(
+    trial_id: int,
+    payload: Annotated[_AnnotationPayload, Depends(_annotation_payload)],
+    participant: ParticipantDep,
+    response: HTTPResponse,
+    session: SessionDep,
+    storage: StorageDep,
+) -> AnnotationOut:
+    stored, created = svc.submit_annotation(
+        session,
+        storage,
+        participant,
+        trial_id,
+        mask_png=payload.mask_png,
+        strokes=payload.strokes,
+        duration_ms=payload.duration_ms,
+    )
+    if not created:
+        response.status_code = status.HTTP_200_OK
+    return AnnotationOut.model_validate(stored)

@@ -1,0 +1,162 @@
+"""`sipat-admin`: administration from the shell, against the database of the `SIPAT_*` settings.
+
+    sipat-admin migrate                      bring the database schema up to date (alembic upgrade head)
+    sipat-admin create-admin EMAIL           create an administrator, or reset its password
+    sipat-admin create-token EMAIL [--name]  print a new API token (only once; stored hashed)
+    sipat-admin revoke-token TOKEN_OR_ID     revoke a token by its plaintext or its numeric id
+    sipat-admin import-dataset PATH [--name] import a zip (ImageFolder or CSV manifest) as a dataset
+
+Exit status 0 on success, 1 when the command could not be done (message on stderr), 2 for bad usage.
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import sys
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+
+from sqlalchemy.orm import Session
+
+from backend import auth
+from backend.db import make_engine, make_session_factory, session_scope
+from backend.services.errors import ServiceError
+from backend.settings import Settings, get_settings
+from backend.storage import BlobStore, StorageError
+
+
+class CommandError(Exception):
+    """A command cannot be done; the message says why and what to do."""
+
+
+def _settings() -> Settings:
+    return get_settings()
+
+
+@contextmanager
+def _transaction(settings: Settings) -> Iterator[Session]:
+    """One committed transaction on the settings' database (the engine is closed afterwards)."""
+    engine = make_engine(settings.database_url)
+    try:
+        with session_scope(make_session_factory(engine)) as session:
+            yield session
+    finally:
+        engine.dispose()
+
+
+def cmd_migrate(args: argparse.Namespace) -> None:
+    from backend.migrate import upgrade
+
+    settings = _settings()
+    upgrade(settings.database_url)
+    print(f"database at {_safe_url(settings.database_url)} is at the latest schema")
+
+
+def _read_password(from_stdin: bool) -> str:
+    if from_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+    else:
+        password = getpass.getpass("Password: ")
+        if getpass.getpass("Repeat password: ") != password:
+            raise CommandError("the passwords differ; run the command again")
+    if len(password) < auth.MIN_PASSWORD_LENGTH:
+        raise CommandError(f"the password must have at least {auth.MIN_PASSWORD_LENGTH} characters")
+    return password
+
+
+def cmd_create_admin(args: argparse.Namespace) -> None:
+    password = _read_password(args.password_stdin)
+    with _transaction(_settings()) as session:
+        user = auth.get_user_by_email(session, args.email)
+        if user is None:
+            user = auth.create_user(session, args.email, password, is_admin=True)
+            print(f"created administrator {user.email} (id {user.id})")
+        else:
+            user.password_hash = auth.hash_password(password)
+            user.is_admin = True
+            print(f"updated the password of {user.email} (id {user.id}); it is an administrator")
+
+
+def cmd_create_token(args: argparse.Namespace) -> None:
+    with _transaction(_settings()) as session:
+        user = auth.get_user_by_email(session, args.email)
+        if user is None:
+            raise CommandError(f"no user {args.email!r}; create it first with: sipat-admin create-admin EMAIL")
+        token = auth.create_token(session, user, name=args.name)
+    print(f"token for {user.email} (shown only now; keep it secret):", file=sys.stderr)
+    print(token)
+
+
+def cmd_revoke_token(args: argparse.Namespace) -> None:
+    with _transaction(_settings()) as session:
+        token = auth.find_token(session, args.token_or_id)
+        if token is None:
+            raise CommandError("no such token; pass the token itself or its numeric id")
+        already = token.revoked_at is not None
+        auth.revoke_token(session, token)
+        print(f"token {token.id} ({token.name or 'unnamed'}) {'was already' if already else 'is now'} revoked")
+
+
+def cmd_import_dataset(args: argparse.Namespace) -> None:
+    from backend.datasets.archive import ArchiveError, read_archive
+    from backend.services.datasets import import_archive
+
+    settings = _settings()
+    path = Path(args.path)
+    if not path.is_file():
+        raise CommandError(f"no file at {path}; pass the path of a .zip archive")
+    try:
+        archive = read_archive(path, max_bytes=settings.max_upload_bytes)
+    except ArchiveError as exc:
+        raise CommandError(str(exc)) from None
+    storage = BlobStore(settings.data_dir / "blobs")
+    with _transaction(settings) as session:
+        dataset = import_archive(session, storage, archive, args.name or path.stem)
+        n_images = len(dataset.images)
+        print(f"imported dataset {dataset.name!r} (id {dataset.id}): {n_images} images")
+
+
+def _safe_url(url: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).render_as_string(hide_password=True)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="sipat-admin", description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def add(name: str, func: Callable[[argparse.Namespace], None], help_: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help_, description=help_)
+        p.set_defaults(func=func)
+        return p
+
+    add("migrate", cmd_migrate, "bring the database schema up to date (alembic upgrade head)")
+    p = add("create-admin", cmd_create_admin, "create an administrator (or reset its password)")
+    p.add_argument("email")
+    p.add_argument("--password-stdin", action="store_true", help="read the password from the first stdin line")
+    p = add("create-token", cmd_create_token, "print a new API token for a user, once")
+    p.add_argument("email")
+    p.add_argument("--name", default="", help="what the token is for, e.g. 'laptop'")
+    p = add("revoke-token", cmd_revoke_token, "revoke an API token")
+    p.add_argument("token_or_id", help="the token itself or its numeric id")
+    p = add("import-dataset", cmd_import_dataset, "import a dataset zip (ImageFolder or CSV manifest)")
+    p.add_argument("path")
+    p.add_argument("--name", default=None, help="dataset name (default: the file name without .zip)")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        args.func(args)
+    except (CommandError, ServiceError, StorageError, ValueError) as exc:
+        print(f"sipat-admin {args.command}: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

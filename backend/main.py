@@ -1,0 +1,68 @@
+"""The FastAPI application: `create_app()` wires settings, database, blob store and routers.
+
+Run it with `uvicorn --factory backend.main:create_app` (settings from `SIPAT_*`); tests pass their own
+`Settings`. Nothing is created at import time.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+
+from backend.api import API_PREFIX, api_router
+from backend.db import make_engine, make_session_factory
+from backend.services.errors import ServiceError
+from backend.settings import Settings, get_settings
+from backend.storage import BlobStore, StorageError
+
+log = logging.getLogger(__name__)
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+    engine = make_engine(settings.database_url)
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        yield
+        engine.dispose()
+
+    app = FastAPI(
+        title="SIP-AT Study Platform",
+        version="0.1.0",
+        description="Participant protocol and research API of the SIP-AT human study.",
+        lifespan=lifespan,
+        openapi_url=f"{API_PREFIX}/openapi.json",
+        docs_url=f"{API_PREFIX}/docs",
+        redoc_url=None,
+    )
+    app.state.settings = settings
+    app.state.engine = engine
+    app.state.session_factory = make_session_factory(engine)
+    app.state.storage = BlobStore(settings.data_dir / "blobs")
+    app.include_router(api_router, prefix=API_PREFIX)
+    app.add_exception_handler(ServiceError, _service_error)  # type: ignore[arg-type]
+    app.add_exception_handler(StorageError, _storage_error)  # type: ignore[arg-type]
+    app.add_exception_handler(RequestValidationError, _validation_error)  # type: ignore[arg-type]
+    return app
+
+
+async def _service_error(_request: Request, exc: ServiceError) -> JSONResponse:
+    return JSONResponse({"detail": exc.message}, status_code=exc.status_code, headers=exc.headers)
+
+
+async def _validation_error(_request: Request, exc: RequestValidationError) -> JSONResponse:
+    """FastAPI's 422 body without the echoed input (it may be megabytes of base64, or a NaN JSON cannot hold)."""
+    errors = [{k: v for k, v in error.items() if k != "input"} for error in exc.errors()]
+    return JSONResponse({"detail": jsonable_encoder(errors)}, status_code=422)
+
+
+async def _storage_error(request: Request, exc: StorageError) -> JSONResponse:
+    log.error("blob store failure on %s %s: %s", request.method, request.url.path, exc)
+    return JSONResponse({"detail": f"the service cannot store or read data right now: {exc}"}, status_code=503)

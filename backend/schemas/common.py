@@ -1,0 +1,16 @@
+"""Models shared by several routers."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel
+
+
+class ErrorOut(BaseModel):
+    """Body of every 4xx/5xx answer: what went wrong and what to do about it."""
+
+    detail: str
+
+
+class HealthOut(BaseModel):
+    status: str
+    database: str

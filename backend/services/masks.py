@@ -1,0 +1,61 @@
+"""Validation of painted salience masks (PNG) and reading image sizes from blob headers, with Pillow only.
+
+A mask is accepted as the browser's canvas produces it (RGBA: the alpha channel is the paint) or as a
+grayscale image (L or 1: the value is the paint, LA: the alpha is); it is stored as an 8-bit grayscale PNG,
+255 = salient, 0 = not, at exactly the displayed image's width and height.
+"""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+from PIL import Image, UnidentifiedImageError
+
+from backend.services.errors import InvalidInputError
+
+MAX_MASK_BYTES = 4 * 1024 * 1024
+ACCEPTED_MODES = ("L", "1", "LA", "RGBA")
+
+
+def image_size(path: Path) -> tuple[int, int]:
+    """(width, height) of the image file at `path`, read from its header only."""
+    with Image.open(path) as img:
+        return img.size
+
+
+def normalize_mask(data: bytes, *, width: int, height: int) -> bytes:
+    """The mask `data` (PNG bytes) as an 8-bit grayscale PNG of size (width, height); 422 when unusable."""
+    if len(data) > MAX_MASK_BYTES:
+        raise InvalidInputError(
+            f"the mask PNG has {len(data)} bytes, more than the {MAX_MASK_BYTES} allowed; send a grayscale "
+            f"or RGBA PNG of {width}x{height} pixels"
+        )
+    try:
+        img = Image.open(io.BytesIO(data))
+    except (UnidentifiedImageError, OSError):
+        raise InvalidInputError("the mask is not a readable image; send a PNG file") from None
+    with img:
+        if img.format != "PNG":
+            raise InvalidInputError(f"the mask is a {img.format} image; send a PNG (lossless) instead")
+        if img.size != (width, height):
+            raise InvalidInputError(
+                f"the mask is {img.size[0]}x{img.size[1]} pixels but the image is {width}x{height}; paint on "
+                "a canvas of the image's natural size and send that"
+            )
+        if img.mode not in ACCEPTED_MODES:
+            raise InvalidInputError(
+                f"the mask PNG has mode {img.mode}; send grayscale (L: value = salience) or RGBA "
+                "(alpha = salience), 8 bits per channel"
+            )
+        try:
+            img.load()
+        except (OSError, ValueError, SyntaxError):
+            raise InvalidInputError("the mask PNG is truncated or corrupt; send it again") from None
+        if img.mode in ("LA", "RGBA"):
+            gray = img.getchannel("A")
+        else:
+            gray = img.convert("L")
+    out = io.BytesIO()
+    gray.save(out, format="PNG")
+    return out.getvalue()

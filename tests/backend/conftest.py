@@ -1,0 +1,134 @@
+"""Fixtures of the backend tests: a fresh database per test, the app on it, its blob store.
+
+SQLite (always): one database migrated with Alembic per test session, copied to each test's tmp_path.
+PostgreSQL (key tests, via `tests/conftest.py`'s `postgres_url`): one schema `t_<random>` per test session,
+migrated once and emptied (TRUNCATE) before each test, dropped at the end; the shared `test` database is never
+touched outside it. Tests that should run on both take the `db_url` fixture and the `BOTH_DATABASES` mark.
+"""
+
+from __future__ import annotations
+
+import secrets
+import shutil
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+from sqlalchemy import Engine, text
+from sqlalchemy.orm import Session
+
+from backend.db import make_engine, make_session_factory
+from backend.main import create_app
+from backend.migrate import upgrade
+from backend.models import Base
+from backend.settings import Settings, get_settings
+from backend.storage import BlobStore
+
+# Test modules import their helpers with `from factories import ...` (tests/ has no packages).
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+TEST_SECRET = "test-secret-key-" + "x" * 32
+
+
+def schema_url(base_url: str, schema: str) -> str:
+    """`base_url` with every connection's search_path set to `schema` (libpq `options`)."""
+    sep = "&" if "?" in base_url else "?"
+    return f"{base_url}{sep}options=-csearch_path%3D{schema}"
+
+
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A SQLite file migrated to head once per session; tests get copies."""
+    path = tmp_path_factory.mktemp("template") / "template.db"
+    upgrade(f"sqlite:///{path}")
+    return path
+
+
+@pytest.fixture(scope="session")
+def postgres_schema_url(postgres_url: str) -> Iterator[str]:
+    """A migrated schema of its own in the shared test database, dropped after the session."""
+    schema = f"t_{secrets.token_hex(6)}"
+    admin = make_engine(postgres_url)
+    with admin.begin() as conn:
+        conn.execute(text(f"CREATE SCHEMA {schema}"))
+    try:
+        url = schema_url(postgres_url, schema)
+        upgrade(url)
+        yield url
+    finally:
+        with admin.begin() as conn:
+            conn.execute(text(f"DROP SCHEMA IF EXISTS {schema} CASCADE"))
+        admin.dispose()
+
+
+def _truncate_all(url: str) -> None:
+    engine = make_engine(url)
+    try:
+        tables = ", ".join(t.name for t in Base.metadata.sorted_tables)
+        with engine.begin() as conn:
+            conn.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
+    finally:
+        engine.dispose()
+
+
+@pytest.fixture
+def db_url(request: pytest.FixtureRequest, tmp_path: Path, sqlite_template: Path) -> str:
+    """URL of an empty, migrated database for this test (SQLite unless parametrised with 'postgres')."""
+    kind = getattr(request, "param", "sqlite")
+    if kind == "postgres":
+        url = request.getfixturevalue("postgres_schema_url")
+        _truncate_all(url)
+        return url
+    path = tmp_path / "sipat.db"
+    shutil.copyfile(sqlite_template, path)
+    return f"sqlite:///{path}"
+
+
+@pytest.fixture
+def settings(db_url: str, tmp_path: Path) -> Settings:
+    return Settings(database_url=db_url, data_dir=tmp_path / "data", secret_key=TEST_SECRET, env="development")
+
+
+@pytest.fixture
+def env_settings(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> Iterator[Settings]:
+    """The same settings exported as SIPAT_* variables, for code that reads `get_settings()` (the CLI)."""
+    monkeypatch.setenv("SIPAT_DATABASE_URL", settings.database_url)
+    monkeypatch.setenv("SIPAT_DATA_DIR", str(settings.data_dir))
+    monkeypatch.setenv("SIPAT_SECRET_KEY", TEST_SECRET)
+    get_settings.cache_clear()
+    yield settings
+    get_settings.cache_clear()
+
+
+@pytest.fixture
+def storage(settings: Settings) -> BlobStore:
+    """The app's blob store, without fsync (atomic but not crash-safe: fast on slow test disks)."""
+    return BlobStore(settings.data_dir / "blobs", durable=False)
+
+
+@pytest.fixture
+def engine(settings: Settings) -> Iterator[Engine]:
+    engine = make_engine(settings.database_url)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def session(engine: Engine) -> Iterator[Session]:
+    """A session for arranging and inspecting data; commit what the app must see."""
+    with make_session_factory(engine)() as session:
+        yield session
+
+
+@pytest.fixture
+def app(settings: Settings) -> FastAPI:
+    return create_app(settings)
+
+
+@pytest.fixture
+def client(app: FastAPI) -> Iterator[TestClient]:
+    with TestClient(app) as client:
+        yield client
