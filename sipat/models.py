@@ -1,0 +1,411 @@
+"""Architectures for SIP-AT: small CNNs and torchvision nets, each behind its own input normaliser.
+
+Every model that `build_model` returns takes images in [0, 1], shape (N, C, H, W), and returns logits
+(N, num_classes). The normalisation lives *inside* the model (as in the paper) so that attack budgets such as
+eps = 8/255 are measured in pixel units, and clamping to [0, 1] in the attacks is the valid image range.
+
+ImageNet weights can only come from a local file (`weights_path`); nothing is ever downloaded.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torchvision
+from torch import Tensor, nn
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+MNIST_MEAN = (0.1307,)
+MNIST_STD = (0.3081,)
+CIFAR_MEAN = (0.4914, 0.4822, 0.4465)
+CIFAR_STD = (0.2470, 0.2435, 0.2616)
+
+# torchvision nets get the CIFAR-style stem (3x3 stride-1 first conv, no max-pool) at or below this size, so
+# that 28-64 px inputs keep enough spatial resolution (DenseNet's transitions would otherwise shrink a 28 px
+# image to nothing).
+SMALL_INPUT_MAX = 64
+
+
+class Normalize(nn.Module):
+    """``(x - mean) / std`` per channel, with mean/std as buffers (they move with ``.to(device)``).
+
+    ``mean``/``std`` have one value per channel, or a single value used for every channel.
+    Input (N, C, H, W) in [0, 1]; output the same shape.
+    """
+
+    def __init__(self, mean: Sequence[float], std: Sequence[float]) -> None:
+        super().__init__()
+        if len(mean) != len(std) or len(mean) == 0:
+            raise ValueError(f"mean and std need the same non-zero length, got {len(mean)} and {len(std)}")
+        if any(s <= 0 for s in std):
+            raise ValueError(f"std values must be positive, got {tuple(std)}")
+        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1))
+        self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1))
+
+    def forward(self, x: Tensor) -> Tensor:
+        channels = self.mean.shape[1]
+        if x.dim() != 4 or (channels != 1 and x.shape[1] != channels):
+            raise ValueError(
+                f"Normalize expects (N, {channels}, H, W) images, got shape {tuple(x.shape)}; "
+                "build the model with the dataset's in_channels"
+            )
+        return (x - self.mean) / self.std
+
+    def extra_repr(self) -> str:
+        return f"mean={self.mean.flatten().tolist()}, std={self.std.flatten().tolist()}"
+
+
+class NormalizedModel(nn.Module):
+    """The normaliser, then the network: ``net(normalize(x))``. Inputs in [0, 1].
+
+    ``net`` is the bare network (its state dict is what `weights_path` files hold); ``arch`` records
+    which `ARCHITECTURES` entry built it (or None when wrapped by hand).
+    """
+
+    def __init__(self, normalize: Normalize, net: nn.Module, *, arch: str | None = None) -> None:
+        super().__init__()
+        self.normalize = normalize
+        self.net = net
+        self.arch = arch
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.net(self.normalize(x))
+
+
+def _stats_for(mean: Sequence[float], std: Sequence[float], in_channels: int) -> tuple[list[float], list[float]]:
+    """Adapt per-channel stats to ``in_channels``: same length as-is, one value repeated, else the average."""
+    if len(mean) == in_channels:
+        return list(mean), list(std)
+    if len(mean) == 1:
+        return list(mean) * in_channels, list(std) * in_channels
+    m, s = sum(mean) / len(mean), sum(std) / len(std)
+    return [m] * in_channels, [s] * in_channels
+
+
+# ----------------------------------------------------------------------------------------------------------
+# small CNNs
+
+
+class SmallCNN(nn.Module):
+    """Two 3x3 conv layers (16, 32 channels, each ReLU + 2x2 max-pool), then FC 128, FC num_classes.
+
+    Made for 28x28 MNIST-like digits; about 0.21 M parameters, ~1.2 M multiply-adds per 28x28 image, so
+    10-step PGD training on a few thousand images takes seconds on a CPU. An adaptive average pool to 7x7
+    before the FC layers accepts any input of at least 4x4 pixels.
+    """
+
+    def __init__(self, in_channels: int = 1, num_classes: int = 10) -> None:
+        super().__init__()
+        self.features = nn.Sequential(
+            nn.Conv2d(in_channels, 16, 3, padding=1),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+            nn.Conv2d(16, 32, 3, padding=1),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+        )
+        self.pool = nn.AdaptiveAvgPool2d((7, 7))
+        self.classifier = nn.Sequential(
+            nn.Flatten(), nn.Linear(32 * 7 * 7, 128), nn.ReLU(), nn.Linear(128, num_classes)
+        )
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.classifier(self.pool(self.features(x)))
+
+
+class CNN32(nn.Module):
+    """Three conv blocks (3x3 conv, BatchNorm, ReLU, 2x2 max-pool) of 16, 32, 64 channels, then FC 128, FC out.
+
+    Made for 32x32 colour images and CPU budgets (about 0.16 M parameters, ~3 M multiply-adds per image: a
+    10-step PGD epoch over 2000 images takes ~8 s on 2 cores). BatchNorm sits on
+    the conv layers only, so a training batch of one still works. An adaptive average pool to 4x4 accepts
+    other input sizes (at least 8x8).
+    """
+
+    def __init__(self, in_channels: int = 3, num_classes: int = 10) -> None:
+        super().__init__()
+        layers: list[nn.Module] = []
+        width_in = in_channels
+        for width in (16, 32, 64):
+            layers += [
+                nn.Conv2d(width_in, width, 3, padding=1, bias=False),
+                nn.BatchNorm2d(width),
+                nn.ReLU(),
+                nn.MaxPool2d(2),
+            ]
+            width_in = width
+        self.features = nn.Sequential(*layers)
+        self.pool = nn.AdaptiveAvgPool2d((4, 4))
+        self.classifier = nn.Sequential(
+            nn.Flatten(), nn.Linear(64 * 4 * 4, 128), nn.ReLU(), nn.Linear(128, num_classes)
+        )
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.classifier(self.pool(self.features(x)))
+
+
+# ----------------------------------------------------------------------------------------------------------
+# torchvision nets
+
+
+def _small_stem(image_size: int | None) -> bool:
+    return image_size is not None and image_size <= SMALL_INPUT_MAX
+
+
+def _resnet(factory: Callable[..., nn.Module]) -> Callable[[int, int, int | None], nn.Module]:
+    def build(in_channels: int, num_classes: int, image_size: int | None) -> nn.Module:
+        net = factory(weights=None, num_classes=num_classes)
+        if _small_stem(image_size):
+            net.conv1 = nn.Conv2d(in_channels, 64, 3, stride=1, padding=1, bias=False)
+            net.maxpool = nn.Identity()
+        elif in_channels != 3:
+            net.conv1 = nn.Conv2d(in_channels, 64, 7, stride=2, padding=3, bias=False)
+        return net
+
+    return build
+
+
+def _densenet121(in_channels: int, num_classes: int, image_size: int | None) -> nn.Module:
+    net = torchvision.models.densenet121(weights=None, num_classes=num_classes)
+    if _small_stem(image_size):
+        net.features.conv0 = nn.Conv2d(in_channels, 64, 3, stride=1, padding=1, bias=False)
+        net.features.pool0 = nn.Identity()
+    elif in_channels != 3:
+        net.features.conv0 = nn.Conv2d(in_channels, 64, 7, stride=2, padding=3, bias=False)
+    return net
+
+
+@dataclass(frozen=True)
+class Architecture:
+    """One registry entry.
+
+    ``build(in_channels, num_classes, image_size)`` makes the bare network; ``mean``/``std`` are its
+    normalisation stats; ``head``/``stem`` are state-dict key prefixes of the classifier and of the first
+    conv (the only layers a `weights_path` file may disagree with, e.g. another class count);
+    ``gradcam`` picks the Grad-CAM layer of the bare network.
+    """
+
+    build: Callable[[int, int, int | None], nn.Module]
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    head: tuple[str, ...]
+    stem: tuple[str, ...]
+    gradcam: Callable[[nn.Module], nn.Module]
+    description: str
+
+
+ARCHITECTURES: dict[str, Architecture] = {
+    "small_cnn": Architecture(
+        build=lambda c, k, _s: SmallCNN(c, k),
+        mean=MNIST_MEAN,
+        std=MNIST_STD,
+        head=("classifier.3.",),
+        stem=("features.0.",),
+        gradcam=lambda net: net.features[3],
+        description="2 conv + 2 FC, for 28x28 grey digits (MNIST stats)",
+    ),
+    "cnn32": Architecture(
+        build=lambda c, k, _s: CNN32(c, k),
+        mean=CIFAR_MEAN,
+        std=CIFAR_STD,
+        head=("classifier.3.",),
+        stem=("features.0.",),
+        gradcam=lambda net: net.features[8],
+        description="3 conv (BatchNorm) + 2 FC, for 32x32 colour images (CIFAR stats)",
+    ),
+    "resnet18": Architecture(
+        build=_resnet(torchvision.models.resnet18),
+        mean=IMAGENET_MEAN,
+        std=IMAGENET_STD,
+        head=("fc.",),
+        stem=("conv1.",),
+        gradcam=lambda net: net.layer4,
+        description="torchvision ResNet-18 (ImageNet stats)",
+    ),
+    "resnet50": Architecture(
+        build=_resnet(torchvision.models.resnet50),
+        mean=IMAGENET_MEAN,
+        std=IMAGENET_STD,
+        head=("fc.",),
+        stem=("conv1.",),
+        gradcam=lambda net: net.layer4,
+        description="torchvision ResNet-50 (ImageNet stats)",
+    ),
+    "densenet121": Architecture(
+        build=_densenet121,
+        mean=IMAGENET_MEAN,
+        std=IMAGENET_STD,
+        head=("classifier.",),
+        stem=("features.conv0.",),
+        gradcam=lambda net: net.features.denseblock4,
+        description="torchvision DenseNet-121 (ImageNet stats)",
+    ),
+}
+
+
+def build_model(
+    arch: str,
+    *,
+    num_classes: int,
+    in_channels: int,
+    image_size: int | None = None,
+    weights_path: str | Path | None = None,
+) -> NormalizedModel:
+    """Build ``arch`` with random weights (or those of a local file), normaliser included.
+
+    Args:
+        arch: a key of `ARCHITECTURES`.
+        num_classes: logits per image.
+        in_channels: 1 (grey) or 3 (RGB) usually; the normaliser's stats are adapted (repeated or averaged).
+        image_size: side of the (square) inputs in pixels, when known. For the torchvision nets a size of at
+            most `SMALL_INPUT_MAX` (64) swaps in the CIFAR-style stem (3x3 stride-1 conv, no max-pool); None
+            or larger keeps the ImageNet stem. The small CNNs accept any size and ignore it.
+        weights_path: a local state-dict file for the bare network (see `load_weights`). Never downloads.
+
+    Returns:
+        a `NormalizedModel` mapping (N, in_channels, H, W) in [0, 1] to (N, num_classes) logits, in train mode.
+    """
+    if arch not in ARCHITECTURES:
+        raise ValueError(f"unknown architecture {arch!r}; choose one of {sorted(ARCHITECTURES)}")
+    if num_classes < 1 or in_channels < 1:
+        raise ValueError(f"num_classes and in_channels must be >= 1, got {num_classes} and {in_channels}")
+    spec = ARCHITECTURES[arch]
+    net = spec.build(in_channels, num_classes, image_size)
+    if weights_path is not None:
+        load_weights(net, weights_path, head=spec.head, stem=spec.stem)
+    mean, std = _stats_for(spec.mean, spec.std, in_channels)
+    return NormalizedModel(Normalize(mean, std), net, arch=arch)
+
+
+def default_arch_for(image_size: int, in_channels: int) -> str:
+    """A reasonable architecture for CPU-sized experiments: `small_cnn` for small grey images (<= 28 px),
+    `cnn32` up to 64 px, `resnet18` above."""
+    if in_channels == 1 and image_size <= 28:
+        return "small_cnn"
+    if image_size <= SMALL_INPUT_MAX:
+        return "cnn32"
+    return "resnet18"
+
+
+def gradcam_layer(model: nn.Module) -> nn.Module:
+    """The layer whose activations Grad-CAM should use: the last convolutional feature map of ``model``.
+
+    ResNets: ``layer4`` (output of the last residual block); DenseNet-121: ``features.denseblock4`` (its
+    concatenated 1024-channel output; ``features`` itself ends in a BatchNorm whose output torchvision ReLUs
+    in place); small CNNs: their last ``Conv2d``. Accepts a `NormalizedModel` or a bare network.
+    """
+    if isinstance(model, NormalizedModel):
+        net = model.net
+        if model.arch in ARCHITECTURES:
+            return ARCHITECTURES[model.arch].gradcam(net)
+    else:
+        net = model
+    if isinstance(net, torchvision.models.ResNet):
+        return net.layer4
+    if isinstance(net, torchvision.models.DenseNet):
+        return net.features.denseblock4
+    convs = [m for m in net.modules() if isinstance(m, nn.Conv2d)]
+    if not convs:
+        raise ValueError(f"{type(net).__name__} has no Conv2d layer; Grad-CAM needs a convolutional model")
+    return convs[-1]
+
+
+# ----------------------------------------------------------------------------------------------------------
+# weights from local files
+
+
+def _unwrap_state_dict(obj: object, path: Path) -> dict[str, Tensor]:
+    """Accept a bare state dict, a checkpoint holding one under ``state_dict``/``model``, keys with a
+    ``module.`` (DataParallel) prefix, or the state dict of a whole `NormalizedModel` (``net.`` keys)."""
+    if isinstance(obj, Mapping):
+        for key in ("state_dict", "model"):
+            if key in obj and isinstance(obj[key], Mapping):
+                obj = obj[key]
+                break
+    if not isinstance(obj, Mapping) or not all(isinstance(v, Tensor) for v in obj.values()):
+        raise ValueError(f"{path} does not hold a state dict (a mapping of parameter names to tensors)")
+    sd = dict(obj)
+    if sd and all(k.startswith("module.") for k in sd):
+        sd = {k[len("module.") :]: v for k, v in sd.items()}
+    if any(k.startswith("net.") for k in sd):
+        sd = {k[len("net.") :]: v for k, v in sd.items() if k.startswith("net.")}
+    return sd
+
+
+def load_weights(
+    net: nn.Module, weights_path: str | Path, *, head: Sequence[str] = (), stem: Sequence[str] = ()
+) -> None:
+    """Load a local state-dict file into the bare network ``net`` (in place).
+
+    The file must name exactly the network's parameters and buffers. Two kinds of disagreement are allowed,
+    each with a `warnings.warn` saying what was left at its random init:
+
+    - the classifier (keys starting with a ``head`` prefix) has another shape, e.g. 1000 ImageNet classes
+      against our ``num_classes``: everything else is loaded;
+    - the first conv (``stem`` prefixes) has another shape: with the same kernel but 3 input channels in
+      the file and 1 in the net, the file's weights are summed over channels (grey = R + G + B response);
+      otherwise it keeps its random init (e.g. the small-input 3x3 stem against an ImageNet 7x7 file).
+
+    Raises:
+        FileNotFoundError: the file does not exist (the message names it).
+        ValueError: the file is not a state dict, or other keys are missing, extra, or of another shape.
+    """
+    path = Path(weights_path)
+    if not path.is_file():
+        raise FileNotFoundError(f"weights file {path} does not exist (weights are only read from local files)")
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises several types for foreign/corrupt files
+        raise ValueError(f"cannot read weights file {path}: {exc}") from exc
+    source = _unwrap_state_dict(obj, path)
+    target = net.state_dict()
+
+    missing = sorted(set(target) - set(source))
+    extra = sorted(set(source) - set(target))
+    if missing or extra:
+        raise ValueError(
+            f"weights file {path} does not fit {type(net).__name__}: missing keys {missing[:5]}"
+            f"{' ...' if len(missing) > 5 else ''}, unexpected keys {extra[:5]}{' ...' if len(extra) > 5 else ''}"
+            "; is it a state dict of the same architecture?"
+        )
+    to_load: dict[str, Tensor] = {}
+    skipped_head: list[str] = []
+    skipped_stem: list[str] = []
+    summed_stem: list[str] = []
+    for key, want in target.items():
+        have = source[key]
+        if have.shape == want.shape:
+            to_load[key] = have
+        elif key.startswith(tuple(head)):
+            skipped_head.append(key)
+        elif key.startswith(tuple(stem)):
+            if have.dim() == 4 and want.shape[1] == 1 and have.shape[1] == 3 and have.shape[2:] == want.shape[2:]:
+                to_load[key] = have.sum(dim=1, keepdim=True)
+                summed_stem.append(key)
+            else:
+                skipped_stem.append(key)
+        else:
+            raise ValueError(
+                f"weights file {path}: {key} has shape {tuple(have.shape)} but the network needs "
+                f"{tuple(want.shape)}; only the classifier and the first conv may differ"
+            )
+    net.load_state_dict({**target, **to_load})
+    if skipped_head:
+        warnings.warn(
+            f"{path}: classifier {skipped_head} has another shape (another class count?); "
+            "loaded everything else, the classifier keeps its random init",
+            stacklevel=2,
+        )
+    if summed_stem:
+        warnings.warn(f"{path}: summed the RGB first-conv weights {summed_stem} for 1-channel input", stacklevel=2)
+    if skipped_stem:
+        warnings.warn(
+            f"{path}: first conv {skipped_stem} has another shape (small-input stem or other channel count); "
+            "it keeps its random init",
+            stacklevel=2,
+        )
