@@ -239,3 +239,16 @@ def test_psychometric_fixed_guess_and_unreachable_threshold():
 def test_psychometric_errors(eps, judged, kw, match):
     with pytest.raises(ValueError, match=match):
         fit_psychometric(eps, judged, **kw)
+
+
+def test_study_and_archive_modules_do_not_import_torch():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, backend.study.config, backend.study.schedule, backend.study.analysis, "
+        "backend.datasets.archive; "
+        "bad = sorted(m for m in ('torch', 'sipat', 'torchvision') if m in sys.modules); "
+        "assert not bad, bad"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)

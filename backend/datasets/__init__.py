@@ -1,0 +1,1 @@
+"""Dataset uploads: validation and reading of zip archives (ImageFolder or the authors' CSV manifest)."""
