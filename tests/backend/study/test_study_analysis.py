@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -251,4 +252,5 @@ def test_study_and_archive_modules_do_not_import_torch():
         "bad = sorted(m for m in ('torch', 'sipat', 'torchvision') if m in sys.modules); "
         "assert not bad, bad"
     )
-    subprocess.run([sys.executable, "-c", code], check=True)
+    repo_root = Path(__file__).resolve().parents[3]
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=repo_root)
