@@ -8,7 +8,7 @@ Item contract (every dataset here, and what `sipat.training` relies on)
 - ``label``: int in [0, num_classes), the index into ``dataset.classes``;
 - ``salience``: float32 tensor (1, H, W), values in [0, 1], 1 = salient to the annotator (never perturbed
   by SIP-AT once thresholded); or, when the image has no salience map, the same shape **filled with NaN**.
-  NaN (rather than None) keeps torch's default collate working; `has_salience` tells them apart in a batch,
+  NaN (rather than None) keeps torch's default collate working; `sipat.salience.has_salience` tells them apart,
   and `sipat.salience.to_mask` turns a NaN map into mask 1 (ordinary adversarial training for that image).
 
 Every dataset also exposes ``classes: list[str]``, ``num_classes``, ``in_channels`` (1 or 3) and
@@ -39,6 +39,8 @@ from PIL import Image, UnidentifiedImageError
 from torch import Tensor
 from torch.utils.data import Dataset
 
+from sipat.salience import boxes_to_map
+
 IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm"})
 REQUIRED_COLUMNS = ("image_path", "image_class")
 SALIENCE_COLUMNS = ("salience_map_path", "bounding_boxes")
@@ -48,20 +50,6 @@ Item = tuple[Tensor, int, Tensor]
 
 class DataError(ValueError):
     """A dataset file is missing or malformed; the message names the file (and CSV line) and the problem."""
-
-
-def has_salience(s: Tensor) -> Tensor:
-    """Which samples of a batch of salience maps carry a real map.
-
-    Args:
-        s: (N, 1, H, W) batch as collated from dataset items.
-
-    Returns:
-        (N,) bool tensor, False where the sample's map is all NaN (no salience for that image).
-    """
-    if not isinstance(s, Tensor) or s.dim() != 4:
-        raise ValueError(f"has_salience expects an (N, 1, H, W) batch, got {getattr(s, 'shape', type(s))}")
-    return ~torch.isnan(s).flatten(1).all(dim=1)
 
 
 def missing_salience(height: int, width: int) -> Tensor:
@@ -194,24 +182,6 @@ def _parse_boxes(text: str, where: str, native: tuple[int, int]) -> list[list[fl
     return out
 
 
-def boxes_to_salience(boxes: Sequence[Sequence[float]], native: tuple[int, int], size: tuple[int, int]) -> Tensor:
-    """Rasterise [x, y, w, h] boxes given in a (W, H) = ``native`` image onto an (H', W') = ``size`` grid.
-
-    Returns (1, H', W') float32: 1 for every pixel a box touches (partially covered edge pixels count, so
-    the protected region never shrinks when resizing), 0 elsewhere. Boxes with zero width/height mark nothing.
-    """
-    height, width = size
-    sx, sy = width / native[0], height / native[1]
-    s = torch.zeros(1, height, width, dtype=torch.float32)
-    for x, y, w, h in boxes:
-        if w <= 0 or h <= 0:
-            continue
-        c0, c1 = math.floor(x * sx + 1e-6), math.ceil((x + w) * sx - 1e-6)
-        r0, r1 = math.floor(y * sy + 1e-6), math.ceil((y + h) * sy - 1e-6)
-        s[:, max(r0, 0) : min(r1, height), max(c0, 0) : min(c1, width)] = 1.0
-    return s
-
-
 class _FileDataset(Dataset):
     """Shared loading for file-backed sets: records checked (existence, header, boxes) at construction,
     pixels decoded lazily in ``__getitem__`` (corrupt/truncated files raise `DataError` there, or at once
@@ -268,7 +238,7 @@ class _FileDataset(Dataset):
                 sm = sm.resize((w, h), Image.BILINEAR)
             salience = _to_tensor(sm).clamp_(0, 1)
         elif r.boxes is not None:
-            salience = boxes_to_salience(r.boxes, native, (h, w))
+            salience = boxes_to_map(r.boxes, h, w, native=native)[0]
         else:
             salience = missing_salience(h, w)
         return image, r.label, salience

@@ -11,6 +11,7 @@ Images without a map carry NaN (see sipat.data); their mask is 1, i.e. ordinary 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import torch
@@ -46,8 +47,10 @@ def to_mask(s: Tensor, threshold: float | None = 0.5) -> Tensor:
     return torch.where(missing, torch.ones_like(s), m)
 
 
-def has_map(s: Tensor) -> Tensor:
-    """(N,) bool: which samples of an (N, 1, H, W) batch carry a salience map (not all NaN)."""
+def has_salience(s: Tensor) -> Tensor:
+    """(N,) bool: which samples of an (N, 1, H, W) batch carry a salience map (False where all NaN)."""
+    if not isinstance(s, Tensor) or s.dim() != 4:
+        raise ValueError(f"has_salience expects an (N, 1, H, W) batch, got {getattr(s, 'shape', type(s))}")
     return ~torch.isnan(s).flatten(1).all(dim=1)
 
 
@@ -65,18 +68,31 @@ def mean_of_annotators(maps: Sequence[Tensor] | Tensor) -> Tensor:
     return stacked.float().mean(dim=0, keepdim=True)
 
 
-def boxes_to_map(boxes: Sequence[Sequence[float]], height: int, width: int) -> Tensor:
-    """Bounding boxes [x, y, w, h] in pixels -> (1, 1, H, W) map, 1 inside any box, 0 elsewhere."""
+def boxes_to_map(
+    boxes: Sequence[Sequence[float]], height: int, width: int, *, native: tuple[int, int] | None = None
+) -> Tensor:
+    """Bounding boxes [x, y, w, h] -> (1, 1, H, W) map: 1 on every pixel a box touches, 0 elsewhere.
+
+    Args:
+        boxes: in pixels of the `native` (W, H) image (default: the output grid itself). A box of zero width
+            or height marks nothing (the authors write [[0, 0, 0, 0]] for "no salient region").
+        height, width: the output grid; boxes are scaled onto it, and partly covered edge pixels count, so
+            the protected region never shrinks when resizing.
+    """
+    nw, nh = native if native is not None else (width, height)
+    sx, sy = width / nw, height / nh
     s = torch.zeros(1, 1, height, width)
     for box in boxes:
         if len(box) != 4:
             raise ValueError(f"a bounding box is [x, y, w, h]; got {list(box)}")
         x, y, w, h = (float(v) for v in box)
-        if w <= 0 or h <= 0 or x < 0 or y < 0 or x + w > width or y + h > height:
-            raise ValueError(f"bounding box {list(box)} lies outside the {width}x{height} image or is empty")
-        x0, y0 = int(x), int(y)
-        x1, y1 = round(x + w), round(y + h)
-        s[..., y0 : max(y1, y0 + 1), x0 : max(x1, x0 + 1)] = 1.0
+        if w < 0 or h < 0 or x < -1e-6 or y < -1e-6 or x + w > nw + 1e-6 or y + h > nh + 1e-6:
+            raise ValueError(f"bounding box {list(box)} (x, y, w, h) lies outside the {nw}x{nh} image")
+        if w == 0 or h == 0:
+            continue
+        c0, c1 = math.floor(x * sx + 1e-6), math.ceil((x + w) * sx - 1e-6)
+        r0, r1 = math.floor(y * sy + 1e-6), math.ceil((y + h) * sy - 1e-6)
+        s[..., max(r0, 0) : min(r1, height), max(c0, 0) : min(c1, width)] = 1.0
     return s
 
 

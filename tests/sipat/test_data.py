@@ -18,10 +18,10 @@ from sipat.data import (
     ImageFolderDataset,
     ManifestDataset,
     default_eps_for,
-    has_salience,
     load_builtin,
     make_shapes,
 )
+from sipat.salience import has_salience
 
 # ----------------------------------------------------------------------------------------------------------
 # helpers: real files written with PIL

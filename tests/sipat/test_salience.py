@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from sipat.salience import boxes_to_map, gradcam, has_map, mean_of_annotators, resize_to, to_mask
+from sipat.salience import boxes_to_map, gradcam, has_salience, mean_of_annotators, resize_to, to_mask
 from tests.sipat.conftest import TinyCNN
 
 
@@ -26,7 +26,7 @@ def test_an_image_without_a_map_is_perturbed_everywhere():
     s = torch.stack([torch.full((1, 2, 2), math.nan), torch.ones(1, 2, 2)])
     m = to_mask(s)
     assert torch.equal(m[0], torch.ones(1, 2, 2)) and torch.equal(m[1], torch.zeros(1, 2, 2))
-    assert has_map(s).tolist() == [False, True]
+    assert has_salience(s).tolist() == [False, True]
 
 
 def test_mean_of_annotators():
@@ -46,6 +46,15 @@ def test_boxes_to_map():
     assert torch.equal(s[0, 0], expected)
     with pytest.raises(ValueError, match="outside"):
         boxes_to_map([[4, 0, 2, 2]], height=4, width=5)
+    assert not boxes_to_map([[0, 0, 0, 0]], height=4, width=5).any()  # the authors' "no salient region"
+    # boxes given on a 10x8 original, drawn on the 5x4 grid: a box over half a pixel covers that pixel
+    assert torch.equal(boxes_to_map([[2, 0, 3, 4]], height=4, width=5, native=(10, 8))[0, 0], expected_half())
+
+
+def expected_half() -> torch.Tensor:
+    e = torch.zeros(4, 5)
+    e[0:2, 1:3] = 1
+    return e
 
 
 def test_resize_to_keeps_range_and_shape():

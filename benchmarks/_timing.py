@@ -1,0 +1,41 @@
+"""Interleaved timing: noisy machines drift, so candidates are run in turns and compared by their medians."""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Callable
+
+import torch
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def interleaved(
+    candidates: dict[str, Callable[[], object]], *, repeats: int, device: torch.device, warmup: int = 1
+) -> dict[str, float]:
+    """Median seconds per call of each candidate, measured round-robin `repeats` times after a warm-up."""
+    for fn in candidates.values():
+        for _ in range(warmup):
+            fn()
+    times: dict[str, list[float]] = {name: [] for name in candidates}
+    for _ in range(repeats):
+        for name, fn in candidates.items():
+            _sync(device)
+            t = time.perf_counter()
+            fn()
+            _sync(device)
+            times[name].append(time.perf_counter() - t)
+    return {name: statistics.median(ts) for name, ts in times.items()}
+
+
+def report(title: str, medians: dict[str, float], baseline: str) -> None:
+    base = medians[baseline]
+    print(f"\n{title}")
+    print(f"{'candidate':<34} {'median s':>10} {'ratio':>8}")
+    for name, t in medians.items():
+        print(f"{name:<34} {t:>10.4f} {t / base:>8.3f}")
+    print(f"(ratio = time / time of '{baseline}', measured in this run)")
