@@ -8,7 +8,12 @@ from sqlalchemy.orm import Session
 from backend.models import Stimulus, Trial
 from backend.services.errors import NotFoundError
 
-_SIGNATURES = ((b"\x89PNG\r\n\x1a\n", "image/png"), (b"\xff\xd8\xff", "image/jpeg"))
+_SIGNATURES = (
+    (b"\x89PNG\r\n\x1a\n", "image/png"),
+    (b"\xff\xd8\xff", "image/jpeg"),
+    (b"GIF8", "image/gif"),
+    (b"BM", "image/bmp"),
+)
 
 
 def stimulus_for_key(session: Session, media_key: str) -> Stimulus:
@@ -22,7 +27,9 @@ def stimulus_for_key(session: Session, media_key: str) -> Stimulus:
 
 
 def media_type(head: bytes) -> str:
-    """The MIME type of an image from its first bytes (PNG or JPEG; anything else as opaque bytes)."""
+    """The MIME type of an image from its first (>= 12) bytes; unknown formats as opaque bytes."""
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return "image/webp"
     for signature, mime in _SIGNATURES:
         if head.startswith(signature):
             return mime

@@ -40,8 +40,9 @@ from backend.study.schedule import TrialSpec, build_schedule
 
 #: Seconds a participant's browser should wait before asking again while stimuli are being generated.
 PREPARING_RETRY_AFTER_S = 30
-#: A participant who answers "clean" to more than this fraction of catch trials is flagged for exclusion.
-MAX_CATCH_MISS_RATE = 0.5
+#: A participant who misses more catch trials than this is flagged for exclusion at completion; the same
+#: rule and default as `backend.study.analysis.catch_exclusions` (not imported: it needs scipy).
+MAX_CATCH_ERRORS = 1
 #: Largest accepted stroke record of one annotation (compact JSON, bytes).
 MAX_STROKES_BYTES = 256 * 1024
 _ENROLL_ATTEMPTS = 5
@@ -258,7 +259,7 @@ def _complete(session: Session, participant: Participant) -> None:
         .all()
     )
     misses = sum(1 for judgment in catch if judgment != "perturbed")
-    participant.flagged = bool(catch) and misses > MAX_CATCH_MISS_RATE * len(catch)
+    participant.flagged = misses > MAX_CATCH_ERRORS
     session.flush()
 
 

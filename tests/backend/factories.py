@@ -20,6 +20,7 @@ BOTH_DATABASES = pytest.mark.parametrize(
     "db_url", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)], indirect=True
 )
 
+
 EPS_LEVELS = [0.0, 2 / 255, 8 / 255]
 SIZE = (8, 6)  # width, height of every test image
 

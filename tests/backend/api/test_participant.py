@@ -131,10 +131,10 @@ def test_completion_code_only_after_every_answer(client: TestClient, session: Se
 
 
 def test_generated_completion_code_and_catch_flag(client: TestClient, session: Session, storage: BlobStore) -> None:
-    make_open_study(session, storage)
+    make_open_study(session, storage, n_catch=2)
     token = start(client).json()["token"]
     while not (trial := next_trial(client, token))["done"]:
-        answer(client, token, trial, judgment="clean")  # misses the catch trial
+        answer(client, token, trial, judgment="clean")  # misses both catch trials
     assert len(trial["completion_code"]) == 8
     session.expire_all()
     assert session.scalar(select(Participant.flagged)) is True
