@@ -66,15 +66,23 @@ class Settings(BaseSettings):
     @model_validator(mode="after")
     def _resolve(self) -> Settings:
         self.data_dir = self.data_dir.expanduser().resolve()
-        if not self.database_url:
-            self.database_url = f"sqlite:///{_var_dir() / 'sipat.db'}"
-        if not self.broker_url:
-            self.broker_url = f"sqla+sqlite:///{_var_dir() / 'broker.db'}"
+        self.database_url = _absolute_sqlite(self.database_url or f"sqlite:///{_var_dir() / 'sipat.db'}")
+        self.broker_url = _absolute_sqlite(self.broker_url or f"sqla+sqlite:///{_var_dir() / 'broker.db'}")
         self.public_base_url = self.public_base_url.rstrip("/")
         if self.secret_key is None or not self.secret_key.get_secret_value():
             self.secret_key = SecretStr(_load_or_create_secret(self.data_dir / "secret_key"))
         _check_secret(self.secret_key.get_secret_value(), self.env)
         return self
+
+
+def _absolute_sqlite(url: str) -> str:
+    """A SQLite URL with a relative file path made absolute (so processes started elsewhere agree)."""
+    scheme, sep, path = url.partition(":///")
+    if not sep or (scheme.split("+")[-1] != "sqlite" and scheme.split("+")[0] != "sqlite"):
+        return url
+    if not path or path.startswith("/") or path.startswith(":memory:") or path.startswith("file:"):
+        return url
+    return f"{scheme}:///{(Path.cwd() / path).resolve()}"
 
 
 def _check_secret(value: str, env: str) -> None:

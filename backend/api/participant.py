@@ -37,8 +37,8 @@ from backend.schemas.participant import (
     StudyPublic,
 )
 from backend.services import participants as svc
-from backend.services.errors import InvalidInputError, ServiceError
-from backend.services.masks import MAX_MASK_BYTES, image_size
+from backend.services.errors import InvalidInputError, PayloadTooLargeError, ServiceError
+from backend.services.masks import MAX_MASK_BYTES
 
 router = APIRouter(tags=["participant"])
 
@@ -105,14 +105,14 @@ def read_next(
     total = svc.count_trials(session, participant)
     trial = svc.next_trial(session, participant)
     if trial is None:
-        outcome = svc.outcome(session, participant)
-        assert outcome is not None  # no unanswered trial left
+        svc.complete_if_done(session, participant)
+        outcome = svc.outcome(participant)
         return SessionDone(total=total, completion_code=outcome.completion_code, redirect_url=outcome.redirect_url)
     config = svc.study_config(participant.study)
     annotate = trial.phase == "annotate"
     width = height = None
     if annotate:
-        width, height = image_size(storage.path(trial.stimulus.sha256))
+        width, height = svc.stimulus_size(storage, trial.stimulus)
     return NextTrial(
         trial_id=trial.id,
         position=trial.position,
@@ -143,6 +143,10 @@ def submit_response(
     return ResponseOut.model_validate(stored)
 
 
+#: Largest annotation request: a base64 mask of MAX_MASK_BYTES plus the stroke record and form overhead.
+_MAX_ANNOTATION_BODY = (MAX_MASK_BYTES * 4) // 3 + svc.MAX_STROKES_BYTES + 64 * 1024
+
+
 @dataclass(frozen=True)
 class _AnnotationPayload:
     mask_png: bytes
@@ -157,6 +161,11 @@ class _AnnotationFormFields(BaseModel):
 
 async def _annotation_payload(request: Request) -> _AnnotationPayload:
     """The annotation from a JSON body (base64 PNG) or a multipart form (file `mask`, `strokes`, `duration_ms`)."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > _MAX_ANNOTATION_BODY:
+        raise PayloadTooLargeError(
+            f"the annotation is {declared} bytes, more than {_MAX_ANNOTATION_BODY}; send a smaller mask PNG"
+        )
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     try:
         if content_type == "multipart/form-data":

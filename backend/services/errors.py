@@ -26,6 +26,10 @@ class InvalidInputError(ServiceError):
     status_code = 422
 
 
+class PayloadTooLargeError(ServiceError):
+    status_code = 413
+
+
 class UnavailableError(ServiceError):
     """Temporarily unable to serve (e.g. stimuli still being generated); `retry_after_s` becomes Retry-After."""
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 from pathlib import Path
+from typing import BinaryIO
 
 from PIL import Image, UnidentifiedImageError
 
@@ -18,9 +19,9 @@ MAX_MASK_BYTES = 4 * 1024 * 1024
 ACCEPTED_MODES = ("L", "1", "LA", "RGBA")
 
 
-def image_size(path: Path) -> tuple[int, int]:
-    """(width, height) of the image file at `path`, read from its header only."""
-    with Image.open(path) as img:
+def image_size(source: Path | BinaryIO) -> tuple[int, int]:
+    """(width, height) of an image file (a path or a binary file object), read from its header only."""
+    with Image.open(source) as img:
         return img.size
 
 

@@ -224,6 +224,12 @@ def get_own_trial(session: Session, participant: Participant, trial_id: int) -> 
     return trial
 
 
+def stimulus_size(storage: BlobStore, stimulus: Stimulus) -> tuple[int, int]:
+    """(width, height) of a stimulus as displayed (from its PNG header): the size its masks must have."""
+    with storage.open(stimulus.sha256) as fh:
+        return image_size(fh)
+
+
 def expected_judgment(trial: Trial) -> str | None:
     """The correct detection answer of a trial ("perturbed" iff its stimulus has eps > 0); None to annotate."""
     if trial.phase == "annotate":
@@ -231,15 +237,22 @@ def expected_judgment(trial: Trial) -> str | None:
     return "perturbed" if trial.stimulus.eps > 0 else "clean"
 
 
-def outcome(session: Session, participant: Participant) -> Outcome | None:
-    """The completion code and redirect once every trial is answered; None before."""
+def complete_if_done(session: Session, participant: Participant) -> bool:
+    """Mark the session completed (code, flag) once no trial is left unanswered; True when it is complete."""
+    if participant.completed_at is not None:
+        return True
     if next_trial(session, participant) is not None:
-        return None
-    if participant.completed_at is None:
-        _complete(session, participant)
-    config = study_config(participant.study)
-    code = participant.completion_code or ""
-    redirect = config.redirect_url
+        return False
+    _complete(session, participant)
+    return True
+
+
+def outcome(participant: Participant) -> Outcome:
+    """The completion code and the redirect (with `{completion_code}` filled in) of a completed session."""
+    if participant.completed_at is None or participant.completion_code is None:
+        raise ConflictError("the session is not finished; answer the remaining trials first")
+    code = participant.completion_code
+    redirect = study_config(participant.study).redirect_url
     if redirect is not None:
         redirect = redirect.replace("{completion_code}", quote(code, safe=""))
     return Outcome(completion_code=code, redirect_url=redirect)
@@ -306,7 +319,7 @@ def submit_response(
         if stored is None:
             raise
         return _same_or_conflict(stored, values, trial_id), False
-    outcome(session, participant)
+    complete_if_done(session, participant)
     return row, True
 
 
@@ -335,7 +348,7 @@ def submit_annotation(
             f"strokes take {strokes_size} bytes as JSON, more than {MAX_STROKES_BYTES}; simplify the stroke "
             "paths (fewer points) before sending"
         )
-    width, height = image_size(storage.path(trial.stimulus.sha256))
+    width, height = stimulus_size(storage, trial.stimulus)
     mask = normalize_mask(mask_png, width=width, height=height)
     values = {"mask_sha256": sha256_hex(mask), "strokes": strokes, "duration_ms": duration_ms}
     if trial.annotation is not None:
@@ -352,7 +365,7 @@ def submit_annotation(
         if stored is None:
             raise
         return _same_or_conflict(stored, values, trial_id), False
-    outcome(session, participant)
+    complete_if_done(session, participant)
     return row, True
 
 

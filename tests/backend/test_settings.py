@@ -55,3 +55,16 @@ def test_environment_prefix_and_cache(tmp_path: Path, monkeypatch: pytest.Monkey
         assert s.public_base_url == "https://study.example.org"
     finally:
         get_settings.cache_clear()
+
+
+def test_relative_sqlite_urls_made_absolute(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    s = Settings(
+        database_url="sqlite:///./db/x.db", broker_url="sqla+sqlite:///b.db", data_dir="d", secret_key="k" * 40
+    )
+    root = tmp_path.resolve()
+    assert s.database_url == f"sqlite:///{root / 'db' / 'x.db'}"
+    assert s.broker_url == f"sqla+sqlite:///{root / 'b.db'}"
+    assert s.data_dir == root / "d"
+    other = Settings(database_url="postgresql+psycopg://u@db/x", broker_url="redis://r:6379/0", secret_key="k" * 40)
+    assert (other.database_url, other.broker_url) == ("postgresql+psycopg://u@db/x", "redis://r:6379/0")

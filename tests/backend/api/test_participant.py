@@ -302,6 +302,14 @@ def test_jpeg_mask_and_huge_strokes_are_422(client: TestClient, session: Session
     assert r.status_code == 422 and "base64" in r.json()["detail"]
 
 
+def test_oversized_annotation_is_413(client: TestClient, session: Session, storage: BlobStore) -> None:
+    token, trial = _annotate_trial(client, session, storage)
+    url = f"/api/v1/sessions/{token}/trials/{trial['trial_id']}/annotation"
+    huge = "A" * (8 * 1024 * 1024)
+    r = client.post(url, json={"mask_png": huge, "duration_ms": 900})
+    assert r.status_code == 413 and "smaller" in r.json()["detail"]
+
+
 def test_annotation_as_multipart_rgba_data_url(client: TestClient, session: Session, storage: BlobStore) -> None:
     token, trial = _annotate_trial(client, session, storage)
     url = f"/api/v1/sessions/{token}/trials/{trial['trial_id']}/annotation"
