@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import json
 import math
+import random
 import secrets
+import time
 from collections import defaultdict
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -45,7 +47,7 @@ PREPARING_RETRY_AFTER_S = 30
 MAX_CATCH_ERRORS = 1
 #: Largest accepted stroke record of one annotation (compact JSON, bytes).
 MAX_STROKES_BYTES = 256 * 1024
-_ENROLL_ATTEMPTS = 5
+_ENROLL_ATTEMPTS = 8
 _Answer = TypeVar("_Answer", Response, Annotation)
 _EPS_TOLERANCE = 1e-9
 
@@ -61,8 +63,10 @@ class Outcome:
 # --- studies ---------------------------------------------------------------------------------------------
 
 
-def get_study(session: Session, slug: str) -> Study:
-    study = session.scalar(select(Study).where(Study.slug == slug))
+def get_study(session: Session, slug: str, *, lock: bool = False) -> Study:
+    """The study `slug` (404 if none); `lock` holds its row until commit (PostgreSQL; SQLite locks the file)."""
+    query = select(Study).where(Study.slug == slug)
+    study = session.scalar(query.with_for_update() if lock else query)
     if study is None:
         raise NotFoundError(f"no study with slug {slug!r}; check the link you were given")
     return study
@@ -97,8 +101,12 @@ def start_session(
     """
     if consent is not True:
         raise InvalidInputError("consent must be true: the participant has to accept the consent text first")
-    for _ in range(_ENROLL_ATTEMPTS):
-        study = get_study(session, slug)
+    for attempt in range(_ENROLL_ATTEMPTS):
+        if attempt:
+            time.sleep(random.uniform(0.005, 0.05) * attempt)
+        # Locking the study row serialises enrolments of one study, so indices and external ids do not
+        # collide; the retry covers the databases that cannot lock a row (SQLite: stale snapshot errors).
+        study = get_study(session, slug, lock=True)
         if external_id is not None:
             existing = session.scalar(
                 select(Participant).where(Participant.study_id == study.id, Participant.external_id == external_id)
