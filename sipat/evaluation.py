@@ -137,7 +137,7 @@ def format_table(result: EvalResult) -> str:
 
     def label(e: float) -> str:
         k = e * 255
-        return f"{round(k)}/255" if abs(k - round(k)) < 1e-6 else f"{e:g}"
+        return f"{round(k)}/255" if abs(k - round(k)) < 1e-6 and 0 < k <= 32 else f"{e:g}"
 
     head = "| attack | " + " | ".join(f"eps {label(e)}" for e in grid) + " |"
     rule = "|---|" + "---|" * len(grid)

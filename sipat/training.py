@@ -343,6 +343,43 @@ def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     return ckpt
 
 
+MODEL_META_KEYS = ("arch", "num_classes", "in_channels", "image_size")
+
+
+def model_meta(model: nn.Module, *, num_classes: int, in_channels: int, image_size: Any, classes: list[str]) -> dict:
+    """The checkpoint `meta` that `load_model` needs to rebuild a `sipat.models.build_model` network."""
+    arch = getattr(model, "arch", None)
+    if arch is None:
+        raise ValueError("model_meta needs a model built by sipat.models.build_model (it records its arch)")
+    return {
+        "arch": arch,
+        "num_classes": num_classes,
+        "in_channels": in_channels,
+        "image_size": image_size,
+        "classes": list(classes),
+    }
+
+
+def load_model(path: str | Path, map_location: str | torch.device = "cpu") -> tuple[nn.Module, dict[str, Any]]:
+    """Rebuild the model of a checkpoint written with `model_meta`, in eval mode; returns (model, checkpoint)."""
+    from sipat.models import build_model
+
+    ckpt = read_checkpoint(path, map_location=map_location)
+    meta = ckpt.get("meta") or {}
+    missing = [k for k in MODEL_META_KEYS if k not in meta]
+    if missing:
+        raise ValueError(f"{path} does not record {', '.join(missing)}; save it with meta=model_meta(...)")
+    size = meta["image_size"]
+    model = build_model(
+        meta["arch"],
+        num_classes=meta["num_classes"],
+        in_channels=meta["in_channels"],
+        image_size=size if isinstance(size, int) or size is None else max(size),
+    )
+    model.load_state_dict(ckpt["state_dict"])
+    return model.to(map_location).eval(), ckpt
+
+
 def _load_resume_state(path: Path, cfg: TrainConfig) -> dict[str, Any] | None:
     if not path.is_file():
         return None
@@ -364,6 +401,8 @@ __all__ = [
     "TrainConfig",
     "TrainResult",
     "batch_loss",
+    "load_model",
+    "model_meta",
     "pick_device",
     "read_checkpoint",
     "save_checkpoint",
