@@ -15,13 +15,14 @@ import random
 import secrets
 import time
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 from urllib.parse import quote
 
 from pydantic import ValidationError
 from sqlalchemy import func, select
-from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 
 from backend.models import (
@@ -97,7 +98,8 @@ def start_session(
     """A new session of study `slug` with its schedule, or the existing one of `external_id` (created False).
 
     Raises InvalidInputError without consent, NotFoundError for an unknown slug, ConflictError when the study
-    is not open, UnavailableError (503, Retry-After) while its stimuli are being generated.
+    is not open, UnavailableError (503, Retry-After) while its stimuli are being generated. Call it first in
+    its transaction: losing an enrolment race rolls the transaction back and tries again.
     """
     if consent is not True:
         raise InvalidInputError("consent must be true: the participant has to accept the consent text first")
@@ -120,6 +122,7 @@ def start_session(
         highest = session.scalar(select(func.max(Participant.index)).where(Participant.study_id == study.id))
         index = 0 if highest is None else highest + 1
         specs = stimuli.schedule(config, index)
+        stimulus_ids = [stimuli.stimulus_id(spec) for spec in specs]
         participant = Participant(
             study_id=study.id,
             token=secrets.token_urlsafe(24),
@@ -137,17 +140,27 @@ def start_session(
                     participant_id=participant.id,
                     position=spec.position,
                     phase=spec.phase,
-                    stimulus_id=stimuli.stimulus_id(spec),
+                    stimulus_id=stimulus_id,
                     media_key=secrets.token_urlsafe(18),
                 )
-                for spec in specs
+                for spec, stimulus_id in zip(specs, stimulus_ids, strict=True)
             )
             session.flush()
             return participant, True
-        except (IntegrityError, OperationalError):
+        except (IntegrityError, OperationalError) as exc:
             # Someone enrolled at the same time (same index or same external id): start over and look again.
             session.rollback()
+            if not _is_contention(exc):
+                raise
     raise ConflictError("too many participants are joining at this moment; try again in a few seconds")
+
+
+def _is_contention(exc: DBAPIError) -> bool:
+    """Whether a failed enrolment lost a race (unique index, SQLite lock) rather than hit a real fault."""
+    text = str(exc.orig).lower()
+    if isinstance(exc, IntegrityError):
+        return "unique" in text or "duplicate" in text
+    return any(word in text for word in ("locked", "busy", "could not serialize", "deadlock"))
 
 
 @dataclass
@@ -314,21 +327,7 @@ def submit_response(
             f"trial {trial_id} is an annotation trial; send its mask to POST .../trials/{trial_id}/annotation instead"
         )
     values = {"judgment": judgment, "confidence": confidence, "rt_ms": rt_ms, "client_timestamps": client_timestamps}
-    if trial.response is not None:
-        return _same_or_conflict(trial.response, values, trial_id), False
-    _require_current(session, participant, trial)
-    row = Response(trial_id=trial.id, **values)
-    try:
-        session.add(row)
-        session.flush()
-    except IntegrityError:  # the same trial answered by a concurrent request
-        session.rollback()
-        stored = session.scalar(select(Response).where(Response.trial_id == trial_id))
-        if stored is None:
-            raise
-        return _same_or_conflict(stored, values, trial_id), False
-    complete_if_done(session, participant)
-    return row, True
+    return _store_once(session, participant, trial, Response, values)
 
 
 def submit_annotation(
@@ -359,20 +358,45 @@ def submit_annotation(
     width, height = stimulus_size(storage, trial.stimulus)
     mask = normalize_mask(mask_png, width=width, height=height)
     values = {"mask_sha256": sha256_hex(mask), "strokes": strokes, "duration_ms": duration_ms}
-    if trial.annotation is not None:
-        return _same_or_conflict(trial.annotation, values, trial_id), False
+    return _store_once(
+        session,
+        participant,
+        trial,
+        Annotation,
+        values,
+        extra={"width": width, "height": height},
+        before_insert=lambda: storage.put(mask),  # the blob before the row that names it
+    )
+
+
+def _store_once(
+    session: Session,
+    participant: Participant,
+    trial: Trial,
+    model: type[_Answer],
+    values: dict[str, Any],
+    *,
+    extra: dict[str, Any] | None = None,
+    before_insert: Callable[[], object] | None = None,
+) -> tuple[_Answer, bool]:
+    """Insert the answer `values` of `trial` once: (stored row, created). An equal stored answer is returned,
+    a different one is a 409; a concurrent insert of the same trial is resolved the same way."""
+    stored = session.scalar(select(model).where(model.trial_id == trial.id))
+    if stored is not None:
+        return _same_or_conflict(stored, values, trial.id), False
     _require_current(session, participant, trial)
-    storage.put(mask)
-    row = Annotation(trial_id=trial.id, width=width, height=height, **values)
+    if before_insert is not None:
+        before_insert()
+    row = model(trial_id=trial.id, **values, **(extra or {}))
     try:
         session.add(row)
         session.flush()
-    except IntegrityError:
+    except IntegrityError:  # answered by a concurrent request in the meantime
         session.rollback()
-        stored = session.scalar(select(Annotation).where(Annotation.trial_id == trial_id))
+        stored = session.scalar(select(model).where(model.trial_id == trial.id))
         if stored is None:
             raise
-        return _same_or_conflict(stored, values, trial_id), False
+        return _same_or_conflict(stored, values, trial.id), False
     complete_if_done(session, participant)
     return row, True
 

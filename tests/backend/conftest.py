@@ -34,6 +34,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 TEST_SECRET = "test-secret-key-" + "x" * 32
 
 
+@pytest.fixture(autouse=True)
+def _cheap_password_hashing(monkeypatch: pytest.MonkeyPatch) -> None:
+    """argon2id with tiny cost parameters: the same code path, milliseconds instead of ~0.2 s per hash."""
+    from argon2 import PasswordHasher
+
+    from backend import auth
+
+    monkeypatch.setattr(auth, "_hasher", PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1))
+
+
 @pytest.fixture(scope="session")
 def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A SQLite file migrated to head once per session; tests get copies."""
