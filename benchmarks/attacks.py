@@ -28,8 +28,8 @@ from sipat.training import pick_device
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--arch", default="resnet18")
-    ap.add_argument("--batch", type=int, default=64)
+    ap.add_argument("--arch", default="cnn32")
+    ap.add_argument("--batch", type=int, default=128)
     ap.add_argument("--size", type=int, default=32)
     ap.add_argument("--repeats", type=int, default=7)
     ap.add_argument("--device", default=None)
