@@ -6,7 +6,9 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: install test run lint format bench clean
+.PHONY: install test run lint format bench clean chromium
+
+CHROMIUM ?= /usr/bin/chromium
 
 install: $(STAMP)
 
@@ -19,7 +21,12 @@ $(STAMP): pyproject.toml requirements.lock
 	$(PY) -m pip install --quiet --no-deps -e .
 	@touch $(STAMP)
 
-test: install
+# The browser tests drive Debian's Chromium (Playwright cannot download its own here); install it when
+# missing and we are root, otherwise they skip (and fail in CI).
+chromium:
+	@test -x $(CHROMIUM) || [ "$$(id -u)" != 0 ] || { apt-get update -qq && apt-get install -y -qq chromium; }
+
+test: install chromium
 	$(PY) -m ruff check .
 	$(PY) -m pytest $(PYTEST_ARGS)
 
