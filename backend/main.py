@@ -20,6 +20,7 @@ from backend.db import make_engine, make_session_factory
 from backend.services.errors import ServiceError
 from backend.settings import Settings, get_settings
 from backend.storage import BlobStore, StorageError
+from backend.web import router as web_router
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +48,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.session_factory = make_session_factory(engine)
     app.state.storage = BlobStore(settings.data_dir / "blobs")
     app.include_router(api_router, prefix=API_PREFIX)
+    app.include_router(web_router)  # participant pages /s/{slug} and /static/
     app.add_exception_handler(ServiceError, _service_error)  # type: ignore[arg-type]
     app.add_exception_handler(StorageError, _storage_error)  # type: ignore[arg-type]
     app.add_exception_handler(RequestValidationError, _validation_error)  # type: ignore[arg-type]
