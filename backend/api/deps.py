@@ -6,7 +6,7 @@ sent (FastAPI's `scope="function"`), so a failed commit is an error response, ne
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Annotated
 
 from fastapi import Depends, HTTPException, Request, status
@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 
 from backend.auth import user_for_token
 from backend.db import session_scope
-from backend.models import Participant, User
+from backend.models import Job, Participant, User
 from backend.services.participants import participant_by_token
 from backend.settings import Settings
 from backend.storage import BlobStore
@@ -34,9 +34,20 @@ def get_storage(request: Request) -> BlobStore:
     return request.app.state.storage
 
 
+#: Sends a committed job's Celery task (`backend.queue.enqueue`); tests override `get_enqueuer` with a fake.
+Enqueuer = Callable[[Job], object]
+
+
+def get_enqueuer() -> Enqueuer:
+    from backend.queue import enqueue  # imported late: the app starts without opening a broker connection
+
+    return enqueue
+
+
 SessionDep = Annotated[Session, Depends(get_db, scope="function")]
 SettingsDep = Annotated[Settings, Depends(get_app_settings)]
 StorageDep = Annotated[BlobStore, Depends(get_storage)]
+EnqueueDep = Annotated[Enqueuer, Depends(get_enqueuer)]
 
 _bearer = HTTPBearer(
     auto_error=False,
