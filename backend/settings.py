@@ -62,6 +62,34 @@ class Settings(BaseSettings):
         default="http://localhost:8000",
         description="Origin participants reach the service at, used for absolute links (e.g. in exports).",
     )
+    queue_prefix: str = Field(
+        default="",
+        pattern=r"^[A-Za-z0-9_.-]*$",
+        description="Prefix of the Celery queue names ('gpu', 'cpu'), to let several deployments or test runs "
+        "share one Redis; workers must run with the same value.",
+    )
+    job_heartbeat_s: float = Field(
+        default=10.0,
+        gt=0,
+        description="Seconds between a running job's heartbeats (and flushes of its latest progress).",
+    )
+    job_stale_after_s: float = Field(
+        default=120.0,
+        gt=0,
+        description="A running job whose heartbeat is older than this many seconds is taken for lost: the reaper "
+        "re-queues it (or fails it after max_attempts), and a redelivered message may claim it. Keep it well "
+        "above job_heartbeat_s.",
+    )
+    job_reaper_interval_s: float = Field(
+        default=30.0,
+        gt=0,
+        description="Seconds between two runs of the stale-job reaper in each worker.",
+    )
+    job_wait_retry_s: float = Field(
+        default=10.0,
+        gt=0,
+        description="Seconds before a job that waits for another one (stimuli waiting for their model) looks again.",
+    )
 
     @model_validator(mode="after")
     def _resolve(self) -> Settings:

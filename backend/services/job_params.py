@@ -1,0 +1,188 @@
+"""Parameters of the worker jobs, validated where they enter (the research API, the dev server, the worker).
+
+Torch-free on purpose: the API validates a request with these models and stores `model_dump(mode="json")` as
+the job's `params`; the worker validates the stored dict again before it starts. Units: eps, alpha and the
+eval grid are L-inf radii in [0, 1] pixel units (8/255 = 0.0314); lr is SGD's learning rate.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from backend.services.errors import InvalidInputError
+
+TrainMethod = Literal["standard", "pgd_at", "trades", "sip_at", "sip_trades"]
+MASKED_METHODS = ("sip_at", "sip_trades")
+#: Architectures of `sipat.models.ARCHITECTURES` (tests/worker checks that the two lists agree).
+ARCHITECTURES = ("small_cnn", "cnn32", "resnet18", "resnet50", "densenet121")
+EvalAttack = Literal["pgd", "apgd", "fgsm"]
+DEFAULT_EVAL_EPS = (0.0, 1 / 255, 2 / 255, 4 / 255, 8 / 255, 16 / 255)
+
+
+class _Params(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+def _check_grid(values: list[float]) -> list[float]:
+    if not values:
+        raise ValueError("give at least one eps (0 gives the clean accuracy)")
+    if any(not 0 <= v <= 1 for v in values):
+        raise ValueError("eps values are L-inf radii in [0, 1] pixel units, e.g. 0.0314 for 8/255")
+    return sorted({float(v) for v in values})
+
+
+class TrainParams(_Params):
+    """A `train` job: one model on a dataset with one method, then its evaluation on the held-out images."""
+
+    dataset_id: int = Field(description="Dataset to train on (images of split 'test' are held out).")
+    method: TrainMethod = Field(default="sip_at", description="Training objective.")
+    arch: str | None = Field(
+        default=None,
+        description=f"Architecture, one of {', '.join(ARCHITECTURES)}; null picks one from the image size "
+        "(small_cnn for <= 28 px grey, cnn32 up to 64 px, resnet18 above).",
+    )
+    image_size: int | None = Field(
+        default=None,
+        ge=8,
+        le=1024,
+        description="Side in pixels the images are resized to (square); null keeps the dataset's size, which "
+        "must then be the same for every image.",
+    )
+    epochs: int = Field(default=10, ge=1, le=1000)
+    batch_size: int = Field(default=32, ge=1, le=4096)
+    lr: float = Field(default=0.1, gt=0, le=10)
+    eps: float = Field(default=8 / 255, ge=0, le=1, description="Training radius (L-inf, [0, 1] units).")
+    alpha: float = Field(default=1 / 255, ge=0, le=1, description="PGD step size (L-inf, [0, 1] units).")
+    steps: int = Field(default=10, ge=0, le=1000, description="PGD steps of the inner maximisation.")
+    threshold: float | None = Field(
+        default=0.5,
+        gt=0,
+        le=1,
+        description="Salience threshold of the binary mask m = (s < threshold); null for the soft mask 1 - s.",
+    )
+    seed: int = Field(default=0, ge=0)
+    salience: Literal["annotations", "imported", "gradcam", "none"] = Field(
+        default="imported",
+        description="Where the salience maps of the sip_* methods come from: the study's annotations (mean of "
+        "the annotators' masks), the dataset's imported maps, Grad-CAM of a reference model, or none.",
+    )
+    study_id: int | None = Field(default=None, description="Study whose annotations are used (salience=annotations).")
+    min_annotators: int | None = Field(
+        default=None,
+        ge=1,
+        description="Annotations an image needs for its mean map to be used; null takes the study's setting.",
+    )
+    fallback: Literal["gradcam", "none"] = Field(
+        default="none",
+        description="Salience of images without a map of the chosen source (too few annotations, nothing "
+        "imported): Grad-CAM of the reference model, or none (mask 1: plain adversarial training for them).",
+    )
+    reference_model_id: int | None = Field(
+        default=None,
+        description="Model whose Grad-CAM gives automatic salience; null trains a quick standard model "
+        "(reference_epochs) on the same training images first.",
+    )
+    reference_epochs: int = Field(default=1, ge=1, le=100)
+    eval_eps: list[float] = Field(default_factory=lambda: list(DEFAULT_EVAL_EPS))
+    eval_attacks: list[EvalAttack] = Field(default_factory=lambda: ["pgd"], min_length=1)
+    eval_steps: int = Field(default=20, ge=1, le=1000, description="Steps of the evaluation attacks.")
+    name: str | None = Field(default=None, max_length=255, description="Name of the model row.")
+
+    @field_validator("eval_eps")
+    @classmethod
+    def _check_eval_eps(cls, value: list[float]) -> list[float]:
+        return _check_grid(value)
+
+    @field_validator("arch")
+    @classmethod
+    def _check_arch(cls, value: str | None) -> str | None:
+        if value is not None and value not in ARCHITECTURES:
+            raise ValueError(f"unknown architecture {value!r}; choose one of {', '.join(ARCHITECTURES)}")
+        return value
+
+    @model_validator(mode="after")
+    def _check_salience(self) -> TrainParams:
+        if self.salience == "annotations" and self.study_id is None:
+            raise ValueError("salience 'annotations' needs study_id: the study whose annotations to use")
+        if self.method in MASKED_METHODS and self.salience == "none" and self.fallback == "none":
+            raise ValueError(
+                f"method {self.method} without salience is plain adversarial training; set salience to "
+                "annotations, imported or gradcam (or choose method pgd_at/trades)"
+            )
+        return self
+
+
+class EvaluateParams(_Params):
+    """An `evaluate` job: clean and robust accuracy of a stored model on a dataset's images."""
+
+    model_id: int
+    dataset_id: int | None = Field(default=None, description="Dataset to evaluate on; null: the model's own.")
+    split: str | None = Field(default="test", description="Images of this split only; null for all images.")
+    eps: list[float] = Field(default_factory=lambda: list(DEFAULT_EVAL_EPS))
+    attacks: list[EvalAttack] = Field(default_factory=lambda: ["pgd", "apgd"], min_length=1)
+    steps: int = Field(default=20, ge=1, le=1000)
+    masked: bool = Field(default=False, description="Attack only the non-salient pixels (imported maps).")
+    seed: int = Field(default=0, ge=0)
+    key: str | None = Field(
+        default=None, max_length=200, description="Key of the model's metrics the result is stored under."
+    )
+
+    @field_validator("eps")
+    @classmethod
+    def _check_eps(cls, value: list[float]) -> list[float]:
+        return _check_grid(value)
+
+
+class GenerateStimuliParams(_Params):
+    """A `generate_stimuli` job: what to make is described by the stimulus set row itself."""
+
+    stimulus_set_id: int
+
+
+class StimulusSetOptions(_Params):
+    """`StimulusSet.params`: which images of the dataset get stimuli, and details of the attack.
+
+    The set's own columns say the rest: `attack` (pgd | fgsm | apgd), `norm` (linf; l2 with pgd only),
+    `eps_levels` (0 = the clean image, always made), `masked` (spare the salient pixels), `steps`, `model_id`.
+    """
+
+    split: str | None = Field(default=None, description="Only images of this split (e.g. 'test'); null: all.")
+    n_images: int | None = Field(
+        default=None, ge=1, description="How many images, drawn with `seed` from those of the split; null: all."
+    )
+    seed: int = Field(default=0, ge=0, description="Seeds the image draw, the attacks' random starts, catch noise.")
+    alpha: float | None = Field(
+        default=None, gt=0, le=1, description="PGD step size; null: 2.5 * eps / steps (as in the evaluation)."
+    )
+    salience_source: Literal["human_mean", "imported", "gradcam"] | None = Field(
+        default=None,
+        description="Which salience maps make the mask (masked sets); null: the first of human_mean, imported, "
+        "gradcam that an image has. Images without any map are attacked everywhere.",
+    )
+    threshold: float = Field(default=0.5, gt=0, le=1, description="Salient pixels are those with s >= threshold.")
+    catch: bool = Field(default=True, description="Also make one obvious 'catch' stimulus per image.")
+    batch_size: int = Field(default=64, ge=1, le=4096)
+
+
+PARAMS_BY_KIND: dict[str, type[_Params]] = {
+    "train": TrainParams,
+    "evaluate": EvaluateParams,
+    "generate_stimuli": GenerateStimuliParams,
+}
+
+
+def validate_job_params(kind: str, params: dict[str, Any]) -> dict[str, Any]:
+    """`params` of a job of `kind` checked and completed with defaults, as JSON; 422 (`InvalidInputError`)
+    naming every bad field otherwise."""
+    model = PARAMS_BY_KIND.get(kind)
+    if model is None:
+        raise InvalidInputError(f"unknown job kind {kind!r}; use one of {', '.join(PARAMS_BY_KIND)}")
+    try:
+        return model.model_validate(params).model_dump(mode="json")
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc']) or 'params'}: {err['msg']}" for err in exc.errors()
+        )
+        raise InvalidInputError(f"invalid {kind} parameters: {problems}") from None

@@ -1,0 +1,113 @@
+"""A dataset's image rows -> `sipat.data.InMemoryDataset` (decoded with Pillow), and the held-out split."""
+
+from __future__ import annotations
+
+import math
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+from PIL import Image as PILImage
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from backend.models import Dataset, Image
+from backend.storage import BlobStore
+from sipat.data import InMemoryDataset, missing_salience
+from worker.jobs.common import JobError, channels_of, open_image, to_array, to_tensor
+
+HOLDOUT_FRACTION = 0.2
+
+
+@dataclass(frozen=True)
+class ImageInfo:
+    """The columns of an `images` row a job needs (plain values, usable after the session closed)."""
+
+    id: int
+    sha256: str
+    label: str
+    split: str | None
+    width: int
+    height: int
+
+
+def dataset_images(session: Session, dataset_id: int, *, split: str | None = None) -> tuple[str, list[ImageInfo]]:
+    """(dataset name, its images in id order, only those of `split` when given); `JobError` if none."""
+    dataset = session.get(Dataset, dataset_id)
+    if dataset is None:
+        raise JobError(f"dataset {dataset_id} does not exist")
+    query = select(Image).where(Image.dataset_id == dataset_id).order_by(Image.id)
+    if split is not None:
+        query = query.where(Image.split == split)
+    infos = [ImageInfo(im.id, im.sha256, im.label, im.split, im.width, im.height) for im in session.scalars(query)]
+    if not infos:
+        where = f" of split {split!r}" if split is not None else ""
+        raise JobError(f"dataset {dataset_id} has no images{where}")
+    return dataset.name, infos
+
+
+def split_train_eval(infos: Sequence[ImageInfo], seed: int) -> tuple[list[ImageInfo], list[ImageInfo], str]:
+    """(train, held-out, how): the images of split 'test' are held out; without any, a seeded 20 % of all
+    images (at least one) is. Everything else trains."""
+    test = [im for im in infos if im.split == "test"]
+    if test:
+        return [im for im in infos if im.split != "test"], test, "split 'test'"
+    if len(infos) < 2:
+        raise JobError("the dataset needs at least 2 images to hold one out for evaluation")
+    k = max(1, math.ceil(HOLDOUT_FRACTION * len(infos)))
+    held = set(random.Random(seed).sample([im.id for im in infos], k))
+    return (
+        [im for im in infos if im.id not in held],
+        [im for im in infos if im.id in held],
+        f"seeded {HOLDOUT_FRACTION:.0%} hold-out",
+    )
+
+
+def common_size(infos: Sequence[ImageInfo], image_size: int | None) -> tuple[int, int]:
+    """(H, W) every image is brought to: `image_size` squared, or the one size all images share."""
+    if image_size is not None:
+        return image_size, image_size
+    sizes = {(im.height, im.width) for im in infos}
+    if len(sizes) != 1:
+        shown = ", ".join(f"{w}x{h}" for h, w in sorted(sizes)[:5])
+        raise JobError(f"the images have different sizes ({shown} ...); set image_size to resize them all")
+    return sizes.pop()
+
+
+def decode(storage: BlobStore, infos: Sequence[ImageInfo]) -> list[PILImage.Image]:
+    return [open_image(storage, im.sha256) for im in infos]
+
+
+def build_set(
+    pil: Sequence[PILImage.Image],
+    infos: Sequence[ImageInfo],
+    *,
+    classes: Sequence[str],
+    channels: int,
+    size: tuple[int, int],
+    salience: torch.Tensor | None = None,
+    name: str = "",
+) -> InMemoryDataset:
+    """An InMemoryDataset of the decoded images at `size` (H, W) with `channels`, labels as indices of
+    `classes`, and `salience` (N, 1, H, W) (default: none, all NaN)."""
+    index = {c: k for k, c in enumerate(classes)}
+    unknown = sorted({im.label for im in infos} - set(index))
+    if unknown:
+        raise JobError(f"labels {unknown[:5]} are not among the model's classes {list(classes)[:10]}")
+    images = to_tensor([to_array(img, channels=channels, size=size) for img in pil])
+    labels = torch.tensor([index[im.label] for im in infos], dtype=torch.long)
+    if salience is None:
+        salience = missing_salience(*size).unsqueeze(0).repeat(len(infos), 1, 1, 1)
+    return InMemoryDataset(images, labels, salience, classes, name=name, params={"image_ids": [im.id for im in infos]})
+
+
+__all__ = [
+    "ImageInfo",
+    "build_set",
+    "channels_of",
+    "common_size",
+    "dataset_images",
+    "decode",
+    "split_train_eval",
+]

@@ -1,0 +1,94 @@
+"""`evaluate`: clean and robust accuracy of a stored model on a dataset's images, kept with the model.
+
+The metrics (`sipat.evaluation.evaluate`: unmasked attacks over the eps grid by default; `masked=True`
+attacks only the non-salient pixels of images with an imported map) are the job's result and are merged
+into the model's `metrics["evaluations"][key]` (key default `dataset<id>/<split or all>/<masked|unmasked>`),
+so a second evaluation under another key adds to the model's record instead of replacing it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from sqlalchemy import select
+
+from backend.db import session_scope
+from backend.models import SalienceMap, TrainedModel
+from backend.services.job_params import EvaluateParams
+from backend.services.jobs import JobRun
+from sipat.evaluation import evaluate
+from worker.jobs.common import JobError, Phase, image_hw, load_map, load_stored_model
+from worker.jobs.datasets import build_set, dataset_images, decode
+from worker.runtime import Runtime
+
+
+def evaluate_job(run: JobRun, rt: Runtime) -> dict[str, Any]:
+    p = EvaluateParams.model_validate(run.params)
+    with session_scope(rt.session_factory) as session:
+        row = session.get(TrainedModel, p.model_id)
+        if row is None:
+            raise JobError(f"model {p.model_id} does not exist")
+        dataset_id = p.dataset_id if p.dataset_id is not None else row.dataset_id
+        if dataset_id is None:
+            raise JobError(f"model {p.model_id} names no dataset; pass dataset_id")
+        _, infos = dataset_images(session, dataset_id, split=p.split)
+        maps: dict[int, str] = {}
+        if p.masked:
+            rows = session.execute(
+                select(SalienceMap.image_id, SalienceMap.sha256)
+                .where(SalienceMap.image_id.in_([im.id for im in infos]), SalienceMap.source == "imported")
+                .order_by(SalienceMap.id)
+            ).all()
+            maps = dict(rows)
+    run.progress(0.02, f"loading model {p.model_id} and {len(infos)} images")
+    model, meta = load_stored_model(rt.storage, row, rt.device)
+    size = image_hw(meta)
+    known = [im for im in infos if im.label in set(meta["classes"])]
+    if not known:
+        raise JobError(f"none of the {len(infos)} images has a label among the model's classes {meta['classes']}")
+    salience = None
+    if p.masked:
+        salience = torch.stack(
+            [load_map(rt.storage, maps[im.id], size) if im.id in maps else torch.full((1, *size), float("nan"))
+             for im in known]
+        )  # fmt: skip
+    data = build_set(
+        decode(rt.storage, known),
+        known,
+        classes=meta["classes"],
+        channels=meta["in_channels"],
+        size=size,
+        salience=salience,
+    )
+    result = evaluate(
+        model,
+        data,
+        eps_grid=p.eps,
+        attacks=p.attacks,
+        pgd_steps=p.steps,
+        apgd_steps=p.steps,
+        masked=p.masked,
+        seed=p.seed,
+        device=rt.device,
+        progress=Phase(run, 0.05, 0.99).callback(),
+    )
+    key = p.key or f"dataset{dataset_id}/{p.split or 'all'}/{'masked' if p.masked else 'unmasked'}"
+    metrics = {
+        **result.to_dict(),
+        "dataset_id": dataset_id,
+        "split": p.split,
+        "attacks": list(p.attacks),
+        "steps": p.steps,
+        "masked": p.masked,
+        "skipped_unknown_labels": len(infos) - len(known),
+    }
+    run.check()
+    with session_scope(rt.session_factory) as session:
+        row = session.get(TrainedModel, p.model_id)
+        if row is None:
+            raise JobError(f"model {p.model_id} was deleted during its evaluation")
+        merged = dict(row.metrics or {})
+        merged["evaluations"] = {**merged.get("evaluations", {}), key: metrics}
+        row.metrics = merged
+    return {"model_id": p.model_id, "key": key, "metrics": metrics}

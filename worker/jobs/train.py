@@ -1,0 +1,283 @@
+"""`train`: one model on a dataset (standard, PGD-AT, TRADES, SIP-AT, SIP-TRADES), then its evaluation.
+
+Steps (job progress in brackets):
+
+1. Data [0-5 %]: the dataset's images decoded with Pillow; images of split 'test' are held out for the
+   evaluation (without any, a seeded 20 %); all are brought to one size (`image_size`, or the size they
+   share) and to 1 channel if every image is greyscale, else 3. Classes: the sorted labels of the dataset.
+2. Salience of the training images [5-15 %], by `TrainParams.salience`:
+   - `annotations`: the painted masks of the study's trials on each image (participants flagged by the
+     catch trials left out), averaged (`sipat.salience.mean_of_annotators`) where an image has at least
+     `min_annotators` (default: the study's setting). The means are also stored as `human_mean` salience
+     maps (at the image's own size), e.g. for masked stimulus sets.
+   - `imported`: the newest `imported` salience map of each image.
+   - `gradcam`: Grad-CAM (`sipat.salience.gradcam`) of a reference model for every image.
+   - `none`: no maps.
+   Images left without a map get Grad-CAM when `fallback='gradcam'`, else none (mask 1: ordinary
+   adversarial training for them, as in the paper). The reference model is `reference_model_id` or, when
+   null, a standard model of the same architecture trained `reference_epochs` on the same training images
+   (seeded; not stored). The threshold (`threshold`, 0.5) is applied by `sipat.training`.
+3. Training [15-85 %] with `sipat.training.train`, seeded, with a resumable checkpoint in
+   `<data_dir>/scratch/job-<id>/train.pt`: a job re-delivered after its worker died resumes after the last
+   finished epoch. The progress callback writes the job's progress and stops the run when it was cancelled.
+4. Evaluation [85-100 %] on the held-out images with `sipat.evaluation.evaluate` (unmasked attacks over the
+   eps grid).
+5. The final checkpoint (weights + meta: arch, num_classes, in_channels, image_size, classes) is stored as a
+   blob and the job's `models` row (made with the job by `create_train_job`, or here) gets it with the
+   metrics: one model row per job, however often the job runs.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import Any
+
+import torch
+from sqlalchemy import select
+from torch import nn
+
+from backend.db import session_scope
+from backend.models import Annotation, Participant, SalienceMap, Stimulus, Study, TrainedModel, Trial
+from backend.services.job_params import TrainParams
+from backend.services.jobs import JobRun
+from sipat.evaluation import evaluate
+from sipat.models import build_model, default_arch_for, gradcam_layer
+from sipat.salience import gradcam, mean_of_annotators
+from sipat.training import Progress, TrainConfig, train
+from worker.jobs.common import (
+    JobError,
+    Phase,
+    load_map,
+    load_stored_model,
+    map_png,
+    model_meta,
+    save_model_blob,
+)
+from worker.jobs.datasets import (
+    ImageInfo,
+    build_set,
+    channels_of,
+    common_size,
+    dataset_images,
+    decode,
+    split_train_eval,
+)
+from worker.runtime import Runtime
+
+
+def train_job(run: JobRun, rt: Runtime) -> dict[str, Any]:
+    p = TrainParams.model_validate(run.params)
+    with session_scope(rt.session_factory) as session:
+        dataset_name, infos = dataset_images(session, p.dataset_id)
+    train_infos, eval_infos, held_out = split_train_eval(infos, p.seed)
+    if not train_infos:
+        raise JobError(f"dataset {p.dataset_id} has only 'test' images; add training images")
+    run.progress(0.01, f"decoding {len(infos)} images")
+    pil_train, pil_eval = decode(rt.storage, train_infos), decode(rt.storage, eval_infos)
+    channels = channels_of(pil_train + pil_eval)
+    size = common_size(infos, p.image_size)
+    classes = sorted({im.label for im in infos})
+    if len(classes) < 2:
+        raise JobError(f"dataset {p.dataset_id} has a single class {classes}; training needs at least two")
+    arch = p.arch or default_arch_for(max(size), channels)
+    meta = model_meta(arch, classes, channels, size[0] if size[0] == size[1] else list(size))
+    train_set = build_set(pil_train, train_infos, classes=classes, channels=channels, size=size, name=dataset_name)
+    eval_set = build_set(pil_eval, eval_infos, classes=classes, channels=channels, size=size, name=dataset_name)
+    run.progress(0.05, f"{len(train_infos)} training images, {len(eval_infos)} held out ({held_out})")
+
+    train_set.salience, salience_counts = _salience(run, rt, p, train_set, train_infos, meta)
+
+    cfg = TrainConfig(
+        method=p.method,
+        epochs=p.epochs,
+        batch_size=p.batch_size,
+        lr=p.lr,
+        eps=p.eps,
+        alpha=p.alpha,
+        steps=p.steps,
+        threshold=p.threshold,
+        seed=p.seed,
+    )
+    model = _new_model(meta, p.seed)
+    scratch = rt.scratch_dir(run.job_id)
+    phase = Phase(run, 0.15, 0.85)
+
+    def on_batch(pr: Progress) -> None:
+        phase(
+            pr.fraction,
+            f"epoch {pr.epoch + 1}/{pr.epochs}, batch {pr.step}/{pr.steps_per_epoch}: "
+            f"loss {pr.loss:.3f}, accuracy {pr.accuracy:.3f}",
+        )
+
+    history = train(
+        model,
+        train_set,
+        cfg,
+        device=rt.device,
+        progress=on_batch,
+        checkpoint=scratch / "train.pt",
+        checkpoint_meta=meta,
+    ).history
+    run.progress(0.85, "evaluating")
+    result = evaluate(
+        model,
+        eval_set,
+        eps_grid=p.eval_eps,
+        attacks=p.eval_attacks,
+        pgd_steps=p.eval_steps,
+        apgd_steps=p.eval_steps,
+        seed=p.seed,
+        device=rt.device,
+        progress=Phase(run, 0.85, 0.99).callback(),
+    )
+    sha = save_model_blob(rt.storage, scratch / "model.pt", model, cfg, meta)
+    metrics = {
+        **result.to_dict(),
+        "eval_attacks": list(p.eval_attacks),
+        "eval_steps": p.eval_steps,
+        "n_train": len(train_infos),
+        "held_out": held_out,
+        "history": history,
+        "salience": salience_counts,
+    }
+    run.check()
+    with session_scope(rt.session_factory) as session:
+        row = session.scalar(select(TrainedModel).where(TrainedModel.job_id == run.job_id))
+        if row is None:
+            row = TrainedModel(job_id=run.job_id, name="")
+            session.add(row)
+        row.name = p.name or row.name or f"{p.method} {arch} on {dataset_name} (job {run.job_id})"
+        row.arch, row.method, row.dataset_id, row.checkpoint_sha256 = arch, p.method, p.dataset_id, sha
+        row.config = {"params": run.params, "train": cfg.to_dict(), "meta": meta}
+        row.metrics = metrics
+        session.flush()
+        model_id = row.id
+    rt.clear_scratch(run.job_id)
+    return {"model_id": model_id, "checkpoint_sha256": sha, "metrics": metrics}
+
+
+def _new_model(meta: dict[str, Any], seed: int) -> nn.Module:
+    """The architecture of `meta` with weights drawn from `seed` (the global RNG is left as it was)."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return build_model(
+            meta["arch"],
+            num_classes=meta["num_classes"],
+            in_channels=meta["in_channels"],
+            image_size=meta["image_size"] if isinstance(meta["image_size"], int) else max(meta["image_size"]),
+        )
+
+
+def _salience(
+    run: JobRun, rt: Runtime, p: TrainParams, train_set: Any, infos: list[ImageInfo], meta: dict[str, Any]
+) -> tuple[torch.Tensor, dict[str, int]]:
+    """(N, 1, H, W) maps of the training images (NaN = none) and how many came from each source."""
+    n, size = len(infos), tuple(train_set.images.shape[-2:])
+    s = train_set.salience.clone()  # all NaN
+    counts: dict[str, int] = defaultdict(int)
+    if p.method not in ("sip_at", "sip_trades") or (p.salience == "none" and p.fallback == "none"):
+        counts["none"] = n
+        return s, dict(counts)
+    run.progress(0.06, f"salience maps ({p.salience})")
+    if p.salience == "annotations":
+        have = _annotation_means(rt, p, infos, size)
+        for k, im in enumerate(infos):
+            if im.id in have:
+                s[k] = have[im.id]
+                counts["annotations"] += 1
+    elif p.salience == "imported":
+        with session_scope(rt.session_factory) as session:
+            rows = session.execute(
+                select(SalienceMap.image_id, SalienceMap.sha256)
+                .where(SalienceMap.image_id.in_([im.id for im in infos]), SalienceMap.source == "imported")
+                .order_by(SalienceMap.id)
+            ).all()
+        newest = dict(rows)
+        for k, im in enumerate(infos):
+            if im.id in newest:
+                s[k] = load_map(rt.storage, newest[im.id], size)
+                counts["imported"] += 1
+    missing = torch.isnan(s).flatten(1).all(dim=1)
+    if p.salience == "gradcam" or (p.fallback == "gradcam" and missing.any()):
+        todo = missing.nonzero().squeeze(1)
+        reference = _reference_model(run, rt, p, train_set, meta)
+        run.progress(0.13, f"Grad-CAM of {len(todo)} images")
+        x = train_set.images[todo].to(rt.device)
+        y = train_set.labels[todo].to(rt.device)
+        s[todo] = gradcam(reference, x, y, gradcam_layer(reference)).cpu()
+        counts["gradcam"] += len(todo)
+    counts["none"] += int(torch.isnan(s).flatten(1).all(dim=1).sum())
+    run.progress(0.15, "salience ready: " + ", ".join(f"{v} {k}" for k, v in counts.items()))
+    return s, dict(counts)
+
+
+def _reference_model(run: JobRun, rt: Runtime, p: TrainParams, train_set: Any, meta: dict[str, Any]) -> nn.Module:
+    if p.reference_model_id is not None:
+        with session_scope(rt.session_factory) as session:
+            row = session.get(TrainedModel, p.reference_model_id)
+            if row is None:
+                raise JobError(f"reference model {p.reference_model_id} does not exist")
+        model, ref_meta = load_stored_model(rt.storage, row, rt.device)
+        for key in ("in_channels", "image_size", "classes"):
+            if ref_meta[key] != meta[key]:
+                raise JobError(
+                    f"reference model {row.id} has {key} {ref_meta[key]!r}, the training data {meta[key]!r}; "
+                    "choose a model trained on this dataset, or none to train one"
+                )
+        return model
+    model = _new_model(meta, p.seed)
+    cfg = TrainConfig(method="standard", epochs=p.reference_epochs, batch_size=p.batch_size, lr=p.lr, seed=p.seed)
+    phase = Phase(run, 0.07, 0.13)
+    train(
+        model, train_set, cfg, device=rt.device, progress=lambda pr: phase(pr.fraction, "training the Grad-CAM model")
+    )
+    return model
+
+
+def _annotation_means(
+    rt: Runtime, p: TrainParams, infos: list[ImageInfo], size: tuple[int, int]
+) -> dict[int, torch.Tensor]:
+    """image id -> (1, H, W) mean of its annotators' masks, for images with at least min_annotators; the
+    means are stored as `human_mean` salience maps at the image's own size (once per distinct map)."""
+    by_id = {im.id: im for im in infos}
+    with session_scope(rt.session_factory) as session:
+        study = session.get(Study, p.study_id)
+        if study is None:
+            raise JobError(f"study {p.study_id} does not exist")
+        need = p.min_annotators or int((study.config or {}).get("min_annotators", 1))
+        rows = session.execute(
+            select(Stimulus.image_id, Annotation.mask_sha256)
+            .join(Trial, Annotation.trial_id == Trial.id)
+            .join(Stimulus, Trial.stimulus_id == Stimulus.id)
+            .join(Participant, Trial.participant_id == Participant.id)
+            .where(
+                Participant.study_id == p.study_id,
+                Participant.flagged.is_(False),
+                Stimulus.image_id.in_(list(by_id)),
+            )
+            .order_by(Annotation.id)
+        ).all()
+    masks: dict[int, list[str]] = defaultdict(list)
+    for image_id, sha in rows:
+        masks[image_id].append(sha)
+    means: dict[int, torch.Tensor] = {}
+    stored: list[tuple[int, str]] = []
+    for image_id, shas in masks.items():
+        if len(shas) < need:
+            continue
+        means[image_id] = mean_of_annotators([load_map(rt.storage, sha, size) for sha in shas])[0]
+        im = by_id[image_id]
+        native = mean_of_annotators([load_map(rt.storage, sha, (im.height, im.width)) for sha in shas])[0]
+        stored.append((image_id, rt.storage.put(map_png(native))))
+    with session_scope(rt.session_factory) as session:
+        present = set(
+            session.execute(
+                select(SalienceMap.image_id, SalienceMap.sha256).where(
+                    SalienceMap.source == "human_mean", SalienceMap.image_id.in_([i for i, _ in stored])
+                )
+            ).all()
+        )
+        session.add_all(
+            SalienceMap(image_id=i, source="human_mean", sha256=sha) for i, sha in stored if (i, sha) not in present
+        )
+    return means
