@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import logging
 import threading
-from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
 from celery import Celery
@@ -89,10 +88,18 @@ def make_celery(settings: Settings | None = None, *, include: tuple[str, ...] = 
     return app
 
 
-@lru_cache(maxsize=1)
-def get_celery() -> Celery:
-    """The process's Celery app for sending (the worker replaces it with its own, see `worker.app`)."""
-    return make_celery()
+_apps: dict[tuple[str, str], Celery] = {}
+_apps_lock = threading.Lock()
+
+
+def get_celery(settings: Settings | None = None) -> Celery:
+    """A Celery app for sending with `settings` (default: the process's), one per broker URL and queue prefix."""
+    settings = settings or get_settings()
+    key = (settings.broker_url, settings.queue_prefix)
+    with _apps_lock:
+        if key not in _apps:
+            _apps[key] = make_celery(settings)
+        return _apps[key]
 
 
 _app_override: Celery | None = None

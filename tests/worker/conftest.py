@@ -1,0 +1,74 @@
+"""Fixtures of the worker tests: a migrated SQLite database per test, a runtime on it, tiny real MNIST data.
+
+The data are 60 real digits of `sipat.data.load_builtin("mnist5k")` (48 train + 12 test, 6 classes), written
+as PNGs through the dataset import service, with their stroke salience as imported maps. PostgreSQL schemas
+for the process tests come from the backend tests' helper (`tests/backend/conftest.py`).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import shutil
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy.orm import Session
+
+from backend.migrate import upgrade
+from backend.settings import Settings
+from worker.runtime import Runtime
+
+TESTS = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(TESTS / "backend"))  # factories.py (make_dataset, make_user, ...)
+sys.path.insert(0, str(TESTS / "worker"))  # workerkit.py
+
+from workerkit import import_mnist, make_settings  # noqa: E402
+
+
+def _backend_conftest():
+    """tests/backend/conftest.py as a module, for its PostgreSQL schema helper (not its fixtures)."""
+    spec = importlib.util.spec_from_file_location("_backend_test_conftest", TESTS / "backend" / "conftest.py")
+    module = importlib.util.module_from_spec(spec)
+    assert spec.loader is not None
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="session")
+def fresh_schema():
+    """`fresh_schema(postgres_url)`: context manager giving the URL of a new schema, dropped afterwards."""
+    return _backend_conftest()._fresh_schema
+
+
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("worker-template") / "template.db"
+    upgrade(f"sqlite:///{path}")
+    return path
+
+
+@pytest.fixture
+def settings(tmp_path: Path, sqlite_template: Path) -> Settings:
+    db = tmp_path / "sipat.db"
+    shutil.copyfile(sqlite_template, db)
+    return make_settings(f"sqlite:///{db}", tmp_path)
+
+
+@pytest.fixture
+def rt(settings: Settings) -> Iterator[Runtime]:
+    runtime = Runtime.from_settings(settings, durable=False)
+    yield runtime
+    runtime.close()
+
+
+@pytest.fixture
+def session(rt: Runtime) -> Iterator[Session]:
+    with rt.session_factory() as session:
+        yield session
+
+
+@pytest.fixture
+def dataset_id(rt: Runtime) -> int:
+    return import_mnist(rt)

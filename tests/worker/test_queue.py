@@ -1,0 +1,82 @@
+"""backend.queue: the Celery configuration, sending by name after the commit, the reaper's re-enqueue.
+
+Messages go to the real embedded broker (kombu's SQLAlchemy transport on a SQLite file) and are counted there.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import update
+
+from backend.db import session_scope
+from backend.models import Job, utcnow
+from backend.queue import ROUTES, TASK_NAMES, celery_config, enqueue, enqueue_on_commit, make_celery, reap_and_requeue
+from backend.services.jobs import claim_job, create_job
+from backend.settings import Settings
+from worker.runtime import Runtime
+
+
+def waiting(app, queue: str) -> int:
+    """Messages ready in `queue` of the app's broker."""
+    with app.connection_for_write() as conn:
+        return conn.default_channel.queue_declare(queue=queue, passive=False).message_count
+
+
+def test_config_is_at_least_once_with_one_route_table(settings: Settings) -> None:
+    conf = celery_config(settings)
+    assert conf["task_acks_late"] and conf["task_reject_on_worker_lost"] and conf["task_ignore_result"]
+    assert conf["worker_prefetch_multiplier"] == 1 and conf["result_backend"] is None
+    assert conf["broker_url"].startswith("sqla+sqlite:////")
+    assert "polling_interval" not in conf["broker_transport_options"]
+    assert {name: r["queue"] for name, r in conf["task_routes"].items()} == ROUTES
+    assert {ROUTES[TASK_NAMES[k]] for k in ("generate_stimuli", "train", "evaluate")} == {"gpu"}
+    prefixed = celery_config(settings.model_copy(update={"queue_prefix": "t1-"}))
+    assert {r["queue"] for r in prefixed["task_routes"].values()} == {"t1-gpu", "t1-cpu"}
+
+
+def test_enqueue_sends_only_committed_jobs(rt: Runtime, settings: Settings) -> None:
+    app = make_celery(settings)
+    with session_scope(rt.session_factory) as session:
+        job = create_job(session, "train", {})
+        with pytest.raises(ValueError, match="commit first"):
+            enqueue(Job(kind="train"), app=app)
+    enqueue(job, app=app)
+    assert waiting(app, "gpu") == 1
+
+    with rt.session_factory() as session:  # rolled back: nothing sent
+        job = create_job(session, "evaluate", {})
+        enqueue_on_commit(session, job, app=app)
+        assert waiting(app, "gpu") == 1
+        session.rollback()
+        session.commit()
+    assert waiting(app, "gpu") == 1
+
+    with session_scope(rt.session_factory) as session:  # committed: sent after the commit
+        enqueue_on_commit(session, create_job(session, "generate_stimuli", {"stimulus_set_id": 1}), app=app)
+        assert waiting(app, "gpu") == 1
+    assert waiting(app, "gpu") == 2
+
+
+def test_reaper_re_enqueues_what_it_requeued(rt: Runtime, settings: Settings) -> None:
+    app = make_celery(settings)
+    with session_scope(rt.session_factory) as session:
+        job_id = create_job(session, "train", {}).id
+    assert claim_job(rt.session_factory, job_id, worker_id="gone", stale_after_s=60)
+    with session_scope(rt.session_factory) as session:
+        session.execute(update(Job).where(Job.id == job_id).values(heartbeat_at=utcnow() - timedelta(minutes=5)))
+    result = reap_and_requeue(rt.session_factory, settings, app=app)
+    assert result.requeued == [job_id] and waiting(app, "gpu") == 1
+
+
+def test_backend_queue_imports_no_torch_and_no_worker() -> None:
+    code = (
+        "import sys, backend.queue, backend.services.jobs, backend.services.job_params, backend.devserver\n"
+        "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'sipat', 'worker', 'torchvision'))\n"
+        "print(bad); sys.exit(1 if bad else 0)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
