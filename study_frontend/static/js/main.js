@@ -1,0 +1,257 @@
+// One participant's session, start to finish: consent -> session -> instructions -> practice -> main ->
+// annotation -> completion. The server's `/next` decides what comes next; answers go through the Outbox
+// (localStorage until acknowledged), which is always flushed before `/next` is asked, so a reload resumes at
+// the first unanswered trial and the completion code appears only after every answer is stored.
+
+import { Api, HttpError, backoffDelay, withRetry } from "./api.js";
+import { clientInfo, estimateRefreshRate } from "./clientinfo.js";
+import { loadImage } from "./images.js";
+import { Lifecycle, runTrial } from "./lifecycle.js";
+import { Outbox, SessionStore } from "./outbox.js";
+import * as annotate from "./trials/annotate.js";
+import * as judgment from "./trials/judgment.js";
+import { completion, consent, instructions, notice } from "./trials/screens.js";
+import { Progress, StatusLine, h, paragraphs, showScreen } from "./ui.js";
+
+/** Shortest inter-trial interval (fixation cross) between detection trials, ms; the next image loads meanwhile. */
+const ITI_MS = 500;
+const RECRUITMENT_KEYS = ["PROLIFIC_PID", "STUDY_ID", "SESSION_ID", "workerId", "assignmentId", "hitId"];
+
+const config = JSON.parse(document.getElementById("study-config").textContent);
+const root = document.getElementById("app");
+const progress = new Progress(document.getElementById("progress"));
+const status = new StatusLine(document.getElementById("status"));
+const app = new Lifecycle("app");
+
+function recruitmentFromUrl() {
+  const params = new URL(window.location.href).searchParams;
+  const out = {};
+  for (const key of RECRUITMENT_KEYS) {
+    const value = params.get(key);
+    if (value) out[key] = value;
+  }
+  return out;
+}
+
+/** Wait `ms` (app-wide; cut short when the browser reports it is back online). */
+const sleep = (ms) => app.sleep(ms, "online");
+
+function onRetry(err, delayMs) {
+  const seconds = Math.max(1, Math.round(delayMs / 1000));
+  const why = err instanceof HttpError ? `the server answered ${err.status}` : "no connection to the server";
+  status.show(`Connection problem (${why}). Trying again in ${seconds} s — your answers are kept in this browser.`, "warn");
+}
+
+function finalScreen(name, heading, text) {
+  progress.hide();
+  status.clear();
+  showScreen(root, name, [
+    h("section", { class: "screen-text", "aria-labelledby": "final-heading" }, h("h1", { id: "final-heading" }, heading), paragraphs(text)),
+  ]);
+}
+
+function explain(err) {
+  if (err instanceof HttpError) return err.detail;
+  return err && err.message ? err.message : String(err);
+}
+
+async function main() {
+  const recruitment = recruitmentFromUrl();
+  const externalId = recruitment.PROLIFIC_PID || recruitment.workerId || null;
+  const store = new SessionStore(`sipat:v1:${config.slug}:${externalId ?? "-"}`);
+  const api = new Api(config.api, config.slug);
+  const refreshRate = estimateRefreshRate(app);
+  const outbox = new Outbox(store, api, {
+    sleep,
+    backoff: backoffDelay,
+    onStatus: (s) => (s.state === "retrying" ? onRetry(s.error, s.delayMs) : status.clear()),
+  });
+  app.on(window, "beforeunload", (event) => {
+    if (outbox.pending.length) {
+      event.preventDefault();
+      event.returnValue = "";
+    }
+  });
+  window.sipatDebug = {
+    openLifecycles: () => Lifecycle.open(),
+    pending: () => outbox.pending.length,
+    dropped: () => store.state.dropped || [],
+  };
+
+  const hadSession = Boolean(store.token);
+  if (!hadSession) {
+    if (config.status !== "open") {
+      return finalScreen("closed", "This study is closed", "It does not accept participants any more. Thank you for your interest.");
+    }
+    const { consent: agreed } = await runTrial(consent, { title: config.title, text: config.consent_text }, root);
+    if (!agreed) {
+      return finalScreen(
+        "declined",
+        "Thank you for your time",
+        "You chose not to take part, and nothing has been recorded. You can close this page now.\n\n" +
+          "If you came from a recruiting platform, please return the study there.",
+      );
+    }
+    showScreen(root, "starting", [h("p", { class: "loading", role: "status" }, "Starting the study…")]);
+    const body = { consent: true, client: clientInfo(await refreshRate) };
+    if (Object.keys(recruitment).length) body.recruitment = recruitment;
+    try {
+      const { data } = await withRetry(() => api.createSession(body), { sleep, onRetry });
+      store.setToken(data.token);
+    } catch (err) {
+      return finalScreen("error", "The study cannot start", explain(err));
+    }
+    status.clear();
+  }
+
+  const nextTrial = async () => {
+    await outbox.flush();
+    const { data } = await withRetry(() => api.next(store.token), { sleep, onRetry });
+    status.clear();
+    return data;
+  };
+  const preload = (trial) =>
+    trial.done ? Promise.resolve(null) : withRetry(() => loadImage(trial.image_url), { sleep, onRetry });
+
+  let next;
+  try {
+    next = await nextTrial();
+  } catch (err) {
+    if (err instanceof HttpError && err.status === 404) {
+      store.forget();
+      return finalScreen("error", "Your session was not found", "Please open the study link again to start anew.");
+    }
+    return finalScreen("error", "Something went wrong", explain(err));
+  }
+  let image = preload(next);
+
+  if (!next.done && next.position === 0) {
+    const example = await loadExample(store.token);
+    await runTrial(
+      instructions,
+      {
+        text: config.instructions,
+        example,
+        stimulus_duration_ms: config.stimulus_duration_ms,
+        has_practice: next.phase === "practice",
+      },
+      root,
+    );
+    if (example) [example.clean, example.perturbed].forEach((e) => e.revoke());
+  } else if (!next.done) {
+    progress.set(next.position, next.total);
+    await runTrial(
+      notice,
+      {
+        screen: "resume",
+        heading: "Welcome back",
+        text: `Your earlier answers are saved. You continue with trial ${next.position + 1} of ${next.total}.`,
+        button: "Continue",
+      },
+      root,
+    );
+  }
+
+  let previousPhase = null; // after a resume, the intro of the annotation phase is shown again
+  while (!next.done) {
+    progress.set(next.position, next.total);
+    document.body.dataset.trialPosition = String(next.position);
+    const main = next.phase === "main" || next.phase === "catch";
+    if (main && previousPhase === "practice") {
+      await runTrial(
+        notice,
+        {
+          screen: "phase-main",
+          heading: "Practice complete",
+          text: "Now the main part begins. From here on you will not be told whether you were right.",
+          button: "Start",
+        },
+        root,
+      );
+    } else if (next.phase === "annotate" && previousPhase !== "annotate") {
+      await runTrial(
+        notice,
+        {
+          screen: "phase-annotate",
+          heading: "Last part: painting",
+          text:
+            "You will now see clean images with the name of what they show. Paint over the parts of the image " +
+            "that show it: the regions you would use to recognise it. Use the brush (drag with the mouse, a pen or " +
+            "your finger), the eraser to correct, and Undo if needed. Press Done when finished.",
+          button: "Start painting",
+        },
+        root,
+      );
+    }
+    const loaded = await waitWithFixation(image, next.phase === "annotate" ? 0 : ITI_MS);
+    let item;
+    try {
+      if (next.phase === "annotate") {
+        const data = await runTrial(
+          annotate,
+          { image: loaded, class_name: next.class_name, mask_width: next.mask_width, mask_height: next.mask_height },
+          root,
+        );
+        item = { kind: "annotation", body: { mask_png: data.mask_png, strokes: data.strokes, duration_ms: data.duration_ms } };
+      } else {
+        const data = await runTrial(
+          judgment,
+          {
+            image: loaded,
+            phase: next.phase,
+            stimulus_duration_ms: next.stimulus_duration_ms,
+            feedback_expected: next.phase === "practice" ? next.feedback_expected : null,
+          },
+          root,
+        );
+        const { judgment: answer, confidence: conf, rt_ms, client_timestamps } = data;
+        item = { kind: "response", body: { judgment: answer, confidence: conf, rt_ms, client_timestamps } };
+      }
+    } finally {
+      loaded.revoke();
+    }
+    outbox.add({ trial_id: next.trial_id, position: next.position, ...item });
+    previousPhase = next.phase;
+    progress.set(next.position + 1, next.total);
+    showScreen(root, "saving", [h("div", { class: "stage fixation", "aria-hidden": "true" }, "+")]);
+    next = await nextTrial();
+    image = preload(next);
+  }
+
+  progress.set(next.total, next.total);
+  await runTrial(completion, { code: next.completion_code, redirect_url: next.redirect_url }, root);
+}
+
+/** The fixation cross for at least `minMs` while the trial's image loads; resolves with the loaded image. */
+async function waitWithFixation(imagePromise, minMs) {
+  showScreen(root, "fixation", [h("div", { class: "stage fixation", "aria-hidden": "true" }, minMs ? "+" : "")]);
+  const life = new Lifecycle("fixation");
+  try {
+    const [loaded] = await Promise.all([imagePromise, life.sleep(minMs)]);
+    status.clear();
+    return loaded;
+  } finally {
+    life.dispose();
+  }
+}
+
+/** The instructions' example pair for this session, or null when the study has none (or it fails to load). */
+async function loadExample(token) {
+  const url = (which) => config.example_url.replace("TOKEN", encodeURIComponent(token)).replace("WHICH", which);
+  try {
+    const [clean, perturbed] = await Promise.all([loadImage(url("clean")), loadImage(url("perturbed"))]);
+    return { clean, perturbed };
+  } catch (err) {
+    console.info("no example pair for the instructions", err);
+    return null;
+  }
+}
+
+main().catch((err) => {
+  console.error(err);
+  finalScreen(
+    "error",
+    "Something went wrong",
+    `${explain(err)}\n\nYour answers so far are saved. Reload this page to continue where you left off.`,
+  );
+});

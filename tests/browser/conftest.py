@@ -1,0 +1,222 @@
+"""Fixtures of the browser tests: the real service in a uvicorn subprocess, Debian's Chromium through Playwright.
+
+* Database: SQLite by default; PostgreSQL (a schema of its own, dropped afterwards) when
+  `SIPAT_TEST_POSTGRES_URL` is set, as in CI. Each server gets a fresh, migrated database and data dir.
+* Chromium: `/usr/bin/chromium` (`make test` installs it when missing and it may). Without it these tests skip
+  with the reason, except in CI, where they fail.
+* Screenshots of every page go to `test-artifacts/screenshots/` (gitignored).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session
+
+from backend.db import make_engine, make_session_factory
+from backend.migrate import upgrade
+from backend.storage import BlobStore
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+ROOT = Path(__file__).resolve().parents[2]
+SCREENSHOTS = ROOT / "test-artifacts" / "screenshots"
+CHROMIUM = os.environ.get("SIPAT_TEST_CHROMIUM", "/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+    "--disable-sync",
+]
+IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
+TEST_SECRET = "browser-test-secret-" + "x" * 32
+
+
+def _backend_conftest() -> Any:
+    """tests/backend/conftest.py as a module, for its PostgreSQL schema helper (tests/ has no packages)."""
+    path = ROOT / "tests" / "backend" / "conftest.py"
+    spec = importlib.util.spec_from_file_location("_sipat_backend_conftest", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+# --- the service -----------------------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class LiveServer:
+    """`uvicorn --factory backend.main:create_app` on a fixed port; stop() and start() again on the same port."""
+
+    def __init__(self, database_url: str, data_dir: Path, log_path: Path) -> None:
+        self.database_url = database_url
+        self.data_dir = data_dir
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log_path = log_path
+        self.process: subprocess.Popen[bytes] | None = None
+        self.storage = BlobStore(data_dir / "blobs", durable=False)
+        self.engine: Engine = make_engine(database_url)
+        self.sessions = make_session_factory(self.engine)
+
+    def start(self) -> None:
+        env = {
+            **os.environ,
+            "SIPAT_DATABASE_URL": self.database_url,
+            "SIPAT_DATA_DIR": str(self.data_dir),
+            "SIPAT_SECRET_KEY": TEST_SECRET,
+            "SIPAT_ENV": "development",
+        }
+        cmd = [sys.executable, "-m", "uvicorn", "--factory", "backend.main:create_app"]
+        cmd += ["--host", "127.0.0.1", "--port", str(self.port), "--log-level", "warning"]
+        log = self.log_path.open("ab")
+        self.process = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+        log.close()
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"uvicorn exited with {self.process.returncode}:\n{self.log_path.read_text()}")
+            try:
+                with urllib.request.urlopen(f"{self.url}/api/v1/health", timeout=1) as r:
+                    if r.status == 200:
+                        return
+            except OSError:
+                time.sleep(0.05)
+        raise RuntimeError(f"uvicorn did not answer within 30 s:\n{self.log_path.read_text()}")
+
+    def stop(self) -> None:
+        """Stop the server (SIGTERM, then SIGKILL); connections are refused until start()."""
+        if self.process is None:
+            return
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            self.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+        self.process = None
+
+    def session(self) -> Session:
+        return self.sessions()
+
+    def close(self) -> None:
+        self.stop()
+        self.engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def database_base_url(request: pytest.FixtureRequest) -> str | None:
+    """The PostgreSQL URL (tests/conftest.py's `postgres_url`) when SIPAT_TEST_POSTGRES_URL is set; else None."""
+    if os.environ.get("SIPAT_TEST_POSTGRES_URL"):
+        return request.getfixturevalue("postgres_url")
+    return None
+
+
+@contextmanager
+def _database(tmp: Path, postgres_url: str | None) -> Iterator[str]:
+    """URL of a fresh migrated database: a schema of its own in PostgreSQL, else a SQLite file under `tmp`."""
+    if postgres_url:
+        with _backend_conftest()._fresh_schema(postgres_url) as url:
+            upgrade(url)
+            yield url
+        return
+    url = f"sqlite:///{tmp / 'sipat.db'}"
+    upgrade(url)
+    yield url
+
+
+@contextmanager
+def live_server_at(tmp: Path, postgres_url: str | None) -> Iterator[LiveServer]:
+    with ExitStack() as stack:
+        url = stack.enter_context(_database(tmp, postgres_url))
+        server = LiveServer(url, tmp / "data", tmp / "uvicorn.log")
+        stack.callback(server.close)
+        server.start()
+        yield server
+
+
+@pytest.fixture(scope="module")
+def server(
+    tmp_path_factory: pytest.TempPathFactory, chromium_path: str, database_base_url: str | None
+) -> Iterator[LiveServer]:
+    """One service for the tests of a module (each test seeds its own study)."""
+    with live_server_at(tmp_path_factory.mktemp("live"), database_base_url) as live:
+        yield live
+
+
+@pytest.fixture
+def own_server(tmp_path: Path, chromium_path: str, database_base_url: str | None) -> Iterator[LiveServer]:
+    """A service of this test alone (for tests that stop and restart it)."""
+    with live_server_at(tmp_path, database_base_url) as live:
+        yield live
+
+
+# --- the browser -----------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def chromium_path() -> str:
+    if not (Path(CHROMIUM).is_file() and os.access(CHROMIUM, os.X_OK)):
+        message = f"browser tests need Chromium at {CHROMIUM} (`apt-get install -y chromium`; `make test` does it)"
+        if IN_CI:
+            pytest.fail(message)
+        pytest.skip(message)
+    if importlib.util.find_spec("playwright") is None:
+        message = "browser tests need the playwright package (`pip install -r requirements.lock`)"
+        if IN_CI:
+            pytest.fail(message)
+        pytest.skip(message)
+    return CHROMIUM
+
+
+@pytest.fixture(scope="session")
+def browser(chromium_path: str) -> Iterator[Any]:
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium_path, args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def slug() -> str:
+    return f"b{secrets.token_hex(4)}"
+
+
+@pytest.fixture
+def shots(request: pytest.FixtureRequest) -> Any:
+    """`shots(page, name)` saves test-artifacts/screenshots/<test>-<name>.png (full page)."""
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    prefix = request.node.name.replace("[", "-").replace("]", "").replace("/", "_")
+
+    def take(page: Any, name: str) -> Path:
+        path = SCREENSHOTS / f"{prefix}-{name}.png"
+        page.screenshot(path=str(path), full_page=True)
+        return path
+
+    return take
+
