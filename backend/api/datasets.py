@@ -1,0 +1,180 @@
+"""Datasets: upload a zip (ImageFolder or the authors' CSV manifest), list them, summarise, page their images.
+
+The upload is streamed into a temporary file (in memory up to 1 MiB, on disk beyond) and refused with 413 as
+soon as it passes `Settings.max_upload_bytes`, before the rest is read; nothing is stored unless the whole
+archive is valid.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import PurePosixPath
+from typing import Annotated, Any, BinaryIO
+
+from fastapi import APIRouter, Depends, Query, Request, status
+from fastapi import Response as HTTPResponse
+from starlette.datastructures import UploadFile
+from starlette.formparsers import MultiPartException, MultiPartParser
+
+from backend.api.deps import SessionDep, SettingsDep, StorageDep
+from backend.schemas.common import ErrorOut
+from backend.schemas.datasets import DatasetDetail, DatasetOut, DatasetUploaded, ImageOut
+from backend.schemas.paging import MAX_LIMIT, Page
+from backend.services import dataset_catalog as svc
+from backend.services.errors import InvalidInputError, PayloadTooLargeError
+
+router = APIRouter(tags=["datasets"])
+
+#: Bytes of a multipart body beyond the zip itself (boundaries, part headers, the name field).
+_FORM_OVERHEAD = 64 * 1024
+_MAX_NAME = 255
+
+Offset = Annotated[int, Query(ge=0)]
+Limit = Annotated[int, Query(ge=1, le=MAX_LIMIT)]
+
+
+@dataclass(frozen=True)
+class _Upload:
+    file: BinaryIO
+    filename: str
+    name: str | None
+
+
+async def _limited(request: Request, limit: int) -> AsyncIterator[bytes]:
+    received = 0
+    async for chunk in request.stream():
+        received += len(chunk)
+        if received > limit:
+            raise PayloadTooLargeError(_too_large(limit - _FORM_OVERHEAD))
+        yield chunk
+
+
+def _too_large(limit: int) -> str:
+    return f"the upload is larger than {limit} bytes (SIPAT_MAX_UPLOAD_BYTES); split the dataset into smaller zips"
+
+
+async def _dataset_upload(request: Request, settings: SettingsDep) -> AsyncIterator[_Upload]:
+    """The multipart form's `file` (the zip) in a temporary file, and its optional `name` field."""
+    limit = settings.max_upload_bytes
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit + _FORM_OVERHEAD:
+        raise PayloadTooLargeError(_too_large(limit))
+    content_type = request.headers.get("content-type", "")
+    if not content_type.lower().startswith("multipart/form-data"):
+        raise InvalidInputError("send the zip as multipart/form-data with the file in the field 'file'")
+    parser = MultiPartParser(
+        request.headers, _limited(request, limit + _FORM_OVERHEAD), max_files=1, max_fields=1, max_part_size=1024
+    )
+    try:
+        form = await parser.parse()
+    except MultiPartException as exc:
+        raise InvalidInputError(f"the form cannot be read: {exc.message}; send 'file' (the zip) and 'name'") from None
+    try:
+        upload = form.get("file")
+        if not isinstance(upload, UploadFile):
+            raise InvalidInputError("the form has no file field 'file'; attach the zip as 'file'")
+        if upload.size is not None and upload.size > limit:
+            raise PayloadTooLargeError(_too_large(limit))
+        name = form.get("name")
+        await upload.seek(0)
+        yield _Upload(upload.file, upload.filename or "", name if isinstance(name, str) else None)
+    finally:
+        await form.close()
+
+
+def _default_name(filename: str) -> str:
+    stem = PurePosixPath(filename.replace("\\", "/")).stem
+    return stem or "dataset"
+
+
+_UPLOAD_SCHEMA = {
+    "type": "object",
+    "required": ["file"],
+    "properties": {
+        "file": {"type": "string", "format": "binary", "description": "The dataset zip."},
+        "name": {"type": "string", "maxLength": _MAX_NAME, "description": "Dataset name (default: the file's)."},
+    },
+}
+
+
+@router.post(
+    "/datasets",
+    response_model=DatasetUploaded,
+    status_code=status.HTTP_201_CREATED,
+    responses={
+        200: {"model": DatasetUploaded, "description": "This content was uploaded before: that dataset."},
+        413: {"model": ErrorOut, "description": "Larger than SIPAT_MAX_UPLOAD_BYTES."},
+        422: {"model": ErrorOut, "description": "Not an acceptable archive; the message says what to fix."},
+    },
+    openapi_extra={"requestBody": {"required": True, "content": {"multipart/form-data": {"schema": _UPLOAD_SCHEMA}}}},
+)
+def upload_dataset(
+    upload: Annotated[_Upload, Depends(_dataset_upload)],
+    response: HTTPResponse,
+    session: SessionDep,
+    storage: StorageDep,
+    settings: SettingsDep,
+) -> DatasetUploaded:
+    """Upload a zip: `<class>/<image>` folders (optionally under train/ test/, with salience/ maps), or a
+    `manifest.csv` with image_path,image_class and salience_map_path or bounding_boxes."""
+    name = (upload.name or _default_name(upload.filename)).strip()[:_MAX_NAME]
+    outcome = svc.upload_dataset(session, storage, upload.file, name=name, max_upload_bytes=settings.max_upload_bytes)
+    if not outcome.created:
+        response.status_code = status.HTTP_200_OK
+    summary = svc.dataset_summary(session, outcome.dataset.id)
+    return DatasetUploaded(**_dataset_fields(summary.dataset, summary.n_images), created=outcome.created)
+
+
+def _dataset_fields(dataset: Any, n_images: int) -> dict[str, Any]:
+    return {"id": dataset.id, "name": dataset.name, "created_at": dataset.created_at, "n_images": n_images}
+
+
+@router.get("/datasets", response_model=Page[DatasetOut])
+def list_datasets(session: SessionDep, offset: Offset = 0, limit: Limit = 50) -> Page[DatasetOut]:
+    rows, total = svc.list_datasets(session, offset=offset, limit=limit)
+    items = [DatasetOut(**_dataset_fields(dataset, n)) for dataset, n in rows]
+    return Page[DatasetOut](items=items, total=total, offset=offset, limit=limit)
+
+
+@router.get("/datasets/{dataset_id}", response_model=DatasetDetail, responses={404: {"model": ErrorOut}})
+def read_dataset(dataset_id: int, session: SessionDep) -> DatasetDetail:
+    s = svc.dataset_summary(session, dataset_id)
+    return DatasetDetail(
+        **_dataset_fields(s.dataset, s.n_images),
+        by_label=s.by_label,
+        by_split=s.by_split,
+        by_label_and_split=s.by_label_and_split,
+        salience_images=s.salience_images,
+        n_with_salience=s.n_with_salience,
+        salience_coverage=s.n_with_salience / s.n_images if s.n_images else 0.0,
+    )
+
+
+@router.get("/datasets/{dataset_id}/images", response_model=Page[ImageOut], responses={404: {"model": ErrorOut}})
+def list_images(
+    dataset_id: int,
+    request: Request,
+    session: SessionDep,
+    offset: Offset = 0,
+    limit: Limit = 100,
+    split: str | None = None,
+    label: str | None = None,
+) -> Page[ImageOut]:
+    rows, total = svc.list_images(session, dataset_id, offset=offset, limit=limit, split=split, label=label)
+    items = [
+        ImageOut(
+            id=image.id,
+            dataset_id=image.dataset_id,
+            label=image.label,
+            split=image.split,
+            filename=image.filename,
+            width=image.width,
+            height=image.height,
+            sha256=image.sha256,
+            salience_sources=sources,
+            file_url=str(request.app.url_path_for("image_file", image_id=image.id)),
+        )
+        for image, sources in rows
+    ]
+    return Page[ImageOut](items=items, total=total, offset=offset, limit=limit)

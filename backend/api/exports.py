@@ -1,0 +1,73 @@
+"""Study data downloads, streamed: responses, participants and annotations, as CSV or a JSON array.
+
+GET /studies/{id}/export/responses.csv     one row per detection response (main, catch, practice)
+GET /studies/{id}/export/participants.json one row per participant, with progress and catch misses
+GET /studies/{id}/export/annotations.csv   one row per painted mask, with its URL and sha256
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+from fastapi import APIRouter, Request
+from fastapi.responses import StreamingResponse
+
+from backend.api.deps import SessionDep, SettingsDep
+from backend.models import Study
+from backend.schemas.common import ErrorOut
+from backend.services.exports import stream_export
+from backend.services.lookups import get_or_404
+from backend.settings import Settings
+
+router = APIRouter(tags=["exports"])
+
+
+class ExportFile(StrEnum):
+    responses_csv = "responses.csv"
+    responses_json = "responses.json"
+    participants_csv = "participants.csv"
+    participants_json = "participants.json"
+    annotations_csv = "annotations.csv"
+    annotations_json = "annotations.json"
+
+
+_MEDIA_TYPES = {"csv": "text/csv; charset=utf-8", "json": "application/json"}
+_TEXT = {"schema": {"type": "string"}}
+_ARRAY = {"schema": {"type": "array", "items": {"type": "object"}}}
+
+
+def mask_url_template(request: Request, settings: Settings) -> str:
+    """Absolute URL of an annotation's mask, with `{annotation_id}` to fill in."""
+    path = str(request.app.url_path_for("annotation_mask", annotation_id="0"))
+    return settings.public_base_url + path.removesuffix("/0/mask") + "/{annotation_id}/mask"
+
+
+@router.get(
+    "/studies/{study_id:int}/export/{file}",
+    response_class=StreamingResponse,
+    responses={
+        200: {
+            "content": {"text/csv": _TEXT, "application/json": _ARRAY},
+            "description": "The table, streamed: CSV with a header line, or a JSON array of objects.",
+        },
+        404: {"model": ErrorOut},
+    },
+)
+def export(
+    study_id: int, file: ExportFile, request: Request, session: SessionDep, settings: SettingsDep
+) -> StreamingResponse:
+    """One table of the study's data, streamed in constant memory."""
+    study = get_or_404(session, Study, study_id)
+    table, fmt = file.value.split(".")
+    chunks = stream_export(
+        request.app.state.session_factory,
+        study.id,
+        table,  # type: ignore[arg-type]
+        fmt,  # type: ignore[arg-type]
+        mask_url=mask_url_template(request, settings),
+    )
+    headers = {
+        "Content-Disposition": f'attachment; filename="{study.slug}-{file.value}"',
+        "Cache-Control": "private, no-store",
+    }
+    return StreamingResponse(chunks, media_type=_MEDIA_TYPES[fmt], headers=headers)

@@ -1,0 +1,74 @@
+"""Researcher downloads of image bytes: source images, their salience maps, stimuli and painted masks.
+
+Unlike `/media/{key}` (participants: opaque keys, nothing revealed), these name rows by id and are only
+served with a researcher's token.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from fastapi import APIRouter
+from fastapi.responses import FileResponse
+
+from backend.api.deps import SessionDep, StorageDep
+from backend.api.downloads import IMAGE_TYPES, REVALIDATE, blob_file, file_responses
+from backend.models import Annotation, Image, Stimulus
+from backend.schemas.common import ErrorOut
+from backend.services.dataset_catalog import salience_map
+from backend.services.lookups import get_or_404
+
+router = APIRouter(tags=["images"])
+
+_NOT_FOUND = {404: {"model": ErrorOut}}
+
+
+@router.get(
+    "/images/{image_id}/file",
+    name="image_file",
+    response_class=FileResponse,
+    responses={**file_responses(*IMAGE_TYPES, description="The image file as uploaded."), **_NOT_FOUND},
+)
+def image_file(image_id: int, session: SessionDep, storage: StorageDep) -> FileResponse:
+    return blob_file(storage, get_or_404(session, Image, image_id).sha256)
+
+
+@router.get(
+    "/images/{image_id}/salience",
+    response_class=FileResponse,
+    responses={
+        **file_responses("image/png", description="8-bit grayscale PNG at the image's size, 255 = salient."),
+        **_NOT_FOUND,
+    },
+)
+def image_salience(
+    image_id: int,
+    session: SessionDep,
+    storage: StorageDep,
+    source: Literal["imported", "gradcam", "human_mean"] | None = None,
+) -> FileResponse:
+    """The newest salience map of `source`; without one: human_mean, else imported, else gradcam."""
+    return blob_file(storage, salience_map(session, image_id, source).sha256, kind="image/png", cache=REVALIDATE)
+
+
+@router.get(
+    "/stimuli/{stimulus_id}/file",
+    name="stimulus_file",
+    response_class=FileResponse,
+    responses={**file_responses("image/png", description="The stimulus as shown to participants."), **_NOT_FOUND},
+)
+def stimulus_file(stimulus_id: int, session: SessionDep, storage: StorageDep) -> FileResponse:
+    return blob_file(storage, get_or_404(session, Stimulus, stimulus_id).sha256)
+
+
+@router.get(
+    "/annotations/{annotation_id}/mask",
+    name="annotation_mask",
+    response_class=FileResponse,
+    responses={
+        **file_responses("image/png", description="The painted mask: 8-bit grayscale PNG, 255 = salient."),
+        **_NOT_FOUND,
+    },
+)
+def annotation_mask(annotation_id: int, session: SessionDep, storage: StorageDep) -> FileResponse:
+    return blob_file(storage, get_or_404(session, Annotation, annotation_id).mask_sha256, kind="image/png")

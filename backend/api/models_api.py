@@ -1,0 +1,65 @@
+"""Trained models: list, details (config, metrics), checkpoint download."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query
+from fastapi.responses import FileResponse
+
+from backend.api.deps import SessionDep, StorageDep
+from backend.api.downloads import blob_file, file_responses
+from backend.models import TrainedModel
+from backend.schemas.common import ErrorOut
+from backend.schemas.paging import MAX_LIMIT, Page
+from backend.schemas.trained_models import ModelDetail, ModelOut
+from backend.services import model_catalog as svc
+
+router = APIRouter(tags=["models"])
+
+
+def _fields(model: TrainedModel, job_status: str | None) -> dict[str, Any]:
+    return {
+        "id": model.id,
+        "name": model.name,
+        "arch": model.arch,
+        "method": model.method,
+        "dataset_id": model.dataset_id,
+        "job_id": model.job_id,
+        "job_status": job_status,
+        "has_checkpoint": model.checkpoint_sha256 is not None,
+        "checkpoint_sha256": model.checkpoint_sha256,
+        "created_at": model.created_at,
+    }
+
+
+@router.get("/models", response_model=Page[ModelOut])
+def list_models(
+    session: SessionDep,
+    offset: Annotated[int, Query(ge=0)] = 0,
+    limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = 50,
+    dataset_id: int | None = None,
+    method: str | None = None,
+) -> Page[ModelOut]:
+    rows, total = svc.list_models(session, offset=offset, limit=limit, dataset_id=dataset_id, method=method)
+    return Page[ModelOut](items=[ModelOut(**_fields(m, s)) for m, s in rows], total=total, offset=offset, limit=limit)
+
+
+@router.get("/models/{model_id}", response_model=ModelDetail, responses={404: {"model": ErrorOut}})
+def read_model(model_id: int, session: SessionDep) -> ModelDetail:
+    model, job_status = svc.get_model(session, model_id)
+    return ModelDetail(**_fields(model, job_status), config=model.config or {}, metrics=model.metrics)
+
+
+@router.get(
+    "/models/{model_id}/checkpoint",
+    response_class=FileResponse,
+    responses={
+        **file_responses("application/octet-stream", description="The checkpoint (torch.save file)."),
+        404: {"model": ErrorOut},
+        409: {"model": ErrorOut, "description": "No checkpoint yet (training queued, running or failed)."},
+    },
+)
+def download_checkpoint(model_id: int, session: SessionDep, storage: StorageDep) -> FileResponse:
+    model, sha = svc.checkpoint_sha256(session, model_id)
+    return blob_file(storage, sha, filename=f"model-{model.id}.pt", kind="application/octet-stream")

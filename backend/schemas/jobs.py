@@ -1,0 +1,48 @@
+"""Jobs as the research API takes and shows them; `params` are checked per kind by `job_params`."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+JobKind = Literal["generate_stimuli", "train", "evaluate"]
+JobStatus = Literal["queued", "running", "succeeded", "failed", "cancelled"]
+
+
+class JobCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    kind: JobKind
+    params: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Parameters of the kind: `TrainParams`, `EvaluateParams` or `GenerateStimuliParams` "
+        "(backend.services.job_params); defaults are filled in and the stored params returned.",
+    )
+
+
+class JobOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    kind: JobKind
+    status: JobStatus
+    params: dict[str, Any]
+    progress: float = Field(description="Fraction done, 0..1.")
+    message: str | None
+    eta_s: float | None = Field(description="Estimated seconds left, while running.")
+    result: dict[str, Any] | None
+    error: str | None
+    attempts: int
+    max_attempts: int
+    cancel_requested: bool
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    heartbeat_at: datetime | None
+    model_id: int | None = Field(default=None, description="The model row a train job fills in.")
+
+
+class JobDetail(JobOut):
+    traceback: str | None = Field(description="Python traceback of a failed job, for researchers.")

@@ -1,0 +1,196 @@
+"""Datasets for the research API: upload (validate, deduplicate, import), summaries, image pages, salience.
+
+An upload is validated completely in memory (`backend.datasets.archive.read_archive`) before anything is
+written, so a rejected archive leaves no rows and no blobs. An archive whose content is already a dataset
+(the same image files with the same labels, splits and imported salience maps) is not imported again: the
+existing dataset is returned instead.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import BinaryIO
+
+from sqlalchemy import distinct, func, select
+from sqlalchemy.orm import Session
+
+from backend.datasets.archive import ArchiveError, ArchiveImage, read_archive, sha256_hex
+from backend.models import SALIENCE_SOURCES, Dataset, Image, SalienceMap
+from backend.services.datasets import import_archive
+from backend.services.errors import InvalidInputError, NotFoundError
+from backend.services.lookups import get_or_404
+from backend.storage import BlobStore
+
+#: Decompressed bytes allowed per compressed upload byte: image files barely compress, so an archive that
+#: expands far beyond its size is a zip bomb, not a dataset.
+DECOMPRESSION_FACTOR = 2
+#: Preference when no salience source is asked for: human annotations, then the dataset's own, then Grad-CAM.
+SALIENCE_PREFERENCE = ("human_mean", "imported", "gradcam")
+
+_Fingerprint = frozenset[tuple[str, str, str | None, str | None]]
+
+
+@dataclass(frozen=True)
+class UploadOutcome:
+    dataset: Dataset
+    created: bool
+
+
+def upload_dataset(
+    session: Session, storage: BlobStore, fileobj: BinaryIO, *, name: str, max_upload_bytes: int
+) -> UploadOutcome:
+    """Validate the zip in `fileobj` (seekable) and import it as dataset `name`, or return the dataset that
+    already holds exactly this content (`created` False). 422 with the archive's problem when it is refused.
+    Does not commit."""
+    try:
+        archive = read_archive(fileobj, max_bytes=max_upload_bytes * DECOMPRESSION_FACTOR)
+    except ArchiveError as exc:
+        raise InvalidInputError(f"the archive was refused: {exc}") from None
+    existing = find_same_dataset(session, archive)
+    if existing is not None:
+        return UploadOutcome(existing, created=False)
+    return UploadOutcome(import_archive(session, storage, archive, name), created=True)
+
+
+def _fingerprint_of_archive(archive: Sequence[ArchiveImage]) -> _Fingerprint:
+    return frozenset(
+        (sha256_hex(im.data), im.label, im.split, sha256_hex(im.salience_png) if im.salience_png else None)
+        for im in archive
+    )
+
+
+def _fingerprint_of_dataset(session: Session, dataset_id: int) -> _Fingerprint:
+    rows = session.execute(
+        select(Image.sha256, Image.label, Image.split, SalienceMap.sha256)
+        .outerjoin(SalienceMap, (SalienceMap.image_id == Image.id) & (SalienceMap.source == "imported"))
+        .where(Image.dataset_id == dataset_id)
+    ).all()
+    return frozenset(tuple(row) for row in rows)  # type: ignore[misc]
+
+
+def find_same_dataset(session: Session, archive: Sequence[ArchiveImage]) -> Dataset | None:
+    """The oldest dataset whose images (sha256, label, split, imported salience) equal the archive's.
+
+    Candidates are the datasets that hold the archive's first image with the same image count, so only a
+    handful of datasets is compared row by row, whatever the size of the catalogue.
+    """
+    if not archive:
+        return None
+    wanted = _fingerprint_of_archive(archive)
+    n_images = len({entry[0] for entry in wanted})
+    counts = select(Image.dataset_id, func.count(Image.id).label("n")).group_by(Image.dataset_id).subquery("counts")
+    candidates = session.scalars(
+        select(Image.dataset_id)
+        .join(counts, counts.c.dataset_id == Image.dataset_id)
+        .where(Image.sha256 == sha256_hex(archive[0].data), counts.c.n == n_images)
+        .order_by(Image.dataset_id)
+    ).all()
+    for dataset_id in candidates:
+        if _fingerprint_of_dataset(session, dataset_id) == wanted:
+            return session.get(Dataset, dataset_id)
+    return None
+
+
+# --- reading ------------------------------------------------------------------------------------------------
+
+
+def list_datasets(session: Session, *, offset: int, limit: int) -> tuple[list[tuple[Dataset, int]], int]:
+    """(dataset, image count) newest first, and the total number of datasets."""
+    n_images = select(func.count(Image.id)).where(Image.dataset_id == Dataset.id).scalar_subquery()
+    rows = session.execute(select(Dataset, n_images).order_by(Dataset.id.desc()).offset(offset).limit(limit)).all()
+    total = session.scalar(select(func.count(Dataset.id))) or 0
+    return [(dataset, n) for dataset, n in rows], total
+
+
+@dataclass(frozen=True)
+class DatasetSummary:
+    dataset: Dataset
+    n_images: int
+    by_label: dict[str, int]
+    by_split: dict[str, int]
+    by_label_and_split: dict[str, dict[str, int]]
+    salience_images: dict[str, int]
+    n_with_salience: int
+
+
+def _split_key(split: str | None) -> str:
+    return split if split is not None else "none"
+
+
+def dataset_summary(session: Session, dataset_id: int) -> DatasetSummary:
+    """Image counts per label, per split ("none" for images without one) and per both; how many images have
+    a salience map of each source, and of any source."""
+    dataset = get_or_404(session, Dataset, dataset_id)
+    rows = session.execute(
+        select(Image.label, Image.split, func.count(Image.id))
+        .where(Image.dataset_id == dataset_id)
+        .group_by(Image.label, Image.split)
+    ).all()
+    by_label: dict[str, int] = {}
+    by_split: dict[str, int] = {}
+    both: dict[str, dict[str, int]] = {}
+    for label, split, n in sorted(rows, key=lambda r: (r[0], _split_key(r[1]))):
+        by_label[label] = by_label.get(label, 0) + n
+        by_split[_split_key(split)] = by_split.get(_split_key(split), 0) + n
+        both.setdefault(label, {})[_split_key(split)] = n
+    of_dataset = select(Image.id).where(Image.dataset_id == dataset_id).scalar_subquery()
+    per_source = dict(
+        session.execute(  # type: ignore[arg-type]
+            select(SalienceMap.source, func.count(distinct(SalienceMap.image_id)))
+            .where(SalienceMap.image_id.in_(of_dataset))
+            .group_by(SalienceMap.source)
+        ).all()
+    )
+    any_source = session.scalar(
+        select(func.count(distinct(SalienceMap.image_id))).where(SalienceMap.image_id.in_(of_dataset))
+    )
+    return DatasetSummary(
+        dataset=dataset,
+        n_images=sum(by_label.values()),
+        by_label=by_label,
+        by_split=by_split,
+        by_label_and_split=both,
+        salience_images={source: per_source.get(source, 0) for source in SALIENCE_SOURCES},
+        n_with_salience=any_source or 0,
+    )
+
+
+def list_images(
+    session: Session, dataset_id: int, *, offset: int, limit: int, split: str | None = None, label: str | None = None
+) -> tuple[list[tuple[Image, list[str]]], int]:
+    """A page of the dataset's images in id order with the salience sources each has, and the total count."""
+    get_or_404(session, Dataset, dataset_id)
+    query = select(Image).where(Image.dataset_id == dataset_id)
+    if split is not None:
+        query = query.where(Image.split == split)
+    if label is not None:
+        query = query.where(Image.label == label)
+    total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
+    images = session.scalars(query.order_by(Image.id).offset(offset).limit(limit)).all()
+    sources: dict[int, set[str]] = {image.id: set() for image in images}
+    if images:
+        for image_id, source in session.execute(
+            select(SalienceMap.image_id, SalienceMap.source).where(SalienceMap.image_id.in_(list(sources)))
+        ):
+            sources[image_id].add(source)
+    return [(image, sorted(sources[image.id])) for image in images], total
+
+
+def salience_map(session: Session, image_id: int, source: str | None) -> SalienceMap:
+    """The newest salience map of image `image_id` from `source`, or (no source) from the first source of
+    `SALIENCE_PREFERENCE` the image has; 404 naming the sources it does have otherwise."""
+    get_or_404(session, Image, image_id)
+    maps = session.scalars(
+        select(SalienceMap).where(SalienceMap.image_id == image_id).order_by(SalienceMap.id.desc())
+    ).all()
+    wanted = (source,) if source is not None else SALIENCE_PREFERENCE
+    for name in wanted:
+        for row in maps:
+            if row.source == name:
+                return row
+    have = sorted({row.source for row in maps})
+    raise NotFoundError(
+        f"image {image_id} has no salience map"
+        + (f" of source {source!r}; it has: {', '.join(have)}" if have and source else "")
+    )

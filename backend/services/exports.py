@@ -1,0 +1,237 @@
+"""Study data as CSV or JSON, streamed in constant memory.
+
+Rows are read in batches of `BATCH_ROWS` (`yield_per`: a server-side cursor on PostgreSQL, `fetchmany` on
+SQLite) and each batch is encoded and handed on before the next is read, so an export of a million responses
+holds one batch at a time. The export opens its own session (`session_factory`), because the response body is
+produced after the request's own transaction has ended.
+
+Cells: timestamps as ISO 8601 (UTC), booleans as true/false, JSON-valued fields (client timestamps, client
+info, recruitment ids) as compact JSON text in CSV and as objects in JSON, missing values empty (CSV) or null.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import Callable, Iterator
+from datetime import datetime
+from typing import Any, Literal
+
+from sqlalchemy import Select, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from backend.db import session_scope
+from backend.models import Annotation, Image, Participant, Response, Stimulus, StimulusSet, Trial
+from backend.services.studies import participant_counts
+
+BATCH_ROWS = 500
+ExportTable = Literal["responses", "participants", "annotations"]
+ExportFormat = Literal["csv", "json"]
+Batch = list[dict[str, Any]]
+
+RESPONSE_COLUMNS = (
+    "response_id", "participant_id", "participant_external_id", "participant_index", "participant_flagged",
+    "trial_id", "position", "phase", "stimulus_set_id", "stimulus_id", "image_id", "image_filename", "label",
+    "eps", "masked", "expected", "judgment", "correct", "confidence", "rt_ms", "created_at", "client_timestamps",
+)  # fmt: skip
+PARTICIPANT_COLUMNS = (
+    "participant_id", "index", "external_id", "consent", "started_at", "completed_at", "completed",
+    "completion_code", "flagged", "trials_total", "trials_answered", "catch_trials", "catch_errors",
+    "client_info", "recruitment",
+)  # fmt: skip
+ANNOTATION_COLUMNS = (
+    "annotation_id", "participant_id", "participant_external_id", "participant_index", "trial_id", "position",
+    "image_id", "label", "stimulus_id", "width", "height", "mask_sha256", "mask_url", "strokes_length",
+    "duration_ms", "created_at",
+)  # fmt: skip
+COLUMNS: dict[str, tuple[str, ...]] = {
+    "responses": RESPONSE_COLUMNS,
+    "participants": PARTICIPANT_COLUMNS,
+    "annotations": ANNOTATION_COLUMNS,
+}
+
+
+def _batches(session: Session, query: Select[Any], to_row: Callable[[Any], dict[str, Any]]) -> Iterator[Batch]:
+    result = session.execute(query.execution_options(yield_per=BATCH_ROWS))
+    for partition in result.partitions():
+        yield [to_row(row) for row in partition]
+
+
+def _response_batches(session: Session, study_id: int, _mask_url: str) -> Iterator[Batch]:
+    query = (
+        select(Response, Trial, Participant, Stimulus, Image.label, Image.filename, StimulusSet.masked)
+        .join(Trial, Trial.id == Response.trial_id)
+        .join(Participant, Participant.id == Trial.participant_id)
+        .join(Stimulus, Stimulus.id == Trial.stimulus_id)
+        .join(StimulusSet, StimulusSet.id == Stimulus.stimulus_set_id)
+        .join(Image, Image.id == Stimulus.image_id)
+        .where(Participant.study_id == study_id)
+        .order_by(Participant.index, Trial.position)
+    )
+
+    def to_row(row: Any) -> dict[str, Any]:
+        response, trial, person, stimulus, label, filename, masked = row
+        expected = "perturbed" if stimulus.eps > 0 else "clean"
+        return {
+            "response_id": response.id,
+            "participant_id": person.id,
+            "participant_external_id": person.external_id,
+            "participant_index": person.index,
+            "participant_flagged": person.flagged,
+            "trial_id": trial.id,
+            "position": trial.position,
+            "phase": trial.phase,
+            "stimulus_set_id": stimulus.stimulus_set_id,
+            "stimulus_id": stimulus.id,
+            "image_id": stimulus.image_id,
+            "image_filename": filename,
+            "label": label,
+            "eps": stimulus.eps,
+            "masked": masked,
+            "expected": expected,
+            "judgment": response.judgment,
+            "correct": response.judgment == expected,
+            "confidence": response.confidence,
+            "rt_ms": response.rt_ms,
+            "created_at": response.created_at,
+            "client_timestamps": response.client_timestamps,
+        }
+
+    return _batches(session, query, to_row)
+
+
+def _participant_batches(session: Session, study_id: int, _mask_url: str) -> Iterator[Batch]:
+    counts = participant_counts(study_id)
+    query = (
+        select(Participant, counts.c.total, counts.c.answered, counts.c.catch_trials, counts.c.catch_errors)
+        .outerjoin(counts, counts.c.pid == Participant.id)
+        .where(Participant.study_id == study_id)
+        .order_by(Participant.index)
+    )
+
+    def to_row(row: Any) -> dict[str, Any]:
+        person, total, answered, catch_trials, catch_errors = row
+        return {
+            "participant_id": person.id,
+            "index": person.index,
+            "external_id": person.external_id,
+            "consent": person.consent,
+            "started_at": person.started_at,
+            "completed_at": person.completed_at,
+            "completed": person.completed_at is not None,
+            "completion_code": person.completion_code,
+            "flagged": person.flagged,
+            "trials_total": total or 0,
+            "trials_answered": answered or 0,
+            "catch_trials": int(catch_trials or 0),
+            "catch_errors": int(catch_errors or 0),
+            "client_info": person.client_info,
+            "recruitment": person.recruitment,
+        }
+
+    return _batches(session, query, to_row)
+
+
+def _annotation_batches(session: Session, study_id: int, mask_url: str) -> Iterator[Batch]:
+    query = (
+        select(Annotation, Trial, Participant, Stimulus.image_id, Stimulus.id, Image.label)
+        .join(Trial, Trial.id == Annotation.trial_id)
+        .join(Participant, Participant.id == Trial.participant_id)
+        .join(Stimulus, Stimulus.id == Trial.stimulus_id)
+        .join(Image, Image.id == Stimulus.image_id)
+        .where(Participant.study_id == study_id)
+        .order_by(Participant.index, Trial.position)
+    )
+
+    def to_row(row: Any) -> dict[str, Any]:
+        annotation, trial, person, image_id, stimulus_id, label = row
+        return {
+            "annotation_id": annotation.id,
+            "participant_id": person.id,
+            "participant_external_id": person.external_id,
+            "participant_index": person.index,
+            "trial_id": trial.id,
+            "position": trial.position,
+            "image_id": image_id,
+            "label": label,
+            "stimulus_id": stimulus_id,
+            "width": annotation.width,
+            "height": annotation.height,
+            "mask_sha256": annotation.mask_sha256,
+            "mask_url": mask_url.format(annotation_id=annotation.id),
+            "strokes_length": len(annotation.strokes) if isinstance(annotation.strokes, list | dict) else 0,
+            "duration_ms": annotation.duration_ms,
+            "created_at": annotation.created_at,
+        }
+
+    return _batches(session, query, to_row)
+
+
+_SOURCES: dict[str, Callable[[Session, int, str], Iterator[Batch]]] = {
+    "responses": _response_batches,
+    "participants": _participant_batches,
+    "annotations": _annotation_batches,
+}
+
+
+# --- encoding -----------------------------------------------------------------------------------------------
+
+
+def _json_value(value: Any) -> Any:
+    return value.isoformat() if isinstance(value, datetime) else value
+
+
+def _csv_value(value: Any) -> Any:
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, dict | list):
+        return json.dumps(value, separators=(",", ":"), allow_nan=False)
+    return value
+
+
+def csv_chunks(columns: tuple[str, ...], batches: Iterator[Batch]) -> Iterator[bytes]:
+    """A header line, then one encoded chunk per batch (RFC 4180 quoting, CRLF line ends, UTF-8)."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(columns)
+    yield buffer.getvalue().encode()
+    for batch in batches:
+        buffer.seek(0)
+        buffer.truncate()
+        writer.writerows([_csv_value(row[c]) for c in columns] for row in batch)
+        yield buffer.getvalue().encode()
+
+
+def json_chunks(columns: tuple[str, ...], batches: Iterator[Batch]) -> Iterator[bytes]:
+    """A JSON array of objects (keys in `columns` order), one chunk per batch."""
+    yield b"["
+    first = True
+    for batch in batches:
+        parts = []
+        for row in batch:
+            parts.append(("\n" if first else ",\n") + json.dumps({c: _json_value(row[c]) for c in columns}))
+            first = False
+        yield "".join(parts).encode()
+    yield b"\n]\n"
+
+
+def stream_export(
+    session_factory: sessionmaker[Session],
+    study_id: int,
+    table: ExportTable,
+    fmt: ExportFormat,
+    *,
+    mask_url: str = "{annotation_id}",
+) -> Iterator[bytes]:
+    """The export `table` of study `study_id` as `fmt` chunks; `mask_url` is formatted with `annotation_id`
+    to give each annotation's mask link. Check that the study exists before starting to stream."""
+    if table not in COLUMNS:
+        raise ValueError(f"unknown export {table!r}; use one of {', '.join(COLUMNS)}")
+    encode = csv_chunks if fmt == "csv" else json_chunks
+    with session_scope(session_factory) as session:
+        yield from encode(COLUMNS[table], _SOURCES[table](session, study_id, mask_url))

@@ -1,0 +1,44 @@
+"""Trained models for the research API: listing, and the checkpoint of a model (once its training stored one)."""
+
+from __future__ import annotations
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from backend.models import Job, TrainedModel
+from backend.services.errors import ConflictError
+from backend.services.lookups import get_or_404
+
+
+def list_models(
+    session: Session, *, offset: int, limit: int, dataset_id: int | None = None, method: str | None = None
+) -> tuple[list[tuple[TrainedModel, str | None]], int]:
+    """(model, status of its train job or None) newest first, and the total count; optional filters."""
+    query = select(TrainedModel, Job.status).outerjoin(Job, Job.id == TrainedModel.job_id)
+    if dataset_id is not None:
+        query = query.where(TrainedModel.dataset_id == dataset_id)
+    if method is not None:
+        query = query.where(TrainedModel.method == method)
+    total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
+    rows = session.execute(query.order_by(TrainedModel.id.desc()).offset(offset).limit(limit)).all()
+    return [(model, status) for model, status in rows], total
+
+
+def get_model(session: Session, model_id: int) -> tuple[TrainedModel, str | None]:
+    model = get_or_404(session, TrainedModel, model_id)
+    job = session.get(Job, model.job_id) if model.job_id is not None else None
+    return model, job.status if job else None
+
+
+def checkpoint_sha256(session: Session, model_id: int) -> tuple[TrainedModel, str]:
+    """The model and its checkpoint blob; 409 saying why while there is none (training queued, running,
+    failed)."""
+    model, job_status = get_model(session, model_id)
+    if model.checkpoint_sha256 is None:
+        if job_status is None:
+            raise ConflictError(f"model {model_id} has no checkpoint: no train job of this platform made it")
+        raise ConflictError(
+            f"model {model_id} has no checkpoint yet: its train job {model.job_id} is {job_status}; "
+            f"see GET /jobs/{model.job_id}"
+        )
+    return model, model.checkpoint_sha256

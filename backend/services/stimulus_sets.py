@@ -1,0 +1,194 @@
+"""Stimulus sets for the research API: create one with its generation job, summarise and page its stimuli.
+
+A set names its model directly (`model_id`) or through a train job that is still running (`train_job_id`:
+the job's model row exists from the start, and the generation job waits until its checkpoint does). What to
+generate is stored on the set itself: its columns (attack, norm, eps levels, masked, steps) and `params`
+(`backend.services.job_params.StimulusSetOptions`: split, n_images, seed, salience source, ...).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from backend.models import Dataset, Image, Job, Stimulus, StimulusSet, TrainedModel
+from backend.services.errors import ConflictError, InvalidInputError
+from backend.services.job_params import StimulusSetOptions
+from backend.services.jobs import FINISHED, create_stimuli_job
+from backend.services.lookups import get_or_404, get_referenced
+
+#: Attacks that exist only for the L-inf norm.
+LINF_ONLY_ATTACKS = ("fgsm", "apgd")
+
+
+@dataclass(frozen=True)
+class StimulusSetSpec:
+    """What `create_stimulus_set` needs (the API's `StimulusSetCreate`, checked for shape already)."""
+
+    name: str
+    dataset_id: int
+    model_id: int | None
+    train_job_id: int | None
+    attack: str
+    norm: str
+    eps_levels: list[float]
+    masked: bool
+    steps: int
+    options: StimulusSetOptions
+
+
+def _model_for(session: Session, spec: StimulusSetSpec) -> TrainedModel:
+    if (spec.model_id is None) == (spec.train_job_id is None):
+        raise InvalidInputError("give exactly one of model_id (a trained model) or train_job_id (one in training)")
+    if spec.model_id is not None:
+        return get_referenced(session, TrainedModel, spec.model_id, field="model_id")
+    job = get_referenced(session, Job, spec.train_job_id, field="train_job_id")  # type: ignore[arg-type]
+    if job.kind != "train":
+        raise InvalidInputError(f"train_job_id: job {job.id} is a {job.kind} job, not a train job")
+    model = session.scalar(select(TrainedModel).where(TrainedModel.job_id == job.id))
+    if model is None:
+        raise InvalidInputError(f"train_job_id: job {job.id} has no model row; start training with POST /jobs")
+    if job.status in ("failed", "cancelled") and model.checkpoint_sha256 is None:
+        raise InvalidInputError(
+            f"train_job_id: job {job.id} ended {job.status} without a checkpoint; train again or pass a model_id"
+        )
+    return model
+
+
+def _check_images(session: Session, dataset_id: int, options: StimulusSetOptions) -> int:
+    """The number of images the set will hold; 422 when the split or n_images cannot be satisfied."""
+    query = select(func.count(Image.id)).where(Image.dataset_id == dataset_id)
+    if options.split is not None:
+        query = query.where(Image.split == options.split)
+    available = session.scalar(query) or 0
+    if available == 0:
+        splits = session.scalars(select(Image.split).where(Image.dataset_id == dataset_id).distinct()).all()
+        named = ", ".join(sorted(repr(s) for s in splits))
+        raise InvalidInputError(
+            f"split: dataset {dataset_id} has no images of split {options.split!r}; its splits are {named} "
+            "(null takes all images)"
+        )
+    if options.n_images is not None and options.n_images > available:
+        raise InvalidInputError(
+            f"n_images: only {available} images of split {options.split!r} in dataset {dataset_id}; ask for at "
+            f"most {available} (or null for all)"
+        )
+    return options.n_images or available
+
+
+def create_stimulus_set(session: Session, spec: StimulusSetSpec) -> tuple[StimulusSet, Job]:
+    """A pending stimulus set and its queued `generate_stimuli` job (not committed, not enqueued).
+
+    422 for a dataset, model or train job that does not exist, an L2 request with an L-inf-only attack, or a
+    split / n_images the dataset cannot satisfy.
+    """
+    get_referenced(session, Dataset, spec.dataset_id, field="dataset_id")
+    model = _model_for(session, spec)
+    if spec.attack in LINF_ONLY_ATTACKS and spec.norm != "linf":
+        raise InvalidInputError(f"norm: {spec.attack} is an L-inf attack; use norm 'linf', or attack 'pgd' for L2")
+    if spec.norm == "linf" and any(eps > 1 for eps in spec.eps_levels):
+        raise InvalidInputError("eps_levels: L-inf radii are in [0, 1] pixel units (8/255 = 0.0314); use <= 1")
+    _check_images(session, spec.dataset_id, spec.options)
+    sset = StimulusSet(
+        name=spec.name,
+        dataset_id=spec.dataset_id,
+        model_id=model.id,
+        attack=spec.attack,
+        norm=spec.norm,
+        eps_levels=spec.eps_levels,
+        masked=spec.masked,
+        steps=spec.steps,
+        status="pending",
+        params=spec.options.model_dump(mode="json"),
+    )
+    session.add(sset)
+    session.flush()
+    job = create_stimuli_job(session, sset)
+    return sset, job
+
+
+def regenerate(session: Session, stimulus_set_id: int) -> Job:
+    """A new generation job for an existing set (e.g. after a failure); 409 while one is queued or running.
+    Stimuli made before are kept (generation only adds what is missing)."""
+    sset = get_referenced(session, StimulusSet, stimulus_set_id, field="stimulus_set_id")
+    current = session.get(Job, sset.job_id) if sset.job_id is not None else None
+    if current is not None and current.status not in FINISHED:
+        raise ConflictError(
+            f"stimulus set {sset.id} already has generation job {current.id} ({current.status}); wait for it or "
+            f"cancel it with POST /jobs/{current.id}/cancel"
+        )
+    return create_stimuli_job(session, sset)
+
+
+def list_stimulus_sets(
+    session: Session, *, offset: int, limit: int, dataset_id: int | None = None
+) -> tuple[list[StimulusSet], int]:
+    query = select(StimulusSet)
+    if dataset_id is not None:
+        query = query.where(StimulusSet.dataset_id == dataset_id)
+    total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
+    return list(session.scalars(query.order_by(StimulusSet.id.desc()).offset(offset).limit(limit))), total
+
+
+@dataclass(frozen=True)
+class StimulusSetSummary:
+    stimulus_set: StimulusSet
+    job: Job | None
+    n_images: int
+    n_stimuli: int
+    n_catch: int
+    per_eps: list[dict[str, Any]]
+
+
+def stimulus_set_summary(session: Session, stimulus_set_id: int) -> StimulusSetSummary:
+    """The set, its generation job, and its trial stimuli counted per eps (with the mean achieved norms)."""
+    sset = get_or_404(session, StimulusSet, stimulus_set_id)
+    rows = session.execute(
+        select(Stimulus.role, Stimulus.eps, func.count(Stimulus.id), func.avg(Stimulus.linf), func.avg(Stimulus.l2))
+        .where(Stimulus.stimulus_set_id == sset.id)
+        .group_by(Stimulus.role, Stimulus.eps)
+        .order_by(Stimulus.eps)
+    ).all()
+    per_eps = [
+        {"eps": eps, "n": n, "mean_linf": linf, "mean_l2": l2} for role, eps, n, linf, l2 in rows if role == "trial"
+    ]
+    n_images = session.scalar(
+        select(func.count(func.distinct(Stimulus.image_id))).where(
+            Stimulus.stimulus_set_id == sset.id, Stimulus.role == "trial"
+        )
+    )
+    return StimulusSetSummary(
+        stimulus_set=sset,
+        job=session.get(Job, sset.job_id) if sset.job_id is not None else None,
+        n_images=n_images or 0,
+        n_stimuli=sum(n for _, _, n, _, _ in rows),
+        n_catch=sum(n for role, _, n, _, _ in rows if role == "catch"),
+        per_eps=per_eps,
+    )
+
+
+def list_stimuli(
+    session: Session,
+    stimulus_set_id: int,
+    *,
+    offset: int,
+    limit: int,
+    eps: float | None = None,
+    role: str | None = None,
+) -> tuple[list[tuple[Stimulus, str]], int]:
+    """A page of the set's stimuli (ordered by image, then role, then eps) with each source image's label."""
+    get_or_404(session, StimulusSet, stimulus_set_id)
+    query = select(Stimulus, Image.label).join(Image, Image.id == Stimulus.image_id)
+    query = query.where(Stimulus.stimulus_set_id == stimulus_set_id)
+    if eps is not None:
+        query = query.where(func.abs(Stimulus.eps - eps) < 1e-9)
+    if role is not None:
+        query = query.where(Stimulus.role == role)
+    total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
+    rows = session.execute(
+        query.order_by(Stimulus.image_id, Stimulus.role.desc(), Stimulus.eps).offset(offset).limit(limit)
+    ).all()
+    return [(stimulus, label) for stimulus, label in rows], total

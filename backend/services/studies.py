@@ -1,0 +1,293 @@
+"""Studies for the research API: create, edit, open and close them; their participants; withdrawal.
+
+A study's schedule depends on a few config fields (`SCHEDULE_FIELDS`); once a participant has started,
+changing one would give later participants another design than earlier ones, so such edits are refused.
+Opening checks that the stimulus set can serve the configured trials; a set still being generated is
+accepted (participants get 503 "being prepared" until it is ready).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import ValidationError
+from sqlalchemy import case, delete, func, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from backend.models import (
+    Annotation,
+    Image,
+    Job,
+    Participant,
+    Response,
+    Stimulus,
+    StimulusSet,
+    Study,
+    Trial,
+)
+from backend.services.blob_refs import unreferenced
+from backend.services.errors import ConflictError, InvalidInputError
+from backend.services.lookups import get_child_or_404, get_or_404, get_referenced
+from backend.storage import BlobStore
+from backend.study.config import StudyConfig
+from backend.study.schedule import build_schedule
+
+#: Config fields that change the trials participants get (see `backend.study.schedule.build_schedule`).
+SCHEDULE_FIELDS = ("stimulus_set_id", "n_main", "n_practice", "n_catch", "n_annotate", "seed")
+_EPS_TOLERANCE = 1e-9
+
+
+def _validated(config: dict[str, Any]) -> StudyConfig:
+    try:
+        return StudyConfig.model_validate(config)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"config.{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors(include_url=False)
+        )
+        raise InvalidInputError(f"invalid study config: {problems}") from None
+
+
+def create_study(session: Session, *, slug: str, title: str, config: StudyConfig) -> Study:
+    """A draft study; 409 when the slug is taken, 422 when the config names no existing stimulus set."""
+    get_referenced(session, StimulusSet, config.stimulus_set_id, field="config.stimulus_set_id")
+    if session.scalar(select(Study.id).where(Study.slug == slug)) is not None:
+        raise ConflictError(f"slug {slug!r} is taken by another study; choose another one")
+    study = Study(slug=slug, title=title, status="draft", config=config.model_dump(mode="json"))
+    try:
+        with session.begin_nested():
+            session.add(study)
+            session.flush()
+    except IntegrityError:
+        raise ConflictError(f"slug {slug!r} is taken by another study; choose another one") from None
+    return study
+
+
+def count_participants(session: Session, study_id: int) -> tuple[int, int]:
+    """(participants, of them completed) of a study."""
+    total, completed = session.execute(
+        select(func.count(Participant.id), func.count(Participant.completed_at)).where(Participant.study_id == study_id)
+    ).one()
+    return total or 0, completed or 0
+
+
+def list_studies(session: Session, *, offset: int, limit: int) -> tuple[list[Study], int]:
+    total = session.scalar(select(func.count(Study.id))) or 0
+    return list(session.scalars(select(Study).order_by(Study.id.desc()).offset(offset).limit(limit))), total
+
+
+def update_study(
+    session: Session, study_id: int, *, title: str | None = None, config_patch: dict[str, Any] | None = None
+) -> Study:
+    """Change the title and/or some config fields (merged into the stored config, then validated as a whole).
+
+    409 when a field of `SCHEDULE_FIELDS` changes after participants have started; 422 for an invalid result.
+    """
+    study = get_or_404(session, Study, study_id)
+    if config_patch:
+        merged = _validated({**study.config, **config_patch})
+        old = _validated(study.config)
+        changed = [name for name in SCHEDULE_FIELDS if getattr(old, name) != getattr(merged, name)]
+        n_participants, _ = count_participants(session, study.id)
+        if changed and n_participants:
+            raise ConflictError(
+                f"{', '.join(changed)} cannot change: {n_participants} participants have started with the current "
+                "schedule; create a new study for the new design (display texts, timing and redirect may change)"
+            )
+        if merged.stimulus_set_id != old.stimulus_set_id:
+            get_referenced(session, StimulusSet, merged.stimulus_set_id, field="config.stimulus_set_id")
+        study.config = merged.model_dump(mode="json")
+    if title is not None:
+        study.title = title
+    session.flush()
+    return study
+
+
+# --- opening and closing ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Readiness:
+    """Whether a study's stimulus set can serve its config; `problems` say what is missing."""
+
+    stimulus_set: StimulusSet | None
+    problems: list[str]
+    preparing: bool
+
+
+def check_ready(session: Session, study: Study) -> Readiness:
+    config = _validated(study.config)
+    sset = session.get(StimulusSet, config.stimulus_set_id)
+    if sset is None:
+        missing = f"stimulus set {config.stimulus_set_id} does not exist; PATCH config.stimulus_set_id"
+        return Readiness(None, [missing], False)
+    levels = sorted({0.0, *(float(e) for e in sset.eps_levels)})
+    if sset.status == "failed":
+        job = session.get(Job, sset.job_id) if sset.job_id is not None else None
+        reason = f" ({job.error})" if job is not None and job.error else ""
+        return Readiness(
+            sset,
+            [f"stimulus set {sset.id} failed to generate{reason}; regenerate it (POST /jobs) or use another set"],
+            False,
+        )
+    if sset.status in ("pending", "generating"):
+        planned = _planned_images(session, sset)
+        return Readiness(sset, _schedule_problems(config, list(range(planned)), levels, catch=True), True)
+    complete = _complete_images(session, sset, levels)
+    problems = _schedule_problems(config, complete, levels, catch=_has_catch(session, sset, config))
+    return Readiness(sset, problems, False)
+
+
+def _planned_images(session: Session, sset: StimulusSet) -> int:
+    split = (sset.params or {}).get("split")
+    n_images = (sset.params or {}).get("n_images")
+    query = select(func.count(Image.id)).where(Image.dataset_id == sset.dataset_id)
+    if split is not None:
+        query = query.where(Image.split == split)
+    available = session.scalar(query) or 0
+    return min(available, n_images) if n_images else available
+
+
+def _complete_images(session: Session, sset: StimulusSet, levels: list[float]) -> list[int]:
+    """Source images with a trial stimulus at every level (others cannot be scheduled at every level)."""
+    have: dict[int, set[float]] = {}
+    for image_id, eps in session.execute(
+        select(Stimulus.image_id, Stimulus.eps).where(Stimulus.stimulus_set_id == sset.id, Stimulus.role == "trial")
+    ):
+        have.setdefault(image_id, set()).add(round(eps, 9))
+    wanted = {round(e, 9) for e in levels}
+    return sorted(image_id for image_id, got in have.items() if wanted <= got)
+
+
+def _has_catch(session: Session, sset: StimulusSet, config: StudyConfig) -> bool:
+    if config.n_catch == 0:
+        return True
+    return (
+        session.scalar(
+            select(Stimulus.id).where(Stimulus.stimulus_set_id == sset.id, Stimulus.role == "catch").limit(1)
+        )
+        is not None
+    )
+
+
+def _schedule_problems(config: StudyConfig, image_ids: list[int], levels: list[float], *, catch: bool) -> list[str]:
+    problems = []
+    if not catch:
+        problems.append(f"n_catch={config.n_catch} but the stimulus set has no catch stimuli; set n_catch to 0")
+    if not image_ids:
+        return [*problems, "the stimulus set has no image with a stimulus at every eps level"]
+    try:
+        build_schedule(config, participant_index=0, image_ids=image_ids, eps_levels=levels)
+    except ValueError as exc:
+        problems.append(str(exc))
+    return problems
+
+
+def open_study(session: Session, study_id: int) -> tuple[Study, Readiness]:
+    """Open a draft or closed study (idempotent for an open one) once `check_ready` finds nothing missing;
+    409 listing what is missing otherwise."""
+    study = get_or_404(session, Study, study_id)
+    readiness = check_ready(session, study)
+    if readiness.problems:
+        raise ConflictError(f"study {study.slug!r} cannot open: " + "; ".join(readiness.problems))
+    study.status = "open"
+    session.flush()
+    return study, readiness
+
+
+def close_study(session: Session, study_id: int) -> Study:
+    """Stop enrolling participants; sessions already started can still be finished. Idempotent."""
+    study = get_or_404(session, Study, study_id)
+    study.status = "closed"
+    session.flush()
+    return study
+
+
+# --- participants -----------------------------------------------------------------------------------------
+
+
+def participant_counts(study_id: int) -> Any:
+    """Per participant of the study: trials, answered trials, catch trials and catch trials answered "clean"
+    (a subquery with columns pid, total, answered, catch_trials, catch_errors)."""
+    return (
+        select(
+            Trial.participant_id.label("pid"),
+            func.count(Trial.id).label("total"),
+            (func.count(Response.id) + func.count(Annotation.id)).label("answered"),
+            func.sum(case((Trial.phase == "catch", 1), else_=0)).label("catch_trials"),
+            func.sum(case(((Trial.phase == "catch") & (Response.judgment == "clean"), 1), else_=0)).label(
+                "catch_errors"
+            ),
+        )
+        .outerjoin(Response, Response.trial_id == Trial.id)
+        .outerjoin(Annotation, Annotation.trial_id == Trial.id)
+        .join(Participant, Participant.id == Trial.participant_id)
+        .where(Participant.study_id == study_id)
+        .group_by(Trial.participant_id)
+        .subquery("counts")
+    )
+
+
+@dataclass(frozen=True)
+class ParticipantStatus:
+    participant: Participant
+    trials_total: int
+    trials_answered: int
+    catch_trials: int
+    catch_errors: int
+
+
+def list_participants(
+    session: Session, study_id: int, *, offset: int, limit: int
+) -> tuple[list[ParticipantStatus], int]:
+    """A page of the study's participants in enrolment order, with answered/total trials and catch misses."""
+    get_or_404(session, Study, study_id)
+    counts = participant_counts(study_id)
+    rows = session.execute(
+        select(Participant, counts.c.total, counts.c.answered, counts.c.catch_trials, counts.c.catch_errors)
+        .outerjoin(counts, counts.c.pid == Participant.id)
+        .where(Participant.study_id == study_id)
+        .order_by(Participant.index)
+        .offset(offset)
+        .limit(limit)
+    ).all()
+    total, _ = count_participants(session, study_id)
+    return [ParticipantStatus(p, t or 0, a or 0, int(ct or 0), int(ce or 0)) for p, t, a, ct, ce in rows], total
+
+
+@dataclass(frozen=True)
+class Withdrawal:
+    participant_id: int
+    trials: int
+    responses: int
+    annotations: int
+    mask_blobs: list[str]
+
+
+def withdraw_participant(session: Session, study_id: int, participant_id: int) -> Withdrawal:
+    """Delete a participant of the study with their trials, responses and annotations (not committed).
+
+    Returns the mask blobs their annotations named; remove them after the commit with
+    `remove_unreferenced_blobs` (only those no other row names), so a rollback never leaves a row without its
+    blob.
+    """
+    participant = get_child_or_404(session, Participant, participant_id, parent="study_id", parent_id=study_id)
+    trial_ids = select(Trial.id).where(Trial.participant_id == participant.id).scalar_subquery()
+    masks = sorted(set(session.scalars(select(Annotation.mask_sha256).where(Annotation.trial_id.in_(trial_ids)))))
+    n_annotations = session.execute(delete(Annotation).where(Annotation.trial_id.in_(trial_ids))).rowcount
+    n_responses = session.execute(delete(Response).where(Response.trial_id.in_(trial_ids))).rowcount
+    n_trials = session.execute(delete(Trial).where(Trial.participant_id == participant.id)).rowcount
+    session.delete(participant)
+    session.flush()
+    return Withdrawal(participant_id, n_trials, n_responses, n_annotations, masks)
+
+
+def remove_unreferenced_blobs(session: Session, storage: BlobStore, shas: list[str]) -> list[str]:
+    """Delete the blobs of `shas` that no row names any more (run after the commit that dropped the rows);
+    returns the ones deleted."""
+    removed = []
+    for sha in unreferenced(session, shas):
+        storage.path(sha).unlink(missing_ok=True)
+        removed.append(sha)
+    return removed
