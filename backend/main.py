@@ -39,7 +39,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version="0.1.0",
         description="Participant protocol and research API of the SIP-AT human study.",
         lifespan=lifespan,
-        openapi_url=f"{API_PREFIX}/openapi.json",
+        openapi_url="/openapi.json",
         docs_url=f"{API_PREFIX}/docs",
         redoc_url=None,
     )
