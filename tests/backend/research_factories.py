@@ -1,0 +1,74 @@
+"""Helpers of the research API tests: zips to upload, and participants with answered trials written straight
+to the database (so result numbers can be set exactly)."""
+
+from __future__ import annotations
+
+import io
+import secrets
+import zipfile
+from pathlib import Path
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from backend.models import Participant, Response, Stimulus, Study, Trial
+
+
+def zip_bytes(members: dict[str, bytes | str]) -> bytes:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
+        for name, data in members.items():
+            zf.writestr(name, data)
+    return buf.getvalue()
+
+
+def blob_files(data_dir: Path) -> list[Path]:
+    """Every file under the blob store (blobs and any leftover temporary file)."""
+    root = data_dir / "blobs"
+    return sorted(p for p in root.rglob("*") if p.is_file()) if root.exists() else []
+
+
+def add_participant(session: Session, study: Study, index: int, *, external_id: str | None = None) -> Participant:
+    participant = Participant(
+        study_id=study.id, token=secrets.token_urlsafe(24), external_id=external_id, index=index, consent=True
+    )
+    session.add(participant)
+    session.flush()
+    return participant
+
+
+def stimulus_at(session: Session, stimulus_set_id: int, eps: float, *, role: str = "trial", nth: int = 0) -> Stimulus:
+    """The `nth` stimulus (by image) of the set at `eps` and `role`."""
+    rows = session.scalars(
+        select(Stimulus)
+        .where(Stimulus.stimulus_set_id == stimulus_set_id, Stimulus.role == role)
+        .order_by(Stimulus.image_id, Stimulus.eps)
+    ).all()
+    matching = [s for s in rows if abs(s.eps - eps) < 1e-9]
+    return matching[nth % len(matching)]
+
+
+def answer_trials(
+    session: Session,
+    participant: Participant,
+    stimulus_set_id: int,
+    answers: list[tuple[str, float, str]],
+    *,
+    confidence: int = 3,
+    rt_ms: float = 500.0,
+) -> None:
+    """Trials with responses: one per (phase, eps, judgment), at the next positions of `participant`."""
+    start = len(session.scalars(select(Trial.id).where(Trial.participant_id == participant.id)).all())
+    for k, (phase, eps, judgment) in enumerate(answers):
+        role = "catch" if phase == "catch" else "trial"
+        trial = Trial(
+            participant_id=participant.id,
+            position=start + k,
+            phase=phase,
+            stimulus_id=stimulus_at(session, stimulus_set_id, eps, role=role, nth=k).id,
+            media_key=secrets.token_urlsafe(18),
+        )
+        session.add(trial)
+        session.flush()
+        session.add(Response(trial_id=trial.id, judgment=judgment, confidence=confidence, rt_ms=rt_ms))
+    session.flush()
