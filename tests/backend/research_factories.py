@@ -6,12 +6,14 @@ from __future__ import annotations
 import io
 import secrets
 import zipfile
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from sqlalchemy import select
+from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
-from backend.models import Participant, Response, Stimulus, Study, Trial
+from backend.db import make_session_factory
+from backend.models import Job, Participant, Response, Stimulus, Study, Trial
 
 
 def zip_bytes(members: dict[str, bytes | str]) -> bytes:
@@ -72,3 +74,22 @@ def answer_trials(
         session.flush()
         session.add(Response(trial_id=trial.id, judgment=judgment, confidence=confidence, rt_ms=rt_ms))
     session.flush()
+
+
+@dataclass
+class FakeEnqueuer:
+    """Records the jobs sent, and whether each was committed (visible to another connection) when sent."""
+
+    engine: Engine
+    sent: list[int] = field(default_factory=list)
+    committed: list[bool] = field(default_factory=list)
+    fail: bool = False
+
+    def __call__(self, job: Job) -> str:
+        with make_session_factory(self.engine)() as other:
+            row = other.get(Job, job.id)
+            self.committed.append(row is not None and row.status == "queued")
+        if self.fail:
+            raise ConnectionError("broker unreachable")
+        self.sent.append(job.id)
+        return f"message-{job.id}"
