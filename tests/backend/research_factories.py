@@ -3,12 +3,15 @@ to the database (so result numbers can be set exactly)."""
 
 from __future__ import annotations
 
+import base64
 import io
 import secrets
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
+from factories import mask_png
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
@@ -93,3 +96,30 @@ class FakeEnqueuer:
             raise ConnectionError("broker unreachable")
         self.sent.append(job.id)
         return f"message-{job.id}"
+
+
+def start_session(client: Any, slug: str, external_id: str | None = None) -> Any:
+    """POST a participant session of study `slug` (the participant protocol)."""
+    body: dict[str, Any] = {"consent": True}
+    if external_id is not None:
+        body["external_id"] = external_id
+    return client.post(f"/api/v1/studies/{slug}/sessions", json=body)
+
+
+def finish_session(client: Any, token: str, *, judgment: str = "perturbed", mask_fill: int = 255) -> int:
+    """Answer every trial of a session through the participant protocol; returns the number answered."""
+    answered = 0
+    while True:
+        trial = client.get(f"/api/v1/sessions/{token}/next").json()
+        if trial["done"]:
+            return answered
+        base = f"/api/v1/sessions/{token}/trials/{trial['trial_id']}"
+        if trial["question"] == "annotate":
+            mask = base64.b64encode(mask_png(trial["mask_width"], trial["mask_height"], fill=mask_fill)).decode()
+            body: dict[str, Any] = {"mask_png": mask, "strokes": [[[0, 0], [3, 5]], [[1, 1]]], "duration_ms": 1500}
+            r = client.post(f"{base}/annotation", json=body)
+        else:
+            body = {"judgment": judgment, "confidence": 3, "rt_ms": 640.0, "client_timestamps": {"onset": 1.5}}
+            r = client.post(f"{base}/response", json=body)
+        assert r.status_code == 201, r.text
+        answered += 1
