@@ -12,5 +12,7 @@ router = APIRouter(
     dependencies=[Depends(get_current_user)],
     responses={401: {"model": ErrorOut, "description": "Missing, unknown or revoked API token."}},
 )
-for _module in (datasets, images, models_api, stimulus_sets, studies, exports, jobs):
-    router.include_router(_module.router)
+#: The resource routers gathered here (tests walk their routes).
+ROUTERS = tuple(m.router for m in (datasets, images, models_api, stimulus_sets, studies, exports, jobs))
+for _router in ROUTERS:
+    router.include_router(_router)
