@@ -9,7 +9,7 @@ completion). `masked` comes from the stimulus set of each stimulus, so a table a
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import select
@@ -43,6 +43,8 @@ class StudyResults:
     eps: list[dict[str, Any]]
     psychometric: dict[str, Any] | None
     psychometric_reason: str | None
+    #: The main-phase rows counted above (eps, judgment, participant_id, masked, confidence, rt_ms, phase).
+    responses: list[dict[str, Any]] = field(default_factory=list, repr=False)
 
 
 def _rows(session: Session, study_id: int, phase: str) -> list[dict[str, Any]]:
@@ -66,11 +68,18 @@ def _rows(session: Session, study_id: int, phase: str) -> list[dict[str, Any]]:
 
 
 def study_results(
-    session: Session, study_id: int, *, include_excluded: bool = False, n_boot: int = 200, seed: int = 0
+    session: Session,
+    study_id: int,
+    *,
+    include_excluded: bool = False,
+    n_boot: int = 200,
+    seed: int = 0,
+    masked: bool | None = None,
 ) -> StudyResults:
     """Results of the main phase; participants failing the catch trials are left out unless
     `include_excluded` (they are listed either way). The psychometric fit needs two positive eps levels with
-    data; otherwise it is None and `psychometric_reason` says why."""
+    data; otherwise it is None and `psychometric_reason` says why. `masked` True/False keeps only the perturbed
+    trials of masked/unmasked stimuli (with every clean trial, the false-alarm floor of both)."""
     study = get_or_404(session, Study, study_id)
     sset_id = (study.config or {}).get("stimulus_set_id")
     sset = session.get(StimulusSet, sset_id) if isinstance(sset_id, int) else None
@@ -81,6 +90,8 @@ def study_results(
     excluded = _describe(session, flagged, catch)
     drop = set() if include_excluded else set(flagged)
     kept = [row for row in main if row["participant_id"] not in drop]
+    if masked is not None:
+        kept = [row for row in kept if row["eps"] == 0 or bool(row["masked"]) == masked]
 
     fit, reason = _fit(kept, n_boot=n_boot, seed=seed)
     return StudyResults(
@@ -95,6 +106,7 @@ def study_results(
         eps=eps_table(kept),
         psychometric=fit,
         psychometric_reason=reason,
+        responses=kept,
     )
 
 
