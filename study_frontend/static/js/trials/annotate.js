@@ -83,11 +83,15 @@ export async function run(root, params, life) {
           "div",
           { class: "toolbar", role: "toolbar", "aria-label": "Painting tools" },
           h("div", { class: "tool-group" }, brush, eraser),
-          h("label", { class: "size-control", for: "brush-size" }, h("span", {}, "Size"), size, sizeValue),
           h("div", { class: "tool-group" }, undo, redo, clear),
         ),
+        h(
+          "div",
+          { class: "paint-footer" },
+          h("label", { class: "size-control", for: "brush-size" }, h("span", {}, "Size"), size, sizeValue),
+          done,
+        ),
         hint,
-        done,
       ),
     ],
     { focus: heading },
@@ -129,9 +133,11 @@ export async function run(root, params, life) {
     life.frame(render);
   };
   const layout = () => {
+    stage.style.height = ""; // measure the room the stylesheet gives, then shrink the stage to the image
     const box = stage.getBoundingClientRect();
     const fit = fitSize(maskW, maskH, Math.max(box.width, 1), Math.max(box.height, 1));
     display = fit;
+    stage.style.height = `${fit.height}px`;
     for (const el of [img, overlay, frame]) {
       el.style.width = `${fit.width}px`;
       el.style.height = `${fit.height}px`;
@@ -177,7 +183,7 @@ export async function run(root, params, life) {
   life.on(overlay, "pointerdown", (event) => {
     if (activePointer !== null || !event.isPrimary) return;
     if (event.pointerType === "mouse" && event.button !== 0) return;
-    event.preventDefault();
+    if (event.pointerType === "mouse") event.preventDefault();
     activePointer = event.pointerId;
     try {
       overlay.setPointerCapture(event.pointerId);

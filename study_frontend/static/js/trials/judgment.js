@@ -83,6 +83,7 @@ export async function run(root, params, life) {
   img.alt = "The image to judge";
   img.style.width = `${size.width}px`;
   img.style.height = `${size.height}px`;
+  stage.style.height = `${size.height}px`;
   await img.decode();
   const inserted = performance.now();
   stage.replaceChildren(img);
@@ -189,7 +190,7 @@ async function showFeedback(root, life, correct, expected, autoMs) {
         { class: "trial trial-feedback", role: "status" },
         heading,
         h("p", {}, `This image was ${expected}.`),
-        h("p", { class: "hint" }, "Press Space or Enter to continue."),
+        h("p", { class: "hint keys-hint" }, "Press Space or Enter to continue."),
         next,
       ),
     ],
