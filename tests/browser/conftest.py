@@ -219,4 +219,3 @@ def shots(request: pytest.FixtureRequest) -> Any:
         return path
 
     return take
-

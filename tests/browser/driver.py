@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import itertools
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -16,8 +17,18 @@ from backend.models import Annotation, Participant, Response, Trial
 
 SCREEN_TIMEOUT_MS = 15_000
 #: Screens that wait for the participant; `answer_until` handles each of them.
-INTERACTIVE = ("consent", "instructions", "resume", "phase-main", "phase-annotate", "judgment", "confidence",
-               "feedback", "annotate", "done")
+INTERACTIVE = (
+    "consent",
+    "instructions",
+    "resume",
+    "phase-main",
+    "phase-annotate",
+    "judgment",
+    "confidence",
+    "feedback",
+    "annotate",
+    "done",
+)
 
 
 @dataclass
@@ -78,16 +89,18 @@ def touch_stroke(page: Any, cdp: Any, points: list[tuple[float, float]], size: i
     """A one-finger drag through image points, as touch events (CDP Input.dispatchTouchEvent)."""
     box = canvas_box(page)
     coords = [image_to_page(box, *p, size) for p in points]
-    cdp.send("Input.dispatchTouchEvent", {"type": "touchStart", "touchPoints": [{"x": coords[0][0], "y": coords[0][1]}]})
-    for (x0, y0), (x1, y1) in zip(coords, coords[1:], strict=False):
+
+    def touch(kind: str, x: float, y: float) -> None:
+        cdp.send("Input.dispatchTouchEvent", {"type": kind, "touchPoints": [{"x": x, "y": y}]})
+
+    touch("touchStart", *coords[0])
+    for (x0, y0), (x1, y1) in itertools.pairwise(coords):
         for k in range(1, steps + 1):
-            t = k / steps
-            point = {"x": x0 + (x1 - x0) * t, "y": y0 + (y1 - y0) * t}
-            cdp.send("Input.dispatchTouchEvent", {"type": "touchMove", "touchPoints": [point]})
+            touch("touchMove", x0 + (x1 - x0) * k / steps, y0 + (y1 - y0) * k / steps)
     # The finger rests before it lifts, as people do; lifting in full motion starts a fling, and Chromium
     # swallows the next tap that lands while a fling runs.
     time.sleep(0.15)
-    cdp.send("Input.dispatchTouchEvent", {"type": "touchMove", "touchPoints": [{"x": coords[-1][0], "y": coords[-1][1]}]})
+    touch("touchMove", *coords[-1])
     cdp.send("Input.dispatchTouchEvent", {"type": "touchEnd", "touchPoints": []})
 
 

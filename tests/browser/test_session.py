@@ -75,8 +75,17 @@ def test_whole_session_by_keyboard(server: Any, slug: str, new_page: Any, shots:
     page.goto(study_url(server, slug, "pid-keyboard"))
     answer_until(page, lambda name, _: name == "done", paint=paint_strokes, on_screen=snapshot)
     code = page.locator("#completion-code").inner_text()
-    assert seen >= {"consent", "instructions", "judgment", "confidence", "feedback", "phase-main", "phase-annotate",
-                    "annotate", "done"}
+    assert seen >= {
+        "consent",
+        "instructions",
+        "judgment",
+        "confidence",
+        "feedback",
+        "phase-main",
+        "phase-annotate",
+        "annotate",
+        "done",
+    }
     # Every trial's lifecycle is gone: only the page's own and the completion screen's remain.
     assert sorted(life["name"] for life in page.evaluate("sipatDebug.openLifecycles()")) == ["app", "completion"]
     assert page.evaluate("sipatDebug.pending()") == 0
@@ -89,8 +98,11 @@ def test_whole_session_by_keyboard(server: Any, slug: str, new_page: Any, shots:
 
     data = stored(server, "pid-keyboard")
     assert data["participant"]["completed"] and data["participant"]["completion_code"] == code
-    assert data["participant"]["recruitment"] == {"PROLIFIC_PID": "pid-keyboard", "STUDY_ID": "study1",
-                                                  "SESSION_ID": "sess1"}
+    assert data["participant"]["recruitment"] == {
+        "PROLIFIC_PID": "pid-keyboard",
+        "STUDY_ID": "study1",
+        "SESSION_ID": "sess1",
+    }
     client = data["participant"]["client_info"]
     assert client["screen_width"] > 0 and client["viewport_width"] == 1280 and client["device_pixel_ratio"] == 1
     assert 20 <= client["refresh_rate_hz"] <= 500 and "Chrome" in client["user_agent"]
