@@ -21,7 +21,7 @@ import threading
 from typing import TYPE_CHECKING, Any
 
 from celery import Celery
-from kombu import Queue
+from kombu import Exchange, Queue
 from sqlalchemy import event, inspect
 from sqlalchemy.orm import Session
 
@@ -72,7 +72,7 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "result_backend": None,
         "task_serializer": "json",
         "accept_content": ["json"],
-        "task_queues": (Queue(gpu), Queue(cpu)),
+        "task_queues": tuple(Queue(q, Exchange(q, type="direct"), routing_key=q) for q in (gpu, cpu)),
         "task_default_queue": cpu,
         "task_routes": {name: {"queue": by_name[q]} for name, q in ROUTES.items()},
         "enable_utc": True,

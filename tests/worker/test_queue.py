@@ -45,7 +45,7 @@ def test_enqueue_sends_only_committed_jobs(rt: Runtime, settings: Settings) -> N
         with pytest.raises(ValueError, match="commit first"):
             enqueue(Job(kind="train"), app=app)
     enqueue(job, app=app)
-    assert waiting(app, "gpu") == 1
+    assert waiting(app, "gpu") == 1 and waiting(app, "cpu") == 0  # routed to one queue only
 
     with rt.session_factory() as session:  # rolled back: nothing sent
         job = create_job(session, "evaluate", {})
