@@ -7,6 +7,7 @@ sent (FastAPI's `scope="function"`), so a failed commit is an error response, ne
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from functools import partial
 from typing import Annotated
 
 from fastapi import Depends, HTTPException, Request, status
@@ -38,10 +39,12 @@ def get_storage(request: Request) -> BlobStore:
 Enqueuer = Callable[[Job], object]
 
 
-def get_enqueuer() -> Enqueuer:
-    from backend.queue import enqueue  # imported late: the app starts without opening a broker connection
+def get_enqueuer(request: Request) -> Enqueuer:
+    """`enqueue` on the broker of the app's settings (which may differ from the process's `SIPAT_*`)."""
+    from backend.queue import enqueue, get_celery  # imported late: no broker client until a job is sent
 
-    return enqueue
+    celery = get_celery(request.app.state.settings)
+    return partial(enqueue, app=celery)
 
 
 SessionDep = Annotated[Session, Depends(get_db, scope="function")]

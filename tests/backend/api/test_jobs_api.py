@@ -3,6 +3,8 @@ looked up with their traceback, cancelled; and trained models with their checkpo
 
 from __future__ import annotations
 
+import secrets
+
 from factories import BOTH_DATABASES, make_dataset, make_stimulus_set
 from fastapi.testclient import TestClient
 from research_factories import FakeEnqueuer
@@ -10,6 +12,8 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from backend.models import Job, StimulusSet, TrainedModel
+from backend.queue import get_celery, queue_names
+from backend.settings import Settings
 from backend.storage import BlobStore
 
 
@@ -144,3 +148,18 @@ def test_models_and_checkpoints(api: TestClient, session: Session, storage: Blob
     r = api.get(f"/api/v1/models/{imported.id}/checkpoint")
     assert r.status_code == 409 and "no checkpoint" in r.json()["detail"]
     assert api.get("/api/v1/models/999").status_code == 404
+
+
+def test_default_enqueuer_sends_to_the_brokers_of_the_apps_settings(
+    api: TestClient, session: Session, storage: BlobStore, settings: Settings
+) -> None:
+    settings.broker_url = "memory://"  # the app holds this Settings object; kombu's in-process transport
+    settings.queue_prefix = f"t{secrets.token_hex(4)}"
+    dataset = make_dataset(session, storage)
+    session.commit()
+    r = api.post("/api/v1/jobs", json={"kind": "train", "params": {"dataset_id": dataset.id}})
+    assert r.status_code == 202 and r.json()["status"] == "queued", r.text
+    with get_celery(settings).connection_for_read() as conn:
+        message = conn.SimpleQueue(queue_names(settings)[0]).get(timeout=5)
+        assert message.headers["task"] == "sipat.train" and message.decode()[0] == [r.json()["id"]]
+        message.ack()
