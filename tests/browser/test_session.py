@@ -142,7 +142,7 @@ def test_whole_session_by_keyboard(server: Any, slug: str, new_page: Any, shots:
 
 def test_reload_resumes_at_the_first_unanswered_trial(server: Any, slug: str, new_page: Any, shots: Any) -> None:
     with server.session() as s:
-        seed.make_study(s, server.storage, slug=slug)
+        seed.make_study(s, server.storage, slug=slug, stimulus_duration_ms=250)
     page, watch = new_page()
     page.goto(study_url(server, slug, "pid-reload"))
     # Answer the two practice trials and the first main trial; stop when trial 3 is on screen.
@@ -157,11 +157,34 @@ def test_reload_resumes_at_the_first_unanswered_trial(server: Any, slug: str, ne
     page.keyboard.press("Space")
     wait_screen(page, "judgment")
     assert position(page) == 3
+    # stimulus_duration_ms: the image goes after 250 ms; the answer is still taken.
+    page.wait_for_selector(".stimulus-gone", timeout=2_000)
+    assert page.locator("img.stimulus").count() == 0
+    answer_until(page, lambda name, p: name == "judgment" and position(p) == 4)
+
+    # Trial 4 is answered while its request cannot get through; a reload sends it before asking what is next.
+    page.route("**/response", lambda route: route.abort("connectionrefused"))
+    page.keyboard.press("f")
+    wait_screen(page, "confidence")
+    page.keyboard.press("1")
+    page.wait_for_selector("#status:not([hidden])", timeout=10_000)
+    assert page.evaluate("sipatDebug.pending()") == 1
+    page.unroute("**/response")
+    dialogs: list[str] = []
+    page.on("dialog", lambda d: (dialogs.append(d.type), d.accept()))
+    page.reload()
+    wait_screen(page, "resume")
+    assert dialogs == ["beforeunload"], "leaving with an unsent answer should ask first"
+    assert "trial 6 of 8" in page.locator("main").inner_text()
 
     answer_until(page, lambda name, _: name == "done", paint=lambda p: mouse_stroke(p, [(20, 20), (40, 40)], seed.SIZE))
     data = stored(server, "pid-reload")
     assert data["participant"]["completed"]
     assert len(data["responses"]) + len(data["annotations"]) == seed.TOTAL
+    by_position = {pos: data["responses"].get(tid) for tid, pos, _ in data["trials"]}
+    assert (by_position[4].judgment, by_position[4].confidence) == ("perturbed", 1)
+    hidden = by_position[3].client_timestamps
+    assert hidden["hidden"] - hidden["onset"] == pytest.approx(250, abs=60)
     assert not watch.errors, watch.errors
 
 

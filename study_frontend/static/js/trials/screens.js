@@ -81,9 +81,10 @@ export const instructions = {
 };
 
 function examplePair(example) {
+  const side = Math.min(240, Math.max(64, (window.innerWidth - 64) / 2)); // two side by side, also on phones
   const cell = (loaded, caption) => {
     const img = loaded.img;
-    const size = fitSize(loaded.width, loaded.height, 240, 240);
+    const size = fitSize(loaded.width, loaded.height, side, side);
     img.className = "example-image";
     img.alt = caption;
     img.style.width = `${size.width}px`;
