@@ -50,16 +50,17 @@ def _validated(config: dict[str, Any]) -> StudyConfig:
 
 
 def create_study(session: Session, *, slug: str, title: str, config: StudyConfig) -> Study:
-    """A draft study; 409 when the slug is taken, 422 when the config names no existing stimulus set."""
+    """A draft study; 409 when the slug is taken, 422 when the config names no existing stimulus set.
+    Call it first in its transaction: losing a race for the slug rolls the transaction back."""
     get_referenced(session, StimulusSet, config.stimulus_set_id, field="config.stimulus_set_id")
     if session.scalar(select(Study.id).where(Study.slug == slug)) is not None:
         raise ConflictError(f"slug {slug!r} is taken by another study; choose another one")
     study = Study(slug=slug, title=title, status="draft", config=config.model_dump(mode="json"))
+    session.add(study)
     try:
-        with session.begin_nested():
-            session.add(study)
-            session.flush()
-    except IntegrityError:
+        session.flush()
+    except IntegrityError:  # taken by a concurrent request since the check above
+        session.rollback()
         raise ConflictError(f"slug {slug!r} is taken by another study; choose another one") from None
     return study
 
