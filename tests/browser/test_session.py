@@ -21,6 +21,9 @@ from driver import (
     touch_stroke,
     wait_screen,
 )
+from sqlalchemy import func, select
+
+from backend.models import Participant, Study, Trial
 
 pytestmark = pytest.mark.browser
 
@@ -295,3 +298,22 @@ def _check_fits(page: Any, selector: str) -> None:
     viewport = page.viewport_size
     assert box is not None and box["x"] >= 0 and box["x"] + box["width"] <= viewport["width"]
     assert box["y"] + box["height"] <= viewport["height"]
+
+
+def test_simulate_mode_drives_the_page_to_the_end(server: Any, slug: str, new_page: Any) -> None:
+    with server.session() as s:
+        seed.make_study(s, server.storage, slug=slug)
+    page, watch = new_page()
+    page.goto(f"{server.url}/s/{slug}?simulate=1")
+    wait_screen(page, "done", timeout=30_000)
+    with server.session() as s:
+        [participant] = s.scalars(select(Participant).join(Study).where(Study.slug == slug)).all()
+        assert participant.external_id.startswith("simulated-") and participant.completed_at is not None
+        answered = s.scalar(
+            select(func.count())
+            .select_from(Trial)
+            .where(Trial.participant_id == participant.id)
+            .where(Trial.response.has() | Trial.annotation.has())
+        )
+    assert answered == seed.TOTAL
+    assert not watch.errors, watch.errors

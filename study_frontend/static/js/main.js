@@ -8,6 +8,7 @@ import { clientInfo, estimateRefreshRate } from "./clientinfo.js";
 import { loadImage } from "./images.js";
 import { Lifecycle, runTrial } from "./lifecycle.js";
 import { Outbox, SessionStore } from "./outbox.js";
+import { startSimulation } from "./simulate.js";
 import * as annotate from "./trials/annotate.js";
 import * as judgment from "./trials/judgment.js";
 import { completion, consent, instructions, notice } from "./trials/screens.js";
@@ -56,8 +57,12 @@ function explain(err) {
 }
 
 async function main() {
-  const recruitment = recruitmentFromUrl();
-  const externalId = recruitment.PROLIFIC_PID || recruitment.workerId || null;
+  const simulate = new URL(window.location.href).searchParams.get("simulate") === "1";
+  const recruitment = simulate ? {} : recruitmentFromUrl();
+  const externalId = simulate
+    ? `simulated-${Math.random().toString(36).slice(2, 12)}`
+    : recruitment.PROLIFIC_PID || recruitment.workerId || null;
+  if (simulate) startSimulation(app);
   const store = new SessionStore(`sipat:v1:${config.slug}:${externalId ?? "-"}`);
   const api = new Api(config.api, config.slug);
   const refreshRate = estimateRefreshRate(app);
@@ -95,6 +100,7 @@ async function main() {
     showScreen(root, "starting", [h("p", { class: "loading", role: "status" }, "Starting the study…")]);
     const body = { consent: true, client: clientInfo(await refreshRate) };
     if (Object.keys(recruitment).length) body.recruitment = recruitment;
+    if (simulate) body.external_id = externalId;
     try {
       const { data } = await withRetry(() => api.createSession(body), { sleep, onRetry });
       store.setToken(data.token);
