@@ -1,0 +1,24 @@
+"""The researcher dashboard: HTML pages under `/admin`, behind an administrator's login (`backend.admin.security`).
+
+Pages call the same services as the research API (`backend.services.*`); this package only adds the login,
+forms, server-side figures (`plots`, `figures`) and images (`imaging`), and the annotation export (`coco`).
+"""
+
+# No `from __future__ import annotations` here: it would shadow the submodule `annotations`.
+from fastapi import APIRouter
+
+from backend.admin import (
+    annotations,
+    datasets,
+    login,
+    media,
+    overview,
+    results,
+    stimulus_sets,
+    studies,
+    training,
+)
+
+router = APIRouter(include_in_schema=False)
+for _module in (login, overview, datasets, stimulus_sets, studies, results, annotations, training, media):
+    router.include_router(_module.router, prefix="/admin")

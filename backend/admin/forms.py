@@ -1,0 +1,75 @@
+"""Reading the admin forms: text fields into the values the services' schemas validate.
+
+Only the shape is handled here (numbers, lists, check boxes, empty = not given); what is allowed is decided by
+the same pydantic schemas and services as the research API, and their messages are shown on the form.
+"""
+
+from __future__ import annotations
+
+from fractions import Fraction
+from typing import Any
+
+from pydantic import ValidationError
+
+from backend.services.errors import InvalidInputError
+
+
+def parse_eps(text: str) -> float:
+    """An eps as a decimal (0.0314) or a fraction of grey levels (8/255); ValueError naming the input."""
+    value = text.strip()
+    try:
+        number = float(Fraction(value)) if "/" in value else float(value)
+    except (ValueError, ZeroDivisionError):
+        raise ValueError(f"{text.strip()!r} is not a number; write eps as 8/255 or 0.0314") from None
+    return number
+
+
+def parse_eps_list(text: str) -> list[float]:
+    """Comma- or space-separated eps values ("0, 2/255, 8/255"); ValueError for an empty list or a bad value."""
+    parts = [p for p in text.replace(";", ",").replace(" ", ",").split(",") if p.strip()]
+    if not parts:
+        raise ValueError("give at least one eps, e.g. 2/255, 4/255, 8/255")
+    return [parse_eps(p) for p in parts]
+
+
+def optional(form: dict[str, str], name: str) -> str | None:
+    """The stripped field, or None when it is missing or empty."""
+    value = form.get(name, "").strip()
+    return value or None
+
+
+def checkbox(form: dict[str, str], name: str) -> bool:
+    return form.get(name, "").strip().lower() in ("on", "true", "1", "yes")
+
+
+def int_field(form: dict[str, str], name: str, *, label: str | None = None) -> int | None:
+    value = optional(form, name)
+    if value is None:
+        return None
+    try:
+        return int(value)
+    except ValueError:
+        raise InvalidInputError(f"{label or name}: {value!r} is not a whole number") from None
+
+
+def float_field(form: dict[str, str], name: str, *, label: str | None = None, eps: bool = False) -> float | None:
+    value = optional(form, name)
+    if value is None:
+        return None
+    try:
+        return parse_eps(value) if eps else float(value)
+    except ValueError:
+        raise InvalidInputError(f"{label or name}: {value!r} is not a number") from None
+
+
+def given(values: dict[str, Any]) -> dict[str, Any]:
+    """`values` without the entries that are None (left empty on the form: the schema's default applies)."""
+    return {k: v for k, v in values.items() if v is not None}
+
+
+def validation_message(exc: ValidationError, prefix: str = "") -> str:
+    """A pydantic error as one line naming each field, like the research API's 422 messages."""
+    return "; ".join(
+        f"{prefix}{'.'.join(str(p) for p in err['loc']) or 'form'}: {err['msg']}"
+        for err in exc.errors(include_url=False)
+    )

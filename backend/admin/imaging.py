@@ -1,0 +1,71 @@
+"""Server-side PNGs of the dashboard (Pillow + numpy): salience overlays, amplified perturbations, mean maps.
+
+Arrays: images are float64 `(H, W, 3)` in [0, 1]; maps are float64 `(H, W)` in [0, 1] (1 = salient).
+"""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+from PIL import Image as PILImage
+
+#: Colour stops of the heat map (value -> RGB in [0, 1]): dark blue, red, yellow, white, like "inferno".
+_STOPS = np.array([0.0, 0.35, 0.7, 1.0])
+_COLOURS = np.array([[0.05, 0.03, 0.25], [0.75, 0.12, 0.28], [0.98, 0.65, 0.05], [1.0, 1.0, 0.85]])
+
+
+def decode_rgb(data: bytes) -> np.ndarray:
+    """Image file bytes -> `(H, W, 3)` float64 in [0, 1] (grey and palette images are expanded to RGB)."""
+    with PILImage.open(io.BytesIO(data)) as img:
+        return np.asarray(img.convert("RGB"), dtype=np.float64) / 255.0
+
+
+def decode_map(data: bytes, size: tuple[int, int] | None = None) -> np.ndarray:
+    """Grayscale PNG bytes -> `(H, W)` float64 in [0, 1], resized (bilinear) to `size` = (width, height)."""
+    with PILImage.open(io.BytesIO(data)) as img:
+        gray = img.getchannel("A") if img.mode in ("LA", "RGBA") else img.convert("L")
+        if size is not None and gray.size != size:
+            gray = gray.resize(size, PILImage.Resampling.BILINEAR)
+        return np.asarray(gray, dtype=np.float64) / 255.0
+
+
+def encode_png(array: np.ndarray) -> bytes:
+    """`(H, W)` or `(H, W, 3)` float in [0, 1] (or uint8) -> PNG bytes."""
+    a = np.asarray(array)
+    if a.dtype != np.uint8:
+        a = np.clip(np.rint(a * 255.0), 0, 255).astype(np.uint8)
+    out = io.BytesIO()
+    PILImage.fromarray(a, "L" if a.ndim == 2 else "RGB").save(out, format="PNG")
+    return out.getvalue()
+
+
+def resize_map(values: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """A map `(H, W)` in [0, 1] resized (bilinear) to `size` = (width, height)."""
+    img = PILImage.fromarray(np.asarray(values, dtype=np.float32), "F").resize(size, PILImage.Resampling.BILINEAR)
+    return np.clip(np.asarray(img, dtype=np.float64), 0.0, 1.0)
+
+
+def heat(values: np.ndarray) -> np.ndarray:
+    """A map `(H, W)` in [0, 1] coloured with the heat scale -> `(H, W, 3)`."""
+    v = np.clip(np.asarray(values, dtype=np.float64), 0.0, 1.0)
+    return np.stack([np.interp(v, _STOPS, _COLOURS[:, c]) for c in range(3)], axis=-1)
+
+
+def overlay(image: np.ndarray, salience: np.ndarray, *, opacity: float = 0.65) -> np.ndarray:
+    """`image` with the heat colour of `salience` laid over it, each pixel weighted by its salience (so
+    pixels of salience 0 show the image unchanged, salience 1 is `opacity` heat colour)."""
+    if image.shape[:2] != salience.shape:
+        raise ValueError(f"image {image.shape[:2]} and map {salience.shape} differ in size; resize the map first")
+    w = (opacity * np.clip(salience, 0.0, 1.0))[..., None]
+    return (1 - w) * image + w * heat(salience)
+
+
+def amplified_difference(clean: np.ndarray, perturbed: np.ndarray) -> tuple[np.ndarray, float]:
+    """|perturbed - clean| per pixel and channel, scaled so that its largest value is 1 (full range); and that
+    largest value in [0, 1] pixel units (the achieved L-inf norm). An identical pair gives a black image."""
+    if clean.shape != perturbed.shape:
+        raise ValueError(f"the clean {clean.shape} and perturbed {perturbed.shape} images differ in size")
+    diff = np.abs(perturbed - clean)
+    peak = float(diff.max()) if diff.size else 0.0
+    return (diff / peak if peak > 0 else diff), peak

@@ -1,0 +1,92 @@
+"""The overview (studies with their progress, jobs at work) and the jobs: detail, cancel, live progress JSON."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import JSONResponse, Response
+
+from backend.admin.deps import AdminDep, AdminRoute, FormDep, render, see_other
+from backend.api.deps import SessionDep, SettingsDep
+from backend.models import Job
+from backend.services import admin_views as views
+from backend.services import job_requests
+from backend.services import studies as study_svc
+from backend.services.jobs import request_cancel
+from backend.services.lookups import get_or_404
+
+router = APIRouter(route_class=AdminRoute)
+
+#: Most jobs one progress poll may ask about.
+MAX_POLLED_JOBS = 100
+
+
+def job_state(job: Job) -> dict[str, Any]:
+    """What the page's progress bars show of a job (the JSON of `/admin/jobs/progress.json`)."""
+    return {
+        "id": job.id,
+        "kind": job.kind,
+        "status": job.status,
+        "progress": job.progress,
+        "message": job.message,
+        "eta_s": job.eta_s,
+        "error": job.error,
+        "finished": job.status in ("succeeded", "failed", "cancelled"),
+    }
+
+
+@router.get("", name="admin_overview")
+def overview(request: Request, admin: AdminDep, session: SessionDep, settings: SettingsDep) -> Response:
+    studies, _ = study_svc.list_studies(session, offset=0, limit=100)
+    progress = views.study_progress(session, [s.id for s in studies])
+    recent, _ = job_requests.list_jobs(session, offset=0, limit=10)
+    return render(
+        request,
+        admin,
+        "overview.html",
+        {
+            "nav": "overview",
+            "studies": [(s, progress[s.id]) for s in studies],
+            "active_jobs": views.active_jobs(session),
+            "recent_jobs": [j for j in recent if j.status not in ("queued", "running")],
+            "base_url": settings.public_base_url,
+        },
+    )
+
+
+@router.get("/jobs/progress.json", name="admin_job_progress")
+def job_progress(
+    admin: AdminDep,
+    session: SessionDep,
+    ids: Annotated[str, Query(max_length=1000, description="Comma-separated job ids.")] = "",
+) -> JSONResponse:
+    """Status and progress of the jobs `ids` (polled every 2 s by `static/admin/admin.js`)."""
+    wanted = [int(p) for p in ids.split(",") if p.strip().isdigit()][:MAX_POLLED_JOBS]
+    return JSONResponse({"jobs": [job_state(j) for j in views.jobs_by_ids(session, wanted)]})
+
+
+@router.get("/jobs/{job_id}", name="admin_job")
+def job_page(job_id: int, request: Request, admin: AdminDep, session: SessionDep) -> Response:
+    job = get_or_404(session, Job, job_id)
+    model_id = job_requests.models_of_jobs(session, [job.id]).get(job.id)
+    return render(
+        request,
+        admin,
+        "job.html",
+        {
+            "nav": "training" if job.kind != "generate_stimuli" else "stimulus_sets",
+            "job": job,
+            "model_id": model_id,
+            "params_json": json.dumps(job.params, indent=2, sort_keys=True),
+            "result_json": json.dumps(job.result, indent=2, sort_keys=True) if job.result is not None else None,
+        },
+    )
+
+
+@router.post("/jobs/{job_id}/cancel", name="admin_cancel_job")
+def cancel_job(job_id: int, request: Request, admin: AdminDep, form: FormDep, session: SessionDep) -> Response:
+    """A queued job stops at once, a running one at its next progress point (same service as the API)."""
+    request_cancel(session, get_or_404(session, Job, job_id))
+    return see_other(request.url_for("admin_job", job_id=job_id).path)

@@ -1,0 +1,86 @@
+"""A study's results: detection per eps, the psychometric fit, d′, response times and confidence, with the
+catch-trial exclusions applied (or not) and shown; each figure with its numbers and a CSV download."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import Response
+from sqlalchemy.orm import Session
+
+from backend.admin.deps import AdminDep, AdminRoute, render
+from backend.admin.figures import Figure, study_figures
+from backend.api.deps import SessionDep
+from backend.services.errors import NotFoundError
+from backend.services.results import StudyResults, study_results
+
+router = APIRouter(route_class=AdminRoute)
+
+IncludeExcluded = Annotated[bool, Query(description="Count the participants who fail the catch trials too.")]
+Boot = Annotated[int, Query(ge=0, le=2000, description="Bootstrap resamples of the psychometric fit.")]
+
+
+def results_and_figures(
+    session: Session, study_id: int, *, include_excluded: bool, n_boot: int
+) -> tuple[StudyResults, list[Figure]]:
+    """The study's results (the service of GET /api/v1/studies/{id}/results) and their figures; a study whose
+    trials mix masked and unmasked stimuli also gets a fit per kind."""
+    results = study_results(session, study_id, include_excluded=include_excluded, n_boot=n_boot)
+    kinds = {bool(row["masked"]) for row in results.responses if row["eps"] > 0 and row["masked"] is not None}
+    split = None
+    if kinds == {False, True}:
+        split = {
+            kind: study_results(session, study_id, include_excluded=include_excluded, n_boot=n_boot, masked=kind)
+            for kind in (False, True)
+        }
+    return results, study_figures(results, split)
+
+
+@router.get("/studies/{study_id}/results", name="admin_results")
+def results_page(
+    study_id: int,
+    request: Request,
+    admin: AdminDep,
+    session: SessionDep,
+    include_excluded: IncludeExcluded = False,
+    n_boot: Boot = 200,
+) -> Response:
+    results, figures = results_and_figures(session, study_id, include_excluded=include_excluded, n_boot=n_boot)
+    return render(
+        request,
+        admin,
+        "results.html",
+        {
+            "nav": "studies",
+            "study": results.study,
+            "results": results,
+            "figures": figures,
+            "include_excluded": include_excluded,
+            "n_boot": n_boot,
+            "query": f"include_excluded={'true' if include_excluded else 'false'}&n_boot={n_boot}",
+        },
+    )
+
+
+@router.get("/studies/{study_id}/results/{key}.csv", name="admin_results_csv")
+def results_csv(
+    study_id: int,
+    key: str,
+    admin: AdminDep,
+    session: SessionDep,
+    include_excluded: IncludeExcluded = False,
+    n_boot: Boot = 200,
+) -> Response:
+    """The numbers of one figure (its first table) as CSV; `fit.csv` is the psychometric fit's table."""
+    results, figures = results_and_figures(session, study_id, include_excluded=include_excluded, n_boot=n_boot)
+    tables = {f.key: f.tables[0] for f in figures}
+    tables["fit"] = figures[0].tables[1]
+    if key not in tables:
+        raise NotFoundError(f"no figure {key!r}; the study's figures are {', '.join(sorted(tables))}")
+    filename = f"{results.study.slug}-{key}{'-all' if include_excluded else ''}.csv"
+    return Response(
+        tables[key].csv(),
+        media_type="text/csv; charset=utf-8",
+        headers={"Content-Disposition": f'attachment; filename="{filename}"'},
+    )

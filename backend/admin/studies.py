@@ -1,0 +1,276 @@
+"""Studies: create and edit (a form of `StudyConfig`), open and close, the participant and Prolific links,
+per-participant progress, withdrawal with a confirmation form, and the data downloads. Every change goes
+through `backend.services.studies`, the service of the research API."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import Response, StreamingResponse
+from pydantic import ValidationError
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from backend.admin.deps import Admin, AdminDep, AdminRoute, FormDep, render, see_other
+from backend.admin.forms import given, int_field, optional, validation_message
+from backend.api.deps import SessionDep, SettingsDep, StorageDep
+from backend.api.exports import ExportFile, mask_url_template
+from backend.models import Participant, StimulusSet, Study
+from backend.schemas.studies import StudyCreate, StudyUpdate
+from backend.services import admin_views as views
+from backend.services import studies as svc
+from backend.services.errors import InvalidInputError, ServiceError
+from backend.services.exports import stream_export
+from backend.services.lookups import get_child_or_404, get_or_404
+from backend.settings import Settings
+from backend.study.config import StudyConfig
+
+router = APIRouter(route_class=AdminRoute)
+
+PARTICIPANTS_PER_PAGE = 100
+PROLIFIC_QUERY = "PROLIFIC_PID={{%PROLIFIC_PID%}}&STUDY_ID={{%STUDY_ID%}}&SESSION_ID={{%SESSION_ID%}}"
+#: Config fields that may be cleared on the form (empty = null), and those whose empty field keeps the default.
+NULLABLE = ("stimulus_duration_ms", "completion_code", "redirect_url")
+NOTICES = {
+    "created": "The study was created as a draft. Check its settings, then open it.",
+    "saved": "The settings were saved.",
+    "opened": "The study is open: participants can take part at its link.",
+    "closed": "The study is closed: nobody new can start; sessions already started can be finished.",
+    "withdrawn": "The participant's data were deleted.",
+}
+
+
+def participant_url(settings: Settings, study: Study) -> str:
+    return f"{settings.public_base_url}/s/{study.slug}"
+
+
+def prolific_url(settings: Settings, study: Study) -> str:
+    """The study link for Prolific, with its placeholders for the participant, study and session ids."""
+    return f"{participant_url(settings, study)}?{PROLIFIC_QUERY}"
+
+
+def _config_values(form: dict[str, str], *, clearing: bool) -> dict[str, Any]:
+    """The StudyConfig fields of the form; with `clearing`, an empty nullable field means null."""
+    values: dict[str, Any] = given(
+        {
+            "stimulus_set_id": int_field(form, "stimulus_set_id", label="stimulus set"),
+            "n_main": int_field(form, "n_main", label="main trials"),
+            "n_practice": int_field(form, "n_practice", label="practice trials"),
+            "n_catch": int_field(form, "n_catch", label="catch trials"),
+            "n_annotate": int_field(form, "n_annotate", label="annotation trials"),
+            "seed": int_field(form, "seed", label="seed"),
+            "min_annotators": int_field(form, "min_annotators", label="annotators per image"),
+            "stimulus_duration_ms": int_field(form, "stimulus_duration_ms", label="stimulus duration"),
+            "completion_code": optional(form, "completion_code"),
+            "redirect_url": optional(form, "redirect_url"),
+            "consent_text": optional(form, "consent_text"),
+            "instructions": optional(form, "instructions"),
+        }
+    )
+    if clearing:
+        for name in NULLABLE:
+            values.setdefault(name, None)
+    return values
+
+
+def _stimulus_sets(session: Session) -> list[StimulusSet]:
+    return list(session.scalars(select(StimulusSet).order_by(StimulusSet.id.desc())))
+
+
+def _list_page(request: Request, admin: Admin, session: Session, *, status_code: int = 200, **extra: Any) -> Response:
+    studies, total = svc.list_studies(session, offset=0, limit=200)
+    progress = views.study_progress(session, [s.id for s in studies])
+    context = {
+        "nav": "studies",
+        "studies": [(s, progress[s.id]) for s in studies],
+        "total": total,
+        "stimulus_sets": _stimulus_sets(session),
+        "defaults": StudyConfig.model_fields,
+        "form": {},
+        **extra,
+    }
+    return render(request, admin, "studies.html", context, status_code=status_code)
+
+
+@router.get("/studies", name="admin_studies")
+def studies(request: Request, admin: AdminDep, session: SessionDep) -> Response:
+    return _list_page(request, admin, session)
+
+
+@router.post("/studies", name="admin_create_study")
+def create_study(request: Request, admin: AdminDep, form: FormDep, session: SessionDep) -> Response:
+    """A draft study (POST /api/v1/studies): its slug, title and config, validated by `StudyCreate`."""
+    try:
+        try:
+            body = StudyCreate.model_validate(
+                {
+                    "slug": form.get("slug", "").strip(),
+                    "title": form.get("title", ""),
+                    "config": _config_values(form, clearing=False),
+                }
+            )
+        except ValidationError as exc:
+            raise InvalidInputError(validation_message(exc)) from None
+        study = svc.create_study(session, slug=body.slug, title=body.title, config=body.config)
+    except ServiceError as exc:
+        session.rollback()
+        return _list_page(request, admin, session, status_code=exc.status_code, error=exc.message, form=form)
+    session.commit()
+    return see_other(request.url_for("admin_study", study_id=study.id).path + "?notice=created")
+
+
+def _study_page(
+    request: Request,
+    admin: Admin,
+    session: Session,
+    settings: Settings,
+    study: Study,
+    *,
+    offset: int = 0,
+    status_code: int = 200,
+    **extra: Any,
+) -> Response:
+    rows, n_participants = svc.list_participants(session, study.id, offset=offset, limit=PARTICIPANTS_PER_PAGE)
+    try:
+        readiness = svc.check_ready(session, study)
+        problems, preparing = readiness.problems, readiness.preparing
+    except InvalidInputError as exc:
+        problems, preparing = [exc.message], False
+    sset_id = (study.config or {}).get("stimulus_set_id")
+    context = {
+        "nav": "studies",
+        "study": study,
+        "config": study.config,
+        "progress": views.study_progress(session, [study.id])[study.id],
+        "participants": rows,
+        "n_participants": n_participants,
+        "offset": offset,
+        "page_size": PARTICIPANTS_PER_PAGE,
+        "problems": problems,
+        "preparing": preparing,
+        "stimulus_set": session.get(StimulusSet, sset_id) if isinstance(sset_id, int) else None,
+        "stimulus_sets": _stimulus_sets(session),
+        "participant_url": participant_url(settings, study),
+        "prolific_url": prolific_url(settings, study),
+        "exports": [f.value for f in ExportFile],
+        "schedule_fields": svc.SCHEDULE_FIELDS,
+        "form": {},
+        **extra,
+    }
+    return render(request, admin, "study.html", context, status_code=status_code)
+
+
+@router.get("/studies/{study_id}", name="admin_study")
+def study_page(
+    study_id: int,
+    request: Request,
+    admin: AdminDep,
+    session: SessionDep,
+    settings: SettingsDep,
+    offset: Annotated[int, Query(ge=0)] = 0,
+    notice: str | None = None,
+) -> Response:
+    study = get_or_404(session, Study, study_id)
+    return _study_page(request, admin, session, settings, study, offset=offset, notice=NOTICES.get(notice or ""))
+
+
+@router.post("/studies/{study_id}", name="admin_update_study")
+def update_study(
+    study_id: int, request: Request, admin: AdminDep, form: FormDep, session: SessionDep, settings: SettingsDep
+) -> Response:
+    """Change the title and config (PATCH /api/v1/studies/{id}); schedule fields are frozen once people started."""
+    study = get_or_404(session, Study, study_id)
+    try:
+        try:
+            body = StudyUpdate.model_validate(
+                {"title": optional(form, "title"), "config": _config_values(form, clearing=True)}
+            )
+        except ValidationError as exc:
+            raise InvalidInputError(validation_message(exc)) from None
+        svc.update_study(session, study_id, title=body.title, config_patch=body.config_patch())
+    except ServiceError as exc:
+        session.rollback()
+        study = get_or_404(session, Study, study_id)
+        return _study_page(
+            request, admin, session, settings, study, status_code=exc.status_code, error=exc.message, form=form
+        )
+    session.commit()
+    return see_other(request.url_for("admin_study", study_id=study.id).path + "?notice=saved")
+
+
+@router.post("/studies/{study_id}/open", name="admin_open_study")
+def open_study(
+    study_id: int, request: Request, admin: AdminDep, form: FormDep, session: SessionDep, settings: SettingsDep
+) -> Response:
+    try:
+        svc.open_study(session, study_id)
+    except ServiceError as exc:
+        session.rollback()
+        study = get_or_404(session, Study, study_id)
+        return _study_page(request, admin, session, settings, study, status_code=exc.status_code, error=exc.message)
+    session.commit()
+    return see_other(request.url_for("admin_study", study_id=study_id).path + "?notice=opened")
+
+
+@router.post("/studies/{study_id}/close", name="admin_close_study")
+def close_study(study_id: int, request: Request, admin: AdminDep, form: FormDep, session: SessionDep) -> Response:
+    svc.close_study(session, study_id)
+    session.commit()
+    return see_other(request.url_for("admin_study", study_id=study_id).path + "?notice=closed")
+
+
+@router.get("/studies/{study_id}/participants/{participant_id}/withdraw", name="admin_withdraw")
+def withdraw_form(
+    study_id: int, participant_id: int, request: Request, admin: AdminDep, session: SessionDep
+) -> Response:
+    """What withdrawing this participant deletes, and the button that does it."""
+    study = get_or_404(session, Study, study_id)
+    participant = get_child_or_404(session, Participant, participant_id, parent="study_id", parent_id=study_id)
+    counts = views.participant_data(session, participant.id)
+    return render(
+        request,
+        admin,
+        "withdraw.html",
+        {"nav": "studies", "study": study, "participant": participant, "counts": counts},
+    )
+
+
+@router.post("/studies/{study_id}/participants/{participant_id}/withdraw")
+def withdraw(
+    study_id: int,
+    participant_id: int,
+    request: Request,
+    admin: AdminDep,
+    form: FormDep,
+    session: SessionDep,
+    storage: StorageDep,
+) -> Response:
+    """Delete the participant's trials, responses and annotations (DELETE .../participants/{id} of the API);
+    their mask files go too unless another annotation uses the same mask."""
+    withdrawal = svc.withdraw_participant(session, study_id, participant_id)
+    session.commit()  # the rows are gone for good before any blob is removed
+    svc.remove_unreferenced_blobs(session, storage, withdrawal.mask_blobs)
+    return see_other(request.url_for("admin_study", study_id=study_id).path + "?notice=withdrawn")
+
+
+@router.get("/studies/{study_id}/export/{file}", name="admin_export")
+def export(
+    study_id: int, file: ExportFile, request: Request, admin: AdminDep, session: SessionDep, settings: SettingsDep
+) -> StreamingResponse:
+    """The study's data, streamed (the same export as GET /api/v1/studies/{id}/export/{file})."""
+    study = get_or_404(session, Study, study_id)
+    table, fmt = file.value.split(".")
+    chunks = stream_export(
+        request.app.state.session_factory,
+        study.id,
+        table,  # type: ignore[arg-type]
+        fmt,  # type: ignore[arg-type]
+        mask_url=mask_url_template(request, settings),
+    )
+    media_type = "text/csv; charset=utf-8" if fmt == "csv" else "application/json"
+    headers = {
+        "Content-Disposition": f'attachment; filename="{study.slug}-{file.value}"',
+        "Cache-Control": "private, no-store",
+    }
+    return StreamingResponse(chunks, media_type=media_type, headers=headers)

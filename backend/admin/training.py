@@ -1,0 +1,139 @@
+"""Training: queue SIP-AT or a baseline (the research API's job service), follow the jobs, compare the models
+(clean and robust accuracy against eps, per method and seed) in one table and one plot."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import Response
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from backend.admin.deps import Admin, AdminDep, AdminRoute, FormDep, render, see_other
+from backend.admin.figures import ModelRow, models_figure
+from backend.admin.forms import float_field, given, int_field, optional, parse_eps_list
+from backend.api.deps import EnqueueDep, SessionDep
+from backend.models import Dataset, Study
+from backend.services import job_requests, model_catalog
+from backend.services.errors import InvalidInputError, ServiceError
+from backend.services.job_params import ARCHITECTURES, DEFAULT_EVAL_EPS
+
+router = APIRouter(route_class=AdminRoute)
+
+METHODS = {
+    "sip_at": "SIP-AT (masked adversarial training)",
+    "sip_trades": "SIP-TRADES",
+    "pgd_at": "PGD-AT (Madry)",
+    "trades": "TRADES",
+    "standard": "standard (no attack)",
+}
+SALIENCE = {
+    "annotations": "this study's annotations (mean of the participants' masks)",
+    "gradcam": "Grad-CAM of a reference model",
+    "imported": "imported with the dataset",
+    "none": "none",
+}
+DEFAULTS = {
+    "method": "sip_at",
+    "epochs": "10",
+    "eps": "8/255",
+    "alpha": "1/255",
+    "steps": "10",
+    "seed": "0",
+    "batch_size": "32",
+    "lr": "0.1",
+    "eval_eps": ", ".join(f"{round(e * 255)}/255" if e else "0" for e in DEFAULT_EVAL_EPS),
+    "eval_steps": "20",
+    "salience": "imported",
+    "fallback": "none",
+}
+
+
+def model_rows(session: Session) -> list[ModelRow]:
+    """Every model (newest first) with its train job's status and its seed, for the comparison."""
+    rows, _ = model_catalog.list_models(session, offset=0, limit=500)
+    return [
+        ModelRow(
+            id=m.id,
+            name=m.name,
+            method=m.method,
+            arch=m.arch,
+            seed=((m.config or {}).get("params") or {}).get("seed"),
+            dataset_id=m.dataset_id,
+            status=status,
+            metrics=m.metrics,
+        )
+        for m, status in rows
+    ]
+
+
+def _page(request: Request, admin: Admin, session: Session, *, status_code: int = 200, **extra: Any) -> Response:
+    jobs, _ = job_requests.list_jobs(session, offset=0, limit=30)
+    models = model_rows(session)
+    context = {
+        "nav": "training",
+        "datasets": list(session.scalars(select(Dataset).order_by(Dataset.id.desc()))),
+        "studies": list(session.scalars(select(Study).order_by(Study.id.desc()))),
+        "methods": METHODS,
+        "architectures": ARCHITECTURES,
+        "salience_sources": SALIENCE,
+        "jobs": jobs,
+        "job_models": job_requests.models_of_jobs(session, [j.id for j in jobs]),
+        "figure": models_figure(models),
+        "form": {**DEFAULTS, **extra.pop("form", {})},
+        **extra,
+    }
+    return render(request, admin, "training.html", context, status_code=status_code)
+
+
+@router.get("/training", name="admin_training")
+def training(request: Request, admin: AdminDep, session: SessionDep, study_id: int | None = None) -> Response:
+    form = {"salience": "annotations", "study_id": str(study_id)} if study_id is not None else {}
+    return _page(request, admin, session, form=form)
+
+
+def train_params(form: dict[str, str]) -> dict[str, Any]:
+    """The form as `train` job params (validated afterwards by `TrainParams` in `submit_job`)."""
+    try:
+        eval_eps = parse_eps_list(form["eval_eps"]) if optional(form, "eval_eps") else None
+    except ValueError as exc:
+        raise InvalidInputError(f"evaluation eps: {exc}") from None
+    salience = optional(form, "salience") or "none"
+    arch = optional(form, "arch")
+    return given(
+        {
+            "dataset_id": int_field(form, "dataset_id", label="dataset"),
+            "method": optional(form, "method"),
+            "arch": None if arch in (None, "auto") else arch,
+            "epochs": int_field(form, "epochs", label="epochs"),
+            "eps": float_field(form, "eps", label="eps", eps=True),
+            "alpha": float_field(form, "alpha", label="step size", eps=True),
+            "steps": int_field(form, "steps", label="steps"),
+            "seed": int_field(form, "seed", label="seed"),
+            "batch_size": int_field(form, "batch_size", label="batch size"),
+            "lr": float_field(form, "lr", label="learning rate"),
+            "salience": salience,
+            "study_id": int_field(form, "study_id", label="study") if salience == "annotations" else None,
+            "fallback": optional(form, "fallback"),
+            "eval_eps": eval_eps,
+            "eval_steps": int_field(form, "eval_steps", label="evaluation steps"),
+            "name": optional(form, "name"),
+        }
+    )
+
+
+@router.post("/training", name="admin_queue_training")
+def queue_training(
+    request: Request, admin: AdminDep, form: FormDep, session: SessionDep, enqueue: EnqueueDep
+) -> Response:
+    """A `train` job and its model row: the service of POST /api/v1/jobs (kind train)."""
+    try:
+        if "dataset_id" not in form or not form["dataset_id"].strip():
+            raise InvalidInputError("dataset: choose the dataset to train on")
+        job = job_requests.submit_job(session, "train", train_params(form))
+    except ServiceError as exc:
+        session.rollback()
+        return _page(request, admin, session, status_code=exc.status_code, error=exc.message, form=form)
+    job_requests.commit_and_enqueue(session, job, enqueue)
+    return see_other(request.url_for("admin_job", job_id=job.id).path)
