@@ -69,7 +69,7 @@ class Settings(BaseSettings):
         "share one Redis; workers must run with the same value.",
     )
     job_heartbeat_s: float = Field(
-        default=10.0,
+        default=5.0,
         gt=0,
         description="Seconds between a running job's heartbeats (and flushes of its latest progress).",
     )

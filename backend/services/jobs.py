@@ -150,7 +150,7 @@ class WaitFor(Exception):
 class JobTimings:
     """Seconds: heartbeat period, staleness limit, minimum gap between progress writes, wait before retry."""
 
-    heartbeat_s: float = 10.0
+    heartbeat_s: float = 5.0
     stale_after_s: float = 120.0
     progress_min_interval_s: float = 1.0
     wait_retry_s: float = 10.0

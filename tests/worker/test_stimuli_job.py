@@ -105,6 +105,11 @@ def test_stimuli_respect_eps_and_mask_and_are_made_once(rt: Runtime, dataset_id:
     assert any(st.pred_before == labels[st.image_id] for st in stimuli)
 
     # Re-running makes nothing twice; a removed stimulus comes back with the same pixels.
+    again = new_job_for(rt, set_id)
+    assert execute(again, runtime=rt).status == "succeeded"
+    with session_scope(rt.session_factory) as session:
+        assert session.get(Job, again).result["created"] == 0 and session.get(Job, again).result["skipped"] == 48
+        assert session.get(StimulusSet, set_id).status == "ready"
     before = {(st.image_id, st.eps, st.role): st.sha256 for st in stimuli}
     with session_scope(rt.session_factory) as session:
         session.execute(delete(Stimulus).where(Stimulus.id.in_([st.id for st in stimuli[5:8]])))

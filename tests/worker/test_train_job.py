@@ -219,9 +219,13 @@ def test_evaluate_adds_to_the_models_metrics(rt: Runtime, dataset_id: int) -> No
     job_id, model_id = queue_train(rt, dataset_id)
     assert execute(job_id, runtime=rt).status == "succeeded"
     with session_scope(rt.session_factory) as session:
-        first = create_job(session, "evaluate", {"model_id": model_id, "attacks": ["fgsm"], "eps": [0, 0.1]}).id
+        first = create_job(
+            session, "evaluate", {"model_id": model_id, "attacks": ["fgsm"], "eps": [0, 0.1], "steps": 2}
+        ).id
         second = create_job(
-            session, "evaluate", {"model_id": model_id, "split": None, "attacks": ["pgd"], "eps": [0.05], "key": "all"}
+            session,
+            "evaluate",
+            {"model_id": model_id, "split": None, "attacks": ["pgd"], "eps": [0.05], "key": "all", "steps": 2},
         ).id
     assert execute(first, runtime=rt).status == "succeeded"
     assert execute(second, runtime=rt).status == "succeeded"

@@ -148,7 +148,15 @@ def generate_stimuli(run: JobRun, rt: Runtime) -> dict[str, Any]:
                 select(Stimulus.image_id, Stimulus.eps, Stimulus.role).where(Stimulus.stimulus_set_id == sset.id)
             )
         }
-        sset.status, sset.job_id = "generating", run.job_id
+        wanted = {(im.id, eps_key(e), "trial") for im in images for e in levels}
+        if opts.catch:
+            wanted |= {(im.id, eps_key(CATCH_EPS), "catch") for im in images}
+        sset.job_id = run.job_id
+        if wanted <= existing:  # nothing to make: a set in use stays usable (no flip to "generating")
+            sset.status = "ready"
+            return {"stimulus_set_id": sset.id, "images": len(images), "eps_levels": levels, "created": 0,
+                    "skipped": len(wanted), **_summary(session, sset.id)}  # fmt: skip
+        sset.status = "generating"
         spec = AttackSpec(sset.attack, sset.norm, sset.steps, sset.masked)
         set_id, image_info = sset.id, [(im.id, im.sha256, im.label) for im in images]
     run.progress(0.02, f"loading model {model_row.id} and {len(image_info)} images")
