@@ -217,7 +217,6 @@ def test_cancel_stops_training(rt: Runtime, dataset_id: int) -> None:
 
 def test_evaluate_adds_to_the_models_metrics(rt: Runtime, dataset_id: int) -> None:
     job_id, model_id = queue_train(rt, dataset_id)
-    assert execute(job_id, runtime=rt).status == "succeeded"
     with session_scope(rt.session_factory) as session:
         first = create_job(
             session, "evaluate", {"model_id": model_id, "attacks": ["fgsm"], "eps": [0, 0.1], "steps": 2}
@@ -227,6 +226,8 @@ def test_evaluate_adds_to_the_models_metrics(rt: Runtime, dataset_id: int) -> No
             "evaluate",
             {"model_id": model_id, "split": None, "attacks": ["pgd"], "eps": [0.05], "key": "all", "steps": 2},
         ).id
+    assert execute(first, runtime=rt).status == "waiting"  # the model is not trained yet
+    assert execute(job_id, runtime=rt).status == "succeeded"
     assert execute(first, runtime=rt).status == "succeeded"
     assert execute(second, runtime=rt).status == "succeeded"
     with session_scope(rt.session_factory) as session:

@@ -14,10 +14,11 @@ from typing import Any
 import numpy as np
 import torch
 from PIL import Image as PILImage
+from sqlalchemy.orm import Session
 from torch import Tensor, nn
 
-from backend.models import Image, TrainedModel
-from backend.services.jobs import JobRun
+from backend.models import Image, Job, TrainedModel
+from backend.services.jobs import JobRun, WaitFor
 from backend.storage import BlobStore
 from sipat.models import build_model
 from sipat.training import TrainConfig, read_checkpoint, save_checkpoint
@@ -110,6 +111,20 @@ def save_model_blob(storage: BlobStore, path: Path, model: nn.Module, cfg: Train
     save_checkpoint(path, model, cfg, meta=meta)
     with open(path, "rb") as fh:
         return storage.put_file(fh)
+
+
+def trained_or_wait(session: Session, model: TrainedModel) -> TrainedModel:
+    """`model` if its checkpoint exists; `WaitFor` while its train job is queued or running (the job that
+    needs it goes back to the queue without spending an attempt); `JobError` with the reason otherwise."""
+    if model.checkpoint_sha256 is not None:
+        return model
+    job = session.get(Job, model.job_id) if model.job_id is not None else None
+    if job is None:
+        raise JobError(f"model {model.id} has no checkpoint and no train job that could make one")
+    if job.status in ("queued", "running"):
+        raise WaitFor(f"model {model.id} is not trained yet (train job {job.id} is {job.status})")
+    reason = f": {job.error}" if job.error else ""
+    raise JobError(f"model {model.id} has no checkpoint: its train job {job.id} ended {job.status}{reason}")
 
 
 def load_stored_model(storage: BlobStore, row: TrainedModel, device: torch.device) -> tuple[nn.Module, dict[str, Any]]:

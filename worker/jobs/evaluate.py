@@ -18,7 +18,7 @@ from backend.models import SalienceMap, TrainedModel
 from backend.services.job_params import EvaluateParams
 from backend.services.jobs import JobRun
 from sipat.evaluation import evaluate
-from worker.jobs.common import JobError, Phase, image_hw, load_map, load_stored_model
+from worker.jobs.common import JobError, Phase, image_hw, load_map, load_stored_model, trained_or_wait
 from worker.jobs.datasets import build_set, dataset_images, decode
 from worker.runtime import Runtime
 
@@ -29,6 +29,7 @@ def evaluate_job(run: JobRun, rt: Runtime) -> dict[str, Any]:
         row = session.get(TrainedModel, p.model_id)
         if row is None:
             raise JobError(f"model {p.model_id} does not exist")
+        trained_or_wait(session, row)
         dataset_id = p.dataset_id if p.dataset_id is not None else row.dataset_id
         if dataset_id is None:
             raise JobError(f"model {p.model_id} names no dataset; pass dataset_id")

@@ -37,14 +37,24 @@ from sqlalchemy import select
 from torch import Tensor, nn
 
 from backend.db import session_scope
-from backend.models import Image, Job, SalienceMap, Stimulus, StimulusSet, TrainedModel
+from backend.models import Image, SalienceMap, Stimulus, StimulusSet, TrainedModel
 from backend.services.job_params import GenerateStimuliParams, StimulusSetOptions
-from backend.services.jobs import JobRun, WaitFor
+from backend.services.jobs import JobRun
 from backend.study.schedule import CATCH_EPS
 from sipat.attacks import apgd, fgsm, pgd
 from sipat.data import missing_salience
 from sipat.salience import to_mask
-from worker.jobs.common import JobError, image_hw, load_map, load_stored_model, open_image, to_array, to_png, to_tensor
+from worker.jobs.common import (
+    JobError,
+    image_hw,
+    load_map,
+    load_stored_model,
+    open_image,
+    to_array,
+    to_png,
+    to_tensor,
+    trained_or_wait,
+)
 from worker.runtime import Runtime
 
 SALIENCE_PREFERENCE = ("human_mean", "imported", "gradcam")
@@ -55,21 +65,12 @@ def eps_key(eps: float) -> float:
 
 
 def _model_or_wait(session: Any, sset: StimulusSet) -> TrainedModel:
-    """The set's model if its checkpoint exists; `WaitFor` while its train job is queued or running."""
     if sset.model_id is None:
         raise JobError(f"stimulus set {sset.id} names no model; set its model_id to a trained model")
     model = session.get(TrainedModel, sset.model_id)
     if model is None:
         raise JobError(f"stimulus set {sset.id} names model {sset.model_id}, which does not exist")
-    if model.checkpoint_sha256 is not None:
-        return model
-    job = session.get(Job, model.job_id) if model.job_id is not None else None
-    if job is None:
-        raise JobError(f"model {model.id} has no checkpoint and no train job that could make one")
-    if job.status in ("queued", "running"):
-        raise WaitFor(f"model {model.id} is not trained yet (train job {job.id} is {job.status})")
-    reason = f": {job.error}" if job.error else ""
-    raise JobError(f"model {model.id} has no checkpoint: its train job {job.id} ended {job.status}{reason}")
+    return trained_or_wait(session, model)
 
 
 def select_images(images: list[Image], opts: StimulusSetOptions) -> list[Image]:
