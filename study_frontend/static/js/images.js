@@ -10,12 +10,13 @@ import { HttpError, NetworkError, REQUEST_TIMEOUT_MS } from "./api.js";
  */
 export async function loadImage(url, signal) {
   const started = performance.now();
+  const timeout = AbortSignal.timeout(REQUEST_TIMEOUT_MS);
   let res;
   try {
     res = await fetch(url, {
       cache: "no-store",
       credentials: "same-origin",
-      signal: signal ? AbortSignal.any([signal, AbortSignal.timeout(REQUEST_TIMEOUT_MS)]) : undefined,
+      signal: signal ? AbortSignal.any([signal, timeout]) : timeout,
     });
   } catch (err) {
     if (signal && signal.aborted) throw err;

@@ -39,6 +39,10 @@ const sleep = (ms) => app.sleep(ms, "online");
 
 function onRetry(err, delayMs) {
   const seconds = Math.max(1, Math.round(delayMs / 1000));
+  if (err instanceof HttpError && err.status === 503 && err.retryAfterMs) {
+    status.show(`${err.detail}. Trying again in ${seconds} s.`, "warn"); // e.g. the study's images are being prepared
+    return;
+  }
   const why = err instanceof HttpError ? `the server answered ${err.status}` : "no connection to the server";
   status.show(`Connection problem (${why}). Trying again in ${seconds} s — your answers are kept in this browser.`, "warn");
 }
