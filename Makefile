@@ -24,7 +24,7 @@ $(STAMP): pyproject.toml requirements.lock
 # The browser tests drive Debian's Chromium (Playwright cannot download its own here); install it when
 # missing and we are root, otherwise they skip (and fail in CI).
 chromium:
-	@test -x $(CHROMIUM) || [ "$$(id -u)" != 0 ] || { apt-get update -qq && apt-get install -y -qq chromium; }
+	@test -x $(CHROMIUM) || [ "$$(id -u)" != 0 ] || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; }
 
 test: install chromium
 	$(PY) -m ruff check .
