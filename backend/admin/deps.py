@@ -58,6 +58,13 @@ def fmt_eps(eps: float | None) -> str:
     return f"{eps:.4g}"
 
 
+def fmt_threshold(eps: float | None) -> str:
+    """A fitted eps (any value) in both units, e.g. '3.86/255 (0.0151)'; None: the curve never gets there."""
+    if eps is None or not math.isfinite(eps):
+        return "not reached"
+    return f"{eps * 255:.3g}/255 ({eps:.4f})"
+
+
 def fmt_num(value: float | None, digits: int = 2) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "—"
@@ -86,7 +93,7 @@ def fmt_seconds(value: float | None) -> str:
 
 
 templates = Jinja2Templates(directory=TEMPLATES_DIR)
-templates.env.filters.update(eps=fmt_eps, num=fmt_num, pct=fmt_pct, when=fmt_time, seconds=fmt_seconds)
+templates.env.filters.update(eps=fmt_eps, threshold=fmt_threshold, num=fmt_num, pct=fmt_pct, when=fmt_time, seconds=fmt_seconds)
 
 
 # --- app-wide helpers ---------------------------------------------------------------------------------------------

@@ -138,7 +138,7 @@ def detection_figure(results: StudyResults, fits: dict[bool | None, dict[str, An
     refs = [RefLine(0.5, "50 %"), RefLine(0.75, "75 %")]
     fa = _false_alarm_rate(results)
     if fa is not None:
-        refs.append(RefLine(fa, f"false alarms on clean images: {100 * fa:.0f} %"))
+        refs.append(RefLine(fa, f"false alarms on clean images: {100 * fa:.0f} %", anchor="start"))
     svg = None
     if levels:
         lo, hi = _x255(min(levels)) / 2, _x255(max(levels)) * 2
@@ -405,11 +405,13 @@ def models_figure(models: Sequence[ModelRow]) -> Figure:
             title="Clean and robust accuracy by attack radius",
             x_label="eps of the attack (in 1/255 of the pixel range; 0 = clean accuracy)",
             y_label="accuracy",
+            x_range=(0.0, max(ticks[-1], 1.0) * 1.04),
             y_range=(0.0, 1.0),
             x_ticks=ticks,
             x_format=lambda v: f"{v:.3g}",
             y_format=lambda v: f"{100 * v:.0f} %",
-            height=400,
+            width=880,
+            height=420,
         )
     columns = ["model_id", "name", "method", "arch", "seed", "dataset_id", "status", "clean_acc"]
     columns += [f"{a}@{_eps_label(e)}" for a in attacks for e in grid]

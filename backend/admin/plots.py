@@ -170,11 +170,13 @@ class Series:
 
 @dataclass(frozen=True)
 class RefLine:
-    """A dashed horizontal (`axis='y'`) or vertical (`axis='x'`) reference line with a label."""
+    """A dashed horizontal (`axis='y'`) or vertical (`axis='x'`) reference line with a label (of a horizontal
+    line: at its right end, or with `anchor='start'` at its left)."""
 
     value: float
     label: str = ""
     axis: str = "y"
+    anchor: str = "end"
 
 
 @dataclass
@@ -234,13 +236,42 @@ def _axes(
     canvas.add(_text(16, (top + bottom) / 2, y_label, "axis-label", rotate=True))
 
 
-def _legend(canvas: _Canvas, entries: Sequence[tuple[str, str, bool]], x0: float, y0: float) -> None:
-    """Entries (label, colour, dashed) stacked from the plot's top-left corner."""
-    for k, (label, color, dashed) in enumerate(entries):
-        y = y0 + 16 * k
-        dash = ' stroke-dasharray="5 4"' if dashed else ""
-        canvas.add(_line(x0, y, x0 + 18, y, "legend-swatch", f' stroke="{_attr(color)}" stroke-width="3"{dash}'))
-        canvas.add(_text(x0 + 24, y + 4, label, "legend-label", anchor="start"))
+#: Legend rows: their height, and an estimate of the text width per character (11.5 px sans-serif).
+LEGEND_ROW = 16
+_CHAR_PX = 6.6
+_SWATCH_PX = 24
+
+
+def _legend_layout(
+    entries: Sequence[tuple[str, str, bool]], left: float, right: float
+) -> list[list[tuple[float, int]]]:
+    """Entries placed left to right in rows that fit between `left` and `right`: rows of (x, entry index)."""
+    rows: list[list[tuple[float, int]]] = []
+    x = right + 1  # start a new row at the first entry
+    for k, (label, _, _) in enumerate(entries):
+        width = _SWATCH_PX + _CHAR_PX * len(label) + 18
+        if x + width > right and (not rows or rows[-1]):
+            rows.append([])
+            x = left
+        rows[-1].append((x, k))
+        x += width
+    return rows
+
+
+def _legend(
+    canvas: _Canvas, entries: Sequence[tuple[str, str, bool]], rows: list[list[tuple[float, int]]], y0: float
+) -> None:
+    """The legend band under the title: per entry a short line in the series' colour (dashed if it is) and
+    its label."""
+    canvas.add('<g class="legend">')
+    for r, row in enumerate(rows):
+        y = y0 + LEGEND_ROW * r
+        for x, k in row:
+            label, color, dashed = entries[k]
+            dash = ' stroke-dasharray="5 4"' if dashed else ""
+            canvas.add(_line(x, y, x + 18, y, "legend-swatch", f' stroke="{_attr(color)}" stroke-width="3"{dash}'))
+            canvas.add(_text(x + _SWATCH_PX, y + 4, label, "legend-label", anchor="start"))
+    canvas.add("</g>")
 
 
 def _data_range(values: Sequence[float], *, log: bool) -> tuple[float, float]:
@@ -282,8 +313,12 @@ def line_chart(
     all_y = [v for s in series for v in (*s.y, *(s.y_low or ()), *(s.y_high or ()))]
     xr = x_range or _data_range(all_x, log=x_log)
     yr = y_range or _data_range(all_y, log=False)
+    colors = [s.color or PALETTE[k % len(PALETTE)] for k, s in enumerate(series)]
+    legend = [(s.label, c, s.dashed) for s, c in zip(series, colors, strict=True) if s.label]
+    rows = _legend_layout(legend, margins.left, width - margins.right)
+    top = margins.top + LEGEND_ROW * len(rows)
     xs = Scale(xr[0], xr[1], margins.left, width - margins.right, log=x_log)
-    ys = Scale(yr[0], yr[1], height - margins.bottom, margins.top)
+    ys = Scale(yr[0], yr[1], height - margins.bottom, top)
     canvas = _Canvas(width, height, title)
     xt = list(x_ticks) if x_ticks is not None else (log_ticks(*xr) if x_log else nice_ticks(*xr))
     yt = list(y_ticks) if y_ticks is not None else nice_ticks(*yr)
@@ -302,20 +337,17 @@ def line_chart(
         if ref.axis == "y" and ys.contains(ref.value):
             y = ys(ref.value)
             canvas.add(_line(xs.px0, y, xs.px1, y, "ref-line"))
-            canvas.add(_text(xs.px1 - 4, y - 5, ref.label, "ref-label", anchor="end"))
+            at_end = ref.anchor == "end"
+            canvas.add(_text(xs.px1 - 4 if at_end else xs.px0 + 4, y - 5, ref.label, "ref-label", anchor=ref.anchor))
         elif ref.axis == "x" and xs.contains(ref.value):
             x = xs(ref.value)
             canvas.add(_line(x, ys.px0, x, ys.px1, "ref-line"))
             canvas.add(_text(x + 4, ys.px1 + 12, ref.label, "ref-label", anchor="start"))
-    legend = []
-    for k, s in enumerate(series):
-        color = s.color or PALETTE[k % len(PALETTE)]
+    for s, color in zip(series, colors, strict=True):
         canvas.add(f'<g class="series" data-label="{_attr(s.label)}">')
         _draw_series(canvas, s, xs, ys, color)
         canvas.add("</g>")
-        if s.label:
-            legend.append((s.label, color, s.dashed))
-    _legend(canvas, legend, xs.px0 + 12, ys.px1 + 10)
+    _legend(canvas, legend, rows, margins.top - 4)
     return canvas.svg()
 
 
@@ -433,8 +465,10 @@ def histogram(
     if any(len(counts) != len(edges) - 1 for _, counts in groups):
         raise ValueError("every group needs one count per bin (len(edges) - 1)")
     top = max([c for _, counts in groups for c in counts] + [1])
+    legend = [(label, PALETTE[k % len(PALETTE)], False) for k, (label, _) in enumerate(groups)]
+    rows = _legend_layout(legend, margins.left, width - margins.right) if len(groups) > 1 else []
     xs = Scale(edges[0], edges[-1], margins.left, width - margins.right)
-    ys = Scale(0, nice_range(0, top)[1], height - margins.bottom, margins.top)
+    ys = Scale(0, nice_range(0, top)[1], height - margins.bottom, margins.top + LEGEND_ROW * len(rows))
     canvas = _Canvas(width, height, title)
     y_ticks = [t for t in nice_ticks(0, ys.hi) if float(t).is_integer()]
     stride = max(1, math.ceil((len(edges) - 1) / 10))
@@ -450,7 +484,6 @@ def histogram(
         y_format=lambda v: f"{v:.0f}",
     )
     n = max(len(groups), 1)
-    legend = []
     for k, (label, counts) in enumerate(groups):
         color = PALETTE[k % len(PALETTE)]
         canvas.add(f'<g class="series" data-label="{_attr(label)}">')
@@ -465,7 +498,5 @@ def histogram(
                 f'height="{_fmt(ys.px0 - y)}" class="bar" fill="{_attr(color)}" data-count="{c}"/>'
             )
         canvas.add("</g>")
-        legend.append((label, color, False))
-    if len(groups) > 1:
-        _legend(canvas, legend, xs.px1 - 150, ys.px1 + 10)
+    _legend(canvas, legend, rows, margins.top - 4)
     return canvas.svg()

@@ -80,11 +80,21 @@ def _page(request: Request, admin: Admin, session: Session, *, status_code: int 
         "salience_sources": SALIENCE,
         "jobs": jobs,
         "job_models": job_requests.models_of_jobs(session, [j.id for j in jobs]),
-        "figure": models_figure(models),
+        "models_figure": models_figure(models),
         "form": {**DEFAULTS, **extra.pop("form", {})},
         **extra,
     }
     return render(request, admin, "training.html", context, status_code=status_code)
+
+
+@router.get("/training/models.csv", name="admin_models_csv")
+def models_csv(admin: AdminDep, session: SessionDep) -> Response:
+    """The models table: clean and robust accuracy of every model, per attack and eps."""
+    return Response(
+        models_figure(model_rows(session)).tables[0].csv(),
+        media_type="text/csv; charset=utf-8",
+        headers={"Content-Disposition": 'attachment; filename="models.csv"'},
+    )
 
 
 @router.get("/training", name="admin_training")
