@@ -1,8 +1,9 @@
-"""`sipat train | evaluate | attack`: the method for researchers without the web service.
+"""`sipat train | evaluate | attack | experiment`: the method for researchers without the web service.
 
     sipat train --dataset mnist5k --method sip_at --epochs 1 --out runs/x
     sipat evaluate --checkpoint runs/x/model.pt --dataset mnist5k --attacks pgd apgd
     sipat attack --checkpoint runs/x/model.pt --dataset mnist5k --eps 0 0.1 0.3 --n 8 --out runs/x/attacks
+    sipat experiment --config configs/mnist5k.json --out runs/mnist5k   (see docs/experiments.md)
 
 `--dataset` is a built-in name (mnist5k, shapes), a CSV manifest (image_path,image_class[,salience_map_path |
 bounding_boxes]) or an ImageFolder directory. Defaults follow the dataset: MNIST's customary eps is 0.3,
@@ -262,6 +263,12 @@ def cmd_attack(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_experiment(args: argparse.Namespace) -> int:
+    from sipat.experiment import main_from_args
+
+    return main_from_args(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     from sipat.training import METHODS
 
@@ -320,6 +327,12 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--n", type=int, default=16, help="how many images")
     a.add_argument("--out", required=True)
     a.set_defaults(func=cmd_attack)
+
+    from sipat.experiment import add_arguments
+
+    x = sub.add_parser("experiment", help="all methods x salience variants x seeds -> tables + plot", epilog=EPILOG)
+    add_arguments(x)
+    x.set_defaults(func=cmd_experiment)
     return parser
 
 

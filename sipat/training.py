@@ -56,6 +56,9 @@ class TrainConfig:
     threshold: float | None = 0.5
     """Salience threshold of the binary mask m = (s < threshold); None for the soft budget m = 1 - s."""
     seed: int = 0
+    clean_share: float = 0.0
+    """pgd_at/sip_at only: the expected share of each batch trained on clean instead of adversarial inputs
+    (see `clean_rows`); the `clean_mix` control of sipat.experiment. 0 = the method as published."""
     amp: Literal["none", "bf16", "fp16"] = "none"
     channels_last: bool = False
     num_workers: int = 0
@@ -72,6 +75,10 @@ class TrainConfig:
             raise ValueError("steps, eps and alpha must be >= 0 and lr > 0")
         if self.threshold is not None and not 0 < self.threshold <= 1:
             raise ValueError(f"threshold must be in (0, 1] or None (soft mask); got {self.threshold}")
+        if not 0 <= self.clean_share < 1:
+            raise ValueError(f"clean_share must be in [0, 1); got {self.clean_share}")
+        if self.clean_share > 0 and self.method not in ("pgd_at", "sip_at"):
+            raise ValueError(f"clean_share applies to pgd_at and sip_at only; got method {self.method!r}")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -134,6 +141,19 @@ def _trades_kl(clean_logits: Tensor) -> Callable[[Tensor, Tensor], Tensor]:
     return kl
 
 
+def clean_rows(n: int, share: float, generator: torch.Generator) -> Tensor:
+    """(n,) bool on the generator's device: the rows of a batch of n trained clean under `clean_share`.
+
+    k = floor(share * n + u) rows with u ~ U(0, 1) (stochastic rounding, so E[k] = share * n exactly, also for
+    small batches), chosen uniformly at random.
+    """
+    dev = generator.device
+    k = int(torch.floor(share * n + torch.rand((), generator=generator, device=dev)))
+    clean = torch.zeros(n, dtype=torch.bool, device=dev)
+    clean[torch.randperm(n, generator=generator, device=dev)[:k]] = True
+    return clean
+
+
 def batch_loss(
     model: nn.Module, x: Tensor, y: Tensor, s: Tensor, cfg: TrainConfig, generator: torch.Generator
 ) -> tuple[Tensor, Tensor]:
@@ -144,7 +164,14 @@ def batch_loss(
         return F.cross_entropy(logits.float(), y), logits
     mask = to_mask(s, cfg.threshold) if method in MASKED_METHODS else None
     if method in ("pgd_at", "sip_at"):
-        x_adv = pgd(model, x, y, cfg.eps, cfg.alpha, cfg.steps, mask=mask, generator=generator)
+        if cfg.clean_share > 0:  # clean rows first, the attack on the others only
+            adv = ~clean_rows(y.shape[0], cfg.clean_share, generator).to(x.device)
+            x_adv = x.clone()
+            if adv.any():
+                m = None if mask is None else mask[adv]
+                x_adv[adv] = pgd(model, x[adv], y[adv], cfg.eps, cfg.alpha, cfg.steps, mask=m, generator=generator)
+        else:
+            x_adv = pgd(model, x, y, cfg.eps, cfg.alpha, cfg.steps, mask=mask, generator=generator)
         logits = model(x_adv)
         return F.cross_entropy(logits.float(), y), logits
     # trades / sip_trades: the inner maximisation uses the KL to the clean prediction (model in eval mode,
@@ -386,7 +413,11 @@ def _load_resume_state(path: Path, cfg: TrainConfig) -> dict[str, Any] | None:
     ckpt = read_checkpoint(path)  # RNG states must stay on the CPU
     if ckpt.get("resume") is None:
         return None
-    if ckpt["train_config"] != cfg.to_dict():
+    try:  # compared as configs, so a checkpoint written before a new setting existed still resumes
+        same = TrainConfig.from_dict(ckpt["train_config"]) == cfg
+    except (TypeError, ValueError):
+        same = False
+    if not same:
         raise ValueError(
             f"{path} holds a run with another config; remove it or pass another checkpoint path to start anew"
         )
@@ -401,6 +432,7 @@ __all__ = [
     "TrainConfig",
     "TrainResult",
     "batch_loss",
+    "clean_rows",
     "load_model",
     "model_meta",
     "pick_device",
