@@ -49,11 +49,12 @@ SECURITY_HEADERS = {
 
 
 def fmt_eps(eps: float | None) -> str:
-    """An eps in [0, 1] pixel units, as k/255 when it is a whole number of grey levels (8/255), else 4 digits."""
+    """An eps in [0, 1] pixel units, as k/255 when it is a whole number of grey levels (8/255; within the
+    precision of stored keys such as "0.0156863"), else 4 digits."""
     if eps is None:
         return "—"
     k = eps * 255
-    if abs(k - round(k)) < 1e-6:
+    if abs(k - round(k)) < 1e-3:
         return "0" if round(k) == 0 else f"{round(k)}/255"
     return f"{eps:.4g}"
 
@@ -93,7 +94,9 @@ def fmt_seconds(value: float | None) -> str:
 
 
 templates = Jinja2Templates(directory=TEMPLATES_DIR)
-templates.env.filters.update(eps=fmt_eps, threshold=fmt_threshold, num=fmt_num, pct=fmt_pct, when=fmt_time, seconds=fmt_seconds)
+templates.env.filters.update(
+    eps=fmt_eps, threshold=fmt_threshold, num=fmt_num, pct=fmt_pct, when=fmt_time, seconds=fmt_seconds
+)
 
 
 # --- app-wide helpers ---------------------------------------------------------------------------------------------

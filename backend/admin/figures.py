@@ -67,7 +67,7 @@ def _x255(eps: float) -> float:
 
 def _eps_label(eps: float) -> str:
     k = eps * 255
-    return f"{round(k)}/255" if abs(k - round(k)) < 1e-6 else f"{eps:.4g}"
+    return f"{round(k)}/255" if abs(k - round(k)) < 1e-3 else f"{eps:.4g}"
 
 
 def _groups(results: StudyResults) -> list[bool | None]:

@@ -15,11 +15,11 @@ from backend.settings import Settings
 from backend.storage import BlobStore
 
 
-def _set_cookie(response) -> str:  # noqa: ANN001 - an httpx response
+def _set_cookie(response) -> str:
     return "\n".join(v for k, v in response.headers.multi_items() if k.lower() == "set-cookie")
 
 
-def _login_attempt(client: TestClient, email: str, password: str):  # noqa: ANN202
+def _login_attempt(client: TestClient, email: str, password: str):
     token = csrf_of(client.get("/admin/login").text)
     return client.post(
         "/admin/login", data={"email": email, "password": password, "csrf_token": token}, follow_redirects=False

@@ -57,7 +57,9 @@ def test_rle_round_trips_and_sums_to_the_pixel_count() -> None:
 
 
 def test_binarize_at_half_the_range() -> None:
-    np.testing.assert_array_equal(binarize(np.array([[0, 127, 128, 255]], dtype=np.uint8)), [[False, False, True, True]])
+    np.testing.assert_array_equal(
+        binarize(np.array([[0, 127, 128, 255]], dtype=np.uint8)), [[False, False, True, True]]
+    )
     np.testing.assert_array_equal(binarize(np.array([[0.49, 0.5]])), [[False, True]])
     with pytest.raises(ValueError, match="threshold"):
         binarize(MASK, threshold=0)
@@ -102,9 +104,7 @@ def test_amplified_perturbation_is_scaled_to_the_full_range() -> None:
     adv = clean.copy()
     adv[0, 0, 0] = 102  # +2/255: the largest change
     adv[1, 2, 1] = 99  # -1/255: half of it
-    amplified, peak = imaging.amplified_difference(
-        imaging.decode_rgb(_png(clean)), imaging.decode_rgb(_png(adv))
-    )
+    amplified, peak = imaging.amplified_difference(imaging.decode_rgb(_png(clean)), imaging.decode_rgb(_png(adv)))
     assert peak == pytest.approx(2 / 255)
     expected = np.zeros((2, 3, 3))
     expected[0, 0, 0] = 1.0

@@ -5,6 +5,7 @@ Charts are parsed as XML; the frame `FRAME` puts the plot area at x 100..500, y 
 
 from __future__ import annotations
 
+import itertools
 import math
 import xml.etree.ElementTree as ET
 
@@ -89,7 +90,9 @@ def test_missing_values_break_the_line_and_infinite_interval_ends_reach_the_edge
     assert [len(p.get("points").split()) for p in lines] == [2]  # (1, 2) joined; 4 alone; 5 missing
     circles = root.findall(f".//{SVG}circle")
     assert len(circles) == 3 + 1
-    horizontal = [ln for ln in root.iter(f"{SVG}line") if ln.get("class") == "errorbar" and ln.get("y1") == ln.get("y2")]
+    horizontal = [
+        ln for ln in root.iter(f"{SVG}line") if ln.get("class") == "errorbar" and ln.get("y1") == ln.get("y2")
+    ]
     assert (float(horizontal[0].get("x1")), float(horizontal[0].get("x2"))) == (100 + 1.5 / 5 * 400, 500.0)
 
 
@@ -135,7 +138,7 @@ def test_histogram_counts_and_edges() -> None:
     # Left edges inclusive, the last bin also takes its right edge; outside, NaN and None are not counted.
     assert histogram_counts([0, 0.5, 1, 2.999, 3, 3.01, -1, None, float("nan")], edges) == [2, 1, 2]
     e = bin_edges([120, 480, 333, 999], n_bins=10, lo=0)
-    assert e[0] == 0 and e[-1] >= 999 and all(b - a == pytest.approx(e[1] - e[0]) for a, b in zip(e, e[1:]))
+    assert e[0] == 0 and e[-1] >= 999 and all(b - a == pytest.approx(e[1] - e[0]) for a, b in itertools.pairwise(e))
     assert sum(histogram_counts([120, 480, 333, 999], e)) == 4
     assert bin_edges([]) == [0.0, 1.0]
 
