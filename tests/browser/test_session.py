@@ -76,7 +76,12 @@ def test_whole_session_by_keyboard(server: Any, slug: str, new_page: Any, shots:
 
     started = time.monotonic()
     page.goto(study_url(server, slug, "pid-keyboard"))
-    answer_until(page, lambda name, _: name == "done", paint=paint_strokes, on_screen=snapshot)
+
+    def paint(page: Any) -> None:
+        paint_strokes(page)
+        shots(page, "annotate-painted")
+
+    answer_until(page, lambda name, _: name == "done", paint=paint, on_screen=snapshot)
     code = page.locator("#completion-code").inner_text()
     assert seen >= {
         "consent",
