@@ -167,7 +167,7 @@ class RunSpec:
 # settings that decide a run's numbers (a changed one makes a finished run stale); the rest (device, out,
 # save_models, num_workers) only decide where and how fast
 _RESULT_FIELDS = (
-    "dataset", "dataset_params", "data_seed", "train_limit", "arch", "epochs", "batch_size", "lr",
+    "dataset", "dataset_params", "data_seed", "train_limit", "arch", "weights_path", "epochs", "batch_size", "lr",
     "momentum", "weight_decay", "lr_step", "lr_gamma", "eps", "alpha", "steps", "trades_beta", "threshold",
     "amp", "eval_eps", "eval_attacks", "eval_pgd_steps", "eval_apgd_steps", "eval_masked", "eval_limit",
 )  # fmt: skip
@@ -193,6 +193,8 @@ class ExperimentConfig:
     """Train on a seeded random subset of this many images (None: all)."""
     arch: str | None = None
     """A `sipat.models.ARCHITECTURES` key; None: `default_arch_for` the image size."""
+    weights_path: str | None = None
+    """A local state-dict file to start every model from (e.g. ImageNet weights for CUB); None: random init."""
     epochs: int = 10
     batch_size: int = 32
     lr: float = 0.1
@@ -745,7 +747,13 @@ class _SeedContext:
         arch = self.cfg.arch or default_arch_for(_size(ds), ds.in_channels)
         with torch.random.fork_rng():
             torch.manual_seed(seed)
-            model = build_model(arch, num_classes=ds.num_classes, in_channels=ds.in_channels, image_size=_size(ds))
+            model = build_model(
+                arch,
+                num_classes=ds.num_classes,
+                in_channels=ds.in_channels,
+                image_size=_size(ds),
+                weights_path=self.cfg.weights_path,
+            )
         meta = model_meta(
             model, num_classes=ds.num_classes, in_channels=ds.in_channels, image_size=_size(ds), classes=ds.classes
         )
@@ -772,6 +780,7 @@ class _SeedContext:
             "train_limit",
             "eval_limit",
             "arch",
+            "weights_path",
             "batch_size",
             "lr",
             "momentum",
@@ -1193,6 +1202,7 @@ def add_arguments(p: Any) -> None:
     p.add_argument("--methods", nargs="+", help=f"of {', '.join(EXPERIMENT_METHODS)}; method@variant for one variant")
     p.add_argument("--variants", nargs="+", help="e.g. human gradcam human+shuffled human+unannotated=0.5")
     p.add_argument("--arch")
+    p.add_argument("--weights-path", help="a local state-dict file every model starts from (never downloaded)")
     p.add_argument("--epochs", type=int)
     p.add_argument("--batch-size", type=int)
     p.add_argument("--lr", type=float)
@@ -1211,6 +1221,7 @@ def add_arguments(p: Any) -> None:
     p.add_argument("--no-save-models", dest="save_models", action="store_false", default=None)
     p.add_argument("--num-workers", type=int)
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda when present)")
+    p.add_argument("--threads", type=int, help="torch CPU threads (1 is fastest for small CNNs on a busy machine)")
     p.add_argument("--plan", action="store_true", help="list the runs (and which are finished) and stop")
     p.add_argument("--report-only", action="store_true", help="rewrite the report from the finished runs")
     p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bars")
@@ -1229,7 +1240,8 @@ def config_from_args(args: Any) -> ExperimentConfig:
             params[key] = raw
     return cfg.replace(
         dataset=args.dataset, data_root=args.data_root, dataset_params=params if args.params else None,
-        seeds=args.seeds, methods=args.methods, variants=args.variants, arch=args.arch, epochs=args.epochs,
+        seeds=args.seeds, methods=args.methods, variants=args.variants, arch=args.arch,
+        weights_path=args.weights_path, epochs=args.epochs,
         batch_size=args.batch_size, lr=args.lr, eps=args.eps, alpha=args.alpha, steps=args.steps,
         train_limit=args.train_limit, reference_epochs=args.reference_epochs, eval_eps=args.eval_eps,
         eval_attacks=args.eval_attacks, eval_pgd_steps=args.eval_steps, eval_apgd_steps=args.apgd_steps,
@@ -1240,6 +1252,10 @@ def config_from_args(args: Any) -> ExperimentConfig:
 
 def main_from_args(args: Any) -> int:
     cfg = config_from_args(args)
+    if args.threads is not None:
+        if args.threads < 1:
+            raise ValueError(f"--threads must be >= 1, got {args.threads}")
+        torch.set_num_threads(args.threads)
     out = Path(args.out or Path("runs") / cfg.name)
     if args.plan:
         runs = plan_runs(cfg)

@@ -1,0 +1,334 @@
+"""`sipat experiment`: a tiny real experiment end to end, resume, the salience variants and controls, and the
+loaders of external datasets on fake folders in torchvision's / CUB's own formats."""
+
+from __future__ import annotations
+
+import csv
+import json
+import pickle
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from sipat.cli import main
+from sipat.data import DataError, load_builtin
+from sipat.experiment import (
+    ExperimentConfig,
+    MapSet,
+    Variant,
+    WithSalience,
+    _SeedContext,
+    dataset_maps,
+    load_cifar,
+    load_cub,
+    plan_runs,
+    run_experiment,
+    subset,
+    variant_maps,
+)
+from sipat.models import build_model
+from sipat.salience import to_mask
+from sipat.training import TrainConfig, batch_loss, clean_rows
+
+CONFIGS = Path(__file__).resolve().parents[2] / "configs"
+
+TINY = dict(
+    name="tiny",
+    dataset="mnist5k",
+    train_limit=200,
+    epochs=1,
+    steps=2,
+    eps=0.2,
+    lr=0.05,
+    seeds=[0, 1],
+    methods=["pgd_at", "sip_at", "clean_mix"],
+    variants=["human"],
+    eval_eps=[0, 0.1],
+    eval_attacks=["pgd", "apgd"],
+    eval_pgd_steps=2,
+    eval_apgd_steps=3,
+    eval_limit=60,
+    save_models=False,
+)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """Tiny CNNs run fastest on one thread, and far faster so on a CPU shared with other jobs."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    out = tmp_path_factory.mktemp("experiment")
+    cfg = ExperimentConfig.from_dict(TINY)
+    files = run_experiment(cfg, out, device="cpu", progress=False, log=lambda _m: None)
+    return cfg, out, files
+
+
+def _runs(out: Path) -> dict[str, dict]:
+    return {p.stem: json.loads(p.read_text()) for p in sorted((out / "runs").glob("*.json"))}
+
+
+def test_tiny_experiment_writes_markdown_csv_and_plot_with_mean_and_std(tiny):
+    cfg, out, files = tiny
+    runs = _runs(out)
+    assert sorted(runs) == sorted(r.run_id for r in plan_runs(cfg)) and len(runs) == 6
+    for r in runs.values():
+        assert 0 <= r["robust_acc"]["pgd"]["0.1"] <= r["clean_acc"] == r["robust_acc"]["apgd"]["0"]
+        assert set(r["robust_acc_masked"]) == {"pgd", "apgd"}
+    with open(files["csv"], newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert [(r["method"], r["variant"]) for r in rows] == [
+        ("pgd_at", "none"),
+        ("sip_at", "human"),
+        ("clean_mix", "human"),
+    ]
+    for col in ("clean_acc", "pgd_eps=0.1", "apgd_eps=0.1", "pgd_masked_eps=0.1", "apgd_masked_eps=0.1"):
+        assert f"{col}_mean" in rows[0] and f"{col}_std" in rows[0]
+    sip = [runs[f"sip_at__human__seed{s}"]["clean_acc"] for s in (0, 1)]
+    row = rows[1]
+    assert row["n_seeds"] == "2" and float(row["clean_acc_mean"]) == pytest.approx(np.mean(sip), abs=1e-6)
+    assert float(row["clean_acc_std"]) == pytest.approx(np.std(sip, ddof=1), abs=1e-6)
+    md = files["markdown"].read_text()
+    assert "| sip_at | human | 2 |" in md and "±" in md and "masked: only non-salient pixels attacked" in md
+    assert files["png"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and files["png"].stat().st_size > 10_000
+    assert files["svg"].read_text().lstrip().startswith("<?xml") and "<svg" in files["svg"].read_text()
+    assert not any((out / "checkpoints").glob("*.pt"))  # resume checkpoints are removed once a run is done
+
+
+def test_clean_mix_trains_the_salient_coverage_share_clean(tiny):
+    _, out, _ = tiny
+    runs = _runs(out)
+    for s in (0, 1):
+        sip, mix = runs[f"sip_at__human__seed{s}"], runs[f"clean_mix__human__seed{s}"]
+        assert 0.2 < sip["salient_share"] < 0.45  # mnist5k strokes cover about a third
+        assert mix["clean_share"] == sip["salient_share"] == mix["train_config"]["clean_share"]
+        assert mix["train_config"]["method"] == "pgd_at"
+        data = subset(load_builtin("mnist5k", split="train", seed=s), 200, s)
+        p = float((1 - to_mask(data.salience)).mean())  # the definition: mean salient pixel coverage
+        assert mix["clean_share"] == pytest.approx(p, abs=1e-6)
+
+
+def test_a_rerun_skips_finished_runs_and_redoes_only_a_missing_one(tiny, tmp_path):
+    cfg, out, _ = tiny
+    before = _runs(out)
+    (out / "runs" / "pgd_at__none__seed1.json").unlink()  # as if interrupted before this run finished
+    messages: list[str] = []
+    run_experiment(cfg, out, device="cpu", progress=False, log=messages.append)
+    after = _runs(out)
+    assert messages[0].startswith("5 of 6 runs already finished")
+    redone = [k for k in after if after[k]["finished"] != before[k]["finished"] or k == "pgd_at__none__seed1"]
+    assert redone == ["pgd_at__none__seed1"]
+    assert after["pgd_at__none__seed1"]["clean_acc"] == before["pgd_at__none__seed1"]["clean_acc"]  # seeded
+
+
+def test_a_rerun_with_other_settings_is_refused_naming_them(tiny):
+    cfg, out, _ = tiny
+    with pytest.raises(ValueError, match=r"other settings \(they differ in epochs\)"):
+        run_experiment(cfg.replace(epochs=2), out, device="cpu", progress=False, log=lambda _m: None)
+
+
+def _human_maps(n: int = 300) -> MapSet:
+    return dataset_maps(subset(load_builtin("mnist5k", split="train", seed=0), n, 0))
+
+
+def test_shuffled_maps_keep_the_coverage_multiset_but_move_every_map():
+    base = _human_maps()
+    v = Variant.parse("human+shuffled")
+    shuffled = variant_maps(base, v, seed=3)
+    assert torch.equal(shuffled.has, base.has)
+    cov, cov_s = base.coverage(), shuffled.coverage()
+    assert torch.equal(cov.sort().values, cov_s.sort().values)  # same multiset of coverage ...
+    assert not torch.equal(cov, cov_s)
+    same_place = (shuffled.values == base.values).flatten(1).all(1)
+    assert not same_place.any()  # ... and no digit keeps its own strokes
+    assert torch.equal(variant_maps(base, v, seed=3).values, shuffled.values)  # seeded
+    assert not torch.equal(variant_maps(base, v, seed=4).values, shuffled.values)
+
+
+def test_half_unannotated_blanks_exactly_half_seeded_and_those_are_perturbed_everywhere():
+    base = _human_maps(301)
+    v = Variant.parse("human+unannotated=0.5")
+    maps = variant_maps(base, v, seed=0)
+    assert int((~maps.has).sum()) == round(0.5 * 301)
+    assert torch.equal(variant_maps(base, v, seed=0).has, maps.has)
+    assert not torch.equal(variant_maps(base, v, seed=1).has, maps.has)
+    ds = WithSalience(subset(load_builtin("mnist5k", split="train", seed=0), 301, 0), maps)
+    blank = int(torch.nonzero(~maps.has)[0])
+    kept = int(torch.nonzero(maps.has)[0])
+    assert torch.isnan(ds[blank][2]).all() and to_mask(ds[blank][2][None]).eq(1).all()
+    assert torch.equal(ds[kept][2], base.get(kept)) and to_mask(ds[kept][2][None]).eq(0).any()
+    combined = variant_maps(base, Variant.parse("human+unannotated=0.5+shuffled"), seed=0)
+    assert torch.equal(combined.has, maps.has)  # shuffling moves maps among the annotated images only
+
+
+def test_clean_rows_keep_the_stated_share_clean_and_the_rest_adversarial():
+    gen = torch.Generator().manual_seed(0)
+    ks = [int(clean_rows(32, 0.3, gen).sum()) for _ in range(2000)]
+    assert set(ks) == {9, 10} and np.mean(ks) / 32 == pytest.approx(0.3, abs=0.01)  # E[k] = 0.3 * 32 = 9.6
+
+    torch.manual_seed(0)
+    model = build_model("small_cnn", num_classes=10, in_channels=1)  # no BatchNorm: rows are independent
+    data = load_builtin("mnist5k", split="train", seed=0)
+    x, y, s = data.images[:32], data.labels[:32], data.salience[:32]
+    cfg = TrainConfig(method="pgd_at", eps=0.3, alpha=0.1, steps=3, clean_share=0.3)
+    clean = clean_rows(32, 0.3, torch.Generator().manual_seed(7))  # batch_loss draws the same rows first
+    _, logits = batch_loss(model, x, y, s, cfg, torch.Generator().manual_seed(7))
+    with torch.no_grad():
+        ref = model(x)
+    assert torch.allclose(logits[clean], ref[clean], atol=1e-5)
+    assert not torch.isclose(logits[~clean], ref[~clean], atol=1e-3).all(dim=1).any()
+    with pytest.raises(ValueError, match="pgd_at and sip_at only"):
+        TrainConfig(method="trades", clean_share=0.3)
+
+
+def test_gradcam_maps_are_computed_once_per_seed_and_cached(tmp_path):
+    cfg = ExperimentConfig.from_dict({**TINY, "variants": ["gradcam"], "reference_epochs": 1})
+    logs: list[str] = []
+    ctx = _SeedContext(cfg, 0, tmp_path, "cpu", logs.append)
+    maps = ctx.maps(Variant.parse("gradcam"))
+    assert len(maps) == 200 and bool(maps.has.all()) and maps.values.shape == (200, 1, 28, 28)
+    assert 0 < float(maps.coverage().mean()) < 1 and len(logs) == 1
+    again = _SeedContext(cfg, 0, tmp_path, "cpu", logs.append).maps(Variant.parse("gradcam"))
+    assert torch.equal(again.values, maps.values) and len(logs) == 1  # read from salience/, not retrained
+
+
+# ----------------------------------------------------------------------------------------------------------
+# external datasets on fake folders
+
+
+def _write_pickle(path: Path, obj: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("wb") as f:
+        pickle.dump(obj, f)
+
+
+def _fake_cifar10(root: Path, n: int = 4) -> np.ndarray:
+    rng = np.random.default_rng(0)
+    folder = root / "cifar-10-batches-py"
+    first = None
+    for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
+        data = rng.integers(0, 256, size=(n, 3072), dtype=np.uint8)
+        first = data if first is None else first
+        _write_pickle(folder / name, {"data": data, "labels": [i % 10 for i in range(n)], "batch_label": name})
+    _write_pickle(folder / "batches.meta", {"label_names": [f"class{i}" for i in range(10)]})
+    return first
+
+
+def test_cifar10_and_cifar100_load_from_torchvision_pickles(tmp_path):
+    first = _fake_cifar10(tmp_path)
+    train = load_cifar("cifar10", tmp_path, "train", check_md5=False)
+    test = load_cifar("cifar10", tmp_path, "test", check_md5=False)
+    assert len(train) == 20 and len(test) == 4 and train.classes[3] == "class3" and train.num_classes == 10
+    x, y, s = train[1]
+    assert x.shape == (3, 32, 32) and x.dtype == torch.float32 and y == 1 and torch.isnan(s).all()
+    expected = torch.from_numpy(first[0].reshape(3, 32, 32).astype(np.float32) / 255)
+    assert torch.equal(train[0][0], expected)  # channel-first, /255, the pickle's own pixel order
+    assert not bool(dataset_maps(train).has.any())
+
+    folder = tmp_path / "c100" / "cifar-100-python"
+    data = np.random.default_rng(1).integers(0, 256, size=(3, 3072), dtype=np.uint8)
+    for name in ("train", "test"):
+        _write_pickle(folder / name, {"data": data, "fine_labels": [5, 99, 0], "coarse_labels": [1, 2, 3]})
+    _write_pickle(folder / "meta", {"fine_label_names": [f"f{i}" for i in range(100)]})
+    c100 = load_cifar("cifar100", tmp_path / "c100", "test", check_md5=False)
+    assert len(c100) == 3 and c100.num_classes == 100 and c100[1][1] == 99
+
+
+def test_cifar_checks_torchvision_md5_by_default(tmp_path):
+    _fake_cifar10(tmp_path)
+    with pytest.raises(DataError, match="checksums"):
+        load_cifar("cifar10", tmp_path, "train")
+
+
+def test_a_missing_cifar_folder_says_what_to_put_where(tmp_path):
+    with pytest.raises(DataError, match=r"cifar-10-batches-py lacks data_batch_1.*cifar-10-python\.tar\.gz"):
+        load_cifar("cifar10", tmp_path, "train")
+    with pytest.raises(ValueError, match="data_root"):
+        load_cifar("cifar100", None, "train")
+
+
+def _fake_cub(root: Path) -> None:
+    base = root / "CUB_200_2011"
+    items = [(1, "001.Albatross/a_1.jpg", 1, 1), (2, "001.Albatross/a_2.jpg", 1, 0),
+             (3, "002.Auklet/b_1.jpg", 2, 1), (4, "002.Auklet/b_2.jpg", 2, 0)]  # fmt: skip
+    rng = np.random.default_rng(0)
+    for i, rel, _, _ in items:
+        (base / "images" / rel).parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(rng.integers(0, 256, size=(30, 40, 3), dtype=np.uint8)).save(base / "images" / rel)
+        mask = np.zeros((30, 40), dtype=np.uint8)
+        mask[:, : 10 * i] = 255  # the bird covers the left 10*i columns
+        seg = (root / "segmentations" / rel).with_suffix(".png")
+        seg.parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(mask).save(seg)
+    (base / "images.txt").write_text("".join(f"{i} {rel}\n" for i, rel, _, _ in items))
+    (base / "image_class_labels.txt").write_text("".join(f"{i} {c}\n" for i, _, c, _ in items))
+    (base / "train_test_split.txt").write_text("".join(f"{i} {t}\n" for i, _, _, t in items))
+    (base / "classes.txt").write_text("1 001.Albatross\n2 002.Auklet\n")
+
+
+def test_cub_loads_images_labels_and_segmentations_as_salience(tmp_path):
+    _fake_cub(tmp_path)
+    train = load_cub(tmp_path, "train", image_size=16)
+    test = load_cub(tmp_path / "CUB_200_2011", "test", image_size=16, segmentations=tmp_path / "segmentations")
+    assert len(train) == 2 and len(test) == 2 and train.classes == ["001.Albatross", "002.Auklet"]
+    x, y, s = train[1]  # image 3: class 2 -> label 1, bird on the left 30 of 40 columns
+    assert x.shape == (3, 16, 16) and y == 1 and s.shape == (1, 16, 16)
+    assert s[0, :, :11].min() == 1 and s[0, :, 13:].max() == 0
+    assert torch.equal(train.load_salience(1), s)
+    maps = dataset_maps(train)
+    assert bool(maps.has.all()) and maps.coverage()[1] > maps.coverage()[0]
+
+
+def test_cub_without_segmentations_or_files_says_what_to_put_where(tmp_path):
+    with pytest.raises(DataError, match=r"lacks images\.txt.*CUB_200_2011\.tgz"):
+        load_cub(tmp_path, "train")
+    _fake_cub(tmp_path)
+    (tmp_path / "segmentations").rename(tmp_path / "elsewhere")
+    with pytest.raises(DataError, match=r"no segmentation masks.*segmentations\.tgz"):
+        load_cub(tmp_path, "train")
+    (tmp_path / "elsewhere").rename(tmp_path / "segmentations")
+    (tmp_path / "segmentations" / "002.Auklet" / "b_1.png").unlink()
+    with pytest.raises(DataError, match="1 train image or mask file"):
+        load_cub(tmp_path, "train")
+
+
+# ----------------------------------------------------------------------------------------------------------
+# configs and the command line
+
+
+@pytest.mark.parametrize("name", ["mnist5k", "shapes", "cifar10", "cifar100", "cub200"])
+def test_shipped_configs_parse_and_plan_at_least_three_seeds(name):
+    cfg = ExperimentConfig.from_file(CONFIGS / f"{name}.json")
+    runs = plan_runs(cfg)
+    assert len(cfg.seeds) >= 3 and cfg.dataset == name
+    methods = {r.method for r in runs}
+    assert {"standard", "pgd_at", "trades", "sip_at", "sip_trades"} <= methods
+
+
+def test_config_values_accept_fractions_and_refuse_unknown_keys(tmp_path):
+    cfg = ExperimentConfig.from_dict({"dataset": "shapes", "eps": "8/255", "eval_eps": ["0", "4/255", "8/255"]})
+    assert cfg.eps == pytest.approx(8 / 255) and cfg.eval_eps[-1] == pytest.approx(8 / 255)
+    with pytest.raises(ValueError, match="unknown experiment settings"):
+        ExperimentConfig.from_dict({"epoch": 3})
+    with pytest.raises(ValueError, match="source must be one of"):
+        ExperimentConfig.from_dict({"variants": ["humans"]})
+
+
+def test_cli_plan_lists_the_runs(tmp_path, capsys):
+    cfg = tmp_path / "c.json"
+    cfg.write_text(json.dumps({**TINY, "methods": ["standard", "sip_at"], "variants": ["human", "human+shuffled"]}))
+    assert (
+        main(["experiment", "--config", str(cfg), "--seeds", "0", "1", "2", "--out", str(tmp_path / "o"), "--plan"])
+        == 0
+    )
+    out = capsys.readouterr().out
+    assert "todo  sip_at__human+shuffled__seed2" in out and "9 runs (0 finished)" in out
+    assert main(["experiment", "--config", str(tmp_path / "none.json"), "--plan"]) == 2
