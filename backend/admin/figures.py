@@ -286,7 +286,7 @@ def rt_figure(results: StudyResults) -> Figure:
     groups = _response_groups(results)
     all_rt = [float(r["rt_ms"]) for _, rows in groups for r in rows if r["rt_ms"] is not None]
     cut = float(np.percentile(all_rt, RT_PERCENTILE)) if all_rt else 1.0
-    edges = bin_edges([v for v in all_rt if v <= cut], n_bins=20, lo=0.0)
+    edges = bin_edges([v for v in all_rt if v <= cut], n_bins=20)
     counts = [(name, histogram_counts([r["rt_ms"] for r in rows], edges)) for name, rows in groups]
     beyond = sum(v > edges[-1] for v in all_rt)
     svg = None
@@ -301,13 +301,14 @@ def rt_figure(results: StudyResults) -> Figure:
         title="Response times",
         svg=svg,
         tables=[Table(["bin_start_ms", "bin_end_ms", *(name for name, _ in counts)], rows, "Responses per bin")],
-        caption=(medians + ". " if medians else "")
-        + (
-            f"{beyond} responses above {edges[-1]:.0f} ms (beyond the {RT_PERCENTILE}th percentile) not drawn."
-            if beyond
-            else ""
-        ),
+        caption=(medians + ". " if medians else "") + _beyond_note(beyond, edges[-1]),
     )
+
+
+def _beyond_note(n: int, limit: float) -> str:
+    if not n:
+        return ""
+    return f"{n} response{'s' * (n != 1)} above {limit:.0f} ms (beyond the {RT_PERCENTILE}th percentile) not drawn."
 
 
 def confidence_figure(results: StudyResults) -> Figure:

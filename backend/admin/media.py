@@ -92,9 +92,12 @@ def study_mean_map(
 
 
 @router.get("/stimuli/{stimulus_id}/perturbation.png", name="admin_perturbation")
-def perturbation(stimulus_id: int, admin: AdminDep, session: SessionDep, storage: StorageDep) -> Response:
+def perturbation(
+    stimulus_id: int, admin: AdminDep, session: SessionDep, storage: StorageDep, signed: bool = False
+) -> Response:
     """|x_adv - x| of a stimulus against its clean twin (eps 0, same image and set), scaled to the full range
-    so that the largest change is white; the header `X-Linf` gives that largest change in [0, 1] units."""
+    so that the largest change is white; the header `X-Linf` gives that largest change in [0, 1] units.
+    `signed=true`: x_adv - x instead, grey = unchanged, brighter/darker = up/down (see `signed_difference`)."""
     stimulus = get_or_404(session, Stimulus, stimulus_id)
     clean = views.clean_twin(session, stimulus)
     if clean is None:
@@ -104,6 +107,7 @@ def perturbation(stimulus_id: int, admin: AdminDep, session: SessionDep, storage
     if x.shape != x_adv.shape:
         raise ConflictError(f"stimulus {stimulus_id} is {x_adv.shape[:2]} pixels, its clean twin {x.shape[:2]}")
     amplified, peak = imaging.amplified_difference(x, x_adv)
-    response = _png(imaging.encode_png(amplified))
+    shown = imaging.signed_difference(x, x_adv) if signed else amplified
+    response = _png(imaging.encode_png(shown))
     response.headers["X-Linf"] = f"{peak:.6f}"
     return response

@@ -119,9 +119,29 @@ def test_amplified_perturbation_is_scaled_to_the_full_range() -> None:
 def test_overlay_leaves_non_salient_pixels_alone() -> None:
     image = np.full((2, 2, 3), 0.5)
     salience = np.array([[0.0, 1.0], [0.0, 0.5]])
-    out = imaging.overlay(image, salience, opacity=0.6)
+    out = imaging.overlay(image, salience, opacity=0.6, outline=False)
     np.testing.assert_allclose(out[0, 0], image[0, 0])
     np.testing.assert_allclose(out[0, 1], 0.4 * 0.5 + 0.6 * imaging.heat(np.array(1.0)))
     assert not np.allclose(out[1, 1], image[1, 1])
     with pytest.raises(ValueError, match="differ in size"):
         imaging.overlay(image, np.zeros((3, 3)))
+
+
+def test_the_salient_region_gets_an_outline() -> None:
+    s = np.zeros((5, 6))
+    s[1:4, 1:5] = 1.0  # a 3 x 4 block ...
+    s[:, 5] = 0.7  # ... joined on its right to a column along the image's border (not an edge by itself)
+    edge = imaging.region_edge(s)
+    # The block's top and bottom rows and its left pixel touch s = 0; its middle row from x = 2 on does not.
+    assert edge[1:4, 1:5].tolist() == [[True] * 4, [True, False, False, False], [True] * 4]
+    assert edge[:, 5].tolist() == [True, False, False, False, True]
+    assert not edge[s < 0.5].any()
+    out = imaging.overlay(np.zeros((5, 6, 3)), s)
+    np.testing.assert_allclose(out[edge], np.broadcast_to(imaging.OUTLINE, (edge.sum(), 3)))
+    np.testing.assert_allclose(out[0, 0], 0.0)
+
+
+def test_signed_difference_keeps_the_sign() -> None:
+    clean = np.full((1, 3, 1), 0.5)
+    adv = np.array([[[0.52], [0.49], [0.5]]])
+    np.testing.assert_allclose(imaging.signed_difference(clean, adv)[0, :, 0], [1.0, 0.25, 0.5])
