@@ -15,7 +15,7 @@ from backend.admin.deps import AdminDep, AdminRoute, render
 from backend.admin.figures import Table
 from backend.admin.maskstats import mean_pairwise_iou
 from backend.api.deps import SessionDep, StorageDep
-from backend.models import Study
+from backend.models import Image, Study
 from backend.services import admin_views as views
 from backend.services.lookups import get_or_404
 
@@ -34,7 +34,8 @@ class Agreement:
     mean_duration_s: float | None
 
     @property
-    def image(self):
+    def image(self) -> Image:
+        """The source image (of the first mask; all masks of a group are of one image)."""
         return self.group.masks[0][0].image
 
 

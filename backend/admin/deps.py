@@ -36,6 +36,8 @@ CONTENT_SECURITY_POLICY = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
     "object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
 )
+#: Non-HTML answers (images, JSON, CSV) run nothing even if opened as a document.
+RESOURCE_POLICY = "default-src 'none'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
 SECURITY_HEADERS = {
     "Content-Security-Policy": CONTENT_SECURITY_POLICY,
     "Cache-Control": "no-store",
@@ -253,7 +255,8 @@ def error_page(request: Request, status_code: int, message: str, headers: dict[s
 
 class AdminRoute(APIRoute):
     """Admin routes answer in HTML: service errors and HTTP errors become an error page (a 303 stays a
-    redirect), and every response carries `SECURITY_HEADERS`."""
+    redirect), and every response carries `SECURITY_HEADERS` (images, JSON and CSV the stricter
+    `RESOURCE_POLICY`); headers a route set itself are kept."""
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         handler = super().get_route_handler()
@@ -268,7 +271,10 @@ class AdminRoute(APIRoute):
                     response = RedirectResponse(exc.headers["Location"], status_code=exc.status_code)
                 else:
                     response = error_page(request, exc.status_code, str(exc.detail), exc.headers)
+            html = response.headers.get("content-type", "").startswith("text/html")
             for key, value in SECURITY_HEADERS.items():
+                if key == "Content-Security-Policy" and not html:
+                    value = RESOURCE_POLICY
                 response.headers.setdefault(key, value)
             return response
 

@@ -182,3 +182,15 @@ def test_logout_ends_the_session_and_next_stays_on_the_site(client: TestClient, 
     assert 'name="next" value="/admin"' in page.text
     page = client.get("/admin/login?next=/admin/studies/3")
     assert 'name="next" value="/admin/studies/3"' in page.text
+
+
+def test_only_pages_get_the_page_policy(admin: TestClient, seeded) -> None:
+    s = seeded()
+    page = admin.get("/admin")
+    assert "script-src 'self'" in page.headers["content-security-policy"]
+    progress = admin.get("/admin/jobs/progress.json?ids=1")
+    mask = admin.get(f"/admin/annotations/{s.annotations[0].id}/mask.png")
+    for r in (progress, mask):
+        assert r.status_code == 200
+        assert r.headers["content-security-policy"].startswith("default-src 'none'")
+        assert r.headers["x-content-type-options"] == "nosniff"
