@@ -14,10 +14,12 @@ from fastapi import FastAPI, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import DBAPIError, DisconnectionError, InterfaceError, OperationalError
 
 from backend.admin import router as admin_router
 from backend.api import API_PREFIX, api_router
 from backend.db import make_engine, make_session_factory
+from backend.security import SecurityHeadersMiddleware
 from backend.services.errors import ServiceError
 from backend.settings import Settings, get_settings
 from backend.storage import BlobStore, StorageError
@@ -54,6 +56,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_exception_handler(ServiceError, _service_error)  # type: ignore[arg-type]
     app.add_exception_handler(StorageError, _storage_error)  # type: ignore[arg-type]
     app.add_exception_handler(RequestValidationError, _validation_error)  # type: ignore[arg-type]
+    for exc_type in (OperationalError, InterfaceError, DisconnectionError):
+        app.add_exception_handler(exc_type, _database_unavailable)  # type: ignore[arg-type]
+    app.add_middleware(SecurityHeadersMiddleware, docs_paths=[app.docs_url or ""])  # every response, one place
     return app
 
 
@@ -65,6 +70,22 @@ async def _validation_error(_request: Request, exc: RequestValidationError) -> J
     """FastAPI's 422 body without the echoed input (it may be megabytes of base64, or a NaN JSON cannot hold)."""
     errors = [{k: v for k, v in error.items() if k != "input"} for error in exc.errors()]
     return JSONResponse({"detail": jsonable_encoder(errors)}, status_code=422)
+
+
+#: Seconds a client should wait before retrying while the database is unreachable (restart, failover).
+DATABASE_RETRY_AFTER_S = 2
+
+
+async def _database_unavailable(request: Request, exc: Exception) -> JSONResponse:
+    """The database cannot be reached (restarted, failing over, SQLite locked too long): 503 + Retry-After,
+    so clients retry (answers are idempotent); the pool's pre-ping replaces dead connections meanwhile."""
+    orig = exc.orig if isinstance(exc, DBAPIError) else exc
+    log.warning("database unavailable on %s %s: %s", request.method, request.url.path, str(orig).strip()[:500])
+    return JSONResponse(
+        {"detail": "the database is unavailable right now; retry in a few seconds"},
+        status_code=503,
+        headers={"Retry-After": str(DATABASE_RETRY_AFTER_S)},
+    )
 
 
 async def _storage_error(request: Request, exc: StorageError) -> JSONResponse:

@@ -18,11 +18,8 @@ from backend.services.media import media_type, stimulus_for_key
 
 router = APIRouter(tags=["participant"])
 
-NO_STORE_HEADERS = {
-    "Cache-Control": "private, no-store",
-    "X-Content-Type-Options": "nosniff",
-    "Referrer-Policy": "no-referrer",
-}
+#: nosniff, no-referrer and the CSP come from `backend.security`'s middleware, like on every response.
+NO_STORE_HEADERS = {"Cache-Control": "private, no-store"}
 _CHUNK = 64 * 1024
 _BINARY = {"schema": {"type": "string", "format": "binary"}}
 

@@ -2,8 +2,8 @@
 
 The page is one HTML document; the ES modules under `/static/js/` run the whole session against the JSON
 protocol of `backend.api.participant`. The study's texts travel in a `<script type="application/json">` block
-(Jinja's `tojson` escapes `<`, `>`, `&`, `'`), so no inline script is needed and the strict policy in
-`SECURITY_HEADERS` holds.
+(Jinja's `tojson` escapes `<`, `>`, `&`, `'`), so no inline script is needed and the strict
+`backend.security.PAGE_POLICY` holds.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from fastapi.templating import Jinja2Templates
 from backend.api import API_PREFIX
 from backend.api.deps import ParticipantDep, SessionDep, StorageDep
 from backend.api.media import NO_STORE_HEADERS
+from backend.security import PAGE_POLICY
 from backend.services import participants as svc
 from backend.services.errors import NotFoundError, ServiceError
 from backend.services.media import media_type
@@ -26,18 +27,10 @@ from study_frontend import TEMPLATES_DIR
 router = APIRouter()
 templates = Jinja2Templates(directory=TEMPLATES_DIR)
 
-#: Everything from this origin only; no inline script or style; images also from blob: (preloaded stimuli
-#: are shown from object URLs). The study link carries recruitment ids, hence no Referer.
-CONTENT_SECURITY_POLICY = (
-    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' blob: data:; connect-src 'self'; "
-    "object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
-)
-SECURITY_HEADERS = {
-    "Content-Security-Policy": CONTENT_SECURITY_POLICY,
-    "Cache-Control": "no-store",
-    "Referrer-Policy": "no-referrer",
-    "X-Content-Type-Options": "nosniff",
-}
+#: The pages' Content-Security-Policy, set with the other security headers by `backend.security`'s middleware
+#: (one place for every response); the pages only add that they must not be cached.
+CONTENT_SECURITY_POLICY = PAGE_POLICY
+SECURITY_HEADERS = {"Cache-Control": "no-store"}
 Slug = Annotated[str, Path(max_length=64)]
 
 

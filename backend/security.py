@@ -1,0 +1,89 @@
+"""Security headers on every response, set in one place (a pure ASGI middleware, so streamed bodies stay
+streamed and nothing is buffered).
+
+Policies, by what the response is:
+
+* HTML pages (participant pages `/s/...`, the dashboard `/admin/...`, error pages): `PAGE_POLICY`, only this
+  origin's scripts and styles, no inline code, images also from `blob:`/`data:` (the study page shows
+  preloaded stimuli from object URLs), no framing.
+* Everything else (JSON, images, CSV, static files): `RESOURCE_POLICY`, which allows nothing to run if a
+  response is ever opened as a document, and no framing.
+* The interactive API docs (`/api/v1/docs`): FastAPI's Swagger UI needs its CDN bundle and one inline script;
+  `DOCS_POLICY` allows exactly that, for that page only (the participant pages never load a CDN).
+
+Besides the CSP: `X-Content-Type-Options: nosniff`, `Referrer-Policy: no-referrer` (study links carry
+recruitment ids), `X-Frame-Options: DENY` for browsers without CSP level 2, `Cross-Origin-Opener-Policy` and
+`Cross-Origin-Resource-Policy: same-origin`, and `Strict-Transport-Security` when the request came over HTTPS
+(uvicorn's `--proxy-headers` turns a trusted proxy's `X-Forwarded-Proto: https` into the request's scheme; it
+trusts only `--forwarded-allow-ips`, 127.0.0.1 by default, so a client cannot fake it).
+
+A header a route set itself is kept (setdefault), so a route may be stricter, e.g. the dashboard's
+`Referrer-Policy: same-origin`, or the media route's `Cache-Control: private, no-store`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from starlette.datastructures import MutableHeaders
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+PAGE_POLICY = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' blob: data:; connect-src 'self'; "
+    "object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+)
+RESOURCE_POLICY = "default-src 'none'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+_SWAGGER_CDN = "https://cdn.jsdelivr.net"
+DOCS_POLICY = (
+    f"default-src 'none'; script-src 'self' 'unsafe-inline' {_SWAGGER_CDN}; style-src 'self' {_SWAGGER_CDN}; "
+    "img-src 'self' data: https://fastapi.tiangolo.com; connect-src 'self'; base-uri 'none'; form-action 'none'; "
+    "frame-ancestors 'none'"
+)
+#: Headers of every response (before the CSP, which depends on the response).
+COMMON_HEADERS = {
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "X-Frame-Options": "DENY",
+    "Cross-Origin-Opener-Policy": "same-origin",
+    "Cross-Origin-Resource-Policy": "same-origin",
+}
+HSTS = "max-age=31536000"
+
+
+def content_security_policy(path: str, content_type: str, docs_paths: Iterable[str] = ()) -> str:
+    """The CSP for a response to `path` with `content_type`: the page policy for HTML, the docs' own policy
+    for the API docs page, the no-content policy for anything else."""
+    if path in docs_paths:
+        return DOCS_POLICY
+    if content_type.split(";")[0].strip().lower() == "text/html":
+        return PAGE_POLICY
+    return RESOURCE_POLICY
+
+
+class SecurityHeadersMiddleware:
+    """Adds `COMMON_HEADERS`, a Content-Security-Policy and (over HTTPS) HSTS to every HTTP response,
+    without replacing a header the route already set."""
+
+    def __init__(self, app: ASGIApp, *, docs_paths: Iterable[str] = ()) -> None:
+        self.app = app
+        self.docs_paths = frozenset(docs_paths)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        path: str = scope.get("path", "")
+        https = scope.get("scheme") == "https"
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = MutableHeaders(scope=message)
+                for name, value in COMMON_HEADERS.items():
+                    headers.setdefault(name, value)
+                policy = content_security_policy(path, headers.get("content-type", ""), self.docs_paths)
+                headers.setdefault("Content-Security-Policy", policy)
+                if https:
+                    headers.setdefault("Strict-Transport-Security", HSTS)
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
