@@ -19,6 +19,9 @@ from backend.admin import (
     training,
 )
 
+#: The modules of the dashboard, each with its `router` (paths relative to /admin).
+MODULES = (login, overview, datasets, stimulus_sets, studies, results, annotations, training, media)
+
 router = APIRouter(include_in_schema=False)
-for _module in (login, overview, datasets, stimulus_sets, studies, results, annotations, training, media):
+for _module in MODULES:
     router.include_router(_module.router, prefix="/admin")

@@ -3,14 +3,15 @@ catch-trial exclusions applied (or not) and shown; each figure with its numbers 
 
 from __future__ import annotations
 
-from typing import Annotated
+from dataclasses import dataclass
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 from sqlalchemy.orm import Session
 
 from backend.admin.deps import AdminDep, AdminRoute, render
-from backend.admin.figures import Figure, study_figures
+from backend.admin.figures import GROUP_NAMES, Figure, study_figures
 from backend.api.deps import SessionDep
 from backend.services.errors import NotFoundError
 from backend.services.results import StudyResults, study_results
@@ -21,11 +22,20 @@ IncludeExcluded = Annotated[bool, Query(description="Count the participants who 
 Boot = Annotated[int, Query(ge=0, le=2000, description="Bootstrap resamples of the psychometric fit.")]
 
 
+@dataclass(frozen=True)
+class Fit:
+    """A psychometric fit as the thresholds card shows it (`fit` None: `reason` says why there is none)."""
+
+    label: str
+    fit: dict[str, Any] | None
+    reason: str | None
+
+
 def results_and_figures(
     session: Session, study_id: int, *, include_excluded: bool, n_boot: int
-) -> tuple[StudyResults, list[Figure]]:
-    """The study's results (the service of GET /api/v1/studies/{id}/results) and their figures; a study whose
-    trials mix masked and unmasked stimuli also gets a fit per kind."""
+) -> tuple[StudyResults, list[Figure], list[Fit]]:
+    """The study's results (the service of GET /api/v1/studies/{id}/results), their figures and fits; a study
+    whose trials mix masked and unmasked stimuli gets a fit per kind."""
     results = study_results(session, study_id, include_excluded=include_excluded, n_boot=n_boot)
     kinds = {bool(row["masked"]) for row in results.responses if row["eps"] > 0 and row["masked"] is not None}
     split = None
@@ -34,7 +44,11 @@ def results_and_figures(
             kind: study_results(session, study_id, include_excluded=include_excluded, n_boot=n_boot, masked=kind)
             for kind in (False, True)
         }
-    return results, study_figures(results, split)
+    if split:
+        fits = [Fit(GROUP_NAMES[kind], sub.psychometric, sub.psychometric_reason) for kind, sub in split.items()]
+    else:
+        fits = [Fit("all main-phase trials", results.psychometric, results.psychometric_reason)]
+    return results, study_figures(results, split), fits
 
 
 @router.get("/studies/{study_id}/results", name="admin_results")
@@ -46,7 +60,7 @@ def results_page(
     include_excluded: IncludeExcluded = False,
     n_boot: Boot = 200,
 ) -> Response:
-    results, figures = results_and_figures(session, study_id, include_excluded=include_excluded, n_boot=n_boot)
+    results, figures, fits = results_and_figures(session, study_id, include_excluded=include_excluded, n_boot=n_boot)
     return render(
         request,
         admin,
@@ -56,6 +70,7 @@ def results_page(
             "study": results.study,
             "results": results,
             "figures": figures,
+            "fits": fits,
             "include_excluded": include_excluded,
             "n_boot": n_boot,
             "query": f"include_excluded={'true' if include_excluded else 'false'}&n_boot={n_boot}",
@@ -73,7 +88,7 @@ def results_csv(
     n_boot: Boot = 200,
 ) -> Response:
     """The numbers of one figure (its first table) as CSV; `fit.csv` is the psychometric fit's table."""
-    results, figures = results_and_figures(session, study_id, include_excluded=include_excluded, n_boot=n_boot)
+    results, figures, _ = results_and_figures(session, study_id, include_excluded=include_excluded, n_boot=n_boot)
     tables = {f.key: f.tables[0] for f in figures}
     tables["fit"] = figures[0].tables[1]
     if key not in tables:

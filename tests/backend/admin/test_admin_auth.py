@@ -194,3 +194,27 @@ def test_only_pages_get_the_page_policy(admin: TestClient, seeded) -> None:
         assert r.status_code == 200
         assert r.headers["content-security-policy"].startswith("default-src 'none'")
         assert r.headers["x-content-type-options"] == "nosniff"
+
+
+def test_every_admin_route_needs_the_login(client: TestClient) -> None:
+    """Every route of every dashboard module: apart from the login form, nothing answers without a session."""
+    from fastapi.routing import APIRoute
+
+    from backend.admin import MODULES
+
+    routes = [r for m in MODULES for r in m.router.routes if isinstance(r, APIRoute)]
+    assert len(routes) > 25
+    for route in routes:
+        path = "/admin" + route.path.replace("{file}", "responses.csv").replace("{key}", "detection")
+        for name in ("study_id", "dataset_id", "stimulus_set_id", "job_id", "participant_id", "image_id",
+                     "stimulus_id", "annotation_id"):  # fmt: skip
+            path = path.replace("{" + name + "}", "1")
+        assert "{" not in path, path
+        for method in route.methods:
+            r = client.request(method, path, follow_redirects=False)
+            if path == "/admin/login":
+                assert r.status_code in (200, 403), (method, path)
+            elif method == "GET":
+                assert r.status_code == 303 and r.headers["location"].startswith("/admin/login"), (method, path)
+            else:
+                assert r.status_code == 401, (method, path, r.status_code)

@@ -14,7 +14,7 @@ from admin_factories import Enqueued, Seeded
 from factories import EPS_LEVELS, make_dataset, make_open_study, make_stimulus_set
 from fastapi.testclient import TestClient
 from PIL import Image as PILImage
-from research_factories import zip_bytes
+from research_factories import answer_trials, zip_bytes
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
@@ -34,7 +34,7 @@ from backend.models import (
 from backend.storage import BlobStore
 from backend.study.analysis import dprime, wilson_interval
 
-E8 = EPS_LEVELS[2]
+E2, E8 = EPS_LEVELS[1], EPS_LEVELS[2]
 
 
 def _csv(text: str) -> list[dict[str, str]]:
@@ -425,3 +425,33 @@ def test_job_page_shows_errors_and_cancels(admin: TestClient, session: Session) 
     assert queued.status == "cancelled"
     again = admin.post(f"/admin/jobs/{queued.id}/cancel", data={"csrf_token": admin.csrf})
     assert again.status_code == 409 and "nothing to cancel" in again.text
+
+
+def test_results_are_split_by_masked_and_unmasked_stimuli(
+    admin: TestClient, seeded, session: Session, storage: BlobStore
+) -> None:
+    """Responses to stimuli that spare the salient pixels and to ones that do not: one row, one curve and one
+    fit per kind (clean trials are the false-alarm floor of both)."""
+    s = seeded()
+    masked = make_stimulus_set(session, storage, session.get(Dataset, 1))
+    masked.masked = True
+    p0, p1 = s.participants[0], s.participants[1]
+    answer_trials(session, p0, masked.id, [("main", E2, "clean"), ("main", E8, "perturbed"), ("main", E8, "clean")])
+    answer_trials(session, p1, masked.id, [("main", E2, "perturbed"), ("main", E8, "perturbed")])
+    session.commit()
+    rows = _csv(admin.get(f"/admin/studies/{s.study.id}/results/detection.csv?n_boot=0").text)
+    got = {(round(float(r["eps"]) * 255), r["masked"]): (int(r["n"]), int(r["n_judged_perturbed"])) for r in rows}
+    assert got == {
+        (0, ""): (2, 1),
+        (2, "False"): (3, 1),
+        (2, "True"): (2, 1),
+        (8, "False"): (3, 3),
+        (8, "True"): (3, 2),
+    }
+    fit = _csv(admin.get(f"/admin/studies/{s.study.id}/results/fit.csv?n_boot=0").text)
+    assert {r["group"] for r in fit} == {"unmasked", "masked"}
+    page = admin.get(f"/admin/studies/{s.study.id}/results?n_boot=0").text
+    detection = page[page.index('id="figure-detection"') :]
+    assert "fit: masked (salient pixels spared)" in detection and "fit: unmasked (whole image)" in detection
+    rt = _csv(admin.get(f"/admin/studies/{s.study.id}/results/rt.csv?n_boot=0").text)
+    assert set(rt[0]) >= {"clean", "perturbed, unmasked (whole image)", "perturbed, masked (salient pixels spared)"}
