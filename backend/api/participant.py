@@ -22,6 +22,7 @@ from fastapi import Response as HTTPResponse
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, Field, ValidationError
 from starlette.datastructures import UploadFile
+from starlette.exceptions import HTTPException
 
 from backend.api.deps import ParticipantDep, SessionDep, StorageDep
 from backend.schemas.common import ErrorOut
@@ -181,7 +182,18 @@ async def _annotation_payload(request: Request) -> _AnnotationPayload:
 
 
 async def _from_form(request: Request) -> _AnnotationPayload:
-    async with request.form(max_files=1, max_fields=4, max_part_size=MAX_MASK_BYTES + 1) as form:
+    try:
+        form = await request.form(max_files=1, max_fields=4, max_part_size=MAX_MASK_BYTES + 1)
+    except HTTPException as exc:  # Starlette's 400 for a form it cannot parse: say which limit, and what to do
+        detail = str(exc.detail)
+        if "maximum size" in detail:
+            raise PayloadTooLargeError(
+                f"{detail}: a field is over {MAX_MASK_BYTES} bytes; send a smaller mask PNG or fewer stroke points"
+            ) from None
+        raise InvalidInputError(
+            f"the form cannot be read ({detail}); send the fields 'mask' (PNG file), 'strokes' (JSON) and 'duration_ms'"
+        ) from None
+    try:
         mask = form.get("mask")
         if not isinstance(mask, UploadFile):
             raise InvalidInputError("the form has no file field 'mask'; attach the PNG mask as 'mask'")
@@ -191,7 +203,13 @@ async def _from_form(request: Request) -> _AnnotationPayload:
             strokes = json.loads(strokes_text) if isinstance(strokes_text, str) and strokes_text else []
         except json.JSONDecodeError:
             raise InvalidInputError("the form field 'strokes' is not valid JSON") from None
+        except RecursionError:
+            raise InvalidInputError(
+                "the form field 'strokes' is nested too deeply; send a flat list of strokes"
+            ) from None
         fields = _AnnotationFormFields.model_validate({"strokes": strokes, "duration_ms": form.get("duration_ms")})
+    finally:
+        await form.close()
     return _AnnotationPayload(data, fields.strokes, fields.duration_ms)
 
 

@@ -34,11 +34,19 @@ def normalize_mask(data: bytes, *, width: int, height: int) -> bytes:
         )
     try:
         img = Image.open(io.BytesIO(data))
+    except Image.DecompressionBombError:
+        raise InvalidInputError(
+            f"the mask PNG claims far more pixels than the image has (a decompression bomb?); send a PNG of "
+            f"{width}x{height} pixels"
+        ) from None
     except (UnidentifiedImageError, OSError):
         raise InvalidInputError("the mask is not a readable image; send a PNG file") from None
     with img:
         if img.format != "PNG":
             raise InvalidInputError(f"the mask is a {img.format} image; send a PNG (lossless) instead")
+        frames = getattr(img, "n_frames", 1)
+        if frames > 1:
+            raise InvalidInputError(f"the mask PNG is animated ({frames} frames); send a single still image")
         if img.size != (width, height):
             raise InvalidInputError(
                 f"the mask is {img.size[0]}x{img.size[1]} pixels but the image is {width}x{height}; paint on "

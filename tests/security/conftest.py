@@ -43,3 +43,16 @@ def admin_client(client: TestClient, session) -> TestClient:
     r = admin_login(client)
     assert r.status_code == 303, r.text
     return client
+
+
+@pytest.fixture
+def api(client: TestClient, session) -> TestClient:
+    """The client with a researcher's bearer token (research API)."""
+    from factories import make_user
+
+    from backend.auth import create_token
+
+    token = create_token(session, make_user(session, "researcher@example.org", admin=False))
+    session.commit()
+    client.headers["Authorization"] = f"Bearer {token}"
+    return client
