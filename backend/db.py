@@ -15,6 +15,13 @@ from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
+#: PostgreSQL connections kept open per process, and how many more may be opened under a burst: together the
+#: size of the API's thread pool (40), so no request thread waits for a connection. The default (5 + 10)
+#: closed and reopened connections all the time under load (a server process forked per connection, every
+#: prepared statement lost): measured with benchmarks/load.py. Two API processes plus workers stay well
+#: under PostgreSQL's default max_connections (100).
+POSTGRES_POOL_SIZE = 20
+POSTGRES_MAX_OVERFLOW = 20
 #: How long a SQLite writer waits for the lock held by another process (the worker) before failing.
 SQLITE_BUSY_TIMEOUT_MS = 15_000
 
@@ -24,7 +31,8 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
 
     SQLite: the file's directory is created, connections may cross threads (FastAPI runs sync endpoints in a
     thread pool), WAL journal (readers do not block the writer), foreign keys enforced, busy timeout.
-    PostgreSQL: `pool_pre_ping` so connections dropped by the server are replaced transparently.
+    PostgreSQL: `pool_pre_ping` so connections dropped by the server are replaced transparently, and a pool
+    sized for the thread pool (`POSTGRES_POOL_SIZE`).
     """
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
@@ -36,6 +44,8 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
     kwargs.setdefault("pool_pre_ping", True)
+    kwargs.setdefault("pool_size", POSTGRES_POOL_SIZE)
+    kwargs.setdefault("max_overflow", POSTGRES_MAX_OVERFLOW)
     return create_engine(url, **kwargs)
 
 

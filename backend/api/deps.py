@@ -85,8 +85,15 @@ def get_admin_user(user: Annotated[User, Depends(get_current_user)]) -> User:
 
 
 def get_participant(token: str, session: SessionDep) -> Participant:
-    """The participant whose session token is in the path; 404 for an unknown token."""
-    return participant_by_token(session, token)
+    """The participant whose session token is in the path; 404 for an unknown token.
+
+    The read transaction is ended here (the row stays loaded): FastAPI runs the route in another pool thread,
+    and a request must not hold a database connection while it waits for a free thread, or a burst of
+    requests can take every connection and every thread at once (see `backend.api.participant._committed`).
+    """
+    participant = participant_by_token(session, token)
+    session.commit()
+    return participant
 
 
 CurrentUser = Annotated[User, Depends(get_current_user)]

@@ -15,12 +15,13 @@ import base64
 import binascii
 import json
 from dataclasses import dataclass
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 from fastapi import APIRouter, Depends, Request, status
 from fastapi import Response as HTTPResponse
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, Field, ValidationError
+from sqlalchemy.orm import Session
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
 
@@ -47,6 +48,23 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
     404: {"model": ErrorOut, "description": "Unknown study, session or trial."},
     409: {"model": ErrorOut, "description": "Not possible now (study not open, answered differently, ...)."},
 }
+
+
+_Out = TypeVar("_Out")
+
+
+def _committed(session: Session, out: _Out) -> _Out:
+    """Commit the request's transaction now, with the answer built, and return the answer.
+
+    FastAPI serialises a sync route's return value in *another* thread-pool thread before the `SessionDep`
+    commit, so without this a request would hold its database connection (and, when enrolling, the study's
+    row lock) while waiting for a free thread; under load every thread can be busy waiting for a connection
+    or that lock, and nothing moves until the pool's timeout (30 s stalls, then 500s, seen with 50
+    participants starting at once). Committed here, the connection is back in the pool before the hop. A
+    failed commit still raises, so an answer that was not stored never gets a 2xx.
+    """
+    session.commit()
+    return out
 
 
 @router.get("/studies/{slug}", response_model=StudyPublic, responses={404: _ERRORS[404]})
@@ -90,13 +108,14 @@ def create_session(
         response.status_code = status.HTTP_200_OK
     total = svc.count_trials(session, participant)
     upcoming = svc.next_trial(session, participant)
-    return SessionOut(
+    out = SessionOut(
         token=participant.token,
         study_slug=slug,
         total_trials=total,
         answered=total if upcoming is None else upcoming.position,
         resumed=not created,
     )
+    return _committed(session, out)
 
 
 @router.get("/sessions/{token}/next", response_model=NextTrial | SessionDone, responses={404: _ERRORS[404]})
@@ -108,24 +127,30 @@ def read_next(
     if trial is None:
         svc.complete_if_done(session, participant)
         outcome = svc.outcome(participant)
-        return SessionDone(total=total, completion_code=outcome.completion_code, redirect_url=outcome.redirect_url)
+        return _committed(
+            session,
+            SessionDone(total=total, completion_code=outcome.completion_code, redirect_url=outcome.redirect_url),
+        )
     config = svc.study_config(participant.study)
     annotate = trial.phase == "annotate"
     width = height = None
     if annotate:
         width, height = svc.stimulus_size(storage, trial.stimulus)
-    return NextTrial(
-        trial_id=trial.id,
-        position=trial.position,
-        total=total,
-        phase=trial.phase,  # type: ignore[arg-type]
-        image_url=str(request.app.url_path_for("get_media", media_key=trial.media_key)),
-        question="annotate" if annotate else "perturbed_or_clean",
-        class_name=trial.stimulus.image.label if annotate else None,
-        mask_width=width,
-        mask_height=height,
-        feedback_expected=svc.expected_judgment(trial) if trial.phase == "practice" else None,  # type: ignore[arg-type]
-        stimulus_duration_ms=config.stimulus_duration_ms,
+    return _committed(
+        session,
+        NextTrial(
+            trial_id=trial.id,
+            position=trial.position,
+            total=total,
+            phase=trial.phase,  # type: ignore[arg-type]
+            image_url=str(request.app.url_path_for("get_media", media_key=trial.media_key)),
+            question="annotate" if annotate else "perturbed_or_clean",
+            class_name=trial.stimulus.image.label if annotate else None,
+            mask_width=width,
+            mask_height=height,
+            feedback_expected=svc.expected_judgment(trial) if trial.phase == "practice" else None,  # type: ignore[arg-type]
+            stimulus_duration_ms=config.stimulus_duration_ms,
+        ),
     )
 
 
@@ -141,7 +166,7 @@ def submit_response(
     stored, created = svc.submit_response(session, participant, trial_id, **body.model_dump())
     if not created:
         response.status_code = status.HTTP_200_OK
-    return ResponseOut.model_validate(stored)
+    return _committed(session, ResponseOut.model_validate(stored))
 
 
 #: Largest annotation request: a base64 mask of MAX_MASK_BYTES plus the stroke record and form overhead.
@@ -269,4 +294,4 @@ def submit_annotation(
     )
     if not created:
         response.status_code = status.HTTP_200_OK
-    return AnnotationOut.model_validate(stored)
+    return _committed(session, AnnotationOut.model_validate(stored))
