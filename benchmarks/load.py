@@ -531,6 +531,27 @@ def check_answers(url: str, stats: Stats) -> tuple[int, int, int, int]:
     return len(stats.acknowledged), lost, duplicated, altered
 
 
+def cpu_seconds(pid: int) -> tuple[float, float]:
+    """(CPU seconds of the process `pid` and its children, CPU seconds of all PostgreSQL processes) so far;
+    (nan, nan) without psutil. Robust to other load on the machine, unlike latencies."""
+    try:
+        import psutil
+    except ImportError:
+        return float("nan"), float("nan")
+
+    def used(proc: Any) -> float:
+        try:
+            t = proc.cpu_times()
+            return t.user + t.system
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            return 0.0
+
+    root = psutil.Process(pid)
+    service = used(root) + sum(used(child) for child in root.children(recursive=True))
+    postgres = sum(used(p) for p in psutil.process_iter(["name"]) if (p.info["name"] or "").startswith("postgres"))
+    return service, postgres
+
+
 @contextmanager
 def profiled(pid: int, out: Path | None) -> Iterator[None]:
     """py-spy (pip install py-spy) sampling the service and its workers while the block runs."""
@@ -586,6 +607,7 @@ def main(argv: list[str] | None = None) -> int:
             profiled(service.pid, args.profile),
         ):
             stats = Stats()
+            cpu0 = cpu_seconds(service.pid)
             wall, probe = asyncio.run(
                 run_participants(
                     port,
@@ -597,9 +619,15 @@ def main(argv: list[str] | None = None) -> int:
                     stats=stats,
                 )
             )
+            cpu1 = cpu_seconds(service.pid)
             per_session = max(1, round(sum(len(v) for v in stats.latencies.values()) / max(1, args.participants)))
             bare_wall, bare = asyncio.run(run_bare(bare_port, args.participants, per_session, think_s))
         report(stats, wall, bare, bare_wall, probe)
+        n_requests = sum(len(v) for v in stats.latencies.values())
+        print(
+            f"CPU per participant request: service {(cpu1[0] - cpu0[0]) / n_requests * 1e3:.2f} ms, PostgreSQL "
+            f"{(cpu1[1] - cpu0[1]) / n_requests * 1e3:.2f} ms (machine load average now {os.getloadavg()[0]:.1f})"
+        )
         acknowledged, lost, duplicated, altered = check_answers(url, stats)
         print(f"\nsessions completed: {stats.completed} of {args.participants}; errors: {len(stats.errors)}")
         for error in stats.errors[:10]:

@@ -122,8 +122,7 @@ def create_session(
 def read_next(
     participant: ParticipantDep, request: Request, session: SessionDep, storage: StorageDep
 ) -> NextTrial | SessionDone:
-    total = svc.count_trials(session, participant)
-    trial = svc.next_trial(session, participant)
+    trial, total = svc.next_trial_and_total(session, participant)
     if trial is None:
         svc.complete_if_done(session, participant)
         outcome = svc.outcome(participant)

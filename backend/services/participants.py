@@ -21,9 +21,9 @@ from typing import Any, TypeVar
 from urllib.parse import quote
 
 from pydantic import ValidationError
-from sqlalchemy import func, select
+from sqlalchemy import Select, func, select
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, joinedload
 
 from backend.models import (
     Annotation,
@@ -215,7 +215,10 @@ class _StimulusIndex:
 
 
 def participant_by_token(session: Session, token: str) -> Participant:
-    participant = session.scalar(select(Participant).where(Participant.token == token))
+    """The participant of a session token, with its study loaded (one query; every route needs both)."""
+    participant = session.scalar(
+        select(Participant).options(joinedload(Participant.study)).where(Participant.token == token)
+    )
     if participant is None:
         raise NotFoundError("no session with this token; start the study again from its link")
     return participant
@@ -225,16 +228,30 @@ def count_trials(session: Session, participant: Participant) -> int:
     return session.scalar(select(func.count()).select_from(Trial).where(Trial.participant_id == participant.id)) or 0
 
 
-def next_trial(session: Session, participant: Participant) -> Trial | None:
-    """The first trial (by position) with neither a response nor an annotation; None when all are answered."""
-    return session.scalar(
+def _unanswered(participant: Participant) -> Select[tuple[Trial]]:
+    """The participant's trials with neither a response nor an annotation, by position, stimulus loaded."""
+    return (
         select(Trial)
         .outerjoin(Response, Response.trial_id == Trial.id)
         .outerjoin(Annotation, Annotation.trial_id == Trial.id)
         .where(Trial.participant_id == participant.id, Response.id.is_(None), Annotation.id.is_(None))
+        .options(joinedload(Trial.stimulus))
         .order_by(Trial.position)
-        .limit(1)
     )
+
+
+def next_trial(session: Session, participant: Participant) -> Trial | None:
+    """The first trial (by position) with neither a response nor an annotation; None when all are answered."""
+    return session.scalar(_unanswered(participant).limit(1))
+
+
+def next_trial_and_total(session: Session, participant: Participant) -> tuple[Trial | None, int]:
+    """(`next_trial`, `count_trials`) in one query while trials are left (the `next` route's hot path)."""
+    total = select(func.count()).select_from(Trial).where(Trial.participant_id == participant.id).scalar_subquery()
+    row = session.execute(_unanswered(participant).add_columns(total).limit(1)).first()
+    if row is None:
+        return None, count_trials(session, participant)
+    return row[0], row[1]
 
 
 def get_own_trial(session: Session, participant: Participant, trial_id: int) -> Trial:
@@ -297,14 +314,17 @@ def _complete(session: Session, participant: Participant) -> None:
     session.flush()
 
 
-def _require_current(session: Session, participant: Participant, trial: Trial) -> None:
-    current = next_trial(session, participant)
+def _require_current(session: Session, participant: Participant, trial: Trial) -> bool:
+    """Refuse (409) an answer to any trial but the current one; True when more trials follow it."""
+    upcoming = session.scalars(_unanswered(participant).limit(2)).all()
+    current = upcoming[0] if upcoming else None
     if current is None or current.id != trial.id:
         where = "all trials are answered" if current is None else f"trial {current.id} (position {current.position})"
         raise ConflictError(
             f"trial {trial.id} (position {trial.position}) is not the current trial: {where} comes first; "
             "answer the trials in order"
         )
+    return len(upcoming) > 1
 
 
 # --- answers ---------------------------------------------------------------------------------------------
@@ -384,7 +404,7 @@ def _store_once(
     stored = session.scalar(select(model).where(model.trial_id == trial.id))
     if stored is not None:
         return _same_or_conflict(stored, values, trial.id), False
-    _require_current(session, participant, trial)
+    more_left = _require_current(session, participant, trial)
     if before_insert is not None:
         before_insert()
     row = model(trial_id=trial.id, **values, **(extra or {}))
@@ -397,7 +417,8 @@ def _store_once(
         if stored is None:
             raise
         return _same_or_conflict(stored, values, trial.id), False
-    complete_if_done(session, participant)
+    if not more_left and participant.completed_at is None:  # this was the last trial (answers come in order)
+        _complete(session, participant)
     return row, True
 
 
