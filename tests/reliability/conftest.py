@@ -1,0 +1,69 @@
+"""Fixtures of the fault tests: they restart PostgreSQL and Redis, kill workers and mount file systems, so they
+need root and the machine's own services, and they run last (moved to the end of the session here) and
+serially: never run them with `-n` next to other tests.
+
+Outside CI a test whose privilege or tool is missing skips and says why; in CI (CI=true) it fails instead.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+
+TESTS = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(TESTS / "backend"))  # factories.py
+sys.path.insert(0, str(TESTS / "worker"))  # workerkit.py
+sys.path.insert(0, str(TESTS / "reliability"))  # faultkit.py
+
+IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
+
+_spec = importlib.util.spec_from_file_location("_reliability_backend_conftest", TESTS / "backend" / "conftest.py")
+assert _spec is not None and _spec.loader is not None
+_backend = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(_backend)
+
+_cheap_password_hashing = _backend._cheap_password_hashing
+sqlite_template = _backend.sqlite_template
+db_url = _backend.db_url
+settings = _backend.settings
+engine = _backend.engine
+session = _backend.session
+storage = _backend.storage
+app = _backend.app
+client = _backend.client
+fresh_schema_cm = _backend._fresh_schema
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Fault tests last: they restart services that the other tests use."""
+    faults = [item for item in items if item.get_closest_marker("faults")]
+    if faults:
+        items[:] = [item for item in items if not item.get_closest_marker("faults")] + faults
+
+
+def need(condition: bool, reason: str) -> None:
+    """Skip (outside CI) or fail (in CI) when the machine cannot run a fault test."""
+    if condition:
+        return
+    if IN_CI:
+        pytest.fail(reason)
+    pytest.skip(reason)
+
+
+@pytest.fixture
+def root() -> None:
+    need(os.geteuid() == 0, "fault tests restart services and mount file systems: they need root")
+
+
+@pytest.fixture
+def pg_cluster(root: None, postgres_url: str) -> str:
+    """The version of the machine's PostgreSQL cluster `main` (for pg_ctlcluster)."""
+    need(shutil.which("pg_ctlcluster") is not None, "pg_ctlcluster is not installed (Debian's postgresql-common)")
+    versions = sorted(os.listdir("/etc/postgresql")) if os.path.isdir("/etc/postgresql") else []
+    need(bool(versions), "no /etc/postgresql/<version>: not Debian's packaged PostgreSQL")
+    return versions[-1]
