@@ -36,7 +36,12 @@ session = _backend.session
 storage = _backend.storage
 app = _backend.app
 client = _backend.client
-fresh_schema_cm = _backend._fresh_schema
+
+
+@pytest.fixture(scope="session")
+def fresh_schema_cm():
+    """`fresh_schema_cm(postgres_url)`: a context manager giving the URL of a new schema, dropped afterwards."""
+    return _backend._fresh_schema
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

@@ -1,0 +1,160 @@
+"""Helpers of the fault tests: the service under uvicorn in a subprocess, and participants that retry as the
+study page does (503 with Retry-After, connection errors), recording every acknowledged answer."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+from factories import mask_png
+from sqlalchemy import Engine, text
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextmanager
+def uvicorn_server(env: dict[str, str], log: Path, *, workers: int = 1) -> Iterator[tuple[subprocess.Popen, str]]:
+    """`uvicorn --factory backend.main:create_app` on 127.0.0.1 and a free port; (process, base URL)."""
+    port = free_port()
+    cmd = [sys.executable, "-m", "uvicorn", "--factory", "backend.main:create_app", "--host", "127.0.0.1",
+           "--port", str(port), "--workers", str(workers), "--log-level", "warning"]  # fmt: skip
+    with open(log, "wb") as fh:
+        proc = subprocess.Popen(cmd, cwd=REPO, env={**os.environ, **env}, stdout=fh, stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            if proc.poll() is not None:
+                raise RuntimeError(f"uvicorn exited: {log.read_text()[-3000:]}")
+            try:
+                if httpx.get(f"{base}/api/v1/health", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"uvicorn did not start: {log.read_text()[-3000:]}")
+            time.sleep(0.1)
+        yield proc, base
+    finally:
+        if proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+@dataclass
+class Outcome:
+    statuses: Counter[int] = field(default_factory=Counter)  # 0 = connection error
+    acknowledged: dict[tuple[str, int], tuple[Any, ...]] = field(default_factory=dict)
+    completed: int = 0
+    errors: list[str] = field(default_factory=list)
+    retry_after: set[str] = field(default_factory=set)
+
+
+async def _call(client: httpx.AsyncClient, out: Outcome, method: str, url: str, **kw: Any) -> httpx.Response:
+    for _ in range(150):  # up to ~45 s of retries: longer than a database restart
+        try:
+            r = await client.request(method, url, **kw)
+        except httpx.TransportError:
+            out.statuses[0] += 1
+            await asyncio.sleep(0.3)
+            continue
+        out.statuses[r.status_code] += 1
+        if r.status_code == 503:
+            out.retry_after.add(r.headers.get("retry-after", ""))
+            await asyncio.sleep(min(1.0, float(r.headers.get("retry-after") or 1)) * 0.3)
+            continue
+        return r
+    raise RuntimeError(f"{method} {url}: still failing after 150 attempts")
+
+
+async def _participant(client: httpx.AsyncClient, out: Outcome, i: int, slug: str, think_s: float) -> None:
+    r = await _call(client, out, "POST", f"/api/v1/studies/{slug}/sessions", json={"consent": True})
+    if r.status_code not in (200, 201):
+        out.errors.append(f"session {r.status_code}: {r.text[:200]}")
+        return
+    token = r.json()["token"]
+    for _ in range(200):
+        r = await _call(client, out, "GET", f"/api/v1/sessions/{token}/next")
+        if r.status_code != 200:
+            out.errors.append(f"next {r.status_code}: {r.text[:200]}")
+            return
+        trial = r.json()
+        if trial["done"]:
+            out.completed += 1
+            return
+        await asyncio.sleep(think_s)
+        base = f"/api/v1/sessions/{token}/trials/{trial['trial_id']}"
+        if trial["question"] == "annotate":
+            mask = base64.b64encode(mask_png(trial["mask_width"], trial["mask_height"], fill=100 + i)).decode()
+            body: dict[str, Any] = {"mask_png": mask, "duration_ms": 1000 + i}
+            r = await _call(client, out, "POST", f"{base}/annotation", json=body)
+            ack: tuple[Any, ...] = ("annotation", float(body["duration_ms"]))
+        else:
+            body = {"judgment": "perturbed" if i % 2 else "clean", "confidence": 1 + i % 4, "rt_ms": 300.0 + i}
+            r = await _call(client, out, "POST", f"{base}/response", json=body)
+            ack = ("response", body["judgment"], body["confidence"], body["rt_ms"])
+        if r.status_code not in (200, 201):
+            out.errors.append(f"answer {r.status_code}: {r.text[:200]}")
+            return
+        out.acknowledged[(token, trial["trial_id"])] = ack
+    out.errors.append("session never ended")
+
+
+async def run_participants(base: str, n: int, *, slug: str, think_s: float) -> Outcome:
+    out = Outcome()
+    async with httpx.AsyncClient(base_url=base, timeout=30) as client:
+        results = await asyncio.gather(
+            *(_participant(client, out, i, slug, think_s) for i in range(n)), return_exceptions=True
+        )
+    out.errors += [f"{type(r).__name__}: {r}" for r in results if isinstance(r, BaseException)]
+    return out
+
+
+def stored_answers(engine: Engine) -> dict[tuple[str, int], list[tuple[Any, ...]]]:
+    """Every stored answer by (session token, trial id), as `Outcome.acknowledged` records them."""
+    stored: dict[tuple[str, int], list[tuple[Any, ...]]] = {}
+    with engine.connect() as conn:
+        for token, trial_id, judgment, confidence, rt in conn.execute(
+            text(
+                "SELECT p.token, r.trial_id, r.judgment, r.confidence, r.rt_ms FROM responses r "
+                "JOIN trials t ON t.id = r.trial_id JOIN participants p ON p.id = t.participant_id"
+            )
+        ):
+            stored.setdefault((token, trial_id), []).append(("response", judgment, confidence, rt))
+        for token, trial_id, duration in conn.execute(
+            text(
+                "SELECT p.token, a.trial_id, a.duration_ms FROM annotations a "
+                "JOIN trials t ON t.id = a.trial_id JOIN participants p ON p.id = t.participant_id"
+            )
+        ):
+            stored.setdefault((token, trial_id), []).append(("annotation", duration))
+    return stored
+
+
+def assert_exactly_once(out: Outcome, stored: dict[tuple[str, int], list[tuple[Any, ...]]]) -> None:
+    lost = [key for key in out.acknowledged if key not in stored]
+    duplicated = [key for key, rows in stored.items() if len(rows) > 1]
+    altered = [key for key, ack in out.acknowledged.items() if key in stored and stored[key][0] != ack]
+    assert not lost and not duplicated and not altered, (lost[:5], duplicated[:5], altered[:5])

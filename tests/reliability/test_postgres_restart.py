@@ -1,0 +1,69 @@
+"""PostgreSQL restarted while participants answer: they retry (503 + Retry-After, connection errors), no
+acknowledged answer is lost or stored twice, no request fails with 500, and the service recovers by itself
+(the same uvicorn process, its pool's pre-ping replacing the dead connections)."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from factories import make_open_study
+from faultkit import assert_exactly_once, run_participants, stored_answers, uvicorn_server
+
+from backend.db import make_engine, make_session_factory
+from backend.migrate import upgrade
+from backend.storage import BlobStore
+
+pytestmark = [pytest.mark.faults, pytest.mark.postgres, pytest.mark.timeout(120)]
+
+PARTICIPANTS = 24
+SECRET = "fault-test-secret-" + "q" * 32
+
+
+def _restart_postgres(version: str, delay_s: float, done: list[float]) -> None:
+    time.sleep(delay_s)
+    t0 = time.monotonic()
+    subprocess.run(
+        ["pg_ctlcluster", "--skip-systemctl-redirect", version, "main", "restart", "-m", "fast"],
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )
+    done.append(time.monotonic() - t0)
+
+
+def test_answers_survive_a_postgres_restart(
+    pg_cluster: str, postgres_url: str, fresh_schema_cm, tmp_path: Path
+) -> None:
+    with fresh_schema_cm(postgres_url) as url:
+        upgrade(url)
+        engine = make_engine(url)
+        data_dir = tmp_path / "data"
+        with make_session_factory(engine)() as session:
+            make_open_study(session, BlobStore(data_dir / "blobs", durable=False), n_main=6, n_catch=2, n_annotate=1)
+        env = {"SIPAT_DATABASE_URL": url, "SIPAT_DATA_DIR": str(data_dir), "SIPAT_SECRET_KEY": SECRET}
+        with uvicorn_server(env, tmp_path / "uvicorn.log") as (proc, base):
+            restarted: list[float] = []
+            restarter = threading.Thread(target=_restart_postgres, args=(pg_cluster, 1.0, restarted))
+            restarter.start()
+            out = asyncio.run(run_participants(base, PARTICIPANTS, slug="pilot", think_s=0.05))
+            restarter.join()
+            log = (tmp_path / "uvicorn.log").read_text(errors="replace")
+            assert restarted, "PostgreSQL was not restarted"
+            assert not out.errors, (out.errors[:5], log[-3000:])
+            assert out.statuses[500] == 0, log[-3000:]
+            assert out.statuses[503] + out.statuses[0] > 0, f"the restart hit no request: {out.statuses}"
+            assert out.retry_after <= {"2"} and out.completed == PARTICIPANTS
+            assert proc.poll() is None  # recovered in the same process, nobody restarted it
+            import httpx
+
+            assert httpx.get(f"{base}/api/v1/health", timeout=5).json() == {"status": "ok", "database": "ok"}
+        engine.dispose()
+        engine = make_engine(url)
+        assert_exactly_once(out, stored_answers(engine))
+        assert len(out.acknowledged) == PARTICIPANTS * (2 + 6 + 2 + 1)
+        engine.dispose()
