@@ -20,7 +20,7 @@ sys.path.insert(0, str(TESTS / "backend"))  # factories.py
 sys.path.insert(0, str(TESTS / "worker"))  # workerkit.py
 sys.path.insert(0, str(TESTS / "reliability"))  # faultkit.py
 
-IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
+from faultkit import need  # noqa: E402
 
 _spec = importlib.util.spec_from_file_location("_reliability_backend_conftest", TESTS / "backend" / "conftest.py")
 assert _spec is not None and _spec.loader is not None
@@ -49,15 +49,6 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     faults = [item for item in items if item.get_closest_marker("faults")]
     if faults:
         items[:] = [item for item in items if not item.get_closest_marker("faults")] + faults
-
-
-def need(condition: bool, reason: str) -> None:
-    """Skip (outside CI) or fail (in CI) when the machine cannot run a fault test."""
-    if condition:
-        return
-    if IN_CI:
-        pytest.fail(reason)
-    pytest.skip(reason)
 
 
 @pytest.fixture

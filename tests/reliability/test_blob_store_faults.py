@@ -41,7 +41,7 @@ def broken_store(request: pytest.FixtureRequest, root: None, settings: Settings)
     try:
         _mount("-t", "tmpfs", "-o", "size=256k", "sipat-test-blobs", str(blobs))
     except (subprocess.CalledProcessError, FileNotFoundError) as exc:
-        from conftest import need
+        from faultkit import need
 
         need(False, f"cannot mount a tmpfs here ({exc}); the blob-store fault tests need root and mount")
     try:
