@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.encoders import jsonable_encoder
@@ -19,6 +20,7 @@ from sqlalchemy.exc import DBAPIError, DisconnectionError, InterfaceError, Opera
 from backend.admin import router as admin_router
 from backend.api import API_PREFIX, api_router
 from backend.db import make_engine, make_session_factory
+from backend.schemas.common import ErrorOut
 from backend.security import SecurityHeadersMiddleware
 from backend.services.errors import ServiceError
 from backend.settings import Settings, get_settings
@@ -59,7 +61,47 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     for exc_type in (OperationalError, InterfaceError, DisconnectionError):
         app.add_exception_handler(exc_type, _database_unavailable)  # type: ignore[arg-type]
     app.add_middleware(SecurityHeadersMiddleware, docs_paths=[app.docs_url or ""])  # every response, one place
+    _document_error_shapes(app)
     return app
+
+
+def _document_error_shapes(app: FastAPI) -> None:
+    """Make /openapi.json say what the error answers really look like (found by Schemathesis):
+
+    * a 422 is either FastAPI's list of field errors or our one-message `ErrorOut` (a service's
+      InvalidInputError), whichever way a route documented it;
+    * an operation with a body may answer 400 when the body cannot be parsed at all (not UTF-8, JSON nested
+      deeper than the parser allows): FastAPI's own refusal, not declared by the routes.
+    """
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema:
+            return app.openapi_schema
+        schema = build()
+        components = schema.setdefault("components", {}).setdefault("schemas", {})
+        if "ErrorOut" not in components:
+            components["ErrorOut"] = ErrorOut.model_json_schema()
+        shapes = [{"$ref": "#/components/schemas/ErrorOut"}]
+        if "HTTPValidationError" in components:
+            shapes.append({"$ref": "#/components/schemas/HTTPValidationError"})
+        for operations in schema.get("paths", {}).values():
+            for operation in operations.values():
+                responses = operation.get("responses", {})
+                if "422" in responses:
+                    responses["422"]["content"] = {"application/json": {"schema": {"anyOf": shapes}}}
+                if "requestBody" in operation:
+                    responses.setdefault(
+                        "400",
+                        {
+                            "description": "The body cannot be parsed (not UTF-8, or nested too deeply).",
+                            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorOut"}}},
+                        },
+                    )
+        app.openapi_schema = schema
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 async def _service_error(_request: Request, exc: ServiceError) -> JSONResponse:

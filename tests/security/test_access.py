@@ -130,8 +130,9 @@ def test_a_participant_reaches_only_their_own_session(client: TestClient, sessio
 
 
 def _eps_spellings(eps: float) -> set[str]:
-    """How an eps might show up in text: 0.0313..., 0.031, 8/255, 3.1e-02 (not '0': too common)."""
-    out = {repr(eps), str(eps), f"{eps:.4g}", f"{eps:.3f}", f"{eps:.2e}", f"{eps * 255:g}/255"}
+    """How an eps might show up in text: 0.03137..., 0.03137, 8/255, 3.14e-02 (not '0', and not 3 decimals,
+    which timestamps such as '10:50:00.008123' contain by chance)."""
+    out = {repr(eps), str(eps), f"{eps:.4g}", f"{eps:.2e}", f"{eps * 255:g}/255"}
     return {s for s in out if s.strip("0.") and len(s) >= 4}
 
 
