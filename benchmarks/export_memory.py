@@ -164,7 +164,7 @@ async def download(port: int, path: str, token: str) -> tuple[int, int, float]:
             break
         chunk = await reader.readexactly(n + 2)
         size += n
-        lines += chunk.count(b"\n")
+        lines += chunk[:-2].count(b"\n")
     writer.close()
     return size, lines, time.perf_counter() - t0
 
