@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response
 
 from backend.admin.deps import AdminDep, AdminRoute, UploadAdminDep, render, see_other
-from backend.api.datasets import _dataset_upload, _default_name, _Upload
+from backend.api.datasets import DatasetUpload, dataset_upload
 from backend.api.deps import SessionDep, SettingsDep, StorageDep
 from backend.services import admin_views as views
 from backend.services import dataset_catalog as svc
@@ -49,16 +49,15 @@ def datasets(request: Request, admin: AdminDep, session: SessionDep) -> Response
 def upload(
     request: Request,
     admin: UploadAdminDep,
-    upload: Annotated[_Upload, Depends(_dataset_upload)],
+    upload: Annotated[DatasetUpload, Depends(dataset_upload)],
     session: SessionDep,
     storage: StorageDep,
     settings: SettingsDep,
 ) -> Response:
     """The zip of the form, through the same streamed upload and import service as POST /api/v1/datasets."""
-    name = (upload.name or _default_name(upload.filename)).strip()[:255]
     try:
         outcome = svc.upload_dataset(
-            session, storage, upload.file, name=name, max_upload_bytes=settings.max_upload_bytes
+            session, storage, upload.file, name=upload.dataset_name, max_upload_bytes=settings.max_upload_bytes
         )
     except ServiceError as exc:
         session.rollback()

@@ -88,18 +88,7 @@ def create(request: Request, admin: AdminDep, form: FormDep, session: SessionDep
     """A pending set and its queued generation job: the service of POST /api/v1/stimulus-sets."""
     try:
         body = _create_body(form)
-        spec = svc.StimulusSetSpec(
-            name=body.name,
-            dataset_id=body.dataset_id,
-            model_id=body.model_id,
-            train_job_id=body.train_job_id,
-            attack=body.attack,
-            norm=body.norm,
-            eps_levels=body.eps_levels,
-            masked=body.masked,
-            steps=body.steps,
-            options=body.options(),
-        )
+        spec = svc.StimulusSetSpec.of(body)
         sset, job = svc.create_stimulus_set(session, spec)
     except ServiceError as exc:
         session.rollback()

@@ -35,10 +35,18 @@ Limit = Annotated[int, Query(ge=1, le=MAX_LIMIT)]
 
 
 @dataclass(frozen=True)
-class _Upload:
+class DatasetUpload:
+    """The uploaded zip (a temporary file) and the dataset name asked for; the admin form reuses it."""
+
     file: BinaryIO
     filename: str
     name: str | None
+
+    @property
+    def dataset_name(self) -> str:
+        """The name asked for, else the zip's file name without its extension."""
+        stem = PurePosixPath(self.filename.replace("\\", "/")).stem
+        return (self.name or stem or "dataset").strip()[:_MAX_NAME]
 
 
 async def _limited(request: Request, limit: int) -> AsyncIterator[bytes]:
@@ -54,7 +62,7 @@ def _too_large(limit: int) -> str:
     return f"the upload is larger than {limit} bytes (SIPAT_MAX_UPLOAD_BYTES); split the dataset into smaller zips"
 
 
-async def _dataset_upload(request: Request, settings: SettingsDep) -> AsyncIterator[_Upload]:
+async def dataset_upload(request: Request, settings: SettingsDep) -> AsyncIterator[DatasetUpload]:
     """The multipart form's `file` (the zip) in a temporary file, and its optional `name` field."""
     limit = settings.max_upload_bytes
     declared = request.headers.get("content-length", "")
@@ -78,14 +86,9 @@ async def _dataset_upload(request: Request, settings: SettingsDep) -> AsyncItera
             raise PayloadTooLargeError(_too_large(limit))
         name = form.get("name")
         await upload.seek(0)
-        yield _Upload(upload.file, upload.filename or "", name if isinstance(name, str) else None)
+        yield DatasetUpload(upload.file, upload.filename or "", name if isinstance(name, str) else None)
     finally:
         await form.close()
-
-
-def _default_name(filename: str) -> str:
-    stem = PurePosixPath(filename.replace("\\", "/")).stem
-    return stem or "dataset"
 
 
 _UPLOAD_SCHEMA = {
@@ -110,7 +113,7 @@ _UPLOAD_SCHEMA = {
     openapi_extra={"requestBody": {"required": True, "content": {"multipart/form-data": {"schema": _UPLOAD_SCHEMA}}}},
 )
 def upload_dataset(
-    upload: Annotated[_Upload, Depends(_dataset_upload)],
+    upload: Annotated[DatasetUpload, Depends(dataset_upload)],
     response: HTTPResponse,
     session: SessionDep,
     storage: StorageDep,
@@ -118,8 +121,9 @@ def upload_dataset(
 ) -> DatasetUploaded:
     """Upload a zip: `<class>/<image>` folders (optionally under train/ test/, with salience/ maps), or a
     `manifest.csv` with image_path,image_class and salience_map_path or bounding_boxes."""
-    name = (upload.name or _default_name(upload.filename)).strip()[:_MAX_NAME]
-    outcome = svc.upload_dataset(session, storage, upload.file, name=name, max_upload_bytes=settings.max_upload_bytes)
+    outcome = svc.upload_dataset(
+        session, storage, upload.file, name=upload.dataset_name, max_upload_bytes=settings.max_upload_bytes
+    )
     if not outcome.created:
         response.status_code = status.HTTP_200_OK
     summary = svc.dataset_summary(session, outcome.dataset.id)

@@ -38,18 +38,7 @@ Limit = Annotated[int, Query(ge=1, le=MAX_LIMIT)]
 )
 def create_stimulus_set(body: StimulusSetCreate, session: SessionDep, enqueue: EnqueueDep) -> StimulusSetCreated:
     """Create a set (status pending) and queue its generation; follow it with GET /stimulus-sets/{id}."""
-    spec = svc.StimulusSetSpec(
-        name=body.name,
-        dataset_id=body.dataset_id,
-        model_id=body.model_id,
-        train_job_id=body.train_job_id,
-        attack=body.attack,
-        norm=body.norm,
-        eps_levels=body.eps_levels,
-        masked=body.masked,
-        steps=body.steps,
-        options=body.options(),
-    )
+    spec = svc.StimulusSetSpec.of(body)
     sset, job = svc.create_stimulus_set(session, spec)
     commit_and_enqueue(session, job, enqueue)
     return StimulusSetCreated(**StimulusSetOut.model_validate(sset).model_dump(), job=JobOut.model_validate(job))

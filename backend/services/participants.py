@@ -38,14 +38,12 @@ from backend.models import (
 from backend.services.errors import ConflictError, InvalidInputError, NotFoundError, UnavailableError
 from backend.services.masks import image_size, normalize_mask
 from backend.storage import BlobStore, sha256_hex
+from backend.study.analysis import MAX_CATCH_ERRORS
 from backend.study.config import StudyConfig
 from backend.study.schedule import TrialSpec, build_schedule
 
 #: Seconds a participant's browser should wait before asking again while stimuli are being generated.
 PREPARING_RETRY_AFTER_S = 30
-#: A participant who misses more catch trials than this is flagged for exclusion at completion; the same
-#: rule and default as `backend.study.analysis.catch_exclusions` (not imported: it needs scipy).
-MAX_CATCH_ERRORS = 1
 #: Largest accepted stroke record of one annotation (compact JSON, bytes).
 MAX_STROKES_BYTES = 256 * 1024
 _ENROLL_ATTEMPTS = 8

@@ -17,8 +17,7 @@ from sqlalchemy.orm import Session
 
 from backend.models import Participant, Response, Stimulus, StimulusSet, Study, Trial
 from backend.services.lookups import get_or_404
-from backend.services.participants import MAX_CATCH_ERRORS
-from backend.study.analysis import catch_exclusions, eps_table, fit_psychometric
+from backend.study.analysis import MAX_CATCH_ERRORS, catch_exclusions, eps_table, fit_psychometric
 
 
 @dataclass(frozen=True)

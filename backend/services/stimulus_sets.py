@@ -39,6 +39,22 @@ class StimulusSetSpec:
     steps: int
     options: StimulusSetOptions
 
+    @classmethod
+    def of(cls, body: Any) -> StimulusSetSpec:
+        """From the API's `StimulusSetCreate` (the REST body and the admin form alike)."""
+        return cls(
+            name=body.name,
+            dataset_id=body.dataset_id,
+            model_id=body.model_id,
+            train_job_id=body.train_job_id,
+            attack=body.attack,
+            norm=body.norm,
+            eps_levels=body.eps_levels,
+            masked=body.masked,
+            steps=body.steps,
+            options=body.options(),
+        )
+
 
 def _model_for(session: Session, spec: StimulusSetSpec) -> TrainedModel:
     if (spec.model_id is None) == (spec.train_job_id is None):

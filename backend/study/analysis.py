@@ -29,6 +29,10 @@ Z95 = 1.959963984540054
 # Rates
 
 
+#: A participant who misses more catch trials than this is excluded (and flagged at completion).
+MAX_CATCH_ERRORS = 1
+
+
 def wilson_interval(k: int, n: int, z: float = Z95) -> tuple[float, float]:
     """Wilson score interval for a binomial proportion ``k / n`` (95 % for the default ``z``).
 
@@ -175,7 +179,7 @@ def eps_table(rows: Iterable[Any], *, exclude_participants: Iterable[Any] = ()) 
     return table
 
 
-def catch_exclusions(rows: Iterable[Any], *, max_catch_errors: int = 1) -> list[Any]:
+def catch_exclusions(rows: Iterable[Any], *, max_catch_errors: int = MAX_CATCH_ERRORS) -> list[Any]:
     """Participants who answered "clean" (or nothing) to more than ``max_catch_errors`` catch trials.
 
     Catch stimuli carry a plainly visible perturbation (`backend.study.schedule.CATCH_EPS`), so the right
