@@ -15,13 +15,12 @@ from sqlalchemy.orm import Session
 from backend.admin.deps import Admin, AdminDep, AdminRoute, FormDep, render, see_other
 from backend.admin.forms import given, int_field, optional, validation_message
 from backend.api.deps import SessionDep, SettingsDep, StorageDep
-from backend.api.exports import ExportFile, mask_url_template
+from backend.api.exports import ExportFile, export_response
 from backend.models import Participant, StimulusSet, Study
 from backend.schemas.studies import StudyCreate, StudyUpdate
 from backend.services import admin_views as views
 from backend.services import studies as svc
 from backend.services.errors import InvalidInputError, ServiceError
-from backend.services.exports import stream_export
 from backend.services.lookups import get_child_or_404, get_or_404
 from backend.settings import Settings
 from backend.study.config import StudyConfig
@@ -259,18 +258,4 @@ def export(
     study_id: int, file: ExportFile, request: Request, admin: AdminDep, session: SessionDep, settings: SettingsDep
 ) -> StreamingResponse:
     """The study's data, streamed (the same export as GET /api/v1/studies/{id}/export/{file})."""
-    study = get_or_404(session, Study, study_id)
-    table, fmt = file.value.split(".")
-    chunks = stream_export(
-        request.app.state.session_factory,
-        study.id,
-        table,  # type: ignore[arg-type]
-        fmt,  # type: ignore[arg-type]
-        mask_url=mask_url_template(request, settings),
-    )
-    media_type = "text/csv; charset=utf-8" if fmt == "csv" else "application/json"
-    headers = {
-        "Content-Disposition": f'attachment; filename="{study.slug}-{file.value}"',
-        "Cache-Control": "private, no-store",
-    }
-    return StreamingResponse(chunks, media_type=media_type, headers=headers)
+    return export_response(study_id, file, request, session, settings)

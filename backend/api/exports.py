@@ -57,6 +57,13 @@ def export(
     study_id: int, file: ExportFile, request: Request, session: SessionDep, settings: SettingsDep
 ) -> StreamingResponse:
     """One table of the study's data, streamed in constant memory."""
+    return export_response(study_id, file, request, session, settings)
+
+
+def export_response(
+    study_id: int, file: ExportFile, request: Request, session: SessionDep, settings: Settings
+) -> StreamingResponse:
+    """The streamed download of one export table; the admin dashboard serves the same."""
     study = get_or_404(session, Study, study_id)
     table, fmt = file.value.split(".")
     chunks = stream_export(
