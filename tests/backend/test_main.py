@@ -8,7 +8,6 @@ import sys
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
-
 #: POSTs that change a state and take no input (open/close a study, cancel a job): no request body to declare.
 ACTIONS_WITHOUT_INPUT = ("/open", "/close", "/cancel")
 
