@@ -20,6 +20,7 @@ import asyncio
 import base64
 import hashlib
 import re
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
@@ -391,7 +392,9 @@ def _raw_get(app: FastAPI, raw_path: bytes) -> tuple[int, bytes]:
 
         await app(scope, receive, send)
 
-    asyncio.run(main())
+    # A thread of its own: another test in this process (Playwright's sync API) may have left a loop running.
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        pool.submit(asyncio.run, main()).result()
     return status[0], b"".join(body)
 
 
