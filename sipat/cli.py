@@ -94,8 +94,19 @@ def _tqdm(total: int, desc: str):
     return tqdm(total=total, desc=desc, unit="batch", dynamic_ncols=True, leave=False)
 
 
+def _evaluate_with_bar(model: Any, data: Any, **kwargs: Any):
+    """`sipat.evaluation.evaluate` with a tqdm bar in percent."""
+    from sipat.evaluation import evaluate
+
+    bar = _tqdm(100, "evaluating")
+    try:
+        return evaluate(model, data, progress=lambda f, _m: bar.update(round(f * 100) - bar.n), **kwargs)
+    finally:
+        bar.close()
+
+
 def cmd_train(args: argparse.Namespace) -> int:
-    from sipat.evaluation import evaluate, format_table
+    from sipat.evaluation import format_table
     from sipat.models import build_model, default_arch_for
     from sipat.training import TrainConfig, model_meta, save_checkpoint, train
 
@@ -152,8 +163,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     save_checkpoint(out / "model.pt", model, cfg, meta=meta)
     (out / "resume.pt").unlink(missing_ok=True)
     grid = args.eval_eps or list(d.eval_grid)
-    ev_bar = _tqdm(100, "evaluating")
-    metrics = evaluate(
+    metrics = _evaluate_with_bar(
         model,
         test_set,
         eps_grid=grid,
@@ -162,9 +172,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         apgd_steps=args.apgd_steps,
         seed=args.seed,
         device=args.device,
-        progress=lambda f, _m: ev_bar.update(round(f * 100) - ev_bar.n),
     )
-    ev_bar.close()
     payload = {**metrics.to_dict(), "train_config": cfg.to_dict(), "history": result.history, **meta}
     (out / "metrics.json").write_text(json.dumps(payload, indent=2))
     print(format_table(metrics))
@@ -173,14 +181,13 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from sipat.evaluation import evaluate, format_table
+    from sipat.evaluation import format_table
     from sipat.training import load_model
 
     data = load_dataset(args.dataset, args.split, args.seed, args.salience_root)
     model, _ = load_model(args.checkpoint)
     grid = args.eps or list(_defaults(args.dataset).eval_grid)
-    bar = _tqdm(100, "evaluating")
-    result = evaluate(
+    result = _evaluate_with_bar(
         model,
         data,
         eps_grid=grid,
@@ -190,9 +197,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         masked=args.masked,
         seed=args.seed,
         device=args.device,
-        progress=lambda f, _m: bar.update(round(f * 100) - bar.n),
     )
-    bar.close()
     print(format_table(result))
     if args.json:
         Path(args.json).write_text(json.dumps(result.to_dict(), indent=2))
