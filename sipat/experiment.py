@@ -51,6 +51,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import functools
 import json
 import math
 import pickle
@@ -468,6 +469,10 @@ class WithSalience(Dataset):
         return x, y, self.maps.get(i)
 
 
+def _load_salience_at(base: Any, indices: Sequence[int], i: int) -> Tensor:
+    return base.load_salience(indices[i])
+
+
 class SubsetOf(Dataset):
     """Items ``indices`` of ``base``, with its attributes (and `load_salience`, when it has one)."""
 
@@ -475,8 +480,8 @@ class SubsetOf(Dataset):
         self.base, self.indices = base, [int(i) for i in indices]
         _copy_attrs(self, base)
         self.has_no_salience = getattr(base, "has_no_salience", False)
-        if hasattr(base, "load_salience"):
-            self.load_salience = lambda i: base.load_salience(self.indices[i])
+        if hasattr(base, "load_salience"):  # a partial, not a lambda: picklable for DataLoader workers
+            self.load_salience = functools.partial(_load_salience_at, base, self.indices)
 
     def __len__(self) -> int:
         return len(self.indices)
