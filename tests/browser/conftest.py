@@ -13,7 +13,6 @@ import importlib.util
 import os
 import secrets
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -30,6 +29,7 @@ from sqlalchemy.orm import Session
 from backend.db import make_engine, make_session_factory
 from backend.migrate import upgrade
 from backend.storage import BlobStore
+from tests.netkit import free_port
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -60,12 +60,6 @@ def _backend_conftest() -> Any:
 
 
 # --- the service -----------------------------------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class LiveServer:

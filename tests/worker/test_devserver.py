@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import sqlite3
 import stat
 import subprocess
@@ -24,6 +23,7 @@ from backend.devserver import DEMO_EPS, DEMO_SLUG, prepare
 from backend.models import Dataset, Image, Job, SalienceMap, StimulusSet, Study, TrainedModel
 from backend.settings import Settings
 from backend.study.config import StudyConfig
+from tests.netkit import free_port
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -69,12 +69,6 @@ def test_prepare_seeds_the_demo_once(tmp_path: Path, monkeypatch: pytest.MonkeyP
             assert session.scalar(select(func.count()).select_from(Study)) == 1
     finally:
         engine.dispose()
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def http(method: str, url: str, body: dict | None = None) -> tuple[int, str]:
