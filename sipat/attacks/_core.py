@@ -134,9 +134,14 @@ def eval_mode(model: nn.Module) -> Iterator[None]:
             m.training = was_training
 
 
+def same_device(a: torch.device, b: torch.device) -> bool:
+    """Whether two devices are one; `cuda` (the current one) matches `cuda:0`, as torch itself treats them."""
+    return a.type == b.type and (a.index is None or b.index is None or a.index == b.index)
+
+
 def uniform_like(x: Tensor, generator: torch.Generator | None) -> Tensor:
     """U(-1, 1) noise of x's shape from the given generator (which must live on x's device)."""
-    if generator is not None and generator.device != x.device:
+    if generator is not None and not same_device(generator.device, x.device):
         raise ValueError(
             f"generator is on {generator.device} but x is on {x.device}; "
             f"create it with torch.Generator(device=x.device)"

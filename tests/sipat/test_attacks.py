@@ -259,3 +259,13 @@ def test_dlr_needs_three_classes():
     model = nn.Sequential(nn.Flatten(), nn.Linear(64, 2))
     with pytest.raises(ValueError, match="at least 3 classes"):
         apgd(model, torch.rand(2, 1, 8, 8), torch.zeros(2, dtype=torch.long), 0.1, 5, loss="dlr")
+
+
+def test_a_generator_on_the_current_cuda_device_matches_cuda_0():
+    """torch.Generator(device="cuda") reports `cuda` while tensors report `cuda:0`: one device (seen on an H100)."""
+    from sipat.attacks._core import same_device
+
+    assert same_device(torch.device("cuda"), torch.device("cuda:0"))
+    assert same_device(torch.device("cpu"), torch.device("cpu"))
+    assert not same_device(torch.device("cuda:1"), torch.device("cuda:0"))
+    assert not same_device(torch.device("cpu"), torch.device("cuda:0"))
