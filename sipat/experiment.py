@@ -883,10 +883,34 @@ def _execute(run: RunSpec, ctx: _SeedContext, out: Path, bar_factory: Callable |
         bar.set_postfix(epoch=p.epoch + 1, loss=f"{p.loss:.3f}", acc=f"{p.accuracy:.3f}")
 
     t0 = time.perf_counter()
+    record = {
+        "run": run.run_id,
+        "method": run.method,
+        "variant": run.variant.name,
+        "seed": run.seed,
+        "settings": run_settings(cfg, run),
+        "arch": meta["arch"],
+        "n_train": len(ctx.train),
+        "salient_share": salient_share,
+        "annotated_share": annotated_share,
+        "clean_share": clean_share,
+        "train_config": tcfg.to_dict(),
+    }
     try:
         history = train(
             model, train_set, tcfg, device=ctx.device, progress=progress, checkpoint=ckpt, checkpoint_meta=meta
         ).history
+    except FloatingPointError as exc:  # a diverged run is a result: kept, counted, left out of the means
+        return {
+            **record,
+            "diverged": str(exc),
+            "clean_acc": math.nan,
+            "robust_acc": {},
+            "robust_acc_masked": {},
+            "train_seconds": time.perf_counter() - t0,
+            "eval_seconds": 0.0,
+            "finished": datetime.now(UTC).isoformat(timespec="seconds"),
+        }
     finally:
         if bar is not None:
             bar.close()
@@ -902,21 +926,11 @@ def _execute(run: RunSpec, ctx: _SeedContext, out: Path, bar_factory: Callable |
     if cfg.save_models:
         save_checkpoint(out / "models" / f"{run.run_id}.pt", model, tcfg, meta={**meta, "run": run.run_id})
     return {
-        "run": run.run_id,
-        "method": run.method,
-        "variant": run.variant.name,
-        "seed": run.seed,
-        "settings": run_settings(cfg, run),
-        "arch": meta["arch"],
-        "n_train": len(ctx.train),
+        **record,
         "n_test": plain.n,
-        "salient_share": salient_share,
-        "annotated_share": annotated_share,
-        "clean_share": clean_share,
         "clean_acc": plain.clean_acc,
         "robust_acc": plain.to_dict()["robust_acc"],
         "robust_acc_masked": masked.to_dict()["robust_acc"] if masked is not None else None,
-        "train_config": tcfg.to_dict(),
         "history": history,
         "train_seconds": t1 - t0,
         "eval_seconds": t2 - t1,
@@ -987,10 +1001,13 @@ def run_experiment(
                 (out / "checkpoints" / f"{run.run_id}.pt").unlink(missing_ok=True)
                 done[run.run_id] = payload
                 bar.update(1)
-                say(
-                    f"{run.run_id}: clean {payload['clean_acc']:.4f}, "
-                    f"train {payload['train_seconds']:.0f} s, eval {payload['eval_seconds']:.0f} s"
+                outcome = (
+                    f"DIVERGED ({payload['diverged']})"
+                    if payload.get("diverged")
+                    else (f"clean {payload['clean_acc']:.4f}")
                 )
+                seconds = f"train {payload['train_seconds']:.0f} s, eval {payload['eval_seconds']:.0f} s"
+                say(f"{run.run_id}: {outcome}, {seconds}")
     finally:
         bar.close()
         files = write_report(cfg, out, [done[r.run_id] for r in runs if r.run_id in done], total=len(runs))
@@ -1033,7 +1050,10 @@ def _value(payload: dict[str, Any], attack: str, masked: bool, eps: float | None
 
 
 def summarise(cfg: ExperimentConfig, payloads: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
-    """One row per (method, variant) in plan order: seeds, mean and sample std (ddof 1; NaN for one seed)."""
+    """One row per (method, variant) in plan order: seeds, mean and sample std (ddof 1; NaN for one seed).
+
+    Diverged runs (training loss became NaN) are counted in `diverged` and left out of the means and seeds.
+    """
     groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
     for m, v in plan_items(cfg):
         groups[(m, v.name)] = []
@@ -1043,21 +1063,27 @@ def summarise(cfg: ExperimentConfig, payloads: Sequence[dict[str, Any]]) -> list
     for (m, v), ps in groups.items():
         if not ps:
             continue
-        ps = sorted(ps, key=lambda p: p["seed"])
+        diverged = [p for p in ps if p.get("diverged")]
+        ps = sorted((p for p in ps if not p.get("diverged")), key=lambda p: p["seed"])
         row: dict[str, Any] = {
             "method": m,
             "variant": v,
             "n_seeds": len(ps),
             "seeds": " ".join(str(p["seed"]) for p in ps),
+            "diverged": len(diverged),
         }
-        shares = [p["clean_share"] if m == "clean_mix" else (p["salient_share"] or 0.0) for p in ps]
+        shares = [p["clean_share"] if m == "clean_mix" else (p["salient_share"] or 0.0) for p in ps or diverged]
         row["unperturbed_share"] = round(float(np.mean(shares)), 6)
         for key, a, masked, e in _metric_columns(cfg):
             vals = np.array([_value(p, a, masked, e) for p in ps], dtype=float)
-            row[f"{key}_mean"] = round(float(vals.mean()), 6)
+            row[f"{key}_mean"] = round(float(vals.mean()), 6) if len(vals) else math.nan
             row[f"{key}_std"] = round(float(vals.std(ddof=1)), 6) if len(vals) > 1 else math.nan
         rows.append(row)
     return rows
+
+
+def _diverged_note(n: int) -> str:
+    return f" (+{n} diverged)" if n else ""
 
 
 def _fmt(mean: float, std: float) -> str:
@@ -1074,7 +1100,8 @@ def _markdown(cfg: ExperimentConfig, rows: list[dict[str, Any]], n_done: int, to
         f"{cfg.epochs} epochs, batch {cfg.batch_size}, lr {cfg.lr:g} (StepLR {cfg.lr_step}, {cfg.lr_gamma:g}); "
         f"training eps {eps_label(cfg.eps, in_255ths([cfg.eps]))}, {cfg.steps} PGD steps of {cfg.train_alpha:.4g}. "
         f"Evaluation on {'all' if cfg.eval_limit is None else cfg.eval_limit} test images. Cells: mean ± sample "
-        "standard deviation over seeds. *unperturbed share*: the share of the perturbation budget left clean "
+        "standard deviation over seeds; runs whose training diverged (loss NaN) are counted apart and left out. "
+        "*unperturbed share*: the share of the perturbation budget left clean "
         "(sip_*: salient pixel coverage; clean_mix: the share of images trained clean).",
         "",
         "## Clean accuracy",
@@ -1084,7 +1111,8 @@ def _markdown(cfg: ExperimentConfig, rows: list[dict[str, Any]], n_done: int, to
     ]
     for r in rows:
         lines.append(
-            f"| {r['method']} | {r['variant']} | {r['n_seeds']} | {r['unperturbed_share']:.3f} | "
+            f"| {r['method']} | {r['variant']} | {r['n_seeds']}{_diverged_note(r['diverged'])}"
+            f" | {r['unperturbed_share']:.3f} | "
             f"{_fmt(r['clean_acc_mean'], r['clean_acc_std'])} |"
         )
     titles = {"pgd": f"PGD-{cfg.eval_pgd_steps}", "apgd": f"APGD-CE-{cfg.eval_apgd_steps}", "fgsm": "FGSM"}

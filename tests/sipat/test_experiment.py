@@ -332,3 +332,31 @@ def test_cli_plan_lists_the_runs(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "todo  sip_at__human+shuffled__seed2" in out and "9 runs (0 finished)" in out
     assert main(["experiment", "--config", str(tmp_path / "none.json"), "--plan"]) == 2
+
+
+def test_a_diverged_run_is_kept_counted_apart_and_left_out_of_the_means(tmp_path, monkeypatch):
+    """One run whose loss became NaN must not stop the experiment nor pull the means (seen with sip_trades)."""
+    import sipat.experiment as experiment
+
+    real_train = experiment.train
+
+    def train(model, data, cfg, **kwargs):
+        if cfg.seed == 1:
+            raise FloatingPointError("training loss became nan at epoch 1, batch 3; lower lr")
+        return real_train(model, data, cfg, **kwargs)
+
+    monkeypatch.setattr(experiment, "train", train)
+    cfg = ExperimentConfig.from_dict({**TINY, "methods": ["pgd_at"], "eval_attacks": ["pgd"]})
+    messages: list[str] = []
+    files = run_experiment(cfg, tmp_path, device="cpu", progress=False, log=messages.append)
+    runs = _runs(tmp_path)
+    assert runs["pgd_at__none__seed1"]["diverged"].startswith("training loss became nan")
+    assert any("pgd_at__none__seed1: DIVERGED" in m for m in messages)
+    with open(files["csv"], newline="") as f:
+        (row,) = list(csv.DictReader(f))
+    assert row["n_seeds"] == "1" and row["diverged"] == "1" and row["seeds"] == "0"
+    assert float(row["clean_acc_mean"]) == pytest.approx(runs["pgd_at__none__seed0"]["clean_acc"], abs=1e-6)
+    assert "| pgd_at | none | 1 (+1 diverged) |" in files["markdown"].read_text()
+    messages.clear()
+    run_experiment(cfg, tmp_path, device="cpu", progress=False, log=messages.append)  # not redone on resume
+    assert messages[0].startswith("2 of 2 runs already finished")
