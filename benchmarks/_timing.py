@@ -32,10 +32,14 @@ def interleaved(
     return {name: statistics.median(ts) for name, ts in times.items()}
 
 
-def report(title: str, medians: dict[str, float], baseline: str) -> None:
+def report(title: str, medians: dict[str, float], baseline: str, *, per_call: tuple[int, str] | None = None) -> None:
+    """Print each candidate's median and its ratio to `baseline`; `per_call=(64, "images")` adds an images/s column."""
     base = medians[baseline]
+    w = max(34, *map(len, medians))
+    rate = f" {per_call[1] + '/s':>10}" if per_call else ""
     print(f"\n{title}")
-    print(f"{'candidate':<34} {'median s':>10} {'ratio':>8}")
+    print(f"{'candidate':<{w}} {'median s':>10} {'ratio':>8}{rate}")
     for name, t in medians.items():
-        print(f"{name:<34} {t:>10.4f} {t / base:>8.3f}")
+        rate = f" {per_call[0] / t:>10.1f}" if per_call else ""
+        print(f"{name:<{w}} {t:>10.4f} {t / base:>8.3f}{rate}")
     print(f"(ratio = time / time of '{baseline}', measured in this run)")

@@ -4,14 +4,18 @@ Same model, batch and device for all three, measured interleaved in one run and 
 Goal (issue 3): within 5% of the bare loop, and not slower than torchattacks.
 The bare loop is the least work any 10-step PGD must do: 10 forward passes and 10 backward passes to the
 input (torch.autograd.grad w.r.t. x, as both libraries do), plus the sign step.
+On a GPU (or with --variants) sipat's masked PGD is also timed under bf16 autocast, with model and input in
+channels_last, and with both, as ratios to the same fp32 bare loop (issue 9). Without torchattacks its
+candidate is skipped.
 
     .venv/bin/pip install --no-deps torchattacks==3.5.1     # benchmark only: it pins an old requests
-    .venv/bin/python benchmarks/attacks.py [--arch resnet18] [--batch 64] [--repeats 7]
+    .venv/bin/python benchmarks/attacks.py [--arch resnet18] [--batch 64] [--repeats 7] [--variants] [--threads 1]
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import sys
 from pathlib import Path
 
@@ -33,11 +37,15 @@ def main() -> None:
     ap.add_argument("--size", type=int, default=32)
     ap.add_argument("--repeats", type=int, default=7)
     ap.add_argument("--device", default=None)
+    ap.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    ap.add_argument("--variants", action=argparse.BooleanOptionalAction, help="bf16 / channels_last (default: on cuda)")
     args = ap.parse_args()
     try:
         import torchattacks
     except ImportError:
-        sys.exit("torchattacks is needed for this benchmark: .venv/bin/pip install --no-deps torchattacks==3.5.1")
+        torchattacks = None
+    if args.threads:
+        torch.set_num_threads(args.threads)
 
     dev = pick_device(args.device)
     torch.manual_seed(0)
@@ -56,25 +64,45 @@ def main() -> None:
             x_adv = (x_adv.detach() + alpha * g.sign()).clamp(0, 1)
         return x_adv
 
-    ta = torchattacks.PGD(model, eps=eps, alpha=alpha, steps=steps, random_start=True)
     gen = torch.Generator(device=dev).manual_seed(0)
-    medians = interleaved(
-        {
-            "bare loop (10 fwd + input-bwd)": bare,
-            "sipat pgd, masked": lambda: pgd(model, x, y, eps, alpha, steps, mask=mask, generator=gen),
-            "sipat pgd, unmasked": lambda: pgd(model, x, y, eps, alpha, steps, generator=gen),
-            "torchattacks PGD": lambda: ta(x, y),
-        },
-        repeats=args.repeats,
-        device=dev,
-    )
+
+    def masked(m: torch.nn.Module, xs: torch.Tensor):
+        return lambda: pgd(m, xs, y, eps, alpha, steps, mask=mask, generator=gen)
+
+    def bf16(fn):
+        def run() -> torch.Tensor:
+            with torch.autocast(dev.type, dtype=torch.bfloat16):
+                return fn()
+
+        return run
+
+    candidates = {
+        "bare loop (10 fwd + input-bwd)": bare,
+        "sipat pgd, masked": masked(model, x),
+        "sipat pgd, unmasked": lambda: pgd(model, x, y, eps, alpha, steps, generator=gen),
+    }
+    if torchattacks is not None:
+        ta = torchattacks.PGD(model, eps=eps, alpha=alpha, steps=steps, random_start=True)
+        candidates["torchattacks PGD"] = lambda: ta(x, y)
+    if args.variants if args.variants is not None else dev.type == "cuda":
+        model_cl = copy.deepcopy(model).to(memory_format=torch.channels_last)
+        masked_cl = masked(model_cl, x.contiguous(memory_format=torch.channels_last))
+        candidates |= {
+            "sipat pgd, masked, bf16": bf16(masked(model, x)),
+            "sipat pgd, masked, channels_last": masked_cl,
+            "sipat pgd, masked, bf16 + channels_last": bf16(masked_cl),
+        }
+    medians = interleaved(candidates, repeats=args.repeats, device=dev)
     print(
         f"device {dev}, torch {torch.__version__}, {torch.get_num_threads()} threads, "
         f"{args.arch} on {args.batch}x3x{args.size}x{args.size}, PGD-{steps}"
     )
     report("PGD-10 wall time", medians, baseline="bare loop (10 fwd + input-bwd)")
-    ratio_ta = medians["sipat pgd, masked"] / medians["torchattacks PGD"]
-    print(f"\nsipat masked / torchattacks: {ratio_ta:.3f}")
+    if torchattacks is None:
+        print("\ntorchattacks not installed: its candidate was skipped (pip install --no-deps torchattacks==3.5.1)")
+    else:
+        ratio_ta = medians["sipat pgd, masked"] / medians["torchattacks PGD"]
+        print(f"\nsipat masked / torchattacks: {ratio_ta:.3f}")
 
 
 if __name__ == "__main__":

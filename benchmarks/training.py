@@ -2,8 +2,10 @@
 
 Same model initialisation, data, attack budget and seed; the epochs are run in turns (interleaved) and
 compared by their medians. Goal (issue 3): sip_at / pgd_at <= 1.05.
+On a GPU (or with --variants) sip_at is also timed with TrainConfig(amp="bf16"), with channels_last=True, and
+with both, as ratios to the same fp32 pgd_at epoch (issue 9).
 
-    .venv/bin/python benchmarks/training.py [--dataset shapes] [--n 1000] [--steps 10] [--repeats 3]
+    .venv/bin/python benchmarks/training.py [--dataset shapes] [--n 1000] [--steps 10] [--repeats 3] [--variants]
 """
 
 from __future__ import annotations
@@ -30,7 +32,11 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=10, help="PGD steps per batch")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--device", default=None)
+    ap.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    ap.add_argument("--variants", action=argparse.BooleanOptionalAction, help="bf16 / channels_last (default: on cuda)")
     args = ap.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
 
     dev = pick_device(args.device)
     data = load_builtin(args.dataset, split="train")
@@ -38,21 +44,23 @@ def main() -> None:
     size = data.image_size if isinstance(data.image_size, int) else max(data.image_size)
     arch = default_arch_for(size, data.in_channels)
 
-    def epoch(method: str):
+    def epoch(method: str, **speed):
         def run() -> None:
             torch.manual_seed(0)
             model = build_model(arch, num_classes=data.num_classes, in_channels=data.in_channels, image_size=size)
-            cfg = TrainConfig(method=method, epochs=1, steps=args.steps, alpha=2.5 * (8 / 255) / args.steps)
+            cfg = TrainConfig(method=method, epochs=1, steps=args.steps, alpha=2.5 * (8 / 255) / args.steps, **speed)
             train(model, subset, cfg, device=dev)
 
         return run
 
-    medians = interleaved(
-        {"pgd_at epoch": epoch("pgd_at"), "sip_at epoch": epoch("sip_at"), "standard epoch": epoch("standard")},
-        repeats=args.repeats,
-        device=dev,
-        warmup=0,
-    )
+    candidates = {"pgd_at epoch": epoch("pgd_at"), "sip_at epoch": epoch("sip_at"), "standard epoch": epoch("standard")}
+    if args.variants if args.variants is not None else dev.type == "cuda":
+        candidates |= {
+            "sip_at epoch, bf16": epoch("sip_at", amp="bf16"),
+            "sip_at epoch, channels_last": epoch("sip_at", channels_last=True),
+            "sip_at epoch, bf16 + channels_last": epoch("sip_at", amp="bf16", channels_last=True),
+        }
+    medians = interleaved(candidates, repeats=args.repeats, device=dev, warmup=0)
     print(
         f"device {dev}, torch {torch.__version__}, {torch.get_num_threads()} threads, {arch} on {args.dataset}, "
         f"{len(subset)} images, batch 32, PGD-{args.steps}"
