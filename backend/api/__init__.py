@@ -9,8 +9,9 @@ from backend.api import health, media, participant, research, users
 API_PREFIX = "/api/v1"
 
 api_router = APIRouter()
+api_router.include_router(participant.sessions_router)  # the per-trial hot path first: matched in order
+api_router.include_router(media.router)
 api_router.include_router(health.router)
 api_router.include_router(research.router)  # before participant: /studies/{id:int} vs /studies/{slug}
 api_router.include_router(participant.router)
-api_router.include_router(media.router)
 api_router.include_router(users.router)

@@ -8,11 +8,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from functools import partial
-from typing import Annotated
+from typing import Annotated, TypeVar
 
 from fastapi import Depends, HTTPException, Request, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
 
 from backend.auth import user_for_token
 from backend.db import session_scope
@@ -25,6 +26,28 @@ from backend.storage import BlobStore
 def get_db(request: Request) -> Iterator[Session]:
     with session_scope(request.app.state.session_factory) as session:
         yield session
+
+
+_T = TypeVar("_T")
+
+
+async def in_transaction(request: Request, work: Callable[[Session], _T]) -> _T:
+    """`work(session)` in one transaction, committed before it returns, all in one thread-pool thread.
+
+    The participant protocol's routes are `async` and do their whole database part through this: one thread
+    hand-off per request instead of one per dependency, and no connection held while a request waits for a
+    thread (a sync route's dependencies, body and serialisation each take a thread in turn; under load every
+    thread could be waiting for a connection or a row lock that another waiting request held). `work` builds
+    the answer from the rows before the commit, and a failed commit raises, so no 2xx is ever sent for an
+    answer that was not stored.
+    """
+    factory = request.app.state.session_factory
+
+    def run() -> _T:
+        with session_scope(factory) as session:
+            return work(session)
+
+    return await run_in_threadpool(run)
 
 
 def get_app_settings(request: Request) -> Settings:
@@ -89,7 +112,7 @@ def get_participant(token: str, session: SessionDep) -> Participant:
 
     The read transaction is ended here (the row stays loaded): FastAPI runs the route in another pool thread,
     and a request must not hold a database connection while it waits for a free thread, or a burst of
-    requests can take every connection and every thread at once (see `backend.api.participant._committed`).
+    requests can take every connection and every thread at once (see `in_transaction`).
     """
     participant = participant_by_token(session, token)
     session.commit()

@@ -6,28 +6,23 @@ name, no Content-Length (the size of a PNG grows with its noise), no ETag or Las
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from typing import Annotated, BinaryIO
+from collections.abc import AsyncIterator
+from typing import Annotated
 
-from fastapi import APIRouter, Path
+from fastapi import APIRouter, Path, Request
 from fastapi.responses import StreamingResponse
+from sqlalchemy.orm import Session
 
-from backend.api.deps import SessionDep, StorageDep
+from backend.api.deps import in_transaction
 from backend.schemas.common import ErrorOut
 from backend.services.media import media_type, stimulus_for_key
+from backend.storage import BlobStore
 
 router = APIRouter(tags=["participant"])
 
 #: nosniff, no-referrer and the CSP come from `backend.security`'s middleware, like on every response.
 NO_STORE_HEADERS = {"Cache-Control": "private, no-store"}
-_CHUNK = 64 * 1024
 _BINARY = {"schema": {"type": "string", "format": "binary"}}
-
-
-def _chunks(fh: BinaryIO) -> Iterator[bytes]:
-    with fh:
-        while chunk := fh.read(_CHUNK):
-            yield chunk
 
 
 @router.get(
@@ -38,12 +33,23 @@ def _chunks(fh: BinaryIO) -> Iterator[bytes]:
         404: {"model": ErrorOut},
     },
 )
-def get_media(
-    media_key: Annotated[str, Path(pattern=r"^[A-Za-z0-9_\-]{16,64}$")], session: SessionDep, storage: StorageDep
+async def get_media(
+    media_key: Annotated[str, Path(pattern=r"^[A-Za-z0-9_\-]{16,64}$")], request: Request
 ) -> StreamingResponse:
-    """The image of one trial of one session (the key comes from that session's `next` answer)."""
-    stimulus = stimulus_for_key(session, media_key)
-    fh = storage.open(stimulus.sha256)
-    head = fh.read(16)
-    fh.seek(0)
-    return StreamingResponse(_chunks(fh), media_type=media_type(head), headers=NO_STORE_HEADERS)
+    """The image of one trial of one session (the key comes from that session's `next` answer).
+
+    Stimuli are small (a few hundred KiB at most), so the lookup and the read are one thread hand-off and the
+    body goes out as one chunk: streamed, so that no Content-Length header tells the image's size.
+    """
+    storage: BlobStore = request.app.state.storage
+
+    def read(session: Session) -> bytes:
+        with storage.open(stimulus_for_key(session, media_key).sha256) as fh:
+            return fh.read()
+
+    data = await in_transaction(request, read)
+    return StreamingResponse(_once(data), media_type=media_type(data[:16]), headers=NO_STORE_HEADERS)
+
+
+async def _once(data: bytes) -> AsyncIterator[bytes]:
+    yield data

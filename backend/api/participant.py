@@ -14,8 +14,10 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Annotated, Any, TypeVar
+from functools import partial
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request, status
 from fastapi import Response as HTTPResponse
@@ -25,7 +27,7 @@ from sqlalchemy.orm import Session
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
 
-from backend.api.deps import ParticipantDep, SessionDep, StorageDep
+from backend.api.deps import SessionDep, in_transaction
 from backend.schemas.common import ErrorOut
 from backend.schemas.participant import (
     AnnotationOut,
@@ -41,30 +43,16 @@ from backend.schemas.participant import (
 from backend.services import participants as svc
 from backend.services.errors import InvalidInputError, PayloadTooLargeError, ServiceError
 from backend.services.masks import MAX_MASK_BYTES
+from backend.storage import BlobStore
 
 router = APIRouter(tags=["participant"])
+#: The per-trial routes, the hot path under load: `backend.api` matches them before every other route.
+sessions_router = APIRouter(tags=["participant"])
 
 _ERRORS: dict[int | str, dict[str, Any]] = {
     404: {"model": ErrorOut, "description": "Unknown study, session or trial."},
     409: {"model": ErrorOut, "description": "Not possible now (study not open, answered differently, ...)."},
 }
-
-
-_Out = TypeVar("_Out")
-
-
-def _committed(session: Session, out: _Out) -> _Out:
-    """Commit the request's transaction now, with the answer built, and return the answer.
-
-    FastAPI serialises a sync route's return value in *another* thread-pool thread before the `SessionDep`
-    commit, so without this a request would hold its database connection (and, when enrolling, the study's
-    row lock) while waiting for a free thread; under load every thread can be busy waiting for a connection
-    or that lock, and nothing moves until the pool's timeout (30 s stalls, then 500s, seen with 50
-    participants starting at once). Committed here, the connection is back in the pool before the hop. A
-    failed commit still raises, so an answer that was not stored never gets a 2xx.
-    """
-    session.commit()
-    return out
 
 
 @router.get("/studies/{slug}", response_model=StudyPublic, responses={404: _ERRORS[404]})
@@ -91,81 +79,92 @@ def read_study(slug: str, session: SessionDep) -> StudyPublic:
         503: {"model": ErrorOut, "description": "The study is being prepared; see Retry-After."},
     },
 )
-def create_session(
-    slug: str, body: SessionCreate, request: Request, response: HTTPResponse, session: SessionDep
-) -> SessionOut:
+async def create_session(slug: str, body: SessionCreate, request: Request, response: HTTPResponse) -> SessionOut:
     client = body.client.model_dump(exclude_none=True)
     client.setdefault("user_agent", request.headers.get("user-agent", "")[:1024])
-    participant, created = svc.start_session(
-        session,
-        slug,
-        consent=body.consent,
-        external_id=body.external_id,
-        recruitment=body.recruitment.model_dump(exclude_none=True) if body.recruitment else None,
-        client_info=client,
-    )
-    if not created:
+
+    def start(session: Session) -> SessionOut:
+        participant, created = svc.start_session(
+            session,
+            slug,
+            consent=body.consent,
+            external_id=body.external_id,
+            recruitment=body.recruitment.model_dump(exclude_none=True) if body.recruitment else None,
+            client_info=client,
+        )
+        progress = svc.progress(session, participant.token)
+        return SessionOut(
+            token=participant.token,
+            study_slug=slug,
+            total_trials=progress.total,
+            answered=progress.total if progress.trial is None else progress.trial.position,
+            resumed=not created,
+        )
+
+    out = await in_transaction(request, start)
+    if out.resumed:
         response.status_code = status.HTTP_200_OK
-    total = svc.count_trials(session, participant)
-    upcoming = svc.next_trial(session, participant)
-    out = SessionOut(
-        token=participant.token,
-        study_slug=slug,
-        total_trials=total,
-        answered=total if upcoming is None else upcoming.position,
-        resumed=not created,
+    return out
+
+
+@sessions_router.get("/sessions/{token}/next", response_model=NextTrial | SessionDone, responses={404: _ERRORS[404]})
+async def read_next(token: str, request: Request) -> NextTrial | SessionDone:
+    def media_url(key: str) -> str:
+        return str(request.app.url_path_for("get_media", media_key=key))
+
+    return await in_transaction(
+        request, partial(_next, token=token, storage=request.app.state.storage, media_url=media_url)
     )
-    return _committed(session, out)
 
 
-@router.get("/sessions/{token}/next", response_model=NextTrial | SessionDone, responses={404: _ERRORS[404]})
-def read_next(
-    participant: ParticipantDep, request: Request, session: SessionDep, storage: StorageDep
+def _next(
+    session: Session, *, token: str, storage: BlobStore, media_url: Callable[[str], str]
 ) -> NextTrial | SessionDone:
-    trial, total = svc.next_trial_and_total(session, participant)
+    progress = svc.progress(session, token)
+    trial = progress.trial
     if trial is None:
+        participant = svc.participant_by_token(session, token)
         svc.complete_if_done(session, participant)
         outcome = svc.outcome(participant)
-        return _committed(
-            session,
-            SessionDone(total=total, completion_code=outcome.completion_code, redirect_url=outcome.redirect_url),
+        return SessionDone(
+            total=progress.total, completion_code=outcome.completion_code, redirect_url=outcome.redirect_url
         )
-    config = svc.study_config(participant.study)
     annotate = trial.phase == "annotate"
     width = height = None
     if annotate:
-        width, height = svc.stimulus_size(storage, trial.stimulus)
-    return _committed(
-        session,
-        NextTrial(
-            trial_id=trial.id,
-            position=trial.position,
-            total=total,
-            phase=trial.phase,  # type: ignore[arg-type]
-            image_url=str(request.app.url_path_for("get_media", media_key=trial.media_key)),
-            question="annotate" if annotate else "perturbed_or_clean",
-            class_name=trial.stimulus.image.label if annotate else None,
-            mask_width=width,
-            mask_height=height,
-            feedback_expected=svc.expected_judgment(trial) if trial.phase == "practice" else None,  # type: ignore[arg-type]
-            stimulus_duration_ms=config.stimulus_duration_ms,
-        ),
+        width, height = svc.stimulus_size(storage, trial.sha256)
+    return NextTrial(
+        trial_id=trial.id,
+        position=trial.position,
+        total=progress.total,
+        phase=trial.phase,  # type: ignore[arg-type]
+        image_url=media_url(trial.media_key),
+        question="annotate" if annotate else "perturbed_or_clean",
+        class_name=trial.label if annotate else None,
+        mask_width=width,
+        mask_height=height,
+        feedback_expected=trial.expected_judgment if trial.phase == "practice" else None,  # type: ignore[arg-type]
+        stimulus_duration_ms=progress.config.stimulus_duration_ms,
     )
 
 
-@router.post(
+@sessions_router.post(
     "/sessions/{token}/trials/{trial_id}/response",
     response_model=ResponseOut,
     status_code=status.HTTP_201_CREATED,
     responses={200: {"model": ResponseOut, "description": "The same answer was already stored."}, **_ERRORS},
 )
-def submit_response(
-    trial_id: int, body: ResponseSubmit, participant: ParticipantDep, response: HTTPResponse, session: SessionDep
+async def submit_response(
+    token: str, trial_id: int, body: ResponseSubmit, request: Request, response: HTTPResponse
 ) -> ResponseOut:
-    stored, created = svc.submit_response(session, participant, trial_id, **body.model_dump())
+    def store(session: Session) -> tuple[ResponseOut, bool]:
+        stored, created = svc.submit_response(session, token, trial_id, **body.model_dump())
+        return ResponseOut.model_validate(stored), created
+
+    out, created = await in_transaction(request, store)
     if not created:
         response.status_code = status.HTTP_200_OK
-    return _committed(session, ResponseOut.model_validate(stored))
+    return out
 
 
 #: Largest annotation request: a base64 mask of MAX_MASK_BYTES plus the stroke record and form overhead.
@@ -259,7 +258,7 @@ _MULTIPART_SCHEMA = {
 }
 
 
-@router.post(
+@sessions_router.post(
     "/sessions/{token}/trials/{trial_id}/annotation",
     response_model=AnnotationOut,
     status_code=status.HTTP_201_CREATED,
@@ -274,23 +273,28 @@ _MULTIPART_SCHEMA = {
         }
     },
 )
-def submit_annotation(
+async def submit_annotation(
+    token: str,
     trial_id: int,
     payload: Annotated[_AnnotationPayload, Depends(_annotation_payload)],
-    participant: ParticipantDep,
+    request: Request,
     response: HTTPResponse,
-    session: SessionDep,
-    storage: StorageDep,
 ) -> AnnotationOut:
-    stored, created = svc.submit_annotation(
-        session,
-        storage,
-        participant,
-        trial_id,
-        mask_png=payload.mask_png,
-        strokes=payload.strokes,
-        duration_ms=payload.duration_ms,
-    )
+    storage: BlobStore = request.app.state.storage
+
+    def store(session: Session) -> tuple[AnnotationOut, bool]:
+        stored, created = svc.submit_annotation(
+            session,
+            storage,
+            token,
+            trial_id,
+            mask_png=payload.mask_png,
+            strokes=payload.strokes,
+            duration_ms=payload.duration_ms,
+        )
+        return AnnotationOut.model_validate(stored), created
+
+    out, created = await in_transaction(request, store)
     if not created:
         response.status_code = status.HTTP_200_OK
-    return _committed(session, AnnotationOut.model_validate(stored))
+    return out

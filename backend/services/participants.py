@@ -16,17 +16,18 @@ import secrets
 import time
 from collections import defaultdict
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 from urllib.parse import quote
 
 from pydantic import ValidationError
-from sqlalchemy import Select, func, select
+from sqlalchemy import Select, and_, exists, func, insert, select
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
-from sqlalchemy.orm import Session, joinedload
+from sqlalchemy.orm import Session, aliased, joinedload
 
 from backend.models import (
     Annotation,
+    Image,
     Participant,
     Response,
     Stimulus,
@@ -49,6 +50,7 @@ MAX_STROKES_BYTES = 256 * 1024
 _ENROLL_ATTEMPTS = 8
 _Answer = TypeVar("_Answer", Response, Annotation)
 _EPS_TOLERANCE = 1e-9
+_UNKNOWN_TOKEN = "no session with this token; start the study again from its link"
 
 
 @dataclass(frozen=True)
@@ -72,11 +74,15 @@ def get_study(session: Session, slug: str, *, lock: bool = False) -> Study:
 
 
 def study_config(study: Study) -> StudyConfig:
+    return _validated_config(study.config, study.slug)
+
+
+def _validated_config(config: dict[str, Any], slug: str) -> StudyConfig:
     try:
-        return StudyConfig.model_validate(study.config)
+        return StudyConfig.model_validate(config)
     except ValidationError as exc:
         raise UnavailableError(
-            f"study {study.slug!r} cannot run: its configuration is invalid ({exc.error_count()} errors); "
+            f"study {slug!r} cannot run: its configuration is invalid ({exc.error_count()} errors); "
             "a researcher must fix it"
         ) from None
 
@@ -218,7 +224,7 @@ def participant_by_token(session: Session, token: str) -> Participant:
         select(Participant).options(joinedload(Participant.study)).where(Participant.token == token)
     )
     if participant is None:
-        raise NotFoundError("no session with this token; start the study again from its link")
+        raise NotFoundError(_UNKNOWN_TOKEN)
     return participant
 
 
@@ -226,30 +232,91 @@ def count_trials(session: Session, participant: Participant) -> int:
     return session.scalar(select(func.count()).select_from(Trial).where(Trial.participant_id == participant.id)) or 0
 
 
-def _unanswered(participant: Participant) -> Select[tuple[Trial]]:
-    """The participant's trials with neither a response nor an annotation, by position, stimulus loaded."""
+def _unanswered(participant_id: Any, *, trials: Any = None) -> Select[tuple[int]]:
+    """Ids of the trials of `participant_id` (a value or an outer column) without an answer, by position."""
+    t = trials if trials is not None else aliased(Trial)
     return (
-        select(Trial)
-        .outerjoin(Response, Response.trial_id == Trial.id)
-        .outerjoin(Annotation, Annotation.trial_id == Trial.id)
-        .where(Trial.participant_id == participant.id, Response.id.is_(None), Annotation.id.is_(None))
-        .options(joinedload(Trial.stimulus))
-        .order_by(Trial.position)
+        select(t.id)
+        .where(
+            t.participant_id == participant_id,
+            ~exists().where(Response.trial_id == t.id),
+            ~exists().where(Annotation.trial_id == t.id),
+        )
+        .order_by(t.position)
     )
 
 
 def next_trial(session: Session, participant: Participant) -> Trial | None:
     """The first trial (by position) with neither a response nor an annotation; None when all are answered."""
-    return session.scalar(_unanswered(participant).limit(1))
+    trial_id = session.scalar(_unanswered(participant.id).limit(1))
+    return None if trial_id is None else session.get(Trial, trial_id)
 
 
-def next_trial_and_total(session: Session, participant: Participant) -> tuple[Trial | None, int]:
-    """(`next_trial`, `count_trials`) in one query while trials are left (the `next` route's hot path)."""
-    total = select(func.count()).select_from(Trial).where(Trial.participant_id == participant.id).scalar_subquery()
-    row = session.execute(_unanswered(participant).add_columns(total).limit(1)).first()
+@dataclass(frozen=True)
+class CurrentTrial:
+    """What the `next` route shows of a session's current trial; plain values, read with Core (hot path)."""
+
+    id: int
+    position: int
+    phase: str
+    media_key: str
+    eps: float
+    sha256: str
+    label: str | None
+
+    @property
+    def expected_judgment(self) -> str | None:
+        """The correct detection answer ("perturbed" iff eps > 0); None for an annotation trial."""
+        return None if self.phase == "annotate" else ("perturbed" if self.eps > 0 else "clean")
+
+
+@dataclass(frozen=True)
+class Progress:
+    """A session as the `next` route needs it: its current trial (None when all are answered) and size."""
+
+    participant_id: int
+    config: StudyConfig
+    total: int
+    trial: CurrentTrial | None
+
+
+def progress(session: Session, token: str) -> Progress:
+    """The session of `token` with its current trial and trial count, in one query (404 for an unknown token).
+
+    The `next` route's hot path under load: one round trip and no ORM objects (the ORM's bookkeeping was the
+    largest share of the service's CPU time in `benchmarks/load.py`).
+    """
+    inner = aliased(Trial)
+    current = _unanswered(Participant.id, trials=inner).limit(1).correlate(Participant).scalar_subquery()
+    counted = aliased(Trial)
+    total = select(func.count(counted.id)).where(counted.participant_id == Participant.id).correlate(Participant)
+    row = session.execute(
+        select(
+            Participant.id,
+            Study.slug,
+            Study.config,
+            total.scalar_subquery().label("total"),
+            Trial.id.label("trial_id"),
+            Trial.position,
+            Trial.phase,
+            Trial.media_key,
+            Stimulus.eps,
+            Stimulus.sha256,
+            Image.label,
+        )
+        .select_from(Participant)
+        .join(Study, Study.id == Participant.study_id)
+        .outerjoin(Trial, Trial.id == current)
+        .outerjoin(Stimulus, Stimulus.id == Trial.stimulus_id)
+        .outerjoin(Image, Image.id == Stimulus.image_id)
+        .where(Participant.token == token)
+    ).first()
     if row is None:
-        return None, count_trials(session, participant)
-    return row[0], row[1]
+        raise NotFoundError(_UNKNOWN_TOKEN)
+    trial = None
+    if row.trial_id is not None:
+        trial = CurrentTrial(row.trial_id, row.position, row.phase, row.media_key, row.eps, row.sha256, row.label)
+    return Progress(row.id, _validated_config(row.config, row.slug), row.total or 0, trial)
 
 
 def get_own_trial(session: Session, participant: Participant, trial_id: int) -> Trial:
@@ -260,17 +327,10 @@ def get_own_trial(session: Session, participant: Participant, trial_id: int) -> 
     return trial
 
 
-def stimulus_size(storage: BlobStore, stimulus: Stimulus) -> tuple[int, int]:
-    """(width, height) of a stimulus as displayed (from its PNG header): the size its masks must have."""
-    with storage.open(stimulus.sha256) as fh:
+def stimulus_size(storage: BlobStore, sha256: str) -> tuple[int, int]:
+    """(width, height) of a stimulus image as displayed (from its header): the size its masks must have."""
+    with storage.open(sha256) as fh:
         return image_size(fh)
-
-
-def expected_judgment(trial: Trial) -> str | None:
-    """The correct detection answer of a trial ("perturbed" iff its stimulus has eps > 0); None to annotate."""
-    if trial.phase == "annotate":
-        return None
-    return "perturbed" if trial.stimulus.eps > 0 else "clean"
 
 
 def complete_if_done(session: Session, participant: Participant) -> bool:
@@ -312,58 +372,35 @@ def _complete(session: Session, participant: Participant) -> None:
     session.flush()
 
 
-def _require_current(session: Session, participant: Participant, trial: Trial) -> bool:
-    """Refuse (409) an answer to any trial but the current one; True when more trials follow it."""
-    upcoming = session.scalars(_unanswered(participant).limit(2)).all()
-    current = upcoming[0] if upcoming else None
-    if current is None or current.id != trial.id:
-        where = "all trials are answered" if current is None else f"trial {current.id} (position {current.position})"
-        raise ConflictError(
-            f"trial {trial.id} (position {trial.position}) is not the current trial: {where} comes first; "
-            "answer the trials in order"
-        )
-    return len(upcoming) > 1
-
-
 # --- answers ---------------------------------------------------------------------------------------------
 
 
 def submit_response(
     session: Session,
-    participant: Participant,
+    token: str,
     trial_id: int,
     *,
     judgment: str,
     confidence: int,
     rt_ms: float,
     client_timestamps: dict[str, Any],
-) -> tuple[Response, bool]:
+) -> tuple[dict[str, Any], bool]:
     """Store the detection answer of a trial; (stored answer, created). Identical repeats are not stored again."""
-    trial = get_own_trial(session, participant, trial_id)
-    if trial.phase == "annotate":
-        raise ConflictError(
-            f"trial {trial_id} is an annotation trial; send its mask to POST .../trials/{trial_id}/annotation instead"
-        )
     values = {"judgment": judgment, "confidence": confidence, "rt_ms": rt_ms, "client_timestamps": client_timestamps}
-    return _store_once(session, participant, trial, Response, values)
+    return _store_once(session, token, trial_id, Response, lambda _target: _NewAnswer(values))
 
 
 def submit_annotation(
     session: Session,
     storage: BlobStore,
-    participant: Participant,
+    token: str,
     trial_id: int,
     *,
     mask_png: bytes,
     strokes: Any,
     duration_ms: float,
-) -> tuple[Annotation, bool]:
+) -> tuple[dict[str, Any], bool]:
     """Store the painted mask of an annotation trial (blob first, then the row); (stored, created)."""
-    trial = get_own_trial(session, participant, trial_id)
-    if trial.phase != "annotate":
-        raise ConflictError(
-            f"trial {trial_id} is a detection trial; send its judgment to POST .../trials/{trial_id}/response instead"
-        )
     try:
         strokes_size = len(json.dumps(strokes, separators=(",", ":"), allow_nan=False))
     except ValueError:
@@ -373,57 +410,141 @@ def submit_annotation(
             f"strokes take {strokes_size} bytes as JSON, more than {MAX_STROKES_BYTES}; simplify the stroke "
             "paths (fewer points) before sending"
         )
-    width, height = stimulus_size(storage, trial.stimulus)
-    mask = normalize_mask(mask_png, width=width, height=height)
-    values = {"mask_sha256": sha256_hex(mask), "strokes": strokes, "duration_ms": duration_ms}
-    return _store_once(
-        session,
-        participant,
-        trial,
-        Annotation,
-        values,
-        extra={"width": width, "height": height},
-        before_insert=lambda: storage.put(mask),  # the blob before the row that names it
+
+    def answer(target: _Target) -> _NewAnswer:
+        width, height = stimulus_size(storage, target.sha256)
+        mask = normalize_mask(mask_png, width=width, height=height)
+        compared = {"mask_sha256": sha256_hex(mask), "strokes": strokes, "duration_ms": duration_ms}
+        return _NewAnswer(compared, {"width": width, "height": height}, blob=mask)
+
+    return _store_once(session, token, trial_id, Annotation, answer, put_blob=storage.put)
+
+
+#: The columns of each kind of answer that the routes return (the ones an identical repeat is compared on are
+#: those the submission gives).
+_ANSWER_COLUMNS: dict[type[Response | Annotation], tuple[str, ...]] = {
+    Response: ("judgment", "confidence", "rt_ms", "client_timestamps", "created_at"),
+    Annotation: ("mask_sha256", "strokes", "duration_ms", "width", "height", "created_at"),
+}
+
+
+@dataclass(frozen=True)
+class _Target:
+    """The trial an answer is for, with all that deciding about the answer needs; read in one query."""
+
+    participant_id: int
+    trial_id: int
+    position: int
+    phase: str
+    sha256: str  # of the stimulus image (an annotation's mask must have its size)
+    current_id: int | None  # the first unanswered trial of the session: answers come in order
+    left: int  # unanswered trials of the session, this one included
+    stored: dict[str, Any] | None  # the answer already stored for this trial
+
+
+@dataclass(frozen=True)
+class _NewAnswer:
+    compared: dict[str, Any]  # what an identical repeat must equal
+    stored_only: dict[str, Any] = field(default_factory=dict)  # stored, not compared (an annotation's size)
+    blob: bytes | None = None  # put in the blob store before the row that names it
+
+
+def _target(session: Session, token: str, trial_id: int, model: type[_Answer]) -> _Target:
+    columns = _ANSWER_COLUMNS[model]
+    current = _unanswered(Participant.id, trials=aliased(Trial)).limit(1).correlate(Participant).scalar_subquery()
+    pending = _unanswered(Participant.id, trials=aliased(Trial)).order_by(None).correlate(Participant).subquery()
+    left = select(func.count()).select_from(pending).scalar_subquery()
+    row = session.execute(
+        select(
+            Participant.id.label("participant_id"),
+            Trial.id.label("trial_id"),
+            Trial.position,
+            Trial.phase,
+            Stimulus.sha256,
+            current.label("current_id"),
+            left.label("left"),
+            model.id.label("stored_id"),
+            *(getattr(model, name).label(f"stored_{name}") for name in columns),
+        )
+        .select_from(Participant)
+        .outerjoin(Trial, and_(Trial.id == trial_id, Trial.participant_id == Participant.id))
+        .outerjoin(Stimulus, Stimulus.id == Trial.stimulus_id)
+        .outerjoin(model, model.trial_id == Trial.id)
+        .where(Participant.token == token)
+    ).first()
+    if row is None:
+        raise NotFoundError(_UNKNOWN_TOKEN)
+    if row.trial_id is None:
+        raise NotFoundError(f"no trial {trial_id} in this session")
+    stored = None if row.stored_id is None else {name: getattr(row, f"stored_{name}") for name in columns}
+    return _Target(
+        row.participant_id, row.trial_id, row.position, row.phase, row.sha256, row.current_id, row.left or 0, stored
     )
 
 
 def _store_once(
     session: Session,
-    participant: Participant,
-    trial: Trial,
+    token: str,
+    trial_id: int,
     model: type[_Answer],
-    values: dict[str, Any],
+    make: Callable[[_Target], _NewAnswer],
     *,
-    extra: dict[str, Any] | None = None,
-    before_insert: Callable[[], object] | None = None,
-) -> tuple[_Answer, bool]:
-    """Insert the answer `values` of `trial` once: (stored row, created). An equal stored answer is returned,
-    a different one is a 409; a concurrent insert of the same trial is resolved the same way."""
-    stored = session.scalar(select(model).where(model.trial_id == trial.id))
-    if stored is not None:
-        return _same_or_conflict(stored, values, trial.id), False
-    more_left = _require_current(session, participant, trial)
-    if before_insert is not None:
-        before_insert()
-    row = model(trial_id=trial.id, **values, **(extra or {}))
+    put_blob: Callable[[bytes], object] | None = None,
+) -> tuple[dict[str, Any], bool]:
+    """Insert the answer `make(target)` of the trial once: (stored answer, created). An equal stored answer is
+    returned, a different one is a 409; a concurrent insert of the same trial is resolved the same way.
+
+    Core statements, two round trips for a new answer (`_target`, the insert), no ORM objects: the `response`
+    route is the hot path under load.
+    """
+    target = _target(session, token, trial_id, model)
+    wanted = Annotation if target.phase == "annotate" else Response
+    if wanted is not model:
+        kind, route = ("an annotation", "annotation") if wanted is Annotation else ("a detection", "response")
+        raise ConflictError(
+            f"trial {trial_id} is {kind} trial; send its answer to POST .../trials/{trial_id}/{route} instead"
+        )
+    answer = make(target)
+    if target.stored is not None:
+        return _same_or_conflict(target.stored, answer.compared, trial_id), False
+    if target.current_id != target.trial_id:
+        _refuse_out_of_order(session, target)
+    if put_blob is not None and answer.blob is not None:
+        put_blob(answer.blob)
+    row = {**answer.compared, **answer.stored_only, "created_at": utcnow()}
     try:
-        session.add(row)
-        session.flush()
-    except IntegrityError:  # answered by a concurrent request in the meantime
+        session.execute(insert(model.__table__).values(trial_id=target.trial_id, **row))
+    except IntegrityError:  # answered by a concurrent request in the meantime (nothing else written yet)
         session.rollback()
-        stored = session.scalar(select(model).where(model.trial_id == trial.id))
-        if stored is None:
+        again = session.execute(
+            select(*(getattr(model, name) for name in _ANSWER_COLUMNS[model])).where(model.trial_id == trial_id)
+        ).first()
+        if again is None:
             raise
-        return _same_or_conflict(stored, values, trial.id), False
-    if not more_left and participant.completed_at is None:  # this was the last trial (answers come in order)
-        _complete(session, participant)
-    return row, True
+        return _same_or_conflict(again._asdict(), answer.compared, trial_id), False
+    if target.left == 1:  # this was the last trial (answers come in order)
+        participant = session.get(Participant, target.participant_id)
+        if participant is not None and participant.completed_at is None:
+            _complete(session, participant)
+    return {"trial_id": trial_id, **row}, True
 
 
-def _same_or_conflict(stored: _Answer, values: dict[str, Any], trial_id: int) -> _Answer:
-    differing = [name for name, value in values.items() if getattr(stored, name) != value]
+def _refuse_out_of_order(session: Session, target: _Target) -> None:
+    """409 for an answer to any trial but the current one, naming the trial that comes first."""
+    where = "all trials are answered"
+    if target.current_id is not None:
+        position = session.scalar(select(Trial.position).where(Trial.id == target.current_id))
+        where = f"trial {target.current_id} (position {position})"
+    raise ConflictError(
+        f"trial {target.trial_id} (position {target.position}) is not the current trial: {where} comes first; "
+        "answer the trials in order"
+    )
+
+
+def _same_or_conflict(stored: dict[str, Any], compared: dict[str, Any], trial_id: int) -> dict[str, Any]:
+    differing = [name for name, value in compared.items() if stored[name] != value]
     if differing:
         raise ConflictError(
             f"trial {trial_id} is already answered with different {', '.join(differing)}; an answer cannot be changed"
         )
-    return stored
+    return {"trial_id": trial_id, **stored}
