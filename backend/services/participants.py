@@ -21,9 +21,9 @@ from typing import Any, TypeVar
 from urllib.parse import quote
 
 from pydantic import ValidationError
-from sqlalchemy import Select, and_, exists, func, insert, select
+from sqlalchemy import Select, and_, bindparam, exists, func, insert, select
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
-from sqlalchemy.orm import Session, aliased, joinedload
+from sqlalchemy.orm import Session, joinedload
 
 from backend.models import (
     Annotation,
@@ -232,17 +232,17 @@ def count_trials(session: Session, participant: Participant) -> int:
     return session.scalar(select(func.count()).select_from(Trial).where(Trial.participant_id == participant.id)) or 0
 
 
-def _unanswered(participant_id: Any, *, trials: Any = None) -> Select[tuple[int]]:
+def _unanswered(participant_id: Any) -> Select[tuple[int]]:
     """Ids of the trials of `participant_id` (a value or an outer column) without an answer, by position."""
-    t = trials if trials is not None else aliased(Trial)
+    t = Trial.__table__.alias()
     return (
-        select(t.id)
+        select(t.c.id)
         .where(
-            t.participant_id == participant_id,
-            ~exists().where(Response.trial_id == t.id),
-            ~exists().where(Annotation.trial_id == t.id),
+            t.c.participant_id == participant_id,
+            ~exists().where(Response.trial_id == t.c.id),
+            ~exists().where(Annotation.trial_id == t.c.id),
         )
-        .order_by(t.position)
+        .order_by(t.c.position)
     )
 
 
@@ -280,51 +280,48 @@ class Progress:
     trial: CurrentTrial | None
 
 
+#: The first unanswered trial and the number of unanswered trials of the outer query's participant.
+_CURRENT = _unanswered(Participant.id).limit(1).correlate(Participant).scalar_subquery()
+_LEFT = select(func.count()).select_from(_unanswered(Participant.id).order_by(None).correlate(Participant).subquery())
+_TOTAL = select(func.count()).where(Trial.__table__.alias().c.participant_id == Participant.id).correlate(Participant)
+
+# The hot-path statements are built once, at import: building a statement costs more than running it.
+_PROGRESS = (
+    select(
+        Participant.id,
+        Study.slug,
+        Study.config,
+        _TOTAL.scalar_subquery().label("total"),
+        Trial.id.label("trial_id"),
+        Trial.position,
+        Trial.phase,
+        Trial.media_key,
+        Stimulus.eps,
+        Stimulus.sha256,
+        Image.label,
+    )
+    .select_from(Participant)
+    .join(Study, Study.id == Participant.study_id)
+    .outerjoin(Trial, Trial.id == _CURRENT)
+    .outerjoin(Stimulus, Stimulus.id == Trial.stimulus_id)
+    .outerjoin(Image, Image.id == Stimulus.image_id)
+    .where(Participant.token == bindparam("token"))
+)
+
+
 def progress(session: Session, token: str) -> Progress:
     """The session of `token` with its current trial and trial count, in one query (404 for an unknown token).
 
     The `next` route's hot path under load: one round trip and no ORM objects (the ORM's bookkeeping was the
     largest share of the service's CPU time in `benchmarks/load.py`).
     """
-    inner = aliased(Trial)
-    current = _unanswered(Participant.id, trials=inner).limit(1).correlate(Participant).scalar_subquery()
-    counted = aliased(Trial)
-    total = select(func.count(counted.id)).where(counted.participant_id == Participant.id).correlate(Participant)
-    row = session.execute(
-        select(
-            Participant.id,
-            Study.slug,
-            Study.config,
-            total.scalar_subquery().label("total"),
-            Trial.id.label("trial_id"),
-            Trial.position,
-            Trial.phase,
-            Trial.media_key,
-            Stimulus.eps,
-            Stimulus.sha256,
-            Image.label,
-        )
-        .select_from(Participant)
-        .join(Study, Study.id == Participant.study_id)
-        .outerjoin(Trial, Trial.id == current)
-        .outerjoin(Stimulus, Stimulus.id == Trial.stimulus_id)
-        .outerjoin(Image, Image.id == Stimulus.image_id)
-        .where(Participant.token == token)
-    ).first()
+    row = session.execute(_PROGRESS, {"token": token}).first()
     if row is None:
         raise NotFoundError(_UNKNOWN_TOKEN)
     trial = None
     if row.trial_id is not None:
         trial = CurrentTrial(row.trial_id, row.position, row.phase, row.media_key, row.eps, row.sha256, row.label)
     return Progress(row.id, _validated_config(row.config, row.slug), row.total or 0, trial)
-
-
-def get_own_trial(session: Session, participant: Participant, trial_id: int) -> Trial:
-    """Trial `trial_id` if it belongs to `participant`; otherwise 404 (never reveal others' trials)."""
-    trial = session.get(Trial, trial_id)
-    if trial is None or trial.participant_id != participant.id:
-        raise NotFoundError(f"no trial {trial_id} in this session")
-    return trial
 
 
 def stimulus_size(storage: BlobStore, sha256: str) -> tuple[int, int]:
@@ -449,33 +446,37 @@ class _NewAnswer:
     blob: bytes | None = None  # put in the blob store before the row that names it
 
 
-def _target(session: Session, token: str, trial_id: int, model: type[_Answer]) -> _Target:
-    columns = _ANSWER_COLUMNS[model]
-    current = _unanswered(Participant.id, trials=aliased(Trial)).limit(1).correlate(Participant).scalar_subquery()
-    pending = _unanswered(Participant.id, trials=aliased(Trial)).order_by(None).correlate(Participant).subquery()
-    left = select(func.count()).select_from(pending).scalar_subquery()
-    row = session.execute(
+def _target_query(model: type[Response | Annotation]) -> Select[Any]:
+    return (
         select(
             Participant.id.label("participant_id"),
             Trial.id.label("trial_id"),
             Trial.position,
             Trial.phase,
             Stimulus.sha256,
-            current.label("current_id"),
-            left.label("left"),
+            _CURRENT.label("current_id"),
+            _LEFT.scalar_subquery().label("left"),
             model.id.label("stored_id"),
-            *(getattr(model, name).label(f"stored_{name}") for name in columns),
+            *(getattr(model, name).label(f"stored_{name}") for name in _ANSWER_COLUMNS[model]),
         )
         .select_from(Participant)
-        .outerjoin(Trial, and_(Trial.id == trial_id, Trial.participant_id == Participant.id))
+        .outerjoin(Trial, and_(Trial.id == bindparam("trial_id"), Trial.participant_id == Participant.id))
         .outerjoin(Stimulus, Stimulus.id == Trial.stimulus_id)
         .outerjoin(model, model.trial_id == Trial.id)
-        .where(Participant.token == token)
-    ).first()
+        .where(Participant.token == bindparam("token"))
+    )
+
+
+_TARGET = {model: _target_query(model) for model in _ANSWER_COLUMNS}
+
+
+def _target(session: Session, token: str, trial_id: int, model: type[_Answer]) -> _Target:
+    row = session.execute(_TARGET[model], {"token": token, "trial_id": trial_id}).first()
     if row is None:
         raise NotFoundError(_UNKNOWN_TOKEN)
     if row.trial_id is None:
         raise NotFoundError(f"no trial {trial_id} in this session")
+    columns = _ANSWER_COLUMNS[model]
     stored = None if row.stored_id is None else {name: getattr(row, f"stored_{name}") for name in columns}
     return _Target(
         row.participant_id, row.trial_id, row.position, row.phase, row.sha256, row.current_id, row.left or 0, stored
