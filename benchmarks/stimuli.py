@@ -18,8 +18,6 @@ from __future__ import annotations
 import argparse
 import copy
 import hashlib
-import io
-import math
 import sys
 from pathlib import Path
 
@@ -34,32 +32,8 @@ from sipat.attacks import pgd
 from sipat.data import load_builtin
 from sipat.models import build_model, default_arch_for
 from sipat.salience import to_mask
+from sipat.stimuli import norms, quantise, to_png
 from sipat.training import pick_device
-
-try:  # the worker's own steps, where the platform's dependencies (sqlalchemy, ...) are installed
-    from worker.jobs.common import to_png
-    from worker.jobs.stimuli import norms, quantise
-
-    STEPS_FROM = "worker.jobs"
-except ImportError:  # e.g. a GPU machine with torch, numpy and Pillow only: the same steps, copied
-    from PIL import Image as PILImage
-
-    STEPS_FROM = "copies of worker.jobs' quantise, norms, to_png"
-
-    def quantise(x_u8: Tensor, x_adv: Tensor, eps: float, norm: str) -> Tensor:
-        radius = math.floor(eps * 255 + 1e-6)  # L-inf only, as benchmarked here
-        d = (x_adv.double() * 255.0 - x_u8.double()).round().clamp(-radius, radius)
-        return (x_u8 + d.to(torch.int16)).clamp(0, 255)
-
-    def norms(x_u8: Tensor, q_u8: Tensor) -> tuple[list[float], list[float]]:
-        d = (q_u8 - x_u8).double().flatten(1) / 255.0
-        return d.abs().amax(dim=1).tolist(), d.norm(dim=1).tolist()
-
-    def to_png(u8: np.ndarray) -> bytes:
-        img = PILImage.fromarray(u8[..., 0] if u8.shape[-1] == 1 else u8, mode="L" if u8.shape[-1] == 1 else "RGB")
-        out = io.BytesIO()
-        img.save(out, format="PNG")
-        return out.getvalue()
 
 
 def main() -> None:
@@ -126,7 +100,7 @@ def main() -> None:
     medians = interleaved(candidates, repeats=args.repeats, device=dev)
     print(
         f"device {dev}, torch {torch.__version__}, {torch.get_num_threads()} threads, {arch} on {args.dataset}, "
-        f"batch {len(items)}, masked PGD-{args.steps} (L-inf), steps from {STEPS_FROM}"
+        f"batch {len(items)}, masked PGD-{args.steps} (L-inf)"
     )
     title = "stimulus generation, one batch (attack + quantise + predictions + PNG)"
     report(title, medians, baseline="eps 0/255", per_call=(len(items), "images"))

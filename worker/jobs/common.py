@@ -21,6 +21,7 @@ from backend.models import Image, Job, TrainedModel
 from backend.services.jobs import JobRun, WaitFor
 from backend.storage import BlobStore
 from sipat.models import build_model
+from sipat.stimuli import to_png
 from sipat.training import TrainConfig, read_checkpoint, save_checkpoint
 
 GREY_MODES = frozenset({"1", "L", "LA", "I", "I;16", "F"})
@@ -55,14 +56,6 @@ def to_tensor(arrays: Sequence[np.ndarray]) -> Tensor:
     """(N, C, H, W) float32 in [0, 1] from uint8 (H, W, C) arrays."""
     stacked = np.stack(arrays).transpose(0, 3, 1, 2)
     return torch.from_numpy(stacked.astype(np.float32) / 255.0)
-
-
-def to_png(u8: np.ndarray) -> bytes:
-    """Lossless PNG of a uint8 (H, W, 1|3) array (deterministic bytes for the same pixels)."""
-    img = PILImage.fromarray(u8[..., 0] if u8.shape[-1] == 1 else u8, mode="L" if u8.shape[-1] == 1 else "RGB")
-    out = io.BytesIO()
-    img.save(out, format="PNG")
-    return out.getvalue()
 
 
 def load_map(storage: BlobStore, sha256: str, size: tuple[int, int]) -> Tensor:

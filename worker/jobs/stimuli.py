@@ -44,6 +44,7 @@ from backend.study.schedule import CATCH_EPS
 from sipat.attacks import apgd, fgsm, pgd
 from sipat.data import missing_salience
 from sipat.salience import to_mask
+from sipat.stimuli import norms, quantise, to_png
 from worker.jobs.common import (
     JobError,
     image_hw,
@@ -51,7 +52,6 @@ from worker.jobs.common import (
     load_stored_model,
     open_image,
     to_array,
-    to_png,
     to_tensor,
     trained_or_wait,
 )
@@ -104,22 +104,6 @@ def _attack(
         return apgd(model, x, y, eps, max(1, sset.steps), loss="ce", mask=mask, generator=generator)
     alpha = opts.alpha if opts.alpha is not None else 2.5 * eps / max(1, sset.steps)
     return pgd(model, x, y, eps, alpha, sset.steps, norm=sset.norm, mask=mask, generator=generator)
-
-
-def quantise(x_u8: Tensor, x_adv: Tensor, eps: float, norm: str) -> Tensor:
-    """8-bit version of `x_adv` that stays in the eps-ball of the 8-bit clean image `x_u8` (int16 tensors)."""
-    delta = x_adv.double() * 255.0 - x_u8.double()
-    if norm == "linf":
-        radius = math.floor(eps * 255 + 1e-6)
-        d = delta.round().clamp(-radius, radius)
-    else:
-        d = delta.trunc()
-    return (x_u8 + d.to(torch.int16)).clamp(0, 255)
-
-
-def norms(x_u8: Tensor, q_u8: Tensor) -> tuple[list[float], list[float]]:
-    d = (q_u8 - x_u8).double().flatten(1) / 255.0
-    return d.abs().amax(dim=1).tolist(), d.norm(dim=1).tolist()
 
 
 def _batch_seed(seed: int, level: int, batch: int) -> int:

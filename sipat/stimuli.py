@@ -1,0 +1,44 @@
+"""From an attacked float image to a stored stimulus: 8 bits inside the eps-ball, its norms, lossless PNG.
+
+Shared by the worker's stimulus generation and `benchmarks/stimuli.py`, so that what is benchmarked is what
+participants see; here rather than in the worker because none of it needs the database.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+
+import numpy as np
+import torch
+from PIL import Image as PILImage
+from torch import Tensor
+
+
+def quantise(x_u8: Tensor, x_adv: Tensor, eps: float, norm: str) -> Tensor:
+    """8-bit version of `x_adv` that stays in the eps-ball of the 8-bit clean image `x_u8` (int16 tensors).
+
+    L-inf rounds each pixel's change and clips it to floor(255 eps) levels; L2 truncates towards the clean
+    pixel, which can only shrink the perturbation's norm.
+    """
+    delta = x_adv.double() * 255.0 - x_u8.double()
+    if norm == "linf":
+        radius = math.floor(eps * 255 + 1e-6)
+        d = delta.round().clamp(-radius, radius)
+    else:
+        d = delta.trunc()
+    return (x_u8 + d.to(torch.int16)).clamp(0, 255)
+
+
+def norms(x_u8: Tensor, q_u8: Tensor) -> tuple[list[float], list[float]]:
+    """Per image, the L-inf and L2 norms of the stored (quantised) perturbation, in [0, 1] units."""
+    d = (q_u8 - x_u8).double().flatten(1) / 255.0
+    return d.abs().amax(dim=1).tolist(), d.norm(dim=1).tolist()
+
+
+def to_png(u8: np.ndarray) -> bytes:
+    """Lossless PNG of a uint8 (H, W, 1|3) array (deterministic bytes for the same pixels)."""
+    img = PILImage.fromarray(u8[..., 0] if u8.shape[-1] == 1 else u8, mode="L" if u8.shape[-1] == 1 else "RGB")
+    out = io.BytesIO()
+    img.save(out, format="PNG")
+    return out.getvalue()
