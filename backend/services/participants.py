@@ -139,17 +139,19 @@ def start_session(
         try:
             session.add(participant)
             session.flush()
-            session.add_all(
-                Trial(
-                    participant_id=participant.id,
-                    position=spec.position,
-                    phase=spec.phase,
-                    stimulus_id=stimulus_id,
-                    media_key=secrets.token_urlsafe(18),
-                )
-                for spec, stimulus_id in zip(specs, stimulus_ids, strict=True)
+            session.execute(  # one executemany, no ORM objects: the study's row lock is held meanwhile
+                insert(Trial.__table__),
+                [
+                    {
+                        "participant_id": participant.id,
+                        "position": spec.position,
+                        "phase": spec.phase,
+                        "stimulus_id": stimulus_id,
+                        "media_key": secrets.token_urlsafe(18),
+                    }
+                    for spec, stimulus_id in zip(specs, stimulus_ids, strict=True)
+                ],
             )
-            session.flush()
             return participant, True
         except (IntegrityError, OperationalError) as exc:
             # Someone enrolled at the same time (same index or same external id): start over and look again.
