@@ -12,9 +12,11 @@ from sipat.cli import main, parse_eps
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
+    """One epoch at eps 0.2: at the customary 0.3 one epoch sits at the edge of collapse (chance on one machine,
+    0.63 on another; docs/experiments.md), which is a finding, not a test."""
     out = tmp_path_factory.mktemp("run")
     code = main(
-        ["train", "--dataset", "mnist5k", "--method", "sip_at", "--epochs", "1", "--out", str(out),
+        ["train", "--dataset", "mnist5k", "--method", "sip_at", "--epochs", "1", "--eps", "0.2", "--out", str(out),
          "--eval-eps", "0", "0.1", "--eval-attacks", "pgd", "apgd", "--eval-steps", "5", "--apgd-steps", "10"]
     )  # fmt: skip
     assert code == 0
@@ -28,7 +30,7 @@ def test_one_epoch_of_sip_at_on_mnist5k_beats_chance_by_a_wide_margin(trained):
     assert set(metrics["robust_acc"]) == {"pgd", "apgd"}
     assert metrics["robust_acc"]["pgd"]["0"] == metrics["clean_acc"]
     assert metrics["robust_acc"]["apgd"]["0.1"] <= metrics["clean_acc"]
-    assert metrics["train_config"]["method"] == "sip_at" and metrics["train_config"]["eps"] == 0.3
+    assert metrics["train_config"]["method"] == "sip_at" and metrics["train_config"]["eps"] == 0.2
     assert metrics["arch"] == "small_cnn" and len(metrics["classes"]) == 10
     assert (trained / "model.pt").is_file() and not (trained / "resume.pt").exists()
 
