@@ -22,6 +22,10 @@ from sqlalchemy.orm import Session, sessionmaker
 #: under PostgreSQL's default max_connections (100).
 POSTGRES_POOL_SIZE = 20
 POSTGRES_MAX_OVERFLOW = 20
+#: Transactions of the participant protocol running at once per API process (`backend.api.deps.in_transaction`);
+#: more only queue up for the GIL and the database's cores: with 40 (the thread pool's size) the thread
+#: hand-offs themselves took 13% of the service's CPU time under benchmarks/load.py.
+DB_THREADS = 8
 #: How long a SQLite writer waits for the lock held by another process (the worker) before failing.
 SQLITE_BUSY_TIMEOUT_MS = 15_000
 

@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
+from anyio import CapacityLimiter
 from fastapi import FastAPI, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
@@ -19,7 +20,7 @@ from sqlalchemy.exc import DBAPIError, DisconnectionError, InterfaceError, Opera
 
 from backend.admin import router as admin_router
 from backend.api import API_PREFIX, api_router
-from backend.db import make_engine, make_session_factory
+from backend.db import DB_THREADS, make_engine, make_session_factory
 from backend.schemas.common import ErrorOut
 from backend.security import SecurityHeadersMiddleware
 from backend.services.errors import ServiceError
@@ -51,6 +52,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.engine = engine
     app.state.session_factory = make_session_factory(engine)
+    app.state.db_limiter = CapacityLimiter(DB_THREADS)
     app.state.storage = BlobStore(settings.data_dir / "blobs")
     app.include_router(api_router, prefix=API_PREFIX)
     app.include_router(web_router)  # participant pages /s/{slug} and /static/

@@ -10,10 +10,10 @@ from collections.abc import Callable, Iterator
 from functools import partial
 from typing import Annotated, TypeVar
 
+from anyio import to_thread
 from fastapi import Depends, HTTPException, Request, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session
-from starlette.concurrency import run_in_threadpool
 
 from backend.auth import user_for_token
 from backend.db import session_scope
@@ -39,7 +39,8 @@ async def in_transaction(request: Request, work: Callable[[Session], _T]) -> _T:
     thread (a sync route's dependencies, body and serialisation each take a thread in turn; under load every
     thread could be waiting for a connection or a row lock that another waiting request held). `work` builds
     the answer from the rows before the commit, and a failed commit raises, so no 2xx is ever sent for an
-    answer that was not stored.
+    answer that was not stored. At most `DB_THREADS` of these run at once per process (`app.state.db_limiter`);
+    the rest wait in the event loop, holding nothing.
     """
     factory = request.app.state.session_factory
 
@@ -47,7 +48,7 @@ async def in_transaction(request: Request, work: Callable[[Session], _T]) -> _T:
         with session_scope(factory) as session:
             return work(session)
 
-    return await run_in_threadpool(run)
+    return await to_thread.run_sync(run, limiter=request.app.state.db_limiter)
 
 
 def get_app_settings(request: Request) -> Settings:
