@@ -20,7 +20,7 @@ from sqlalchemy.exc import DBAPIError, DisconnectionError, InterfaceError, Opera
 
 from backend.admin import router as admin_router
 from backend.api import API_PREFIX, api_router
-from backend.db import DB_THREADS, make_engine, make_session_factory
+from backend.db import DB_THREADS, ENROL_THREADS, make_engine, make_session_factory
 from backend.schemas.common import ErrorOut
 from backend.security import SecurityHeadersMiddleware
 from backend.services.errors import ServiceError
@@ -53,6 +53,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.engine = engine
     app.state.session_factory = make_session_factory(engine)
     app.state.db_limiter = CapacityLimiter(DB_THREADS)
+    app.state.enrol_limiter = CapacityLimiter(ENROL_THREADS)
     app.state.storage = BlobStore(settings.data_dir / "blobs")
     app.include_router(api_router, prefix=API_PREFIX)
     app.include_router(web_router)  # participant pages /s/{slug} and /static/

@@ -31,7 +31,7 @@ def get_db(request: Request) -> Iterator[Session]:
 _T = TypeVar("_T")
 
 
-async def in_transaction(request: Request, work: Callable[[Session], _T]) -> _T:
+async def in_transaction(request: Request, work: Callable[[Session], _T], *, enrolment: bool = False) -> _T:
     """`work(session)` in one transaction, committed before it returns, all in one thread-pool thread.
 
     The participant protocol's routes are `async` and do their whole database part through this: one thread
@@ -40,7 +40,9 @@ async def in_transaction(request: Request, work: Callable[[Session], _T]) -> _T:
     thread could be waiting for a connection or a row lock that another waiting request held). `work` builds
     the answer from the rows before the commit, and a failed commit raises, so no 2xx is ever sent for an
     answer that was not stored. At most `DB_THREADS` of these run at once per process (`app.state.db_limiter`);
-    the rest wait in the event loop, holding nothing.
+    the rest wait in the event loop, holding nothing. Session starts (`enrolment`) have their own, smaller
+    limiter: they queue on the study's row lock, and must not take the slots of the per-trial requests while
+    they wait (a burst of new participants otherwise stalled everyone's next trial for seconds).
     """
     factory = request.app.state.session_factory
 
@@ -48,7 +50,8 @@ async def in_transaction(request: Request, work: Callable[[Session], _T]) -> _T:
         with session_scope(factory) as session:
             return work(session)
 
-    return await to_thread.run_sync(run, limiter=request.app.state.db_limiter)
+    state = request.app.state
+    return await to_thread.run_sync(run, limiter=state.enrol_limiter if enrolment else state.db_limiter)
 
 
 def get_app_settings(request: Request) -> Settings:

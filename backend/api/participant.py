@@ -101,7 +101,7 @@ async def create_session(slug: str, body: SessionCreate, request: Request, respo
             resumed=not created,
         )
 
-    out = await in_transaction(request, start)
+    out = await in_transaction(request, start, enrolment=True)
     if out.resumed:
         response.status_code = status.HTTP_200_OK
     return out
