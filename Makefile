@@ -48,6 +48,7 @@ bench: install
 	$(PY) -m pip install --quiet --no-deps torchattacks==3.5.1
 	$(PY) benchmarks/attacks.py
 	$(PY) benchmarks/training.py
+	$(PY) benchmarks/stimuli.py
 
 clean:
 	rm -rf var runs .pytest_cache
