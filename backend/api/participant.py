@@ -84,7 +84,7 @@ async def create_session(slug: str, body: SessionCreate, request: Request, respo
     client.setdefault("user_agent", request.headers.get("user-agent", "")[:1024])
 
     def start(session: Session) -> SessionOut:
-        participant, created = svc.start_session(
+        enrolment = svc.start_session(
             session,
             slug,
             consent=body.consent,
@@ -92,13 +92,15 @@ async def create_session(slug: str, body: SessionCreate, request: Request, respo
             recruitment=body.recruitment.model_dump(exclude_none=True) if body.recruitment else None,
             client_info=client,
         )
-        progress = svc.progress(session, participant.token)
+        token = enrolment.participant.token
+        if enrolment.trials is not None:  # new: nothing answered yet, no need to ask the database
+            total, answered = enrolment.trials, 0
+        else:
+            progress = svc.progress(session, token)
+            total = progress.total
+            answered = progress.total if progress.trial is None else progress.trial.position
         return SessionOut(
-            token=participant.token,
-            study_slug=slug,
-            total_trials=progress.total,
-            answered=progress.total if progress.trial is None else progress.trial.position,
-            resumed=not created,
+            token=token, study_slug=slug, total_trials=total, answered=answered, resumed=not enrolment.created
         )
 
     out = await in_transaction(request, start, enrolment=True)

@@ -65,9 +65,12 @@ class Outcome:
 
 
 def get_study(session: Session, slug: str, *, lock: bool = False) -> Study:
-    """The study `slug` (404 if none); `lock` holds its row until commit (PostgreSQL; SQLite locks the file)."""
+    """The study `slug` (404 if none); `lock` holds its row until commit (PostgreSQL; SQLite locks the file)
+    and reads it afresh, also when this session has it loaded already."""
     query = select(Study).where(Study.slug == slug)
-    study = session.scalar(query.with_for_update() if lock else query)
+    if lock:
+        query = query.with_for_update().execution_options(populate_existing=True)
+    study = session.scalar(query)
     if study is None:
         raise NotFoundError(f"no study with slug {slug!r}; check the link you were given")
     return study
@@ -98,12 +101,15 @@ def start_session(
     external_id: str | None = None,
     recruitment: dict[str, Any] | None = None,
     client_info: dict[str, Any] | None = None,
-) -> tuple[Participant, bool]:
+) -> Enrolment:
     """A new session of study `slug` with its schedule, or the existing one of `external_id` (created False).
 
     Raises InvalidInputError without consent, NotFoundError for an unknown slug, ConflictError when the study
     is not open, UnavailableError (503, Retry-After) while its stimuli are being generated. Call it first in
     its transaction: losing an enrolment race rolls the transaction back and tries again.
+
+    The study's row lock serialises the enrolments of a study, so it is held for as little as possible: the
+    stimulus index is read before it.
     """
     if consent is not True:
         raise InvalidInputError("consent must be true: the participant has to accept the consent text first")
@@ -112,17 +118,22 @@ def start_session(
             time.sleep(random.uniform(0.005, 0.05) * attempt)
         # Locking the study row serialises enrolments of one study, so indices and external ids do not
         # collide; the retry covers the databases that cannot lock a row (SQLite: stale snapshot errors).
+        unlocked = get_study(session, slug)
+        stimuli = None
+        if unlocked.status == "open":
+            stimuli = _StimulusIndex.load(session, study_config(unlocked).stimulus_set_id)
         study = get_study(session, slug, lock=True)
         if external_id is not None:
             existing = session.scalar(
                 select(Participant).where(Participant.study_id == study.id, Participant.external_id == external_id)
             )
             if existing is not None:
-                return existing, False
+                return Enrolment(existing, created=False)
         if study.status != "open":
             raise ConflictError(f"study {slug!r} is {study.status}, not open; it does not accept participants now")
         config = study_config(study)
-        stimuli = _StimulusIndex.load(session, config.stimulus_set_id)
+        if stimuli is None or stimuli.stimulus_set.id != config.stimulus_set_id:  # changed in the meantime
+            stimuli = _StimulusIndex.load(session, config.stimulus_set_id)
         highest = session.scalar(select(func.max(Participant.index)).where(Participant.study_id == study.id))
         index = 0 if highest is None else highest + 1
         specs = stimuli.schedule(config, index)
@@ -139,7 +150,7 @@ def start_session(
         try:
             session.add(participant)
             session.flush()
-            session.execute(  # one executemany, no ORM objects: the study's row lock is held meanwhile
+            session.execute(  # one executemany, no ORM objects
                 insert(Trial.__table__),
                 [
                     {
@@ -152,13 +163,22 @@ def start_session(
                     for spec, stimulus_id in zip(specs, stimulus_ids, strict=True)
                 ],
             )
-            return participant, True
+            return Enrolment(participant, created=True, trials=len(specs))
         except (IntegrityError, OperationalError) as exc:
             # Someone enrolled at the same time (same index or same external id): start over and look again.
             session.rollback()
             if not _is_contention(exc):
                 raise
     raise ConflictError("too many participants are joining at this moment; try again in a few seconds")
+
+
+@dataclass(frozen=True)
+class Enrolment:
+    """What `start_session` did: the session, whether it is new, and (when new) its number of trials."""
+
+    participant: Participant
+    created: bool
+    trials: int | None = None
 
 
 def _is_contention(exc: DBAPIError) -> bool:
