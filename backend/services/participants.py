@@ -250,10 +250,6 @@ def participant_by_token(session: Session, token: str) -> Participant:
     return participant
 
 
-def count_trials(session: Session, participant: Participant) -> int:
-    return session.scalar(select(func.count()).select_from(Trial).where(Trial.participant_id == participant.id)) or 0
-
-
 def _unanswered(participant_id: Any) -> Select[tuple[int]]:
     """Ids of the trials of `participant_id` (a value or an outer column) without an answer, by position."""
     t = Trial.__table__.alias()
