@@ -34,7 +34,6 @@ import random
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -46,10 +45,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import httpx
-
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+
+from tests.netkit import free_port, serving, uvicorn_cmd  # noqa: E402  (one server launcher for tests and benchmarks)
 
 SECRET = "bench-secret-" + "z" * 40
 IMAGE_SIZE = (64, 64)
@@ -167,12 +166,6 @@ def seed_study(url: str, data_dir: Path, *, slug: str = "bench") -> int:
 # --- servers ------------------------------------------------------------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def bare_app() -> Any:
     """The baseline: a FastAPI app with one trivial sync endpoint (the participant routes are sync too)."""
     from fastapi import FastAPI
@@ -184,42 +177,6 @@ def bare_app() -> Any:
         return {"ok": True}
 
     return app
-
-
-def uvicorn_cmd(target: str, port: int, workers: int) -> list[str]:
-    return [
-        sys.executable, "-m", "uvicorn", "--factory", target, "--host", "127.0.0.1", "--port", str(port),
-        "--workers", str(workers), "--log-level", "warning", "--no-access-log", "--backlog", "4096",
-    ]  # fmt: skip
-
-
-@contextmanager
-def server(cmd: list[str], port: int, env: dict[str, str], log: Path, *, ready_path: str) -> Iterator[subprocess.Popen]:
-    """A uvicorn subprocess; waits until `ready_path` answers, stops it (SIGTERM, then SIGKILL) afterwards."""
-    with open(log, "wb") as fh:
-        proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=fh, stderr=subprocess.STDOUT)
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError(f"server exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}{ready_path}", timeout=2).status_code < 500:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"server did not start in 60 s:\n{log.read_text()[-3000:]}")
-            time.sleep(0.2)
-        yield proc
-    finally:
-        if proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
 
 
 def service_env(url: str, data_dir: Path, **extra: str) -> dict[str, str]:
@@ -598,12 +555,15 @@ def main(argv: list[str] | None = None) -> int:
         seed_study(url, data_dir)
         port, bare_port = free_port(), free_port()
         env = service_env(url, data_dir)
-        app_cmd = uvicorn_cmd("backend.main:create_app", port, args.workers)
-        bare_cmd = [*uvicorn_cmd("load:bare_app", bare_port, args.workers), "--app-dir", str(REPO / "benchmarks")]
+        fast = ("--no-access-log", "--backlog", "4096")
+        app_cmd = uvicorn_cmd("backend.main:create_app", port, workers=args.workers, extra=fast)
+        bare_cmd = uvicorn_cmd(
+            "load:bare_app", bare_port, workers=args.workers, extra=(*fast, "--app-dir", str(REPO / "benchmarks"))
+        )
         log, bare_log = Path(tmp) / "server.log", Path(tmp) / "bare.log"
         with (
-            server(app_cmd, port, env, log, ready_path="/api/v1/health") as service,
-            server(bare_cmd, bare_port, env, bare_log, ready_path="/ping"),
+            serving(app_cmd, env=env, log=log, ready_url=f"http://127.0.0.1:{port}/api/v1/health") as service,
+            serving(bare_cmd, env=env, log=bare_log, ready_url=f"http://127.0.0.1:{bare_port}/ping"),
             profiled(service.pid, args.profile),
         ):
             stats = Stats()

@@ -7,8 +7,6 @@ import asyncio
 import base64
 import os
 import subprocess
-import sys
-import time
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -21,7 +19,7 @@ import pytest
 from factories import mask_png
 from sqlalchemy import Engine, text
 
-from tests.netkit import free_port
+from tests.netkit import free_port, serving, uvicorn_cmd
 
 REPO = Path(__file__).resolve().parents[2]
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
@@ -40,33 +38,10 @@ def need(condition: bool, reason: str) -> None:
 def uvicorn_server(env: dict[str, str], log: Path, *, workers: int = 1) -> Iterator[tuple[subprocess.Popen, str]]:
     """`uvicorn --factory backend.main:create_app` on 127.0.0.1 and a free port; (process, base URL)."""
     port = free_port()
-    cmd = [sys.executable, "-m", "uvicorn", "--factory", "backend.main:create_app", "--host", "127.0.0.1",
-           "--port", str(port), "--workers", str(workers), "--log-level", "warning"]  # fmt: skip
-    with open(log, "wb") as fh:
-        proc = subprocess.Popen(cmd, cwd=REPO, env={**os.environ, **env}, stdout=fh, stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError(f"uvicorn exited: {log.read_text()[-3000:]}")
-            try:
-                if httpx.get(f"{base}/api/v1/health", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"uvicorn did not start: {log.read_text()[-3000:]}")
-            time.sleep(0.1)
+    cmd = uvicorn_cmd("backend.main:create_app", port, workers=workers)
+    with serving(cmd, env={**os.environ, **env}, log=log, ready_url=f"{base}/api/v1/health") as proc:
         yield proc, base
-    finally:
-        if proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
 
 
 @dataclass
