@@ -29,6 +29,7 @@ from sqlalchemy.orm import Session
 from backend.db import make_engine, make_session_factory
 from backend.migrate import upgrade
 from backend.storage import BlobStore
+from tests.backend.fixtures import fresh_schema
 from tests.netkit import free_port
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -47,16 +48,6 @@ CHROMIUM_ARGS = [
 ]
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 TEST_SECRET = "browser-test-secret-" + "x" * 32
-
-
-def _backend_conftest() -> Any:
-    """tests/backend/conftest.py as a module, for its PostgreSQL schema helper (tests/ has no packages)."""
-    path = ROOT / "tests" / "backend" / "conftest.py"
-    spec = importlib.util.spec_from_file_location("_sipat_backend_conftest", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 # --- the service -----------------------------------------------------------------------------------------
@@ -133,7 +124,7 @@ def database_base_url(request: pytest.FixtureRequest) -> str | None:
 def _database(tmp: Path, postgres_url: str | None) -> Iterator[str]:
     """URL of a fresh migrated database: a schema of its own in PostgreSQL, else a SQLite file under `tmp`."""
     if postgres_url:
-        with _backend_conftest()._fresh_schema(postgres_url) as url:
+        with fresh_schema(postgres_url) as url:
             upgrade(url)
             yield url
         return

@@ -7,13 +7,15 @@ Outside CI a test whose privilege or tool is missing skips and says why; in CI (
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import shutil
 import sys
 from pathlib import Path
 
 import pytest
+
+from tests.backend.fixtures import *  # noqa: F403
+from tests.backend.fixtures import fresh_schema
 
 TESTS = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(TESTS / "backend"))  # factories.py
@@ -22,26 +24,11 @@ sys.path.insert(0, str(TESTS / "reliability"))  # faultkit.py
 
 from faultkit import need  # noqa: E402
 
-_spec = importlib.util.spec_from_file_location("_reliability_backend_conftest", TESTS / "backend" / "conftest.py")
-assert _spec is not None and _spec.loader is not None
-_backend = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(_backend)
-
-_cheap_password_hashing = _backend._cheap_password_hashing
-sqlite_template = _backend.sqlite_template
-db_url = _backend.db_url
-settings = _backend.settings
-engine = _backend.engine
-session = _backend.session
-storage = _backend.storage
-app = _backend.app
-client = _backend.client
-
 
 @pytest.fixture(scope="session")
 def fresh_schema_cm():
     """`fresh_schema_cm(postgres_url)`: a context manager giving the URL of a new schema, dropped afterwards."""
-    return _backend._fresh_schema
+    return fresh_schema
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

@@ -1,37 +1,21 @@
-"""Fixtures of the security tests: the backend tests' fresh database, app and client (`tests/backend/conftest.py`,
-loaded as a module so its fixtures are shared rather than copied), plus a logged-in administrator."""
+"""Fixtures of the security tests: the backend tests' fresh database, app and client (`tests/backend/fixtures.py`),
+plus a logged-in administrator and a researcher's API client."""
 
 from __future__ import annotations
 
-import importlib.util
 import sys
 from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
 
+from tests.backend.fixtures import *  # noqa: F403
+
 TESTS = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(TESTS / "backend"))  # factories.py, research_factories.py
 sys.path.insert(0, str(TESTS / "security"))  # securitykit.py
 
 from securitykit import ADMIN_EMAIL, ADMIN_PASSWORD, admin_login  # noqa: E402
-
-_spec = importlib.util.spec_from_file_location("_security_backend_conftest", TESTS / "backend" / "conftest.py")
-assert _spec is not None and _spec.loader is not None
-_backend = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(_backend)
-
-_cheap_password_hashing = _backend._cheap_password_hashing
-sqlite_template = _backend.sqlite_template
-postgres_schema_url = _backend.postgres_schema_url
-db_url = _backend.db_url
-settings = _backend.settings
-storage = _backend.storage
-engine = _backend.engine
-session = _backend.session
-app = _backend.app
-client = _backend.client
-TEST_SECRET = _backend.TEST_SECRET
 
 
 @pytest.fixture

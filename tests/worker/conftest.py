@@ -2,12 +2,11 @@
 
 The data are 60 real digits of `sipat.data.load_builtin("mnist5k")` (48 train + 12 test, 6 classes), written
 as PNGs through the dataset import service, with their stroke salience as imported maps. PostgreSQL schemas
-for the process tests come from the backend tests' helper (`tests/backend/conftest.py`).
+for the process tests come from the backend tests' helper (`tests/backend/fixtures.py`).
 """
 
 from __future__ import annotations
 
-import importlib.util
 import shutil
 import sys
 from collections.abc import Iterator
@@ -18,6 +17,7 @@ from sqlalchemy.orm import Session
 
 from backend.migrate import upgrade
 from backend.settings import Settings
+from tests.backend.fixtures import fresh_schema as _fresh_schema
 from worker.runtime import Runtime
 
 TESTS = Path(__file__).resolve().parent.parent
@@ -27,19 +27,10 @@ sys.path.insert(0, str(TESTS / "worker"))  # workerkit.py
 from workerkit import import_mnist, make_settings  # noqa: E402
 
 
-def _backend_conftest():
-    """tests/backend/conftest.py as a module, for its PostgreSQL schema helper (not its fixtures)."""
-    spec = importlib.util.spec_from_file_location("_backend_test_conftest", TESTS / "backend" / "conftest.py")
-    module = importlib.util.module_from_spec(spec)
-    assert spec.loader is not None
-    spec.loader.exec_module(module)
-    return module
-
-
 @pytest.fixture(scope="session")
 def fresh_schema():
     """`fresh_schema(postgres_url)`: context manager giving the URL of a new schema, dropped afterwards."""
-    return _backend_conftest()._fresh_schema
+    return _fresh_schema
 
 
 @pytest.fixture(scope="session")
