@@ -24,6 +24,7 @@ from backend.db import DB_THREADS, ENROL_THREADS, make_engine, make_session_fact
 from backend.schemas.common import ErrorOut
 from backend.security import SecurityHeadersMiddleware
 from backend.services.errors import ServiceError
+from backend.services.media import MediaCache
 from backend.settings import Settings, get_settings
 from backend.storage import BlobStore, StorageError
 from backend.web import router as web_router
@@ -55,6 +56,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.db_limiter = CapacityLimiter(DB_THREADS)
     app.state.enrol_limiter = CapacityLimiter(ENROL_THREADS)
     app.state.storage = BlobStore(settings.data_dir / "blobs")
+    app.state.media_cache = MediaCache()
     app.include_router(api_router, prefix=API_PREFIX)
     app.include_router(web_router)  # participant pages /s/{slug} and /static/
     app.include_router(admin_router)  # researcher dashboard /admin (login session, CSRF)

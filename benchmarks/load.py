@@ -197,6 +197,8 @@ def service_env(url: str, data_dir: Path, **extra: str) -> dict[str, str]:
 @dataclass
 class Stats:
     latencies: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
+    #: perf_counter() at the start of each request, parallel to `latencies` (for the per-phase percentiles)
+    started: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
     statuses: dict[str, dict[int, int]] = field(default_factory=lambda: defaultdict(lambda: defaultdict(int)))
     retries: int = 0
     errors: list[str] = field(default_factory=list)
@@ -284,6 +286,7 @@ async def call(conn: Connection, stats: Stats, name: str, method: str, path: str
         try:
             r = await conn.request(method, path, body)
         except _CONNECTION_ERRORS as exc:
+            stats.started[name].append(t0)
             stats.latencies[name].append(time.perf_counter() - t0)
             stats.statuses[name][0] += 1
             stats.retries += 1
@@ -291,6 +294,7 @@ async def call(conn: Connection, stats: Stats, name: str, method: str, path: str
                 raise RuntimeError(f"{name}: {type(exc).__name__} after {MAX_ATTEMPTS} attempts") from exc
             await asyncio.sleep(min(2.0, 0.1 * 2**attempt))
             continue
+        stats.started[name].append(t0)
         stats.latencies[name].append(time.perf_counter() - t0)
         stats.statuses[name][r.status_code] += 1
         if r.status_code == 503 and attempt < MAX_ATTEMPTS - 1:
@@ -453,6 +457,22 @@ def report(stats: Stats, wall: float, bare: Stats, bare_wall: float, probe: Stat
           f"p99 {b99 * 1e3:.2f} ms)")  # fmt: skip
 
 
+def report_phases(stats: Stats, names: tuple[str, ...] = ("GET next", "POST response")) -> None:
+    """p99 of `names` while participants are still arriving (until the last session start returned) and after:
+    the arrivals are the expensive, serialised part (each start takes the study's row lock)."""
+    starts = stats.started.get("POST sessions", [])
+    if not starts:
+        return
+    arrived = max(t + lat for t, lat in zip(starts, stats.latencies["POST sessions"], strict=True))
+    print(f"arrivals end {arrived - min(starts):.1f} s after the first; p99 during arrivals / after:")
+    for name in names:
+        pairs = list(zip(stats.started.get(name, []), stats.latencies.get(name, []), strict=True))
+        during = [lat for t, lat in pairs if t < arrived]
+        after = [lat for t, lat in pairs if t >= arrived]
+        print(f"  {name:<14} {pct(during, 0.99) * 1e3:7.1f} ms ({len(during)} requests) / "
+              f"{pct(after, 0.99) * 1e3:7.1f} ms ({len(after)})")  # fmt: skip
+
+
 def check_answers(url: str, stats: Stats) -> tuple[int, int, int, int]:
     """(acknowledged, lost, duplicated, altered): every acknowledged answer must be stored exactly once with
     the values that were sent."""
@@ -583,6 +603,7 @@ def main(argv: list[str] | None = None) -> int:
             per_session = max(1, round(sum(len(v) for v in stats.latencies.values()) / max(1, args.participants)))
             bare_wall, bare = asyncio.run(run_bare(bare_port, args.participants, per_session, think_s))
         report(stats, wall, bare, bare_wall, probe)
+        report_phases(stats)
         n_requests = sum(len(v) for v in stats.latencies.values())
         print(
             f"CPU per participant request: service {(cpu1[0] - cpu0[0]) / n_requests * 1e3:.2f} ms, PostgreSQL "

@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 
 from backend.api.deps import in_transaction
 from backend.schemas.common import ErrorOut
-from backend.services.media import media_type, stimulus_for_key
+from backend.services.media import MediaCache, media_type, stimulus_for_key
 from backend.storage import BlobStore
 
 router = APIRouter(tags=["participant"])
@@ -38,16 +38,24 @@ async def get_media(
 ) -> StreamingResponse:
     """The image of one trial of one session (the key comes from that session's `next` answer).
 
-    Stimuli are small (a few hundred KiB at most), so the lookup and the read are one thread hand-off and the
-    body goes out as one chunk: streamed, so that no Content-Length header tells the image's size.
+    Stimuli are small (a few hundred KiB at most), so the body goes out as one chunk: streamed, so that no
+    Content-Length header tells the image's size. Usually the process's `MediaCache` has the image (its `next`
+    answer was just served here); otherwise the lookup and the read are one thread hand-off.
     """
-    storage: BlobStore = request.app.state.storage
+    cache: MediaCache = request.app.state.media_cache
+    data = cache.image(media_key)
+    if data is None:
+        storage: BlobStore = request.app.state.storage
 
-    def read(session: Session) -> bytes:
-        with storage.open(stimulus_for_key(session, media_key).sha256) as fh:
-            return fh.read()
+        def read(session: Session) -> bytes:
+            sha256 = stimulus_for_key(session, media_key).sha256
+            with storage.open(sha256) as fh:
+                blob = fh.read()
+            cache.remember(media_key, sha256)
+            cache.keep(sha256, blob)
+            return blob
 
-    data = await in_transaction(request, read)
+        data = await in_transaction(request, read)
     return StreamingResponse(_once(data), media_type=media_type(data[:16]), headers=NO_STORE_HEADERS)
 
 

@@ -43,6 +43,7 @@ from backend.schemas.participant import (
 from backend.services import participants as svc
 from backend.services.errors import InvalidInputError, PayloadTooLargeError, ServiceError
 from backend.services.masks import MAX_MASK_BYTES
+from backend.services.media import MediaCache
 from backend.storage import BlobStore
 
 router = APIRouter(tags=["participant"])
@@ -114,13 +115,14 @@ async def read_next(token: str, request: Request) -> NextTrial | SessionDone:
     def media_url(key: str) -> str:
         return str(request.app.url_path_for("get_media", media_key=key))
 
+    state = request.app.state
     return await in_transaction(
-        request, partial(_next, token=token, storage=request.app.state.storage, media_url=media_url)
+        request, partial(_next, token=token, storage=state.storage, media=state.media_cache, media_url=media_url)
     )
 
 
 def _next(
-    session: Session, *, token: str, storage: BlobStore, media_url: Callable[[str], str]
+    session: Session, *, token: str, storage: BlobStore, media: MediaCache, media_url: Callable[[str], str]
 ) -> NextTrial | SessionDone:
     progress = svc.progress(session, token)
     trial = progress.trial
@@ -131,6 +133,7 @@ def _next(
         return SessionDone(
             total=progress.total, completion_code=outcome.completion_code, redirect_url=outcome.redirect_url
         )
+    media.remember(trial.media_key, trial.sha256)  # the image request that follows needs no query
     annotate = trial.phase == "annotate"
     width = height = None
     if annotate:

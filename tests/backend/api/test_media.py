@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import pytest
 from factories import BOTH_DATABASES, make_open_study
 from fastapi.testclient import TestClient
-from sqlalchemy import select
+from sqlalchemy import event, select
 from sqlalchemy.orm import Session
 
 from backend.models import Participant, Stimulus, Trial
+from backend.services.media import MediaCache
 from backend.storage import BlobStore
 
 
@@ -66,3 +68,47 @@ def test_media_keys_are_unique_per_trial(client: TestClient, session: Session, s
         _start(client)
     keys = session.scalars(select(Trial.media_key)).all()
     assert len(keys) == len(set(keys)) == 3 * 8
+
+
+def test_image_after_next_needs_no_query(client: TestClient, session: Session, storage: BlobStore) -> None:
+    """The process remembers the key it just handed out in `next`: once the blob is cached too, serving the
+    image issues no SQL at all, and still returns the right bytes with the same headers."""
+    make_open_study(session, storage, n_main=6)
+    token = _start(client)
+    first = client.get(f"/api/v1/sessions/{token}/next").json()
+    assert client.get(first["image_url"]).status_code == 200  # fills the blob cache
+    statements: list[str] = []
+    engine = client.app.state.engine
+    listener = lambda *args: statements.append(args[2])  # noqa: E731  (conn, cursor, statement, ...)
+    event.listen(engine, "before_cursor_execute", listener)
+    try:
+        again = client.get(first["image_url"])
+    finally:
+        event.remove(engine, "before_cursor_execute", listener)
+    assert statements == []
+    key = first["image_url"].rsplit("/", 1)[1]
+    sha = session.scalar(select(Stimulus.sha256).join(Trial).where(Trial.media_key == key))
+    assert again.status_code == 200 and again.content == storage.get(sha)
+    assert again.headers["cache-control"] == "private, no-store" and "content-length" not in again.headers
+
+
+def test_media_cache_forgets_expired_keys_and_bounds_its_size(monkeypatch: pytest.MonkeyPatch) -> None:
+    now = [1000.0]
+    monkeypatch.setattr("backend.services.media.time.monotonic", lambda: now[0])
+    cache = MediaCache(max_keys=2, key_ttl_s=10, max_bytes=10, max_blob_bytes=6)
+    cache.remember("k1", "a")
+    cache.keep("a", b"12345")
+    assert cache.image("k1") == b"12345"
+    assert cache.image("unknown") is None
+    now[0] += 11
+    assert cache.image("k1") is None  # expired: looked up in the database again
+    cache.remember("k1", "a")
+    cache.remember("k2", "a")
+    cache.remember("k3", "a")  # over max_keys: the least recently used key goes
+    assert cache.image("k1") is None and cache.image("k3") == b"12345"
+    cache.keep("b", b"1234567")  # over max_blob_bytes: not kept
+    cache.remember("kb", "b")
+    assert cache.image("kb") is None
+    cache.keep("c", b"123456")  # 5 + 6 > max_bytes: the least recently used blob ("a") goes
+    cache.remember("kc", "c")
+    assert cache.image("kc") == b"123456" and cache.image("k3") is None
