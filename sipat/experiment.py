@@ -178,7 +178,9 @@ _RESULT_FIELDS = (
 class ExperimentConfig:
     """One experiment: dataset, model, training budget, runs and evaluation (a `configs/*.json` file).
 
-    Radii (``eps``, ``alpha``, ``eval_eps``) are in [0, 1] pixel units and may be given as "8/255".
+    Radii (``eps``, ``alpha``, ``eval_eps``) are in [0, 1] pixel units and may be given as "8/255". The training
+    settings default to `TrainConfig`'s (read from it, so the two cannot drift apart), except the budget:
+    ``epochs`` (10), ``steps`` (10) and ``alpha`` (derived from eps and steps).
     """
 
     name: str = "experiment"
@@ -197,19 +199,19 @@ class ExperimentConfig:
     weights_path: str | None = None
     """A local state-dict file to start every model from (e.g. ImageNet weights for CUB); None: random init."""
     epochs: int = 10
-    batch_size: int = 32
-    lr: float = 0.1
-    momentum: float = 0.9
-    weight_decay: float = 1e-6
-    lr_step: int = 10
-    lr_gamma: float = 0.75
-    eps: float = 8 / 255
+    batch_size: int = TrainConfig.batch_size
+    lr: float = TrainConfig.lr
+    momentum: float = TrainConfig.momentum
+    weight_decay: float = TrainConfig.weight_decay
+    lr_step: int = TrainConfig.lr_step
+    lr_gamma: float = TrainConfig.lr_gamma
+    eps: float = TrainConfig.eps
     alpha: float | None = None
     """PGD step in training; None: 2.5 * eps / steps."""
     steps: int = 10
-    trades_beta: float = 6.0
-    threshold: float | None = 0.5
-    amp: str = "none"
+    trades_beta: float = TrainConfig.trades_beta
+    threshold: float | None = TrainConfig.threshold
+    amp: str = TrainConfig.amp
     seeds: tuple[int, ...] = (0, 1, 2)
     methods: tuple[str, ...] = EXPERIMENT_METHODS
     variants: tuple[str, ...] = ("human",)
@@ -223,7 +225,7 @@ class ExperimentConfig:
     eval_limit: int | None = None
     eval_batch_size: int = 256
     save_models: bool = True
-    num_workers: int = 0
+    num_workers: int = TrainConfig.num_workers
 
     def __post_init__(self) -> None:
         def put(name: str, value: Any) -> None:

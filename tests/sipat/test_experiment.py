@@ -4,6 +4,7 @@ loaders of external datasets on fake folders in torchvision's / CUB's own format
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import pickle
 from pathlib import Path
@@ -320,6 +321,13 @@ def test_config_values_accept_fractions_and_refuse_unknown_keys(tmp_path):
         ExperimentConfig.from_dict({"epoch": 3})
     with pytest.raises(ValueError, match="source must be one of"):
         ExperimentConfig.from_dict({"variants": ["humans"]})
+
+
+def test_training_defaults_are_trainconfigs_except_the_budget():
+    shared = {f.name for f in dataclasses.fields(TrainConfig)} & {f.name for f in dataclasses.fields(ExperimentConfig)}
+    cfg, train = ExperimentConfig(), TrainConfig()
+    assert {"lr", "eps", "threshold", "amp", "num_workers"} <= shared
+    assert {n for n in shared if getattr(cfg, n) != getattr(train, n)} == {"epochs", "steps", "alpha"}
 
 
 def test_cli_plan_lists_the_runs(tmp_path, capsys):
