@@ -320,6 +320,9 @@ class Job(Base):
     worker_id: Mapped[str | None] = mapped_column(String(255))
     heartbeat_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    #: When the current message of a `queued` job was due at the broker (set with the row going to `queued`;
+    #: later for a retry with a countdown). NULL on rows older than the column: read `created_at` instead.
+    enqueued_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 

@@ -3,10 +3,13 @@
 Broker: `Settings.broker_url`, by default kombu's SQLAlchemy transport on SQLite (`sqla+sqlite:////abs/var/
 broker.db`, no server), `redis://...` when distributed. Delivery is at-least-once: `task_acks_late` (a message
 is acknowledged after its task returned), prefetch 1, `task_reject_on_worker_lost` (a pool child that dies gives
-its message back). A job may therefore be delivered twice, or its message may be lost with a SIGKILLed worker
-(the SQLite transport keeps no unacknowledged copies): `backend.services.jobs.claim_job` makes duplicates
-no-ops and the reaper (`reap_and_requeue`, run by every worker) re-queues jobs whose heartbeat stopped, with a
-new message. Job state lives in the database; the result backend is not used (`task_ignore_result`).
+its message back). A job may therefore be delivered twice, or its message may be lost: with a SIGKILLed worker
+(the SQLite transport keeps no unacknowledged copies), with a Redis without persistence that restarts, or
+because the send failed after the commit. `backend.services.jobs.claim_job` makes duplicates no-ops, and the
+reaper (`reap_and_requeue`, run by every worker) sends new messages: for jobs whose heartbeat stopped (after
+re-queueing them) and for jobs still `queued` `Settings.job_requeue_after_s` after their message was due
+(`Job.enqueued_at`, written in the transaction that made the job `queued`, so sending costs no extra UPDATE).
+Job state lives in the database; the result backend is not used (`task_ignore_result`).
 
 Routes: one table. Queue `gpu` (with `Settings.queue_prefix` in front) takes the heavy tasks
 (generate_stimuli, train, evaluate), queue `cpu` the light ones (the reaper task). Start workers with
@@ -165,15 +168,20 @@ def _drop_pending(session: Session) -> None:
 
 
 def reap_and_requeue(session_factory: SessionFactory, settings: Settings, *, app: Celery | None = None) -> ReapResult:
-    """Run the reaper once (`backend.services.jobs.reap_stale_jobs`) and enqueue the jobs it re-queued."""
-    result = reap_stale_jobs(session_factory, stale_after_s=settings.job_stale_after_s)
-    if result.requeued:
+    """Run the reaper once (`backend.services.jobs.reap_stale_jobs`) and send the jobs it re-queued or found
+    with a lost message. If a send fails (the broker is away) the job stays `queued` and the next round after
+    `job_requeue_after_s` sends it again."""
+    result = reap_stale_jobs(
+        session_factory, stale_after_s=settings.job_stale_after_s, requeue_after_s=settings.job_requeue_after_s
+    )
+    to_send = result.requeued + result.resend
+    if to_send:
         from backend.db import session_scope
         from backend.models import Job
 
         with session_scope(session_factory) as session:
-            kinds = dict(session.query(Job.id, Job.kind).filter(Job.id.in_(result.requeued)).all())
-        for job_id in result.requeued:
+            kinds = dict(session.query(Job.id, Job.kind).filter(Job.id.in_(to_send)).all())
+        for job_id in to_send:
             send_job(job_id, kinds[job_id], app=app)
     return result
 

@@ -80,6 +80,14 @@ class Settings(BaseSettings):
         "re-queues it (or fails it after max_attempts), and a redelivered message may claim it. Keep it well "
         "above job_heartbeat_s.",
     )
+    job_requeue_after_s: float = Field(
+        default=600.0,
+        gt=0,
+        description="A job still `queued` this many seconds after its message was due is taken for lost by the "
+        "broker (a Redis without persistence restarted, a send that failed after the commit): the reaper sends "
+        "it again, once per this interval while it stays queued. Duplicates are no-ops, so a job that merely "
+        "waits for busy workers costs one extra message per interval; keep it well above job_reaper_interval_s.",
+    )
     job_reaper_interval_s: float = Field(
         default=30.0,
         gt=0,

@@ -3,12 +3,19 @@
 State lives in our database, not in Celery's result backend. A job goes
 
     queued --claim--> running --> succeeded | failed | cancelled
-                         |--(waits for another job / worker shut down)--> queued   (attempt given back)
-                         '--(heartbeat older than stale_after_s: reaper)--> queued (attempts < max) | failed
+      |                  |--(waits for another job / worker shut down)--> queued   (attempt given back)
+      |                  '--(heartbeat older than stale_after_s: reaper)--> queued (attempts < max) | failed
+      '--(still queued requeue_after_s after enqueued_at: reaper)--> queued, sent again | cancelled (if asked)
 
 * **Claim** is one conditional UPDATE (`claim_job`): it takes a job that is `queued`, or `running` with a stale
   heartbeat, and not cancelled, and counts an attempt. A redelivered message for a job another live worker
   runs, or that has finished, claims nothing and is a no-op, so duplicate messages are harmless.
+* **Lost messages**: every move to `queued` sets `enqueued_at`, the time its message is due at the broker
+  (now, or now + countdown for a retry that waits), in the same UPDATE; the message is sent after the commit.
+  A broker can still lose it (a Redis without persistence restarted; the send failed after the commit), so
+  the reaper treats a job still `queued` `requeue_after_s` after `enqueued_at` as lost and sends it again
+  (see `reap_stale_jobs`). It cannot tell a lost message from one waiting behind busy workers; the claim makes
+  the extra message a no-op either way.
 * **Ownership**: each run has its own `worker_id`; heartbeats and the final status are written only while the
   row still names that run, so a run that was declared lost (and re-run elsewhere) cannot overwrite it.
 * **Progress** (`JobRun.progress`: fraction 0..1, message, ETA in seconds) is written at most once per
@@ -37,7 +44,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import func, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from backend.db import session_scope
@@ -63,7 +70,7 @@ def create_job(session: Session, kind: str, params: dict[str, Any], *, max_attem
         raise InvalidInputError(f"unknown job kind {kind!r}; use one of {', '.join(JOB_KINDS)}")
     if max_attempts < 1:
         raise InvalidInputError(f"max_attempts must be at least 1; got {max_attempts}")
-    job = Job(kind=kind, params=params, status="queued", max_attempts=max_attempts)
+    job = Job(kind=kind, params=params, status="queued", max_attempts=max_attempts, enqueued_at=utcnow())
     session.add(job)
     session.flush()
     return job
@@ -344,9 +351,13 @@ class JobRun:
     def cancel(self) -> bool:
         return self._finish("cancelled", eta_s=None, message="cancelled", finished_at=utcnow())
 
-    def release(self, reason: str) -> bool:
-        """Back to `queued` with the attempt given back (waiting for another job, or the worker shut down)."""
-        return self._finish("queued", attempts=Job.attempts - 1, worker_id=None, eta_s=None, message=reason[:2000])
+    def release(self, reason: str, countdown_s: float | None = None) -> bool:
+        """Back to `queued` with the attempt given back (waiting for another job, or the worker shut down);
+        its next message is due in `countdown_s` seconds (`enqueued_at`, so the reaper waits that much longer)."""
+        due = utcnow() + timedelta(seconds=countdown_s or 0)
+        return self._finish(
+            "queued", attempts=Job.attempts - 1, worker_id=None, eta_s=None, message=reason[:2000], enqueued_at=due
+        )
 
 
 @dataclass
@@ -399,7 +410,7 @@ def run_job(
         return RunOutcome("lost")
     except WaitFor as wait:
         countdown = wait.countdown_s if wait.countdown_s is not None else timings.wait_retry_s
-        if run.release(f"waiting: {wait.reason}") and requeue is not None:
+        if run.release(f"waiting: {wait.reason}", countdown) and requeue is not None:
             requeue(job_id, countdown)
         return RunOutcome("waiting", countdown_s=countdown)
     except Exception as exc:
@@ -425,22 +436,34 @@ def run_job(
 
 @dataclass
 class ReapResult:
-    """Job ids the reaper put back in the queue (enqueue them after this returned), failed, or cancelled."""
+    """Job ids the reaper put back in the queue from `running`, found `queued` with a lost message (`resend`),
+    failed, or cancelled. Send a message for each of `requeued` and `resend` after this returned."""
 
     requeued: list[int] = field(default_factory=list)
+    resend: list[int] = field(default_factory=list)
     failed: list[int] = field(default_factory=list)
     cancelled: list[int] = field(default_factory=list)
 
 
 def reap_stale_jobs(
-    session_factory: SessionFactory, *, stale_after_s: float, now: datetime | None = None
+    session_factory: SessionFactory, *, stale_after_s: float, requeue_after_s: float, now: datetime | None = None
 ) -> ReapResult:
+    """Settle `running` jobs whose heartbeat is older than `stale_after_s` (`_settle_stale_running`), then
+    collect `queued` jobs whose message is older than `requeue_after_s` (`_find_lost_messages`). The rows are
+    committed when this returns; the caller sends `requeued` and `resend`."""
+    now = now or utcnow()
+    result = _settle_stale_running(session_factory, stale_after_s, now)
+    resend, cancelled = _find_lost_messages(session_factory, requeue_after_s, now)
+    result.resend += resend
+    result.cancelled += cancelled
+    return result
+
+
+def _settle_stale_running(session_factory: SessionFactory, stale_after_s: float, now: datetime) -> ReapResult:
     """Settle `running` jobs whose heartbeat is older than `stale_after_s` (their worker died or hangs):
     cancelled if cancellation was requested, re-queued while attempts < max_attempts, else failed with the
     reason. Never leaves them `running`. Each job is settled by a conditional UPDATE in its own transaction,
-    so a heartbeat or claim that comes in between wins. The caller enqueues `requeued` (the rows are
-    committed when this returns)."""
-    now = now or utcnow()
+    so a heartbeat or claim that comes in between wins."""
     cutoff = now - timedelta(seconds=stale_after_s)
     stale = or_(Job.heartbeat_at.is_(None), Job.heartbeat_at < cutoff)
     result = ReapResult()
@@ -459,7 +482,11 @@ def reap_stale_jobs(
             status, values = "cancelled", {"message": f"cancelled; {lost}", "finished_at": now}
         elif attempts < max_attempts:
             status = "queued"
-            values = {"message": f"{lost}; re-queued after attempt {attempts} of {max_attempts}", "worker_id": None}
+            values = {
+                "message": f"{lost}; re-queued after attempt {attempts} of {max_attempts}",
+                "worker_id": None,
+                "enqueued_at": now,
+            }
         else:
             status = "failed"
             values = {
@@ -481,6 +508,43 @@ def reap_stale_jobs(
         log.warning("job %s: %s -> %s", job_id, lost, status)
         {"queued": result.requeued, "failed": result.failed, "cancelled": result.cancelled}[status].append(job_id)
     return result
+
+
+def _find_lost_messages(
+    session_factory: SessionFactory, requeue_after_s: float, now: datetime
+) -> tuple[list[int], list[int]]:
+    """(to re-send, cancelled): the `queued` jobs whose message was due (`enqueued_at`, or `created_at` on rows
+    older than that column) more than `requeue_after_s` ago, with `enqueued_at` moved to `now`; and those of
+    them whose cancellation was asked, settled `cancelled` (no claim takes them, so re-sending would never end).
+
+    The broker may have lost their message, or it may still wait behind busy workers: there is no cheap way
+    to tell, and no need to, because `claim_job` is one conditional UPDATE, so the second message of a job
+    claims nothing. A job waiting long thus gets one extra message per `requeue_after_s`. Each UPDATE
+    re-checks the age, so of several reapers (one per worker) exactly one re-sends a job per interval. A
+    countdown (a `WaitFor` retry) puts `enqueued_at` in the future: such a job is not lost before then.
+    """
+    cutoff = now - timedelta(seconds=requeue_after_s)
+    lost = (Job.status == "queued") & (func.coalesce(Job.enqueued_at, Job.created_at) < cutoff)
+    with session_scope(session_factory) as session:
+        cancelled = session.scalars(
+            update(Job)
+            .where(lost, Job.cancel_requested.is_(True))
+            .values(status="cancelled", message="cancelled", eta_s=None, finished_at=now)
+            .returning(Job.id)
+            .execution_options(synchronize_session=False)
+        ).all()
+        for job_id in cancelled:
+            _settle_stimulus_set(session, job_id, "cancelled")
+        resend = session.scalars(
+            update(Job)
+            .where(lost, Job.cancel_requested.is_(False))
+            .values(enqueued_at=now)
+            .returning(Job.id)
+            .execution_options(synchronize_session=False)
+        ).all()
+    if resend:
+        log.warning("jobs %s: still queued %g s after their message was due; sending again", resend, requeue_after_s)
+    return sorted(resend), sorted(cancelled)
 
 
 def get_job(session: Session, job_id: int) -> Job:

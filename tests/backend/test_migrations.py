@@ -7,11 +7,11 @@ from pathlib import Path
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import Column, Integer, MetaData, inspect
+from sqlalchemy import Column, Integer, MetaData, inspect, select
 
-from backend.db import make_engine
+from backend.db import make_engine, make_session_factory, session_scope
 from backend.migrate import alembic_config, upgrade
-from backend.models import Base
+from backend.models import Base, Dataset, Job, StimulusSet
 
 
 def _diffs(url: str, metadata: MetaData = Base.metadata) -> list:
@@ -53,6 +53,29 @@ def test_sqlite_downgrade_to_base_and_back(tmp_path: Path) -> None:
         engine.dispose()
     upgrade(url)
     assert _diffs(url) == []
+
+
+def test_sqlite_job_column_migrations_keep_the_rows_that_point_at_jobs(tmp_path: Path) -> None:
+    """0002 alters `jobs` in place: a batch-mode copy would drop the old table, and with foreign keys on
+    SQLite would set every stimulus set's `job_id` to NULL."""
+    from alembic import command
+
+    url = f"sqlite:///{tmp_path / 'fresh.db'}"
+    upgrade(url)
+    engine = make_engine(url)
+    try:
+        with session_scope(make_session_factory(engine)) as session:
+            job = Job(kind="train", params={}, status="queued")
+            dataset = Dataset(name="d")
+            session.add_all([job, dataset])
+            session.flush()
+            session.add(StimulusSet(dataset_id=dataset.id, eps_levels=[0.1], job_id=job.id))
+        command.downgrade(alembic_config(url), "0001")
+        upgrade(url)
+        with engine.connect() as conn:
+            assert conn.scalar(select(StimulusSet.job_id)) == job.id
+    finally:
+        engine.dispose()
 
 
 @pytest.mark.postgres

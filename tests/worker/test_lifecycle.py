@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -19,6 +19,7 @@ from backend.services.jobs import (
     JobLost,
     JobRun,
     JobTimings,
+    ReapResult,
     WaitFor,
     claim_job,
     create_job,
@@ -63,6 +64,11 @@ def age(factory, job_id: int, seconds: float = 3600) -> None:
     """Pretend the job's last heartbeat was `seconds` ago."""
     with session_scope(factory) as session:
         session.execute(update(Job).where(Job.id == job_id).values(heartbeat_at=utcnow() - timedelta(seconds=seconds)))
+
+
+def reap(factory, now: datetime | None = None, *, stale_after_s: float = 60) -> ReapResult:
+    """One round of the reaper: heartbeats stale after `stale_after_s`, queued messages lost after 600 s."""
+    return reap_stale_jobs(factory, stale_after_s=stale_after_s, requeue_after_s=600, now=now)
 
 
 def claimed_run(factory, job_id: int, worker_id: str = "w1", **kw) -> JobRun:
@@ -231,17 +237,18 @@ def test_reaper_requeues_lost_jobs_then_fails_them(factory, tmp_path: Path) -> N
     claimed_run(factory, fresh, "alive")
 
     claimed_run(factory, job_id, "dead-1")
-    assert reap_stale_jobs(factory, stale_after_s=60).requeued == []  # heartbeat recent: left alone
+    assert reap(factory).requeued == []  # heartbeat recent: left alone
     age(factory, job_id, 120)
-    result = reap_stale_jobs(factory, stale_after_s=60)
+    result = reap(factory)
     row = job(factory, job_id)
     assert result.requeued == [job_id] and result.failed == []
     assert (row.status, row.worker_id, row.attempts) == ("queued", None, 1)
     assert "worker lost (dead-1)" in row.message and "attempt 1 of 2" in row.message
+    assert row.enqueued_at > row.created_at  # its new message is dated now, not at creation
 
     claimed_run(factory, job_id, "dead-2")
     age(factory, job_id, 120)
-    result = reap_stale_jobs(factory, stale_after_s=60)
+    result = reap(factory)
     row = job(factory, job_id)
     assert result.failed == [job_id] and result.requeued == []
     assert row.status == "failed" and row.finished_at is not None
@@ -255,8 +262,52 @@ def test_reaper_requeues_lost_jobs_then_fails_them(factory, tmp_path: Path) -> N
     with session_scope(factory) as session:
         request_cancel(session, session.get(Job, cancelled))
     age(factory, cancelled)
-    assert reap_stale_jobs(factory, stale_after_s=60).cancelled == [cancelled]
+    assert reap(factory).cancelled == [cancelled]
     assert job(factory, cancelled).status == "cancelled"
+
+
+def wait_an_hour(run: JobRun) -> dict:
+    raise WaitFor("model 3 is not trained yet", countdown_s=3600)
+
+
+def test_reaper_resends_a_lost_queued_job_once_per_interval(factory) -> None:
+    def reap_queued(at: datetime) -> ReapResult:  # no heartbeat is stale: only the queued side acts
+        return reap(factory, at, stale_after_s=10**6)
+
+    lost, legacy, waiting = new_job(factory), new_job(factory), new_job(factory)
+    running, done = new_job(factory), new_job(factory)
+    enqueued = job(factory, lost).enqueued_at
+    assert enqueued is not None and abs((enqueued - utcnow()).total_seconds()) < 60
+    with session_scope(factory) as session:  # a row from before the column: its age is its created_at
+        session.execute(update(Job).where(Job.id == legacy).values(enqueued_at=None))
+    assert run_job(factory, waiting, wait_an_hour, timings=FAST).status == "waiting"
+    due = job(factory, waiting).enqueued_at
+    assert abs((due - utcnow()).total_seconds() - 3600) < 60  # its next message is due after the countdown
+    claimed_run(factory, running, "alive")
+    claimed_run(factory, done, "done").succeed({})
+
+    assert reap_queued(utcnow()).resend == []  # just enqueued
+    later = utcnow() + timedelta(seconds=601)
+    assert reap_queued(later).resend == [lost, legacy]  # not `waiting`: its message is due in an hour
+    assert reap_queued(later).resend == []  # another reaper at once: nothing (one per interval)
+    row = job(factory, lost)
+    assert (row.status, row.attempts, row.enqueued_at) == ("queued", 0, later)
+    assert reap_queued(later + timedelta(seconds=601)).resend == [lost, legacy]
+    result = reap_queued(later + timedelta(seconds=3700))
+    assert result.resend == [lost, legacy, waiting] and result.requeued == result.failed == []
+    assert [job(factory, j).status for j in (running, done)] == ["running", "succeeded"]
+
+
+def test_reaper_cancels_a_lost_queued_job_whose_cancel_was_asked(factory) -> None:
+    job_id = new_job(factory)
+    run = claimed_run(factory, job_id)
+    with session_scope(factory) as session:
+        request_cancel(session, session.get(Job, job_id))  # running: only flags it
+    assert run.release("interrupted: the worker shut down")  # back to queued, but no claim will take it
+    result = reap(factory, utcnow() + timedelta(seconds=601))
+    row = job(factory, job_id)
+    assert (result.resend, result.cancelled) == ([], [job_id])
+    assert row.status == "cancelled" and row.finished_at is not None
 
 
 def test_stimuli_job_creation_points_the_set_at_its_job(factory, tmp_path: Path) -> None:

@@ -72,6 +72,18 @@ def test_reaper_re_enqueues_what_it_requeued(rt: Runtime, settings: Settings) ->
     assert result.requeued == [job_id] and waiting(app, "gpu") == 1
 
 
+def test_reaper_re_enqueues_a_queued_job_whose_message_was_lost(rt: Runtime, settings: Settings) -> None:
+    app = make_celery(settings)
+    with session_scope(rt.session_factory) as session:  # committed, but its message never reached the broker
+        job_id = create_job(session, "evaluate", {}).id
+    assert reap_and_requeue(rt.session_factory, settings, app=app).resend == [] and waiting(app, "gpu") == 0
+    with session_scope(rt.session_factory) as session:
+        due = utcnow() - timedelta(seconds=settings.job_requeue_after_s + 1)
+        session.execute(update(Job).where(Job.id == job_id).values(enqueued_at=due))
+    assert reap_and_requeue(rt.session_factory, settings, app=app).resend == [job_id] and waiting(app, "gpu") == 1
+    assert reap_and_requeue(rt.session_factory, settings, app=app).resend == [] and waiting(app, "gpu") == 1
+
+
 def test_backend_queue_imports_no_torch_and_no_worker() -> None:
     code = (
         "import sys, backend.queue, backend.services.jobs, backend.services.job_params, backend.devserver\n"
