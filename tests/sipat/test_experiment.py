@@ -1,21 +1,18 @@
-"""`sipat experiment`: a tiny real experiment end to end, resume, the salience variants and controls, and the
-loaders of external datasets on fake folders in torchvision's / CUB's own formats."""
+"""`sipat experiment`: a tiny real experiment end to end, resume, the salience variants and controls."""
 
 from __future__ import annotations
 
 import csv
 import dataclasses
 import json
-import pickle
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from PIL import Image
 
 from sipat.cli import main
-from sipat.data import DataError, load_builtin
+from sipat.data import load_builtin
 from sipat.experiment import (
     ExperimentConfig,
     MapSet,
@@ -23,8 +20,6 @@ from sipat.experiment import (
     WithSalience,
     _SeedContext,
     dataset_maps,
-    load_cifar,
-    load_cub,
     plan_runs,
     run_experiment,
     subset,
@@ -199,106 +194,6 @@ def test_gradcam_maps_are_computed_once_per_seed_and_cached(tmp_path):
     assert 0 < float(maps.coverage().mean()) < 1 and len(logs) == 1
     again = _SeedContext(cfg, 0, tmp_path, "cpu", logs.append).maps(Variant.parse("gradcam"))
     assert torch.equal(again.values, maps.values) and len(logs) == 1  # read from salience/, not retrained
-
-
-# ----------------------------------------------------------------------------------------------------------
-# external datasets on fake folders
-
-
-def _write_pickle(path: Path, obj: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("wb") as f:
-        pickle.dump(obj, f)
-
-
-def _fake_cifar10(root: Path, n: int = 4) -> np.ndarray:
-    rng = np.random.default_rng(0)
-    folder = root / "cifar-10-batches-py"
-    first = None
-    for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
-        data = rng.integers(0, 256, size=(n, 3072), dtype=np.uint8)
-        first = data if first is None else first
-        _write_pickle(folder / name, {"data": data, "labels": [i % 10 for i in range(n)], "batch_label": name})
-    _write_pickle(folder / "batches.meta", {"label_names": [f"class{i}" for i in range(10)]})
-    return first
-
-
-def test_cifar10_and_cifar100_load_from_torchvision_pickles(tmp_path):
-    first = _fake_cifar10(tmp_path)
-    train = load_cifar("cifar10", tmp_path, "train", check_md5=False)
-    test = load_cifar("cifar10", tmp_path, "test", check_md5=False)
-    assert len(train) == 20 and len(test) == 4 and train.classes[3] == "class3" and train.num_classes == 10
-    x, y, s = train[1]
-    assert x.shape == (3, 32, 32) and x.dtype == torch.float32 and y == 1 and torch.isnan(s).all()
-    expected = torch.from_numpy(first[0].reshape(3, 32, 32).astype(np.float32) / 255)
-    assert torch.equal(train[0][0], expected)  # channel-first, /255, the pickle's own pixel order
-    assert not bool(dataset_maps(train).has.any())
-
-    folder = tmp_path / "c100" / "cifar-100-python"
-    data = np.random.default_rng(1).integers(0, 256, size=(3, 3072), dtype=np.uint8)
-    for name in ("train", "test"):
-        _write_pickle(folder / name, {"data": data, "fine_labels": [5, 99, 0], "coarse_labels": [1, 2, 3]})
-    _write_pickle(folder / "meta", {"fine_label_names": [f"f{i}" for i in range(100)]})
-    c100 = load_cifar("cifar100", tmp_path / "c100", "test", check_md5=False)
-    assert len(c100) == 3 and c100.num_classes == 100 and c100[1][1] == 99
-
-
-def test_cifar_checks_torchvision_md5_by_default(tmp_path):
-    _fake_cifar10(tmp_path)
-    with pytest.raises(DataError, match="checksums"):
-        load_cifar("cifar10", tmp_path, "train")
-
-
-def test_a_missing_cifar_folder_says_what_to_put_where(tmp_path):
-    with pytest.raises(DataError, match=r"cifar-10-batches-py lacks data_batch_1.*cifar-10-python\.tar\.gz"):
-        load_cifar("cifar10", tmp_path, "train")
-    with pytest.raises(ValueError, match="data_root"):
-        load_cifar("cifar100", None, "train")
-
-
-def _fake_cub(root: Path) -> None:
-    base = root / "CUB_200_2011"
-    items = [(1, "001.Albatross/a_1.jpg", 1, 1), (2, "001.Albatross/a_2.jpg", 1, 0),
-             (3, "002.Auklet/b_1.jpg", 2, 1), (4, "002.Auklet/b_2.jpg", 2, 0)]  # fmt: skip
-    rng = np.random.default_rng(0)
-    for i, rel, _, _ in items:
-        (base / "images" / rel).parent.mkdir(parents=True, exist_ok=True)
-        Image.fromarray(rng.integers(0, 256, size=(30, 40, 3), dtype=np.uint8)).save(base / "images" / rel)
-        mask = np.zeros((30, 40), dtype=np.uint8)
-        mask[:, : 10 * i] = 255  # the bird covers the left 10*i columns
-        seg = (root / "segmentations" / rel).with_suffix(".png")
-        seg.parent.mkdir(parents=True, exist_ok=True)
-        Image.fromarray(mask).save(seg)
-    (base / "images.txt").write_text("".join(f"{i} {rel}\n" for i, rel, _, _ in items))
-    (base / "image_class_labels.txt").write_text("".join(f"{i} {c}\n" for i, _, c, _ in items))
-    (base / "train_test_split.txt").write_text("".join(f"{i} {t}\n" for i, _, _, t in items))
-    (base / "classes.txt").write_text("1 001.Albatross\n2 002.Auklet\n")
-
-
-def test_cub_loads_images_labels_and_segmentations_as_salience(tmp_path):
-    _fake_cub(tmp_path)
-    train = load_cub(tmp_path, "train", image_size=16)
-    test = load_cub(tmp_path / "CUB_200_2011", "test", image_size=16, segmentations=tmp_path / "segmentations")
-    assert len(train) == 2 and len(test) == 2 and train.classes == ["001.Albatross", "002.Auklet"]
-    x, y, s = train[1]  # image 3: class 2 -> label 1, bird on the left 30 of 40 columns
-    assert x.shape == (3, 16, 16) and y == 1 and s.shape == (1, 16, 16)
-    assert s[0, :, :11].min() == 1 and s[0, :, 13:].max() == 0
-    assert torch.equal(train.load_salience(1), s)
-    maps = dataset_maps(train)
-    assert bool(maps.has.all()) and maps.coverage()[1] > maps.coverage()[0]
-
-
-def test_cub_without_segmentations_or_files_says_what_to_put_where(tmp_path):
-    with pytest.raises(DataError, match=r"lacks images\.txt.*CUB_200_2011\.tgz"):
-        load_cub(tmp_path, "train")
-    _fake_cub(tmp_path)
-    (tmp_path / "segmentations").rename(tmp_path / "elsewhere")
-    with pytest.raises(DataError, match=r"no segmentation masks.*segmentations\.tgz"):
-        load_cub(tmp_path, "train")
-    (tmp_path / "elsewhere").rename(tmp_path / "segmentations")
-    (tmp_path / "segmentations" / "002.Auklet" / "b_1.png").unlink()
-    with pytest.raises(DataError, match="1 train image or mask file"):
-        load_cub(tmp_path, "train")
 
 
 # ----------------------------------------------------------------------------------------------------------
