@@ -37,8 +37,8 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
 
     SQLite: the file's directory is created, connections may cross threads (FastAPI runs sync endpoints in a
     thread pool), WAL journal (readers do not block the writer), foreign keys enforced, busy timeout.
-    PostgreSQL: `pool_pre_ping` so connections dropped by the server are replaced transparently, and a pool
-    sized for the thread pool (`POSTGRES_POOL_SIZE`).
+    PostgreSQL: `pool_pre_ping` so connections dropped by the server are replaced transparently (the API
+    turns it off: `backend.main.create_app`), and a pool sized for the thread pool (`POSTGRES_POOL_SIZE`).
     """
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":

@@ -34,7 +34,9 @@ log = logging.getLogger(__name__)
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
-    engine = make_engine(settings.database_url)
+    # No pre-ping: it is one more round trip on every request. After a database restart the first request on
+    # a dead connection fails (503, Retry-After; clients retry) and SQLAlchemy discards the whole pool.
+    engine = make_engine(settings.database_url, pool_pre_ping=False)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -125,7 +127,7 @@ DATABASE_RETRY_AFTER_S = 2
 
 async def _database_unavailable(request: Request, exc: Exception) -> JSONResponse:
     """The database cannot be reached (restarted, failing over, SQLite locked too long): 503 + Retry-After,
-    so clients retry (answers are idempotent); the pool's pre-ping replaces dead connections meanwhile."""
+    so clients retry (answers are idempotent); the failed connection made SQLAlchemy discard the pool's others."""
     orig = exc.orig if isinstance(exc, DBAPIError) else exc
     log.warning("database unavailable on %s %s: %s", request.method, request.url.path, str(orig).strip()[:500])
     return JSONResponse(

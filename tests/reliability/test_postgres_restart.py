@@ -1,6 +1,7 @@
 """PostgreSQL restarted while participants answer: they retry (503 + Retry-After, connection errors), no
 acknowledged answer is lost or stored twice, no request fails with 500, and the service recovers by itself
-(the same uvicorn process, its pool's pre-ping replacing the dead connections)."""
+(the same uvicorn process: the first request on a dead connection makes SQLAlchemy discard the pool; the API
+runs without pre-ping)."""
 
 from __future__ import annotations
 
