@@ -5,6 +5,7 @@ Names and queues come from `backend.queue` (TASK_NAMES, ROUTES), which the API u
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 from celery import Task
@@ -35,4 +36,4 @@ def reap() -> dict[str, Any]:
     """Run the stale-job reaper once (each worker also runs it periodically)."""
     rt = get_runtime()
     result = reap_and_requeue(rt.session_factory, rt.settings, app=app)
-    return {"requeued": result.requeued, "failed": result.failed, "cancelled": result.cancelled}
+    return dataclasses.asdict(result)

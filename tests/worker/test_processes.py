@@ -57,6 +57,7 @@ def worker_env(settings: Settings) -> dict[str, str]:
         "SIPAT_JOB_HEARTBEAT_S": str(settings.job_heartbeat_s),
         "SIPAT_JOB_STALE_AFTER_S": str(settings.job_stale_after_s),
         "SIPAT_JOB_REAPER_INTERVAL_S": str(settings.job_reaper_interval_s),
+        "SIPAT_JOB_REQUEUE_AFTER_S": str(settings.job_requeue_after_s),
         "SIPAT_JOB_WAIT_RETRY_S": str(settings.job_wait_retry_s),
         "OMP_NUM_THREADS": "1",
     }
