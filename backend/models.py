@@ -211,7 +211,11 @@ class Study(Base):
 
 
 class Participant(Base):
-    """One session of one person; `index` (0, 1, ...) within the study drives the schedule's rotation."""
+    """One session of one person; `index` (0, 1, ...) within the study drives the schedule's rotation.
+
+    The session token (the participant's credential, in their URLs) is stored only as its sha256, in the
+    column `token`, so a leaked table lets nobody answer as a participant.
+    """
 
     __tablename__ = "participants"
     __table_args__ = (
@@ -221,7 +225,7 @@ class Participant(Base):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     study_id: Mapped[int] = mapped_column(ForeignKey("studies.id", ondelete="CASCADE"))
-    token: Mapped[str] = mapped_column(String(64), unique=True)
+    token_hash: Mapped[str] = mapped_column("token", String(64), unique=True)
     external_id: Mapped[str | None] = mapped_column(String(128))
     index: Mapped[int] = mapped_column(Integer)
     consent: Mapped[bool] = mapped_column(Boolean, default=False)

@@ -475,9 +475,10 @@ def report_phases(stats: Stats, names: tuple[str, ...] = ("GET next", "POST resp
 
 def check_answers(url: str, stats: Stats) -> tuple[int, int, int, int]:
     """(acknowledged, lost, duplicated, altered): every acknowledged answer must be stored exactly once with
-    the values that were sent."""
+    the values that were sent (the database keeps the sha256 of each session token, not the token)."""
     from sqlalchemy import text
 
+    from backend.auth import token_hash
     from backend.db import make_engine
 
     engine = make_engine(url)
@@ -502,10 +503,11 @@ def check_answers(url: str, stats: Stats) -> tuple[int, int, int, int]:
         stored[(token, trial_id)].append(("response", judgment, confidence, rt))
     for token, trial_id, duration in annotations:
         stored[(token, trial_id)].append(("annotation", duration))
-    lost = sum(1 for key in stats.acknowledged if key not in stored)
+    acknowledged = {(token_hash(token), trial_id): ack for (token, trial_id), ack in stats.acknowledged.items()}
+    lost = sum(1 for key in acknowledged if key not in stored)
     duplicated = sum(1 for rows in stored.values() if len(rows) > 1)
-    altered = sum(1 for key, ack in stats.acknowledged.items() if key in stored and stored[key][0] != ack)
-    return len(stats.acknowledged), lost, duplicated, altered
+    altered = sum(1 for key, ack in acknowledged.items() if key in stored and stored[key][0] != ack)
+    return len(acknowledged), lost, duplicated, altered
 
 
 def cpu_seconds(pid: int) -> tuple[float, float]:

@@ -75,7 +75,10 @@ def read_study(slug: str, session: SessionDep) -> StudyPublic:
     response_model=SessionOut,
     status_code=status.HTTP_201_CREATED,
     responses={
-        200: {"model": SessionOut, "description": "An existing session of this external id, resumed."},
+        200: {
+            "model": SessionOut,
+            "description": "An existing session of this external id, resumed (new token).",
+        },
         **_ERRORS,
         503: {"model": ErrorOut, "description": "The study is being prepared; see Retry-After."},
     },
@@ -93,7 +96,7 @@ async def create_session(slug: str, body: SessionCreate, request: Request, respo
             recruitment=body.recruitment.model_dump(exclude_none=True) if body.recruitment else None,
             client_info=client,
         )
-        token = enrolment.participant.token
+        token = enrolment.token
         if enrolment.trials is not None:  # new: nothing answered yet, no need to ask the database
             total, answered = enrolment.trials, 0
         else:

@@ -47,7 +47,8 @@ class ClientInfo(BaseModel):
 
 
 class SessionCreate(BaseModel):
-    """Start (or resume, with the same external id) a session; `consent` must be true."""
+    """Start (or resume, with the same external id) a session; `consent` must be true. Resuming issues a new
+    token; the session's previous token stops working."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -80,11 +81,16 @@ class SessionCreate(BaseModel):
 
 
 class SessionOut(BaseModel):
-    token: str = Field(description="Secret of this session; keep it to resume and to send answers.")
+    token: str = Field(
+        description="Secret of this session, needed for every later request; shown only here (the service keeps "
+        "its hash). Resuming the session by its external id issues a new one and revokes this one."
+    )
     study_slug: str
     total_trials: int
     answered: int
-    resumed: bool = Field(description="True when an existing session of this external id was returned.")
+    resumed: bool = Field(
+        description="True when an existing session of this external id was resumed (under a new token)."
+    )
 
 
 class StudyPublic(BaseModel):

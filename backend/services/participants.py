@@ -25,6 +25,7 @@ from sqlalchemy import Select, and_, bindparam, exists, func, insert, select
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.orm import Session, joinedload
 
+from backend.auth import token_hash
 from backend.models import (
     Annotation,
     Image,
@@ -127,8 +128,10 @@ def start_session(
             existing = session.scalar(
                 select(Participant).where(Participant.study_id == study.id, Participant.external_id == external_id)
             )
-            if existing is not None:
-                return Enrolment(existing, created=False)
+            if existing is not None:  # a new token: only its hash is stored, and the old one stops working
+                token = secrets.token_urlsafe(24)
+                existing.token_hash = token_hash(token)
+                return Enrolment(existing, token, created=False)
         if study.status != "open":
             raise ConflictError(f"study {slug!r} is {study.status}, not open; it does not accept participants now")
         config = study_config(study)
@@ -138,9 +141,10 @@ def start_session(
         index = 0 if highest is None else highest + 1
         specs = stimuli.schedule(config, index)
         stimulus_ids = [stimuli.stimulus_id(spec) for spec in specs]
+        token = secrets.token_urlsafe(24)
         participant = Participant(
             study_id=study.id,
-            token=secrets.token_urlsafe(24),
+            token_hash=token_hash(token),
             external_id=external_id,
             index=index,
             consent=True,
@@ -163,7 +167,7 @@ def start_session(
                     for spec, stimulus_id in zip(specs, stimulus_ids, strict=True)
                 ],
             )
-            return Enrolment(participant, created=True, trials=len(specs))
+            return Enrolment(participant, token, created=True, trials=len(specs))
         except (IntegrityError, OperationalError) as exc:
             # Someone enrolled at the same time (same index or same external id): start over and look again.
             session.rollback()
@@ -174,9 +178,11 @@ def start_session(
 
 @dataclass(frozen=True)
 class Enrolment:
-    """What `start_session` did: the session, whether it is new, and (when new) its number of trials."""
+    """What `start_session` did: the session, its token (known only here: the database keeps its hash),
+    whether it is new, and (when new) its number of trials."""
 
     participant: Participant
+    token: str
     created: bool
     trials: int | None = None
 
@@ -243,7 +249,7 @@ class _StimulusIndex:
 def participant_by_token(session: Session, token: str) -> Participant:
     """The participant of a session token, with its study loaded (one query; every route needs both)."""
     participant = session.scalar(
-        select(Participant).options(joinedload(Participant.study)).where(Participant.token == token)
+        select(Participant).options(joinedload(Participant.study)).where(Participant.token_hash == token_hash(token))
     )
     if participant is None:
         raise NotFoundError(_UNKNOWN_TOKEN)
@@ -323,7 +329,7 @@ _PROGRESS = (
     .outerjoin(Trial, Trial.id == _CURRENT)
     .outerjoin(Stimulus, Stimulus.id == Trial.stimulus_id)
     .outerjoin(Image, Image.id == Stimulus.image_id)
-    .where(Participant.token == bindparam("token"))
+    .where(Participant.token_hash == bindparam("token_hash"))
 )
 
 
@@ -333,7 +339,7 @@ def progress(session: Session, token: str) -> Progress:
     The `next` route's hot path under load: one round trip and no ORM objects (the ORM's bookkeeping was the
     largest share of the service's CPU time in `benchmarks/load.py`).
     """
-    row = session.execute(_PROGRESS, {"token": token}).first()
+    row = session.execute(_PROGRESS, {"token_hash": token_hash(token)}).first()
     if row is None:
         raise NotFoundError(_UNKNOWN_TOKEN)
     trial = None
@@ -481,7 +487,7 @@ def _target_query(model: type[Response | Annotation]) -> Select[Any]:
         .outerjoin(Trial, and_(Trial.id == bindparam("trial_id"), Trial.participant_id == Participant.id))
         .outerjoin(Stimulus, Stimulus.id == Trial.stimulus_id)
         .outerjoin(model, model.trial_id == Trial.id)
-        .where(Participant.token == bindparam("token"))
+        .where(Participant.token_hash == bindparam("token_hash"))
     )
 
 
@@ -489,7 +495,7 @@ _TARGET = {model: _target_query(model) for model in _ANSWER_COLUMNS}
 
 
 def _target(session: Session, token: str, trial_id: int, model: type[_Answer]) -> _Target:
-    row = session.execute(_TARGET[model], {"token": token, "trial_id": trial_id}).first()
+    row = session.execute(_TARGET[model], {"token_hash": token_hash(token), "trial_id": trial_id}).first()
     if row is None:
         raise NotFoundError(_UNKNOWN_TOKEN)
     if row.trial_id is None:

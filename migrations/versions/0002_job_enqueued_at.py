@@ -7,7 +7,7 @@ stimulus set and model to NULL.
 
 Revision ID: 0002
 Revises: 0001
-Create Date: 2026-12-02 10:00:00.000000
+Create Date: 2026-11-25 14:30:00.000000
 """
 
 from __future__ import annotations

@@ -15,6 +15,7 @@ from factories import mask_png
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
+from backend.auth import token_hash
 from backend.db import make_session_factory
 from backend.models import Job, Participant, Response, Stimulus, Study, Trial
 
@@ -35,7 +36,11 @@ def blob_files(data_dir: Path) -> list[Path]:
 
 def add_participant(session: Session, study: Study, index: int, *, external_id: str | None = None) -> Participant:
     participant = Participant(
-        study_id=study.id, token=secrets.token_urlsafe(24), external_id=external_id, index=index, consent=True
+        study_id=study.id,
+        token_hash=token_hash(secrets.token_urlsafe(24)),
+        external_id=external_id,
+        index=index,
+        consent=True,
     )
     session.add(participant)
     session.flush()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 import pytest
@@ -83,3 +84,31 @@ def test_postgres_migrations_match_models(empty_postgres_url: str) -> None:
     upgrade(empty_postgres_url)
     assert _diffs(empty_postgres_url) == []
     assert any(d[0] == "add_column" for d in _diffs(empty_postgres_url, _metadata_with_extra_column()))
+
+
+def test_sqlite_0003_hashes_existing_session_tokens_and_they_keep_working(tmp_path: Path) -> None:
+    from alembic import command
+    from sqlalchemy import text
+
+    from backend.services.participants import participant_by_token
+
+    url = f"sqlite:///{tmp_path / 'fresh.db'}"
+    command.upgrade(alembic_config(url), "0002")
+    engine = make_engine(url)
+    try:
+        with engine.begin() as conn:  # a session started before 0003: its token stored as it is
+            conn.execute(
+                text("INSERT INTO studies (id, slug, title, status, config, created_at) VALUES (1, 's', 'S', 'open', "
+                     "'{}', '2026-01-01')")
+            )  # fmt: skip
+            conn.execute(
+                text("INSERT INTO participants (id, study_id, token, \"index\", consent, client_info, started_at, "
+                     "flagged) VALUES (7, 1, 'old-plain-token', 0, 1, '{}', '2026-01-01', 0)")
+            )  # fmt: skip
+        upgrade(url)
+        with engine.connect() as conn:
+            assert conn.scalar(text("SELECT token FROM participants")) == hashlib.sha256(b"old-plain-token").hexdigest()
+        with session_scope(make_session_factory(engine)) as session:
+            assert participant_by_token(session, "old-plain-token").id == 7
+    finally:
+        engine.dispose()

@@ -19,6 +19,7 @@ import pytest
 from factories import mask_png
 from sqlalchemy import Engine, text
 
+from backend.auth import token_hash
 from tests.netkit import free_port, serving, uvicorn_cmd
 
 REPO = Path(__file__).resolve().parents[2]
@@ -114,7 +115,7 @@ async def run_participants(base: str, n: int, *, slug: str, think_s: float) -> O
 
 
 def stored_answers(engine: Engine) -> dict[tuple[str, int], list[tuple[Any, ...]]]:
-    """Every stored answer by (session token, trial id), as `Outcome.acknowledged` records them."""
+    """Every stored answer by (sha256 of the session token, trial id): the database keeps only the hash."""
     stored: dict[tuple[str, int], list[tuple[Any, ...]]] = {}
     with engine.connect() as conn:
         for token, trial_id, judgment, confidence, rt in conn.execute(
@@ -135,7 +136,8 @@ def stored_answers(engine: Engine) -> dict[tuple[str, int], list[tuple[Any, ...]
 
 
 def assert_exactly_once(out: Outcome, stored: dict[tuple[str, int], list[tuple[Any, ...]]]) -> None:
-    lost = [key for key in out.acknowledged if key not in stored]
+    acknowledged = {(token_hash(token), trial_id): ack for (token, trial_id), ack in out.acknowledged.items()}
+    lost = [key for key in acknowledged if key not in stored]
     duplicated = [key for key, rows in stored.items() if len(rows) > 1]
-    altered = [key for key, ack in out.acknowledged.items() if key in stored and stored[key][0] != ack]
+    altered = [key for key, ack in acknowledged.items() if key in stored and stored[key][0] != ack]
     assert not lost and not duplicated and not altered, (lost[:5], duplicated[:5], altered[:5])

@@ -124,7 +124,7 @@ def test_a_participant_reaches_only_their_own_session(client: TestClient, sessio
     assert client.get(f"/s/other/example/{alice}/clean").status_code == 404
     assert client.get("/s/pilot/example/not-a-token/clean").status_code == 404
     # A token is not an id: nothing answers to a participant id or index.
-    participant_id = session.scalar(select(Participant.id).where(Participant.token == bob))
+    participant_id = session.scalar(select(Participant.id).where(Participant.token_hash == token_hash(bob)))
     assert client.get(f"/api/v1/sessions/{participant_id}/next").status_code == 404
     session.expire_all()
     assert session.scalar(select(func.count()).select_from(Trial).join(Trial.response)) == 0
@@ -191,6 +191,22 @@ def test_api_tokens_are_stored_hashed_and_revocable(client: TestClient, session:
     assert r.status_code == 401 and "revoked" in r.json()["detail"]
 
 
+def test_session_tokens_are_stored_hashed_and_a_resume_revokes_the_old_one(
+    client: TestClient, session: Session, storage: BlobStore
+) -> None:
+    make_open_study(session, storage)
+    token = client.post("/api/v1/studies/pilot/sessions", json={"consent": True, "external_id": "p-1"}).json()["token"]
+    dump = " ".join(str(v) for row in session.execute(text("SELECT * FROM participants")).all() for v in row)
+    assert token not in dump and token_hash(token) in dump
+    stored = session.scalar(select(Participant.token_hash))
+    assert client.get(f"/api/v1/sessions/{stored}/next").status_code == 404  # the stored hash is not a credential
+    assert client.get(f"/api/v1/sessions/{token}/next").status_code == 200
+    again = client.post("/api/v1/studies/pilot/sessions", json={"consent": True, "external_id": "p-1"})
+    assert again.status_code == 200 and again.json()["token"] != token
+    assert client.get(f"/api/v1/sessions/{token}/next").status_code == 404
+    assert client.get(f"/api/v1/sessions/{again.json()['token']}/next").status_code == 200
+
+
 def test_login_is_throttled(client: TestClient, session: Session) -> None:
     make_user(session, ADMIN_EMAIL, password=ADMIN_PASSWORD, admin=True)
     for _ in range(MAX_FAILURES):
@@ -224,7 +240,7 @@ def test_admin_forms_carry_csrf_tokens_and_posts_need_them(
 ) -> None:
     study = make_open_study(session, storage)
     token = admin_client.post("/api/v1/studies/pilot/sessions", json={"consent": True}).json()["token"]
-    participant_id = session.scalar(select(Participant.id).where(Participant.token == token))
+    participant_id = session.scalar(select(Participant.id).where(Participant.token_hash == token_hash(token)))
     pages = [
         "/admin",
         "/admin/datasets",

@@ -108,7 +108,7 @@ def annotate(rt: Runtime, dataset_id: int, masks_per_image: list[list[bytes]]) -
         session.flush()
         n_people = max(len(m) for m in masks_per_image) + 1
         people = [
-            Participant(study_id=study.id, token=secrets.token_hex(8), index=i, flagged=i == n_people - 1)
+            Participant(study_id=study.id, token_hash=secrets.token_hex(32), index=i, flagged=i == n_people - 1)
             for i in range(n_people)
         ]
         session.add_all(people)

@@ -8,6 +8,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import event, select
 from sqlalchemy.orm import Session
 
+from backend.auth import token_hash
 from backend.models import Participant, Stimulus, Trial
 from backend.services.media import MediaCache
 from backend.storage import BlobStore
@@ -20,7 +21,7 @@ def _start(client: TestClient) -> str:
 
 
 def _urls_by_stimulus(session: Session, token: str) -> dict[int, str]:
-    participant = session.scalar(select(Participant).where(Participant.token == token))
+    participant = session.scalar(select(Participant).where(Participant.token_hash == token_hash(token)))
     return {t.stimulus_id: f"/api/v1/media/{t.media_key}" for t in participant.trials}
 
 

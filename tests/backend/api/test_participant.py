@@ -11,6 +11,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from backend.auth import token_hash
 from backend.models import Annotation, Participant, Response, Stimulus, Trial
 from backend.storage import BlobStore
 from backend.study.schedule import CATCH_EPS
@@ -99,7 +100,7 @@ def test_whole_session(client: TestClient, session: Session, storage: BlobStore)
     assert next_trial(client, token) == done  # stable
 
     session.expire_all()
-    participant = session.scalar(select(Participant).where(Participant.token == token))
+    participant = session.scalar(select(Participant).where(Participant.token_hash == token_hash(token)))
     assert participant.study_id == study.id and participant.index == 0 and participant.consent
     assert participant.external_id == "5f0c1a2b3c4d5e6f7a8b9c0d"
     assert participant.recruitment == {"PROLIFIC_PID": "5f0c1a2b3c4d5e6f7a8b9c0d", "STUDY_ID": "s1", "SESSION_ID": "x1"}
@@ -151,8 +152,11 @@ def test_resume_by_external_id(client: TestClient, session: Session, storage: Bl
 
     again = start(client, recruitment={"workerId": "worker-1", "assignmentId": "a2"})
     assert again.status_code == 200, again.text
-    assert again.json()["token"] == token and again.json()["resumed"] is True and again.json()["answered"] == 1
-    assert next_trial(client, token)["position"] == 1
+    assert again.json()["resumed"] is True and again.json()["answered"] == 1
+    resumed = again.json()["token"]
+    assert resumed != token  # a new token (only hashes are stored): the old one is revoked
+    assert next_trial(client, resumed)["position"] == 1
+    assert client.get(f"/api/v1/sessions/{token}/next").status_code == 404
 
     other = start(client, external_id="worker-2")
     assert other.status_code == 201 and other.json()["token"] != token
@@ -397,7 +401,7 @@ def test_schedules_follow_participant_index(client: TestClient, session: Session
     config = StudyConfig.model_validate(study.config)
     image_ids = sorted(session.scalars(select(Stimulus.image_id).distinct()).all())
     for index, token in enumerate(tokens):
-        participant = session.scalar(select(Participant).where(Participant.token == token))
+        participant = session.scalar(select(Participant).where(Participant.token_hash == token_hash(token)))
         assert participant.index == index
         expected = build_schedule(
             config, participant_index=index, image_ids=image_ids, eps_levels=[0.0, 2 / 255, 8 / 255]
