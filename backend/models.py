@@ -197,7 +197,10 @@ class Stimulus(Base):
 
 
 class Study(Base):
-    """A study participants take part in at /study/<slug>; `config` is a `backend.study.config.StudyConfig`."""
+    """A study participants take part in at /study/<slug>; `config` is a `backend.study.config.StudyConfig`.
+
+    `next_index` is the index the next new participant gets (`backend.services.participants.start_session`).
+    """
 
     __tablename__ = "studies"
     __table_args__ = (_one_of("status", STUDY_STATUSES),)
@@ -207,6 +210,7 @@ class Study(Base):
     title: Mapped[str] = mapped_column(String(255))
     status: Mapped[str] = mapped_column(String(8), default="draft")
     config: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    next_index: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 

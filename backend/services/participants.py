@@ -21,7 +21,7 @@ from typing import Any, TypeVar
 from urllib.parse import quote
 
 from pydantic import ValidationError
-from sqlalchemy import Select, and_, bindparam, exists, func, insert, select
+from sqlalchemy import Select, and_, bindparam, exists, func, insert, select, update
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.orm import Session, joinedload
 
@@ -65,13 +65,9 @@ class Outcome:
 # --- studies ---------------------------------------------------------------------------------------------
 
 
-def get_study(session: Session, slug: str, *, lock: bool = False) -> Study:
-    """The study `slug` (404 if none); `lock` holds its row until commit (PostgreSQL; SQLite locks the file)
-    and reads it afresh, also when this session has it loaded already."""
-    query = select(Study).where(Study.slug == slug)
-    if lock:
-        query = query.with_for_update().execution_options(populate_existing=True)
-    study = session.scalar(query)
+def get_study(session: Session, slug: str) -> Study:
+    """The study `slug` (404 if none)."""
+    study = session.scalar(select(Study).where(Study.slug == slug))
     if study is None:
         raise NotFoundError(f"no study with slug {slug!r}; check the link you were given")
     return study
@@ -106,24 +102,20 @@ def start_session(
     """A new session of study `slug` with its schedule, or the existing one of `external_id` (created False).
 
     Raises InvalidInputError without consent, NotFoundError for an unknown slug, ConflictError when the study
-    is not open, UnavailableError (503, Retry-After) while its stimuli are being generated. Call it first in
-    its transaction: losing an enrolment race rolls the transaction back and tries again.
+    is not open, UnavailableError (503, Retry-After) while its stimuli are being generated.
 
-    The study's row lock serialises the enrolments of a study, so it is held for as little as possible: the
-    stimulus index is read before it.
+    Commits twice: the participant index is taken from the study's counter (`_take_index`) in a transaction
+    of its own, so the study's row, which every enrolment of the study must lock, is locked for one UPDATE;
+    then the session and its trials are written in the caller's transaction. An index whose session could not
+    be written (a failure, or a race with a simultaneous start of the same external id) is not reused: indices
+    are unique and increasing, with rare gaps, which shift the rotation as a dropout does.
     """
     if consent is not True:
         raise InvalidInputError("consent must be true: the participant has to accept the consent text first")
     for attempt in range(_ENROLL_ATTEMPTS):
         if attempt:
             time.sleep(random.uniform(0.005, 0.05) * attempt)
-        # Locking the study row serialises enrolments of one study, so indices and external ids do not
-        # collide; the retry covers the databases that cannot lock a row (SQLite: stale snapshot errors).
-        unlocked = get_study(session, slug)
-        stimuli = None
-        if unlocked.status == "open":
-            stimuli = _StimulusIndex.load(session, study_config(unlocked).stimulus_set_id)
-        study = get_study(session, slug, lock=True)
+        study = get_study(session, slug)
         if external_id is not None:
             existing = session.scalar(
                 select(Participant).where(Participant.study_id == study.id, Participant.external_id == external_id)
@@ -134,24 +126,23 @@ def start_session(
                 return Enrolment(existing, token, created=False)
         if study.status != "open":
             raise ConflictError(f"study {slug!r} is {study.status}, not open; it does not accept participants now")
-        config = study_config(study)
-        if stimuli is None or stimuli.stimulus_set.id != config.stimulus_set_id:  # changed in the meantime
-            stimuli = _StimulusIndex.load(session, config.stimulus_set_id)
-        highest = session.scalar(select(func.max(Participant.index)).where(Participant.study_id == study.id))
-        index = 0 if highest is None else highest + 1
-        specs = stimuli.schedule(config, index)
-        stimulus_ids = [stimuli.stimulus_id(spec) for spec in specs]
-        token = secrets.token_urlsafe(24)
-        participant = Participant(
-            study_id=study.id,
-            token_hash=token_hash(token),
-            external_id=external_id,
-            index=index,
-            consent=True,
-            client_info=client_info or {},
-            recruitment=recruitment,
-        )
+        stimuli = _StimulusIndex.load(session, study_config(study).stimulus_set_id)  # 503 before taking an index
         try:
+            index, config = _take_index(session, study)
+            if config.stimulus_set_id != stimuli.stimulus_set.id:  # changed in the meantime
+                stimuli = _StimulusIndex.load(session, config.stimulus_set_id)
+            specs = stimuli.schedule(config, index)
+            stimulus_ids = [stimuli.stimulus_id(spec) for spec in specs]
+            token = secrets.token_urlsafe(24)
+            participant = Participant(
+                study_id=study.id,
+                token_hash=token_hash(token),
+                external_id=external_id,
+                index=index,
+                consent=True,
+                client_info=client_info or {},
+                recruitment=recruitment,
+            )
             session.add(participant)
             session.flush()
             session.execute(  # one executemany, no ORM objects
@@ -169,11 +160,30 @@ def start_session(
             )
             return Enrolment(participant, token, created=True, trials=len(specs))
         except (IntegrityError, OperationalError) as exc:
-            # Someone enrolled at the same time (same index or same external id): start over and look again.
+            # A simultaneous start of the same external id won (or SQLite was busy): start over and look again.
             session.rollback()
             if not _is_contention(exc):
                 raise
     raise ConflictError("too many participants are joining at this moment; try again in a few seconds")
+
+
+#: Hands out the next participant index of an open study: the row is locked for this statement and its commit.
+_TAKE_INDEX = (
+    update(Study)
+    .where(Study.id == bindparam("study_id"), Study.status == "open")
+    .values(next_index=Study.next_index + 1)
+    .returning(Study.next_index, Study.config)
+    .execution_options(synchronize_session=False)
+)
+
+
+def _take_index(session: Session, study: Study) -> tuple[int, StudyConfig]:
+    """(index, configuration) for a new participant of `study`, committed at once (see `start_session`)."""
+    row = session.execute(_TAKE_INDEX, {"study_id": study.id}).first()
+    session.commit()
+    if row is None:
+        raise ConflictError(f"study {study.slug!r} was closed just now; it does not accept participants now")
+    return row.next_index - 1, _validated_config(row.config, study.slug)
 
 
 @dataclass(frozen=True)

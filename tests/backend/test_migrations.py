@@ -112,3 +112,31 @@ def test_sqlite_0003_hashes_existing_session_tokens_and_they_keep_working(tmp_pa
             assert participant_by_token(session, "old-plain-token").id == 7
     finally:
         engine.dispose()
+
+
+def test_sqlite_0004_starts_each_study_counter_after_its_highest_index(tmp_path: Path) -> None:
+    from alembic import command
+    from sqlalchemy import text
+
+    url = f"sqlite:///{tmp_path / 'fresh.db'}"
+    command.upgrade(alembic_config(url), "0003")
+    engine = make_engine(url)
+    try:
+        with engine.begin() as conn:
+            for study_id in (1, 2):
+                conn.execute(
+                    text("INSERT INTO studies (id, slug, title, status, config, created_at) VALUES (:id, :slug, 'S', "
+                         "'open', '{}', '2026-01-01')"),
+                    {"id": study_id, "slug": f"s{study_id}"},
+                )  # fmt: skip
+            for pid, index in enumerate([0, 1, 4]):  # a gap: the counter goes after the highest
+                conn.execute(
+                    text("INSERT INTO participants (id, study_id, token, \"index\", consent, client_info, started_at, "
+                         "flagged) VALUES (:id, 1, :token, :index, 1, '{}', '2026-01-01', 0)"),
+                    {"id": pid + 1, "token": f"t{pid}", "index": index},
+                )  # fmt: skip
+        upgrade(url)
+        with engine.connect() as conn:
+            assert dict(conn.execute(text("SELECT id, next_index FROM studies")).all()) == {1: 5, 2: 0}
+    finally:
+        engine.dispose()

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import threading
 
+import pytest
 from factories import BOTH_DATABASES, make_open_study
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
 from backend.db import make_session_factory, session_scope
 from backend.models import Participant, Trial
+from backend.services.errors import ConflictError
 from backend.services.participants import start_session
 from backend.storage import BlobStore
 
@@ -54,3 +56,24 @@ def test_simultaneous_starts_of_one_person_make_one_session(
     assert errors == []
     session.expire_all()
     assert len(session.scalars(select(Participant)).all()) == 1
+
+
+def test_indices_come_from_the_study_counter_and_are_never_reused(session: Session, storage: BlobStore) -> None:
+    """A withdrawn participant's index is not handed out again (max + 1 would have), and a closed study
+    hands out none."""
+    study = make_open_study(session, storage)
+    first = start_session(session, "pilot", consent=True).participant
+    second = start_session(session, "pilot", consent=True).participant
+    session.commit()
+    assert (first.index, second.index) == (0, 1)
+    session.delete(second)
+    session.commit()
+    assert start_session(session, "pilot", consent=True).participant.index == 2
+    session.commit()
+    study.status = "closed"
+    session.commit()
+    with pytest.raises(ConflictError):
+        start_session(session, "pilot", consent=True)
+    session.rollback()
+    session.refresh(study)
+    assert study.next_index == 3
