@@ -26,7 +26,8 @@ POSTGRES_MAX_OVERFLOW = 20
 #: more only queue up for the GIL and the database's cores: with 40 (the thread pool's size) the thread
 #: hand-offs themselves took 13% of the service's CPU time under benchmarks/load.py.
 DB_THREADS = 8
-#: Session starts running at once per API process: they are serialised by the study's row lock anyway.
+#: Session starts running at once per API process; 4 made starts and everyone's next trial slower under
+#: benchmarks/load.py's arrival burst (CPU-bound on 2 cores).
 ENROL_THREADS = 2
 #: How long a SQLite writer waits for the lock held by another process (the worker) before failing.
 SQLITE_BUSY_TIMEOUT_MS = 15_000

@@ -459,7 +459,7 @@ def report(stats: Stats, wall: float, bare: Stats, bare_wall: float, probe: Stat
 
 def report_phases(stats: Stats, names: tuple[str, ...] = ("GET next", "POST response")) -> None:
     """p99 of `names` while participants are still arriving (until the last session start returned) and after:
-    the arrivals are the expensive, serialised part (each start takes the study's row lock)."""
+    the arrivals are the expensive part (a session start writes a schedule of trials)."""
     starts = stats.started.get("POST sessions", [])
     if not starts:
         return

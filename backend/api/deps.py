@@ -41,8 +41,9 @@ async def in_transaction(request: Request, work: Callable[[Session], _T], *, enr
     the answer from the rows before the commit, and a failed commit raises, so no 2xx is ever sent for an
     answer that was not stored. At most `DB_THREADS` of these run at once per process (`app.state.db_limiter`);
     the rest wait in the event loop, holding nothing. Session starts (`enrolment`) have their own, smaller
-    limiter: they queue on the study's row lock, and must not take the slots of the per-trial requests while
-    they wait (a burst of new participants otherwise stalled everyone's next trial for seconds).
+    limiter: they are several times dearer (a schedule, a row per trial) and come in bursts, and must not take
+    the slots of the per-trial requests (a burst of new participants otherwise stalled everyone's next trial
+    for seconds).
     """
     factory = request.app.state.session_factory
 
