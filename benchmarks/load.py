@@ -1,6 +1,6 @@
 """Load: simulated participants doing whole sessions against uvicorn + PostgreSQL, all on loopback.
 
-    .venv/bin/python benchmarks/load.py --participants 200 [--postgres-url URL] [--workers 2] [--think-ms 1000]
+    .venv/bin/python benchmarks/load.py --participants 200 [--postgres-url URL] [--workers 2] [--think-ms 3000]
 
 What it does, in one run:
 
@@ -560,7 +560,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--participants", type=int, default=200)
     parser.add_argument("--postgres-url", default=None)
     parser.add_argument("--workers", type=int, default=2, help="uvicorn worker processes (both servers)")
-    parser.add_argument("--think-ms", type=float, default=1000.0, help="mean pause per trial; 0 = no pause")
+    parser.add_argument(
+        "--think-ms",
+        type=float,
+        default=3000.0,
+        help="mean pause per trial (default: a brisk participant: fixation, stimulus, judgment, confidence); 0 = none",
+    )
     parser.add_argument("--max-seconds", type=float, default=240.0, help="stop the participants after this")
     parser.add_argument("--keep-logs", action="store_true", help="print the server log at the end")
     parser.add_argument(
