@@ -32,10 +32,13 @@ def uvicorn_cmd(target: str, port: int, *, workers: int = 1, extra: tuple[str, .
 
 
 @contextmanager
-def serving(cmd: list[str], *, env: dict[str, str], log: Path, ready_url: str) -> Iterator[subprocess.Popen]:
-    """The server `cmd` in a subprocess (output to `log`, run from the repository root), yielded once
-    `ready_url` answers 200; stopped afterwards (SIGTERM, then SIGKILL after 15 s)."""
-    with open(log, "wb") as fh:
+def serving(
+    cmd: list[str], *, env: dict[str, str], log: Path, ready_url: str, append: bool = False
+) -> Iterator[subprocess.Popen]:
+    """The server `cmd` in a subprocess (output to `log`, after what it holds if `append`; run from the
+    repository root), yielded once `ready_url` answers 200; stopped afterwards (SIGTERM, then SIGKILL after
+    15 s)."""
+    with open(log, "ab" if append else "wb") as fh:
         proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=fh, stderr=subprocess.STDOUT)
     try:
         deadline = time.monotonic() + 60

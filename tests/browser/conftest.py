@@ -12,11 +12,7 @@ from __future__ import annotations
 import importlib.util
 import os
 import secrets
-import signal
-import subprocess
 import sys
-import time
-import urllib.request
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
@@ -30,7 +26,7 @@ from backend.db import make_engine, make_session_factory
 from backend.migrate import upgrade
 from backend.storage import BlobStore
 from tests.backend.fixtures import fresh_schema
-from tests.netkit import free_port
+from tests.netkit import free_port, serving, uvicorn_cmd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -54,7 +50,8 @@ TEST_SECRET = "browser-test-secret-" + "x" * 32
 
 
 class LiveServer:
-    """`uvicorn --factory backend.main:create_app` on a fixed port; stop() and start() again on the same port."""
+    """`uvicorn --factory backend.main:create_app` on a fixed port; stop() and start() again on the same port
+    (one log across restarts)."""
 
     def __init__(self, database_url: str, data_dir: Path, log_path: Path) -> None:
         self.database_url = database_url
@@ -62,7 +59,7 @@ class LiveServer:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = log_path
-        self.process: subprocess.Popen[bytes] | None = None
+        self._running: ExitStack | None = None
         self.storage = BlobStore(data_dir / "blobs", durable=False)
         self.engine: Engine = make_engine(database_url)
         self.sessions = make_session_factory(self.engine)
@@ -75,34 +72,18 @@ class LiveServer:
             "SIPAT_SECRET_KEY": TEST_SECRET,
             "SIPAT_ENV": "development",
         }
-        cmd = [sys.executable, "-m", "uvicorn", "--factory", "backend.main:create_app"]
-        cmd += ["--host", "127.0.0.1", "--port", str(self.port), "--log-level", "warning"]
-        log = self.log_path.open("ab")
-        self.process = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-        log.close()
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"uvicorn exited with {self.process.returncode}:\n{self.log_path.read_text()}")
-            try:
-                with urllib.request.urlopen(f"{self.url}/api/v1/health", timeout=1) as r:
-                    if r.status == 200:
-                        return
-            except OSError:
-                time.sleep(0.05)
-        raise RuntimeError(f"uvicorn did not answer within 30 s:\n{self.log_path.read_text()}")
+        cmd = uvicorn_cmd("backend.main:create_app", self.port)
+        running = ExitStack()
+        running.enter_context(
+            serving(cmd, env=env, log=self.log_path, ready_url=f"{self.url}/api/v1/health", append=True)
+        )
+        self._running = running
 
     def stop(self) -> None:
         """Stop the server (SIGTERM, then SIGKILL); connections are refused until start()."""
-        if self.process is None:
-            return
-        self.process.send_signal(signal.SIGTERM)
-        try:
-            self.process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
-        self.process = None
+        if self._running is not None:
+            self._running.close()
+            self._running = None
 
     def session(self) -> Session:
         return self.sessions()
