@@ -15,7 +15,6 @@ from pathlib import Path
 import pytest
 
 from tests.backend.fixtures import *  # noqa: F403
-from tests.backend.fixtures import fresh_schema
 
 TESTS = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(TESTS / "backend"))  # factories.py
@@ -23,12 +22,6 @@ sys.path.insert(0, str(TESTS / "worker"))  # workerkit.py
 sys.path.insert(0, str(TESTS / "reliability"))  # faultkit.py
 
 from faultkit import need  # noqa: E402
-
-
-@pytest.fixture(scope="session")
-def fresh_schema_cm():
-    """`fresh_schema_cm(postgres_url)`: a context manager giving the URL of a new schema, dropped afterwards."""
-    return fresh_schema
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

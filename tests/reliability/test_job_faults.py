@@ -32,6 +32,7 @@ from backend.migrate import upgrade
 from backend.models import Job
 from backend.queue import enqueue, make_celery
 from backend.services.jobs import create_train_job
+from tests.backend.fixtures import fresh_schema
 from worker.runtime import Runtime
 
 pytestmark = [pytest.mark.faults, pytest.mark.postgres, pytest.mark.redis, pytest.mark.timeout(180)]
@@ -67,10 +68,10 @@ def _settled(rt: Runtime, job_id: int) -> bool:
 
 
 def test_jobs_survive_a_redis_restart_and_a_killed_worker(
-    root: None, postgres_url: str, redis_url: str, fresh_schema_cm, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    root: None, postgres_url: str, redis_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     need(shutil.which("redis-server") is not None and shutil.which("redis-cli") is not None, "redis tools missing")
-    with fresh_schema_cm(postgres_url) as url:
+    with fresh_schema(postgres_url) as url:
         upgrade(url)
         settings = make_settings(
             url, tmp_path, broker_url=redis_url, queue_prefix=f"f{secrets.token_hex(4)}-", job_requeue_after_s=3.0

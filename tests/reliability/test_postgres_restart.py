@@ -18,6 +18,7 @@ from faultkit import assert_exactly_once, run_participants, stored_answers, uvic
 from backend.db import make_engine, make_session_factory
 from backend.migrate import upgrade
 from backend.storage import BlobStore
+from tests.backend.fixtures import fresh_schema
 
 pytestmark = [pytest.mark.faults, pytest.mark.postgres, pytest.mark.timeout(120)]
 
@@ -37,10 +38,8 @@ def _restart_postgres(version: str, delay_s: float, done: list[float]) -> None:
     done.append(time.monotonic() - t0)
 
 
-def test_answers_survive_a_postgres_restart(
-    pg_cluster: str, postgres_url: str, fresh_schema_cm, tmp_path: Path
-) -> None:
-    with fresh_schema_cm(postgres_url) as url:
+def test_answers_survive_a_postgres_restart(pg_cluster: str, postgres_url: str, tmp_path: Path) -> None:
+    with fresh_schema(postgres_url) as url:
         upgrade(url)
         engine = make_engine(url)
         data_dir = tmp_path / "data"

@@ -17,7 +17,6 @@ from sqlalchemy.orm import Session
 
 from backend.migrate import upgrade
 from backend.settings import Settings
-from tests.backend.fixtures import fresh_schema as _fresh_schema
 from worker.runtime import Runtime
 
 TESTS = Path(__file__).resolve().parent.parent
@@ -25,12 +24,6 @@ sys.path.insert(0, str(TESTS / "backend"))  # factories.py (make_dataset, make_u
 sys.path.insert(0, str(TESTS / "worker"))  # workerkit.py
 
 from workerkit import import_mnist, make_settings  # noqa: E402
-
-
-@pytest.fixture(scope="session")
-def fresh_schema():
-    """`fresh_schema(postgres_url)`: context manager giving the URL of a new schema, dropped afterwards."""
-    return _fresh_schema
 
 
 @pytest.fixture(scope="session")

@@ -29,12 +29,13 @@ from backend.services.jobs import (
     run_job,
 )
 from backend.storage import BlobStore
+from tests.backend.fixtures import fresh_schema
 
 FAST = JobTimings(heartbeat_s=0.05, stale_after_s=60, progress_min_interval_s=1.0, wait_retry_s=2.0)
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def factory(request: pytest.FixtureRequest, tmp_path: Path, fresh_schema):
+def factory(request: pytest.FixtureRequest, tmp_path: Path):
     """A session factory on a migrated database: SQLite, and PostgreSQL (a schema of its own)."""
     if request.param == "sqlite":
         url = f"sqlite:///{tmp_path / 'jobs.db'}"

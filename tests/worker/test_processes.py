@@ -40,6 +40,7 @@ from backend.queue import enqueue, make_celery, queue_names
 from backend.services.jobs import create_train_job
 from backend.settings import Settings
 from sipat.training import read_checkpoint
+from tests.backend.fixtures import fresh_schema
 from worker.runtime import Runtime
 
 REPO = Path(__file__).resolve().parents[2]
@@ -134,7 +135,7 @@ def assert_valid_stimuli(rt: Runtime, set_id: int, levels: list[float]) -> None:
 
 
 @pytest.fixture(params=["embedded", pytest.param("distributed", marks=[pytest.mark.postgres, pytest.mark.redis])])
-def stack(request: pytest.FixtureRequest, tmp_path: Path, sqlite_template: Path, fresh_schema) -> Iterator[Settings]:
+def stack(request: pytest.FixtureRequest, tmp_path: Path, sqlite_template: Path) -> Iterator[Settings]:
     """Settings of a whole stack: SQLite + SQLite broker, or PostgreSQL + Redis."""
     if request.param == "embedded":
         db = tmp_path / "sipat.db"
