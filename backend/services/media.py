@@ -48,9 +48,9 @@ class MediaCache:
     database query and no thread hand-off, a third of the participant requests under
     `benchmarks/load.py`. Blobs are content-addressed and never change, so their bytes can be kept; a key is
     trusted for `key_ttl_s` only (a trial's image is fetched seconds after its `next`), after which it is
-    looked up again; so for up to that long a deleted session's keys still serve their (non-personal) images. Bounded: `max_keys` keys and `max_bytes` of blobs, least recently used evicted first;
-    blobs over `max_blob_bytes` are not kept. Thread-safe (filled from the database threads, read from the
-    event loop).
+    looked up again, so a deleted session's keys still serve their (non-personal) images for up to that long.
+    Bounded: `max_keys` keys and `max_bytes` of blobs, least recently used evicted first; blobs over
+    `max_blob_bytes` are not kept. Thread-safe (filled from the database threads, read from the event loop).
     """
 
     def __init__(

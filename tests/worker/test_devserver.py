@@ -59,7 +59,7 @@ def test_prepare_seeds_the_demo_once(tmp_path: Path, monkeypatch: pytest.MonkeyP
             train = session.get(Job, model.job_id)
             assert study.status == "open" and sset.dataset_id == dataset.id and sset.status == "pending"
             assert sset.eps_levels == DEMO_EPS and session.get(Job, sset.job_id).status == "queued"
-            assert train.kind == "train" and train.params["arch"] == "small_cnn" and train.params["epochs"] == 1
+            assert train.kind == "train" and train.params["arch"] == "small_cnn" and train.params["epochs"] == 10
 
         second = prepare(settings)  # a second `make run`
         assert not second.demo_created and second.admin_password is None
