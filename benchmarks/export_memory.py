@@ -21,15 +21,9 @@ import threading
 import time
 from pathlib import Path
 
-from load import (
-    bench_schema,
-    free_port,
-    postgres_url_from,
-    seed_study,
-    server,
-    service_env,
-    uvicorn_cmd,
-)
+from load import bench_schema, postgres_url_from, seed_study, service_env  # puts the repository on sys.path
+
+from tests.netkit import free_port, serving, uvicorn_cmd
 
 TRIALS_PER_PARTICIPANT = 100
 
@@ -187,8 +181,9 @@ def main(argv: list[str] | None = None) -> int:
         token = api_token(url)
         port = free_port()
         log = Path(tmp) / "server.log"
-        cmd = uvicorn_cmd("backend.main:create_app", port, 1)
-        with server(cmd, port, service_env(url, data_dir), log, ready_path="/api/v1/health") as proc:
+        cmd = uvicorn_cmd("backend.main:create_app", port)
+        ready = f"http://127.0.0.1:{port}/api/v1/health"
+        with serving(cmd, env=service_env(url, data_dir), log=log, ready_url=ready) as proc:
             results = []
             for label, study_id, rows in (("small", small_id, args.small), ("large", big_id, args.rows)):
                 path = f"/api/v1/studies/{study_id}/export/responses.csv"
