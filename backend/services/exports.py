@@ -1,9 +1,9 @@
 """Study data as CSV or JSON, streamed in constant memory.
 
-Rows are read in batches of `BATCH_ROWS` (`yield_per`: a server-side cursor on PostgreSQL, `fetchmany` on
-SQLite) and each batch is encoded and handed on before the next is read, so an export of a million responses
-holds one batch at a time. The export opens its own session (`session_factory`), because the response body is
-produced after the request's own transaction has ended.
+Rows are read as plain column tuples (no ORM objects) in batches of `BATCH_ROWS` (`yield_per`: a server-side
+cursor on PostgreSQL, `fetchmany` on SQLite) and each batch is encoded and handed on before the next is read,
+so an export of a million responses holds one batch at a time. The export opens its own session
+(`session_factory`), because the response body is produced after the request's own transaction has ended.
 
 Cells: timestamps as ISO 8601 (UTC), booleans as true/false, JSON-valued fields (client timestamps, client
 info, recruitment ids) as compact JSON text in CSV and as objects in JSON, missing values empty (CSV) or null.
@@ -60,7 +60,28 @@ def _batches(session: Session, query: Select[Any], to_row: Callable[[Any], dict[
 
 def _response_batches(session: Session, study_id: int, _mask_url: str) -> Iterator[Batch]:
     query = (
-        select(Response, Trial, Participant, Stimulus, Image.label, Image.filename, StimulusSet.masked)
+        select(
+            Response.id.label("response_id"),
+            Participant.id.label("participant_id"),
+            Participant.external_id.label("participant_external_id"),
+            Participant.index.label("participant_index"),
+            Participant.flagged.label("participant_flagged"),
+            Trial.id.label("trial_id"),
+            Trial.position,
+            Trial.phase,
+            Stimulus.stimulus_set_id,
+            Stimulus.id.label("stimulus_id"),
+            Stimulus.image_id,
+            Image.filename.label("image_filename"),
+            Image.label,
+            Stimulus.eps,
+            StimulusSet.masked,
+            Response.judgment,
+            Response.confidence,
+            Response.rt_ms,
+            Response.created_at,
+            Response.client_timestamps,
+        )
         .join(Trial, Trial.id == Response.trial_id)
         .join(Participant, Participant.id == Trial.participant_id)
         .join(Stimulus, Stimulus.id == Trial.stimulus_id)
@@ -71,32 +92,10 @@ def _response_batches(session: Session, study_id: int, _mask_url: str) -> Iterat
     )
 
     def to_row(row: Any) -> dict[str, Any]:
-        response, trial, person, stimulus, label, filename, masked = row
-        expected = "perturbed" if stimulus.eps > 0 else "clean"
-        return {
-            "response_id": response.id,
-            "participant_id": person.id,
-            "participant_external_id": person.external_id,
-            "participant_index": person.index,
-            "participant_flagged": person.flagged,
-            "trial_id": trial.id,
-            "position": trial.position,
-            "phase": trial.phase,
-            "stimulus_set_id": stimulus.stimulus_set_id,
-            "stimulus_id": stimulus.id,
-            "image_id": stimulus.image_id,
-            "image_filename": filename,
-            "label": label,
-            "eps": stimulus.eps,
-            "masked": masked,
-            "expected": expected,
-            "judgment": response.judgment,
-            "correct": response.judgment == expected,
-            "confidence": response.confidence,
-            "rt_ms": response.rt_ms,
-            "created_at": response.created_at,
-            "client_timestamps": response.client_timestamps,
-        }
+        values = row._asdict()
+        values["expected"] = expected = "perturbed" if row.eps > 0 else "clean"
+        values["correct"] = row.judgment == expected
+        return values
 
     return _batches(session, query, to_row)
 
@@ -135,7 +134,23 @@ def _participant_batches(session: Session, study_id: int, _mask_url: str) -> Ite
 
 def _annotation_batches(session: Session, study_id: int, mask_url: str) -> Iterator[Batch]:
     query = (
-        select(Annotation, Trial, Participant, Stimulus.image_id, Stimulus.id, Image.label)
+        select(
+            Annotation.id.label("annotation_id"),
+            Participant.id.label("participant_id"),
+            Participant.external_id.label("participant_external_id"),
+            Participant.index.label("participant_index"),
+            Trial.id.label("trial_id"),
+            Trial.position,
+            Stimulus.image_id,
+            Image.label,
+            Stimulus.id.label("stimulus_id"),
+            Annotation.width,
+            Annotation.height,
+            Annotation.mask_sha256,
+            Annotation.strokes,
+            Annotation.duration_ms,
+            Annotation.created_at,
+        )
         .join(Trial, Trial.id == Annotation.trial_id)
         .join(Participant, Participant.id == Trial.participant_id)
         .join(Stimulus, Stimulus.id == Trial.stimulus_id)
@@ -145,25 +160,11 @@ def _annotation_batches(session: Session, study_id: int, mask_url: str) -> Itera
     )
 
     def to_row(row: Any) -> dict[str, Any]:
-        annotation, trial, person, image_id, stimulus_id, label = row
-        return {
-            "annotation_id": annotation.id,
-            "participant_id": person.id,
-            "participant_external_id": person.external_id,
-            "participant_index": person.index,
-            "trial_id": trial.id,
-            "position": trial.position,
-            "image_id": image_id,
-            "label": label,
-            "stimulus_id": stimulus_id,
-            "width": annotation.width,
-            "height": annotation.height,
-            "mask_sha256": annotation.mask_sha256,
-            "mask_url": mask_url.format(annotation_id=annotation.id),
-            "strokes_length": len(annotation.strokes) if isinstance(annotation.strokes, list | dict) else 0,
-            "duration_ms": annotation.duration_ms,
-            "created_at": annotation.created_at,
-        }
+        values = row._asdict()
+        strokes = values.pop("strokes")
+        values["strokes_length"] = len(strokes) if isinstance(strokes, list | dict) else 0
+        values["mask_url"] = mask_url.format(annotation_id=row.annotation_id)
+        return values
 
     return _batches(session, query, to_row)
 
