@@ -58,38 +58,52 @@ def _batches(session: Session, query: Select[Any], to_row: Callable[[Any], dict[
         yield [to_row(row) for row in partition]
 
 
-def _response_batches(session: Session, study_id: int, _mask_url: str) -> Iterator[Batch]:
-    query = (
-        select(
-            Response.id.label("response_id"),
-            Participant.id.label("participant_id"),
-            Participant.external_id.label("participant_external_id"),
-            Participant.index.label("participant_index"),
-            Participant.flagged.label("participant_flagged"),
-            Trial.id.label("trial_id"),
-            Trial.position,
-            Trial.phase,
-            Stimulus.stimulus_set_id,
-            Stimulus.id.label("stimulus_id"),
-            Stimulus.image_id,
-            Image.filename.label("image_filename"),
-            Image.label,
-            Stimulus.eps,
-            StimulusSet.masked,
-            Response.judgment,
-            Response.confidence,
-            Response.rt_ms,
-            Response.created_at,
-            Response.client_timestamps,
-        )
-        .join(Trial, Trial.id == Response.trial_id)
+#: Who answered and which trial: the first columns of the response and annotation exports.
+_WHO_AND_WHERE = (
+    Participant.id.label("participant_id"),
+    Participant.external_id.label("participant_external_id"),
+    Participant.index.label("participant_index"),
+    Trial.id.label("trial_id"),
+    Trial.position,
+)
+
+
+def _answers(model: type[Response | Annotation], study_id: int, *columns: Any) -> Select[Any]:
+    """`columns` of the answers (`model`) of study `study_id`, joined with their trial, participant, stimulus and
+    image, in session and trial order."""
+    return (
+        select(*columns)
+        .select_from(model)
+        .join(Trial, Trial.id == model.trial_id)
         .join(Participant, Participant.id == Trial.participant_id)
         .join(Stimulus, Stimulus.id == Trial.stimulus_id)
-        .join(StimulusSet, StimulusSet.id == Stimulus.stimulus_set_id)
         .join(Image, Image.id == Stimulus.image_id)
         .where(Participant.study_id == study_id)
         .order_by(Participant.index, Trial.position)
     )
+
+
+def _response_batches(session: Session, study_id: int, _mask_url: str) -> Iterator[Batch]:
+    query = _answers(
+        Response,
+        study_id,
+        Response.id.label("response_id"),
+        *_WHO_AND_WHERE,
+        Participant.flagged.label("participant_flagged"),
+        Trial.phase,
+        Stimulus.stimulus_set_id,
+        Stimulus.id.label("stimulus_id"),
+        Stimulus.image_id,
+        Image.filename.label("image_filename"),
+        Image.label,
+        Stimulus.eps,
+        StimulusSet.masked,
+        Response.judgment,
+        Response.confidence,
+        Response.rt_ms,
+        Response.created_at,
+        Response.client_timestamps,
+    ).join(StimulusSet, StimulusSet.id == Stimulus.stimulus_set_id)
 
     def to_row(row: Any) -> dict[str, Any]:
         values = row._asdict()
@@ -133,30 +147,20 @@ def _participant_batches(session: Session, study_id: int, _mask_url: str) -> Ite
 
 
 def _annotation_batches(session: Session, study_id: int, mask_url: str) -> Iterator[Batch]:
-    query = (
-        select(
-            Annotation.id.label("annotation_id"),
-            Participant.id.label("participant_id"),
-            Participant.external_id.label("participant_external_id"),
-            Participant.index.label("participant_index"),
-            Trial.id.label("trial_id"),
-            Trial.position,
-            Stimulus.image_id,
-            Image.label,
-            Stimulus.id.label("stimulus_id"),
-            Annotation.width,
-            Annotation.height,
-            Annotation.mask_sha256,
-            Annotation.strokes,
-            Annotation.duration_ms,
-            Annotation.created_at,
-        )
-        .join(Trial, Trial.id == Annotation.trial_id)
-        .join(Participant, Participant.id == Trial.participant_id)
-        .join(Stimulus, Stimulus.id == Trial.stimulus_id)
-        .join(Image, Image.id == Stimulus.image_id)
-        .where(Participant.study_id == study_id)
-        .order_by(Participant.index, Trial.position)
+    query = _answers(
+        Annotation,
+        study_id,
+        Annotation.id.label("annotation_id"),
+        *_WHO_AND_WHERE,
+        Stimulus.image_id,
+        Image.label,
+        Stimulus.id.label("stimulus_id"),
+        Annotation.width,
+        Annotation.height,
+        Annotation.mask_sha256,
+        Annotation.strokes,
+        Annotation.duration_ms,
+        Annotation.created_at,
     )
 
     def to_row(row: Any) -> dict[str, Any]:
