@@ -49,10 +49,12 @@ async def get_media(
 
         def read(session: Session) -> bytes:
             sha256 = stimulus_for_key(session, media_key).sha256
-            with storage.open(sha256) as fh:
-                blob = fh.read()
             cache.remember(media_key, sha256)
-            cache.keep(sha256, blob)
+            blob = cache.blob(sha256)
+            if blob is None:
+                with storage.open(sha256) as fh:
+                    blob = fh.read()
+                cache.keep(sha256, blob)
             return blob
 
         data = await in_transaction(request, read)

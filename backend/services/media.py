@@ -43,10 +43,11 @@ def media_type(head: bytes) -> str:
 class MediaCache:
     """What a process recently served: media key -> blob sha256, and the bytes of small blobs.
 
-    The image request follows its trial's `next` answer on the same keep-alive connection, so the process that
-    answered `next` (and remembered the key) nearly always serves the image too: with a hit it needs no
-    database query and no thread hand-off, a third of the participant requests under
-    `benchmarks/load.py`. Blobs are content-addressed and never change, so their bytes can be kept; a key is
+    The image request follows its trial's `next` answer, often on the same keep-alive connection and so in the
+    process that answered `next` and remembered the key: then it needs no database query and no thread
+    hand-off (a third of the participant requests under `benchmarks/load.py`, whose clients keep one
+    connection each). A browser may send it on another connection, to another process: a miss, answered by
+    the lookup. Blobs are content-addressed and never change, so their bytes can be kept; a key is
     trusted for `key_ttl_s` only (a trial's image is fetched seconds after its `next`), after which it is
     looked up again, so a deleted session's keys still serve their (non-personal) images for up to that long.
     Bounded: `max_keys` keys and `max_bytes` of blobs, least recently used evicted first; blobs over
@@ -86,6 +87,10 @@ class MediaCache:
             self._bytes += len(data)
             while self._bytes > self.max_bytes:
                 self._bytes -= len(self._blobs.popitem(last=False)[1])
+
+    def blob(self, sha256: str) -> bytes | None:
+        with self._lock:
+            return self._blobs.get(sha256)
 
     def image(self, media_key: str) -> bytes | None:
         """The image of `media_key` if both its key (unexpired) and its bytes are here, else None."""

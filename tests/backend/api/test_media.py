@@ -113,3 +113,23 @@ def test_media_cache_forgets_expired_keys_and_bounds_its_size(monkeypatch: pytes
     cache.keep("c", b"123456")  # 5 + 6 > max_bytes: the least recently used blob ("a") goes
     cache.remember("kc", "c")
     assert cache.image("kc") == b"123456" and cache.image("k3") is None
+
+
+def test_image_of_a_key_this_process_did_not_hand_out_is_looked_up(
+    client: TestClient, session: Session, storage: BlobStore
+) -> None:
+    """As when a browser fetches the image over another connection, from another process: the key is looked
+    up in the database, and the blob's bytes come from the cache when this process has them."""
+    make_open_study(session, storage, n_main=6)
+    token = _start(client)
+    url = client.get(f"/api/v1/sessions/{token}/next").json()["image_url"]
+    key = url.rsplit("/", 1)[1]
+    sha = session.scalar(select(Stimulus.sha256).join(Trial).where(Trial.media_key == key))
+    data = storage.get(sha)
+    other = MediaCache()  # this process never answered that `next`, but has served the same stimulus before
+    other.keep(sha, data)
+    client.app.state.media_cache = other
+    storage.path(sha).unlink()  # so the bytes can only come from the cache
+    r = client.get(url)
+    assert r.status_code == 200 and r.content == data
+    assert other.image(key) == data  # remembered now
