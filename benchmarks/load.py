@@ -48,6 +48,7 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from tests.answers import discrepancies  # noqa: E402
 from tests.netkit import free_port, serving, uvicorn_cmd  # noqa: E402  (one server launcher for tests and benchmarks)
 
 SECRET = "bench-secret-" + "z" * 40
@@ -475,39 +476,15 @@ def report_phases(stats: Stats, names: tuple[str, ...] = ("GET next", "POST resp
 
 def check_answers(url: str, stats: Stats) -> tuple[int, int, int, int]:
     """(acknowledged, lost, duplicated, altered): every acknowledged answer must be stored exactly once with
-    the values that were sent (the database keeps the sha256 of each session token, not the token)."""
-    from sqlalchemy import text
-
-    from backend.auth import token_hash
+    the values that were sent (`tests.answers`)."""
     from backend.db import make_engine
 
     engine = make_engine(url)
     try:
-        with engine.connect() as conn:
-            responses = conn.execute(
-                text(
-                    "SELECT p.token, r.trial_id, r.judgment, r.confidence, r.rt_ms FROM responses r "
-                    "JOIN trials t ON t.id = r.trial_id JOIN participants p ON p.id = t.participant_id"
-                )
-            ).all()
-            annotations = conn.execute(
-                text(
-                    "SELECT p.token, a.trial_id, a.duration_ms FROM annotations a "
-                    "JOIN trials t ON t.id = a.trial_id JOIN participants p ON p.id = t.participant_id"
-                )
-            ).all()
+        found = discrepancies(engine, stats.acknowledged)
     finally:
         engine.dispose()
-    stored: dict[tuple[str, int], list[tuple[Any, ...]]] = defaultdict(list)
-    for token, trial_id, judgment, confidence, rt in responses:
-        stored[(token, trial_id)].append(("response", judgment, confidence, rt))
-    for token, trial_id, duration in annotations:
-        stored[(token, trial_id)].append(("annotation", duration))
-    acknowledged = {(token_hash(token), trial_id): ack for (token, trial_id), ack in stats.acknowledged.items()}
-    lost = sum(1 for key in acknowledged if key not in stored)
-    duplicated = sum(1 for rows in stored.values() if len(rows) > 1)
-    altered = sum(1 for key, ack in acknowledged.items() if key in stored and stored[key][0] != ack)
-    return len(acknowledged), lost, duplicated, altered
+    return len(stats.acknowledged), len(found.lost), len(found.duplicated), len(found.altered)
 
 
 def cpu_seconds(pid: int) -> tuple[float, float]:

@@ -17,9 +17,9 @@ from typing import Any
 import httpx
 import pytest
 from factories import mask_png
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine
 
-from backend.auth import token_hash
+from tests.answers import discrepancies
 from tests.netkit import free_port, serving, uvicorn_cmd
 
 REPO = Path(__file__).resolve().parents[2]
@@ -114,30 +114,6 @@ async def run_participants(base: str, n: int, *, slug: str, think_s: float) -> O
     return out
 
 
-def stored_answers(engine: Engine) -> dict[tuple[str, int], list[tuple[Any, ...]]]:
-    """Every stored answer by (sha256 of the session token, trial id): the database keeps only the hash."""
-    stored: dict[tuple[str, int], list[tuple[Any, ...]]] = {}
-    with engine.connect() as conn:
-        for token, trial_id, judgment, confidence, rt in conn.execute(
-            text(
-                "SELECT p.token, r.trial_id, r.judgment, r.confidence, r.rt_ms FROM responses r "
-                "JOIN trials t ON t.id = r.trial_id JOIN participants p ON p.id = t.participant_id"
-            )
-        ):
-            stored.setdefault((token, trial_id), []).append(("response", judgment, confidence, rt))
-        for token, trial_id, duration in conn.execute(
-            text(
-                "SELECT p.token, a.trial_id, a.duration_ms FROM annotations a "
-                "JOIN trials t ON t.id = a.trial_id JOIN participants p ON p.id = t.participant_id"
-            )
-        ):
-            stored.setdefault((token, trial_id), []).append(("annotation", duration))
-    return stored
-
-
-def assert_exactly_once(out: Outcome, stored: dict[tuple[str, int], list[tuple[Any, ...]]]) -> None:
-    acknowledged = {(token_hash(token), trial_id): ack for (token, trial_id), ack in out.acknowledged.items()}
-    lost = [key for key in acknowledged if key not in stored]
-    duplicated = [key for key, rows in stored.items() if len(rows) > 1]
-    altered = [key for key, ack in acknowledged.items() if key in stored and stored[key][0] != ack]
-    assert not lost and not duplicated and not altered, (lost[:5], duplicated[:5], altered[:5])
+def assert_exactly_once(out: Outcome, engine: Engine) -> None:
+    found = discrepancies(engine, out.acknowledged)
+    assert not (found.lost or found.duplicated or found.altered), found

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 from factories import make_open_study
-from faultkit import assert_exactly_once, run_participants, stored_answers, uvicorn_server
+from faultkit import assert_exactly_once, run_participants, uvicorn_server
 
 from backend.db import make_engine, make_session_factory
 from backend.migrate import upgrade
@@ -64,6 +64,6 @@ def test_answers_survive_a_postgres_restart(pg_cluster: str, postgres_url: str, 
             assert httpx.get(f"{base}/api/v1/health", timeout=5).json() == {"status": "ok", "database": "ok"}
         engine.dispose()
         engine = make_engine(url)
-        assert_exactly_once(out, stored_answers(engine))
+        assert_exactly_once(out, engine)
         assert len(out.acknowledged) == PARTICIPANTS * (2 + 6 + 2 + 1)
         engine.dispose()
