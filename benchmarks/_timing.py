@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import argparse
 import statistics
 import time
 from collections.abc import Callable
 
 import torch
+
+from sipat.training import pick_device
 
 
 def _sync(device: torch.device) -> None:
@@ -43,3 +46,18 @@ def report(title: str, medians: dict[str, float], baseline: str, *, per_call: tu
         rate = f" {per_call[0] / t:>10.1f}" if per_call else ""
         print(f"{name:<{w}} {t:>10.4f} {t / base:>8.3f}{rate}")
     print(f"(ratio = time / time of '{baseline}', measured in this run)")
+
+
+def add_machine_args(ap: argparse.ArgumentParser) -> None:
+    """--device, --threads and --variants, the same in every timing benchmark."""
+    ap.add_argument("--device", default=None)
+    ap.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    ap.add_argument("--variants", action=argparse.BooleanOptionalAction, help="bf16 / channels_last (default: on cuda)")
+
+
+def machine(args: argparse.Namespace) -> tuple[torch.device, bool]:
+    """The device to time on (with --threads applied), and whether to time the bf16 / channels_last variants."""
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = pick_device(args.device)
+    return device, args.variants if args.variants is not None else device.type == "cuda"

@@ -23,11 +23,10 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _timing import interleaved, report
+from _timing import add_machine_args, interleaved, machine, report
 
 from sipat.attacks import pgd
 from sipat.models import build_model
-from sipat.training import pick_device
 
 
 def main() -> None:
@@ -36,18 +35,14 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=128)
     ap.add_argument("--size", type=int, default=32)
     ap.add_argument("--repeats", type=int, default=7)
-    ap.add_argument("--device", default=None)
-    ap.add_argument("--threads", type=int, default=None, help="torch CPU threads")
-    ap.add_argument("--variants", action=argparse.BooleanOptionalAction, help="bf16 / channels_last (default: on cuda)")
+    add_machine_args(ap)
     args = ap.parse_args()
     try:
         import torchattacks
     except ImportError:
         torchattacks = None
-    if args.threads:
-        torch.set_num_threads(args.threads)
 
-    dev = pick_device(args.device)
+    dev, variants = machine(args)
     torch.manual_seed(0)
     model = build_model(args.arch, num_classes=10, in_channels=3, image_size=args.size).to(dev).eval()
     x = torch.rand(args.batch, 3, args.size, args.size, device=dev)
@@ -84,7 +79,7 @@ def main() -> None:
     if torchattacks is not None:
         ta = torchattacks.PGD(model, eps=eps, alpha=alpha, steps=steps, random_start=True)
         candidates["torchattacks PGD"] = lambda: ta(x, y)
-    if args.variants if args.variants is not None else dev.type == "cuda":
+    if variants:
         model_cl = copy.deepcopy(model).to(memory_format=torch.channels_last)
         masked_cl = masked(model_cl, x.contiguous(memory_format=torch.channels_last))
         candidates |= {

@@ -26,14 +26,13 @@ import torch
 from torch import Tensor
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _timing import interleaved, report
+from _timing import add_machine_args, interleaved, machine, report
 
 from sipat.attacks import pgd
 from sipat.data import load_builtin
 from sipat.models import build_model, default_arch_for
 from sipat.salience import to_mask
 from sipat.stimuli import norms, quantise, to_png
-from sipat.training import pick_device
 
 
 def main() -> None:
@@ -43,14 +42,10 @@ def main() -> None:
     ap.add_argument("--eps", default="0,2,4,8,16", help="eps levels in 1/255 units, comma-separated")
     ap.add_argument("--steps", type=int, default=10, help="PGD steps (a stimulus set's default)")
     ap.add_argument("--repeats", type=int, default=5)
-    ap.add_argument("--device", default=None)
-    ap.add_argument("--threads", type=int, default=None, help="torch CPU threads")
-    ap.add_argument("--variants", action=argparse.BooleanOptionalAction, help="bf16 / channels_last (default: on cuda)")
+    add_machine_args(ap)
     args = ap.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
 
-    dev = pick_device(args.device)
+    dev, variants = machine(args)
     data = load_builtin(args.dataset, split="test")
     items = [data[i] for i in range(min(args.batch, len(data)))]
     xu = torch.stack([(x * 255).round() for x, _, _ in items]).to(torch.int16)  # 8-bit images, as the worker reads
@@ -90,7 +85,7 @@ def main() -> None:
 
     levels = sorted({0, *(int(e) for e in args.eps.split(","))})
     candidates = {f"eps {k}/255": level(k / 255) for k in levels}
-    if args.variants if args.variants is not None else dev.type == "cuda":
+    if variants:
         top = levels[-1]
         candidates |= {
             f"eps {top}/255, bf16": level(top / 255, bf16=True),

@@ -18,11 +18,11 @@ import torch
 from torch.utils.data import Subset
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _timing import interleaved, report
+from _timing import add_machine_args, interleaved, machine, report
 
 from sipat.data import load_builtin
 from sipat.models import build_model, default_arch_for
-from sipat.training import TrainConfig, pick_device, train
+from sipat.training import TrainConfig, train
 
 
 def main() -> None:
@@ -31,14 +31,10 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=1000, help="training images per epoch")
     ap.add_argument("--steps", type=int, default=10, help="PGD steps per batch")
     ap.add_argument("--repeats", type=int, default=3)
-    ap.add_argument("--device", default=None)
-    ap.add_argument("--threads", type=int, default=None, help="torch CPU threads")
-    ap.add_argument("--variants", action=argparse.BooleanOptionalAction, help="bf16 / channels_last (default: on cuda)")
+    add_machine_args(ap)
     args = ap.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
 
-    dev = pick_device(args.device)
+    dev, variants = machine(args)
     data = load_builtin(args.dataset, split="train")
     subset = Subset(data, range(min(args.n, len(data))))
     size = data.image_size if isinstance(data.image_size, int) else max(data.image_size)
@@ -54,7 +50,7 @@ def main() -> None:
         return run
 
     candidates = {"pgd_at epoch": epoch("pgd_at"), "sip_at epoch": epoch("sip_at"), "standard epoch": epoch("standard")}
-    if args.variants if args.variants is not None else dev.type == "cuda":
+    if variants:
         candidates |= {
             "sip_at epoch, bf16": epoch("sip_at", amp="bf16"),
             "sip_at epoch, channels_last": epoch("sip_at", channels_last=True),
