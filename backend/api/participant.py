@@ -129,9 +129,9 @@ def _next(
 ) -> NextTrial | SessionDone:
     progress = svc.progress(session, token)
     trial = progress.trial
-    if trial is None:
+    if trial is None:  # every trial answered: normally the last answer completed the session already
         participant = svc.participant_by_token(session, token)
-        svc.complete_if_done(session, participant)
+        svc.finish(session, participant)
         outcome = svc.outcome(participant)
         return SessionDone(
             total=progress.total, completion_code=outcome.completion_code, redirect_url=outcome.redirect_url

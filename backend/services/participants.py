@@ -280,12 +280,6 @@ def _unanswered(participant_id: Any) -> Select[tuple[int]]:
     )
 
 
-def next_trial(session: Session, participant: Participant) -> Trial | None:
-    """The first trial (by position) with neither a response nor an annotation; None when all are answered."""
-    trial_id = session.scalar(_unanswered(participant.id).limit(1))
-    return None if trial_id is None else session.get(Trial, trial_id)
-
-
 @dataclass(frozen=True)
 class CurrentTrial:
     """What the `next` route shows of a session's current trial; plain values, read with Core (hot path)."""
@@ -364,14 +358,10 @@ def stimulus_size(storage: BlobStore, sha256: str) -> tuple[int, int]:
         return image_size(fh)
 
 
-def complete_if_done(session: Session, participant: Participant) -> bool:
-    """Mark the session completed (code, flag) once no trial is left unanswered; True when it is complete."""
-    if participant.completed_at is not None:
-        return True
-    if next_trial(session, participant) is not None:
-        return False
-    _complete(session, participant)
-    return True
+def finish(session: Session, participant: Participant) -> None:
+    """Mark a session whose trials are all answered completed (code, catch-trial flag), unless it already is."""
+    if participant.completed_at is None:
+        _complete(session, participant)
 
 
 def outcome(participant: Participant) -> Outcome:
@@ -559,8 +549,8 @@ def _store_once(
         return _same_or_conflict(again._asdict(), answer.compared, trial_id), False
     if target.left == 1:  # this was the last trial (answers come in order)
         participant = session.get(Participant, target.participant_id)
-        if participant is not None and participant.completed_at is None:
-            _complete(session, participant)
+        if participant is not None:
+            finish(session, participant)
     return {"trial_id": trial_id, **row}, True
 
 
