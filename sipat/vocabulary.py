@@ -1,0 +1,123 @@
+"""The names both sides of the torch line use, defined once: methods, attacks, the eval grid, image files, the
+manifest format, bounding boxes and eps values.
+
+Torch-free on purpose (standard library only): the web service (`backend`, which must start without torch)
+validates requests with these, and the method library (`sipat`) runs them. `tests/test_vocabulary.py` checks that
+importing this module pulls in no torch, and that the lists agree with what `sipat` implements.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterable
+from fractions import Fraction
+from typing import Any, Final
+
+#: Training objectives of `sipat.training` (the SIP-AT paper's method and its baselines).
+METHODS: Final = ("standard", "pgd_at", "trades", "sip_at", "sip_trades")
+#: The methods whose adversary spares the salient pixels (they need salience maps).
+MASKED_METHODS: Final = frozenset({"sip_at", "sip_trades"})
+#: Attacks a robustness evaluation can run (keys of `sipat.attacks.registry.ATTACKS`).
+EVAL_ATTACKS: Final = ("pgd", "apgd", "fgsm")
+#: The architectures of `sipat.models.ARCHITECTURES`.
+ARCHITECTURES: Final = ("small_cnn", "cnn32", "resnet18", "resnet50", "densenet121")
+#: The paper's evaluation grid: L-inf radii in [0, 1] pixel units.
+DEFAULT_EVAL_EPS: Final = (0.0, 1 / 255, 2 / 255, 4 / 255, 8 / 255, 16 / 255)
+
+#: File name suffixes read as images (lower case; Pillow decodes them all).
+IMAGE_EXTENSIONS: Final = frozenset(
+    {".png", ".jpg", ".jpeg", ".jfif", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm"}
+)
+#: The authors' CSV manifest: required columns, then the optional salience columns (at most one filled per row).
+MANIFEST_REQUIRED_COLUMNS: Final = ("image_path", "image_class")
+MANIFEST_SALIENCE_COLUMNS: Final = ("salience_map_path", "bounding_boxes")
+
+Box = list[float]
+
+
+def parse_eps(value: Any, name: str = "eps") -> float:
+    """An L-inf radius in [0, 1] pixel units from a number or a string ("8/255", "0.0314").
+
+    Raises ValueError naming `name` and the input for anything else, a negative, infinite or NaN value, or a
+    value above 1 (the pixel range): a radius is never negative, and one above 1 perturbs every pixel freely.
+    """
+    if isinstance(value, bool):
+        raise ValueError(f"{name} must be a number or a fraction like 8/255; got {value!r}")
+    if isinstance(value, int | float):
+        number = float(value)
+    elif isinstance(value, str):
+        try:
+            number = float(Fraction(value.strip()))
+        except (ValueError, ZeroDivisionError):
+            raise ValueError(f"{name} must be a number or a fraction like 8/255; got {value!r}") from None
+    else:
+        raise ValueError(f"{name} must be a number or a fraction like 8/255; got {value!r}")
+    if not math.isfinite(number) or number < 0:
+        raise ValueError(f"{name} must be a radius >= 0 (in [0, 1] pixel units, e.g. 8/255); got {value!r}")
+    if number > 1:
+        raise ValueError(f"{name} is in [0, 1] pixel units (8/255 = 0.0314); got {value!r}")
+    return number
+
+
+def parse_eps_list(values: str | Iterable[Any], name: str = "eps") -> list[float]:
+    """Several radii, from an iterable or a comma/space separated string ("0, 2/255 8/255"); sorted, unique."""
+    if isinstance(values, str):
+        values = [p for p in values.replace(";", ",").replace(" ", ",").split(",") if p.strip()]
+    out = sorted({parse_eps(v, name) for v in values})
+    if not out:
+        raise ValueError(f"give at least one {name}, e.g. 0, 2/255, 8/255 (0 gives the clean accuracy)")
+    return out
+
+
+def in_255ths(grid: Iterable[float]) -> bool:
+    """Whether every radius of `grid` is a whole number of grey levels up to 64/255 (then labelled "8/255")."""
+    values = list(grid)
+    return all(abs(e * 255 - round(e * 255)) < 1e-6 for e in values) and max(values, default=0) <= 64 / 255
+
+
+def eps_label(e: float, in_255: bool = True) -> str:
+    """"8/255" for a whole number of grey levels (when `in_255`), "0" for zero, else the shortest decimal."""
+    k = e * 255
+    return f"{round(k)}/255" if in_255 and abs(k - round(k)) < 1e-6 and k > 0 else f"{e:g}"
+
+
+def grid_labels(grid: Iterable[float]) -> list[str]:
+    """Labels of a whole grid, in 1/255 units only when every value is one (so a table's columns agree)."""
+    values = list(grid)
+    whole = in_255ths(values)
+    return [eps_label(e, whole) for e in values]
+
+
+def parse_boxes(text: str, image_size: tuple[int, int]) -> list[Box]:
+    """Bounding boxes ``[[x, y, w, h], ...]`` (JSON, top-left origin, pixels of the image) -> checked floats.
+
+    A single flat ``[x, y, w, h]`` is accepted too. Zero width or height is allowed and marks nothing (the authors
+    write ``[[0, 0, 0, 0]]`` for "no salient region"); a negative size or a box reaching outside the
+    ``image_size = (width, height)`` image is a ValueError saying which box.
+    """
+    try:
+        boxes = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"bounding_boxes is not valid JSON ({exc.msg}): {text!r}") from None
+
+    def number(v: Any) -> bool:
+        return isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
+
+    if isinstance(boxes, list) and len(boxes) == 4 and all(number(v) for v in boxes):
+        boxes = [boxes]
+    if not isinstance(boxes, list):
+        raise ValueError(f"bounding_boxes must be a JSON list of [x, y, w, h] boxes; got {text!r}")
+    width, height = image_size
+    out: list[Box] = []
+    for box in boxes:
+        if not isinstance(box, list) or len(box) != 4 or not all(number(v) for v in box):
+            raise ValueError(f"bounding box {box!r} is not [x, y, w, h] with 4 finite numbers")
+        x, y, w, h = (float(v) for v in box)
+        if w < 0 or h < 0:
+            raise ValueError(f"bounding box {box} has a negative width or height")
+        tol = 1e-6
+        if x < -tol or y < -tol or x + w > width + tol or y + h > height + tol:
+            raise ValueError(f"bounding box {box} (x, y, w, h) reaches outside the {width}x{height} image")
+        out.append([x, y, w, h])
+    return out

@@ -1,0 +1,57 @@
+"""The torch-free vocabulary: it must import without torch, and agree with what `sipat` implements."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from sipat import vocabulary as v
+
+
+def test_importing_the_vocabulary_and_the_service_pulls_no_torch() -> None:
+    code = "import sys, sipat.vocabulary, backend.main; sys.exit(1 if 'torch' in sys.modules else 0)"
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr or "importing sipat.vocabulary or backend.main imported torch"
+
+
+@pytest.mark.parametrize(
+    ("text", "value"), [("8/255", 8 / 255), (" 0.0314 ", 0.0314), (0, 0.0), (1, 1.0), ("0", 0.0)]
+)
+def test_parse_eps_reads_fractions_and_decimals(text, value) -> None:
+    assert v.parse_eps(text) == pytest.approx(value, abs=0)
+
+
+@pytest.mark.parametrize("bad", ["-8/255", -0.1, "1/0", "abc", "nan", "inf", 1.5, True, None, [1]])
+def test_parse_eps_refuses_what_is_not_a_radius(bad) -> None:
+    with pytest.raises(ValueError, match="eps"):
+        v.parse_eps(bad)
+
+
+def test_parse_eps_list_sorts_dedupes_and_needs_one() -> None:
+    assert v.parse_eps_list("8/255, 0 2/255;8/255") == [0.0, 2 / 255, 8 / 255]
+    with pytest.raises(ValueError, match="at least one"):
+        v.parse_eps_list(" , ")
+
+
+def test_labels_use_grey_levels_only_when_the_whole_grid_does() -> None:
+    assert v.grid_labels([0, 2 / 255, 8 / 255]) == ["0", "2/255", "8/255"]
+    assert v.grid_labels([0, 0.1, 0.3]) == ["0", "0.1", "0.3"]
+    assert v.eps_label(0.3) == "0.3"
+
+
+def test_parse_boxes_checks_shape_sign_and_bounds() -> None:
+    assert v.parse_boxes("[1, 2, 3, 4]", (10, 10)) == [[1.0, 2.0, 3.0, 4.0]]
+    assert v.parse_boxes("[[0,0,0,0]]", (10, 10)) == [[0.0, 0.0, 0.0, 0.0]]
+    for bad, match in [("[[0,0,-1,2]]", "negative"), ("[[5,5,6,1]]", "outside"), ("{", "JSON"), ("[[1,2]]", "4")]:
+        with pytest.raises(ValueError, match=match):
+            v.parse_boxes(bad, (10, 10))
+
+
+def test_lists_agree_with_the_method_library() -> None:
+    from sipat import models, training
+
+    assert tuple(training.METHODS) == v.METHODS
+    assert set(training.MASKED_METHODS) == set(v.MASKED_METHODS)
+    assert tuple(models.ARCHITECTURES) == v.ARCHITECTURES
