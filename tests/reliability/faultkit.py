@@ -8,7 +8,7 @@ import base64
 import os
 import subprocess
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -71,13 +71,19 @@ async def _call(client: httpx.AsyncClient, out: Outcome, method: str, url: str, 
     raise RuntimeError(f"{method} {url}: still failing after 150 attempts")
 
 
-async def _participant(client: httpx.AsyncClient, out: Outcome, i: int, slug: str, think_s: float) -> None:
+Gate = Callable[[int], Awaitable[None]]
+"""Awaited by every participant before its answer number k (0-based): lets a fault test hold answers back."""
+
+
+async def _participant(
+    client: httpx.AsyncClient, out: Outcome, i: int, slug: str, think_s: float, gate: Gate | None
+) -> None:
     r = await _call(client, out, "POST", f"/api/v1/studies/{slug}/sessions", json={"consent": True})
     if r.status_code not in (200, 201):
         out.errors.append(f"session {r.status_code}: {r.text[:200]}")
         return
     token = r.json()["token"]
-    for _ in range(200):
+    for k in range(200):
         r = await _call(client, out, "GET", f"/api/v1/sessions/{token}/next")
         if r.status_code != 200:
             out.errors.append(f"next {r.status_code}: {r.text[:200]}")
@@ -87,6 +93,8 @@ async def _participant(client: httpx.AsyncClient, out: Outcome, i: int, slug: st
             out.completed += 1
             return
         await asyncio.sleep(think_s)
+        if gate is not None:
+            await gate(k)
         base = f"/api/v1/sessions/{token}/trials/{trial['trial_id']}"
         if trial["question"] == "annotate":
             mask = base64.b64encode(mask_png(trial["mask_width"], trial["mask_height"], fill=100 + i)).decode()
@@ -104,11 +112,11 @@ async def _participant(client: httpx.AsyncClient, out: Outcome, i: int, slug: st
     out.errors.append("session never ended")
 
 
-async def run_participants(base: str, n: int, *, slug: str, think_s: float) -> Outcome:
+async def run_participants(base: str, n: int, *, slug: str, think_s: float, gate: Gate | None = None) -> Outcome:
     out = Outcome()
     async with httpx.AsyncClient(base_url=base, timeout=30) as client:
         results = await asyncio.gather(
-            *(_participant(client, out, i, slug, think_s) for i in range(n)), return_exceptions=True
+            *(_participant(client, out, i, slug, think_s, gate) for i in range(n)), return_exceptions=True
         )
     out.errors += [f"{type(r).__name__}: {r}" for r in results if isinstance(r, BaseException)]
     return out

@@ -26,16 +26,52 @@ PARTICIPANTS = 24
 SECRET = "fault-test-secret-" + "q" * 32
 
 
-def _restart_postgres(version: str, delay_s: float, done: list[float]) -> None:
-    time.sleep(delay_s)
+HELD_AT = 3  # every participant holds its 4th answer until PostgreSQL is down
+
+
+def _down(timeout_s: float = 30.0) -> bool:
+    """Poll (every 10 ms) until PostgreSQL stops accepting connections; False if it never did."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if subprocess.run(["pg_isready", "-h", "127.0.0.1", "-q"], check=False).returncode != 0:
+            return True
+        time.sleep(0.01)
+    return False
+
+
+def _restart_postgres(version: str, all_held: threading.Event, is_down: threading.Event, done: list[float]) -> None:
+    """Restart once every participant holds an answer, and open the gate as soon as the server is down: the held
+    answers are then sent while PostgreSQL is stopped or starting, by construction rather than by a sleep."""
+    all_held.wait(timeout=60)
     t0 = time.monotonic()
-    subprocess.run(
+    proc = subprocess.Popen(
         ["pg_ctlcluster", "--skip-systemctl-redirect", version, "main", "restart", "-m", "fast"],
-        check=True,
-        capture_output=True,
-        timeout=60,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
-    done.append(time.monotonic() - t0)
+    try:
+        if _down():
+            is_down.set()
+    finally:
+        is_down.set()  # never leave the participants waiting; the assertions say if the restart hit nothing
+        proc.wait(timeout=60)
+    if proc.returncode == 0:
+        done.append(time.monotonic() - t0)
+
+
+def _gate(n: int, all_held: threading.Event, is_down: threading.Event):
+    held = 0
+
+    async def gate(k: int) -> None:
+        nonlocal held
+        if k != HELD_AT:
+            return
+        held += 1
+        if held == n:
+            all_held.set()
+        await asyncio.to_thread(is_down.wait, 90)
+
+    return gate
 
 
 def test_answers_survive_a_postgres_restart(pg_cluster: str, postgres_url: str, tmp_path: Path) -> None:
@@ -48,9 +84,11 @@ def test_answers_survive_a_postgres_restart(pg_cluster: str, postgres_url: str, 
         env = {"SIPAT_DATABASE_URL": url, "SIPAT_DATA_DIR": str(data_dir), "SIPAT_SECRET_KEY": SECRET}
         with uvicorn_server(env, tmp_path / "uvicorn.log") as (proc, base):
             restarted: list[float] = []
-            restarter = threading.Thread(target=_restart_postgres, args=(pg_cluster, 1.0, restarted))
+            all_held, is_down = threading.Event(), threading.Event()
+            restarter = threading.Thread(target=_restart_postgres, args=(pg_cluster, all_held, is_down, restarted))
             restarter.start()
-            out = asyncio.run(run_participants(base, PARTICIPANTS, slug="pilot", think_s=0.05))
+            gate = _gate(PARTICIPANTS, all_held, is_down)
+            out = asyncio.run(run_participants(base, PARTICIPANTS, slug="pilot", think_s=0.05, gate=gate))
             restarter.join()
             log = (tmp_path / "uvicorn.log").read_text(errors="replace")
             assert restarted, "PostgreSQL was not restarted"
