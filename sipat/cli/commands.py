@@ -1,62 +1,18 @@
-"""`sipat train | evaluate | attack | experiment`: the method for researchers without the web service.
-
-    sipat train --dataset mnist5k --method sip_at --epochs 1 --out runs/x
-    sipat evaluate --checkpoint runs/x/model.pt --dataset mnist5k --attacks pgd apgd
-    sipat attack --checkpoint runs/x/model.pt --dataset mnist5k --eps 0 0.1 0.3 --n 8 --out runs/x/attacks
-    sipat experiment --config configs/mnist5k.json --out runs/mnist5k   (see docs/experiments.md)
-
-`--dataset` is a built-in name (mnist5k, shapes), a CSV manifest (image_path,image_class[,salience_map_path |
-bounding_boxes]) or an ImageFolder directory. Defaults follow the dataset: MNIST's customary eps is 0.3,
-not the paper's 8/255.
-"""
+"""`sipat train | evaluate | attack`: each command reads its parsed flags, runs the method, prints a table and
+writes its files."""
 
 from __future__ import annotations
 
 import argparse
 import json
-import sys
-from dataclasses import dataclass
-from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch.utils.data import Dataset, random_split
 
-EPILOG = "eps values may be written as fractions, e.g. 8/255."
-
-
-@dataclass(frozen=True)
-class Defaults:
-    eps: float
-    steps: int
-    alpha: float
-    eval_grid: tuple[float, ...]
-
-
-PAPER = Defaults(eps=8 / 255, steps=32, alpha=1 / 255, eval_grid=(0, 1 / 255, 2 / 255, 4 / 255, 8 / 255, 16 / 255))
-MNIST = Defaults(eps=0.3, steps=20, alpha=0.0375, eval_grid=(0, 0.05, 0.1, 0.2, 0.3))
-DATASET_DEFAULTS = {"mnist5k": MNIST, "shapes": PAPER}
-
-
-def parse_eps(text: str) -> float:
-    """'8/255' or '0.03' -> float; refuses negatives with a message argparse shows."""
-    try:
-        value = float(Fraction(text))
-    except (ValueError, ZeroDivisionError):
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number or a fraction like 8/255") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"eps must be >= 0, got {text}")
-    return value
-
-
-def _threshold(text: str) -> float | None:
-    if text.lower() in ("none", "soft"):
-        return None
-    value = float(text)
-    if not 0 < value <= 1:
-        raise argparse.ArgumentTypeError("threshold must be in (0, 1], or 'soft' for the soft budget mask")
-    return value
+from sipat.cli.options import _defaults
+from sipat.data import SubsetOf, contract, side
 
 
 def load_dataset(spec: str, split: str, seed: int, salience_root: str | None = None) -> Dataset:
@@ -67,7 +23,7 @@ def load_dataset(spec: str, split: str, seed: int, salience_root: str | None = N
         return load_builtin(spec, split=split, seed=seed)
     path = Path(spec)
     if path.suffix.lower() == ".csv":
-        full: Any = ManifestDataset(path)
+        full: ManifestDataset | ImageFolderDataset = ManifestDataset(path)
     elif path.is_dir():
         full = ImageFolderDataset(path, salience_root=salience_root)
     else:
@@ -78,14 +34,7 @@ def load_dataset(spec: str, split: str, seed: int, salience_root: str | None = N
     train_part, test_part = random_split(
         full, [len(full) - n_test, n_test], generator=torch.Generator().manual_seed(seed)
     )
-    part = train_part if split == "train" else test_part
-    for attr in ("classes", "num_classes", "in_channels", "image_size"):
-        setattr(part, attr, getattr(full, attr))
-    return part
-
-
-def _defaults(spec: str) -> Defaults:
-    return DATASET_DEFAULTS.get(spec, PAPER)
+    return SubsetOf(full, (train_part if split == "train" else test_part).indices)
 
 
 def _tqdm(total: int, desc: str):
@@ -129,21 +78,21 @@ def cmd_train(args: argparse.Namespace) -> int:
     )
     train_set = load_dataset(args.dataset, "train", args.seed, args.salience_root)
     test_set = load_dataset(args.test_dataset or args.dataset, "test", args.seed, args.salience_root)
-    size = train_set.image_size if isinstance(train_set.image_size, int) else max(train_set.image_size)
-    arch = args.arch or default_arch_for(size, train_set.in_channels)
+    size, info = side(train_set), contract(train_set)
+    arch = args.arch or default_arch_for(size, info.in_channels)
     with torch.random.fork_rng():
         torch.manual_seed(args.seed)
-        model = build_model(arch, num_classes=train_set.num_classes, in_channels=train_set.in_channels, image_size=size)
+        model = build_model(arch, num_classes=info.num_classes, in_channels=info.in_channels, image_size=size)
     meta = model_meta(
         model,
-        num_classes=train_set.num_classes,
-        in_channels=train_set.in_channels,
+        num_classes=info.num_classes,
+        in_channels=info.in_channels,
         image_size=size,
-        classes=train_set.classes,
+        classes=info.classes,
     )
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    print(f"training {arch} with {cfg.method} on {args.dataset} ({len(train_set)} images), eps {eps:g}, {steps} steps")
+    print(f"training {arch} with {cfg.method} on {args.dataset} ({len(info)} images), eps {eps:g}, {steps} steps")
     bar = None
 
     def progress(p):
@@ -215,13 +164,13 @@ def cmd_attack(args: argparse.Namespace) -> int:
 
     data = load_dataset(args.dataset, args.split, args.seed, args.salience_root)
     model, ckpt = load_model(args.checkpoint)
-    n = min(args.n, len(data))
+    n = min(args.n, len(contract(data)))
     xs, ys, ss = zip(*(data[i] for i in range(n)), strict=True)
     x, y, s = torch.stack(xs), torch.tensor(ys), torch.stack(ss)
     classes = ckpt["meta"].get("classes") or [str(i) for i in range(int(y.max()) + 1)]
     grid = args.eps or list(_defaults(args.dataset).eval_grid)
     steps = args.steps
-    variants = [("", None)]
+    variants: list[tuple[str, torch.Tensor | None]] = [("", None)]
     if has_salience(s).any():
         variants.append(("_masked", to_mask(s, args.threshold)))
     out = Path(args.out)
@@ -266,89 +215,3 @@ def cmd_attack(args: argparse.Namespace) -> int:
         print(f"eps {e:.4f}: {f:.2%} of {n} images misclassified")
     print(f"wrote {len(rows)} images under {out}")
     return 0
-
-
-def cmd_experiment(args: argparse.Namespace) -> int:
-    from sipat.experiment import main_from_args
-
-    return main_from_args(args)
-
-
-def build_parser() -> argparse.ArgumentParser:
-    from sipat.training import METHODS
-
-    parser = argparse.ArgumentParser(
-        prog="sipat", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    sub = parser.add_subparsers(dest="command", required=True)
-
-    def common(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--dataset", required=True, help="mnist5k, shapes, a manifest .csv or an ImageFolder dir")
-        p.add_argument("--salience-root", help="ImageFolder only: a parallel folder of salience PNGs")
-        p.add_argument("--seed", type=int, default=0)
-        p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda when present)")
-
-    t = sub.add_parser("train", help="train a model and evaluate it", epilog=EPILOG)
-    common(t)
-    t.add_argument("--method", choices=METHODS, default="sip_at")
-    t.add_argument("--arch", default=None, help="small_cnn, cnn32, resnet18, resnet50, densenet121")
-    t.add_argument("--epochs", type=int, default=1)
-    t.add_argument("--batch-size", type=int, default=32)
-    t.add_argument("--lr", type=float, default=0.1)
-    t.add_argument("--eps", type=parse_eps, default=None, help="training radius (default: the dataset's)")
-    t.add_argument("--alpha", type=parse_eps, default=None, help="PGD step (default 2.5 * eps / steps)")
-    t.add_argument("--steps", type=int, default=None, help="PGD steps in training")
-    t.add_argument("--threshold", type=_threshold, default=0.5, help="salience threshold, or 'soft'")
-    t.add_argument("--amp", choices=("none", "bf16", "fp16"), default="none")
-    t.add_argument("--channels-last", action="store_true")
-    t.add_argument("--test-dataset", default=None, help="evaluate on this instead of the held-out split")
-    t.add_argument("--eval-eps", type=parse_eps, nargs="+", default=None)
-    t.add_argument("--eval-attacks", nargs="+", choices=("pgd", "apgd", "fgsm"), default=["pgd", "apgd"])
-    t.add_argument("--eval-steps", type=int, default=20, help="PGD steps in evaluation")
-    t.add_argument("--apgd-steps", type=int, default=100)
-    t.add_argument("--out", required=True, help="folder for model.pt and metrics.json")
-    t.set_defaults(func=cmd_train)
-
-    e = sub.add_parser("evaluate", help="clean and robust accuracy of a checkpoint", epilog=EPILOG)
-    common(e)
-    e.add_argument("--checkpoint", required=True)
-    e.add_argument("--split", choices=("train", "test"), default="test")
-    e.add_argument("--eps", type=parse_eps, nargs="+", default=None)
-    e.add_argument("--attacks", nargs="+", choices=("pgd", "apgd", "fgsm"), default=["pgd", "apgd"])
-    e.add_argument("--steps", type=int, default=20, help="PGD steps")
-    e.add_argument("--apgd-steps", type=int, default=100)
-    e.add_argument("--masked", action="store_true", help="attack only non-salient pixels")
-    e.add_argument("--json", default=None, help="also write the numbers here")
-    e.set_defaults(func=cmd_evaluate)
-
-    a = sub.add_parser("attack", help="write perturbed PNGs at an eps grid (plain and masked)", epilog=EPILOG)
-    common(a)
-    a.add_argument("--checkpoint", required=True)
-    a.add_argument("--split", choices=("train", "test"), default="test")
-    a.add_argument("--attack", choices=("pgd", "apgd", "fgsm"), default="pgd")
-    a.add_argument("--eps", type=parse_eps, nargs="+", default=None)
-    a.add_argument("--steps", type=int, default=20)
-    a.add_argument("--threshold", type=_threshold, default=0.5)
-    a.add_argument("--n", type=int, default=16, help="how many images")
-    a.add_argument("--out", required=True)
-    a.set_defaults(func=cmd_attack)
-
-    from sipat.experiment import add_arguments
-
-    x = sub.add_parser("experiment", help="all methods x salience variants x seeds -> tables + plot", epilog=EPILOG)
-    add_arguments(x)
-    x.set_defaults(func=cmd_experiment)
-    return parser
-
-
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    try:
-        return args.func(args)
-    except (ValueError, FileNotFoundError) as exc:  # bad input: say what, not a traceback
-        print(f"sipat {args.command}: error: {exc}", file=sys.stderr)
-        return 2
-
-
-if __name__ == "__main__":
-    sys.exit(main())
