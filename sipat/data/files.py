@@ -4,8 +4,6 @@ with an optional parallel folder of salience PNGs (`ImageFolderDataset`); both c
 from __future__ import annotations
 
 import csv
-import json
-import math
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -17,12 +15,16 @@ from PIL import Image, UnidentifiedImageError
 from torch import Tensor
 from torch.utils.data import Dataset
 
+from sipat import vocabulary
 from sipat.data.contract import DataError, Item, _size_attr, missing_salience
 from sipat.salience import boxes_to_map
+from sipat.vocabulary import parse_boxes
 
-IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm"})
-REQUIRED_COLUMNS = ("image_path", "image_class")
-SALIENCE_COLUMNS = ("salience_map_path", "bounding_boxes")
+# one definition with the web upload (sipat.vocabulary), under the names this module always had
+IMAGE_EXTENSIONS = vocabulary.IMAGE_EXTENSIONS
+REQUIRED_COLUMNS = vocabulary.MANIFEST_REQUIRED_COLUMNS
+SALIENCE_COLUMNS = vocabulary.MANIFEST_SALIENCE_COLUMNS
+
 
 # ----------------------------------------------------------------------------------------------------------
 # file-backed sets
@@ -72,36 +74,12 @@ def _to_tensor(im: Image.Image) -> Tensor:
 
 
 def _parse_boxes(text: str, where: str, native: tuple[int, int]) -> list[list[float]]:
-    """JSON ``[[x, y, w, h], ...]`` in native image pixels (a single flat ``[x, y, w, h]`` is accepted too).
-
-    Zero width/height is allowed and marks nothing (the authors write ``[[0,0,0,0]]`` for 'no salient
-    region'); negative sizes or boxes reaching outside the image are errors.
-    """
+    """`sipat.vocabulary.parse_boxes` (the rule the web upload checks too), its errors as `DataError` naming the
+    CSV line and image."""
     try:
-        boxes = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise DataError(f"{where}: bounding_boxes is not valid JSON ({exc.msg}): {text!r}") from exc
-    if isinstance(boxes, list) and len(boxes) == 4 and all(isinstance(v, int | float) for v in boxes):
-        boxes = [boxes]
-    if not isinstance(boxes, list):
-        raise DataError(f"{where}: bounding_boxes must be a JSON list of [x, y, w, h] boxes, got {text!r}")
-    width, height = native
-    out = []
-    for box in boxes:
-        if (
-            not isinstance(box, list)
-            or len(box) != 4
-            or not all(isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v) for v in box)
-        ):
-            raise DataError(f"{where}: bounding box {box!r} is not [x, y, w, h] with 4 finite numbers")
-        x, y, w, h = (float(v) for v in box)
-        if w < 0 or h < 0:
-            raise DataError(f"{where}: bounding box {box} has a negative width or height")
-        tol = 1e-6
-        if x < -tol or y < -tol or x + w > width + tol or y + h > height + tol:
-            raise DataError(f"{where}: bounding box {box} (x, y, w, h) is out of bounds of the {width}x{height} image")
-        out.append([x, y, w, h])
-    return out
+        return parse_boxes(text, native)
+    except ValueError as exc:
+        raise DataError(f"{where}: {exc}") from None
 
 
 class _FileDataset(Dataset):
