@@ -13,6 +13,7 @@ from torch.utils.data import Dataset, random_split
 
 from sipat.cli.options import _defaults
 from sipat.data import SubsetOf, contract, side
+from sipat.vocabulary import grid_labels
 
 
 def load_dataset(spec: str, split: str, seed: int, salience_root: str | None = None) -> Dataset:
@@ -92,7 +93,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     )
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    print(f"training {arch} with {cfg.method} on {args.dataset} ({len(info)} images), eps {eps:g}, {steps} steps")
+    (eps_text,) = grid_labels([eps])
+    print(f"training {arch} with {cfg.method} on {args.dataset} ({len(info)} images), eps {eps_text}, {steps} steps")
     bar = None
 
     def progress(p):
@@ -211,7 +213,7 @@ def cmd_attack(args: argparse.Namespace) -> int:
     fooled = {
         e: np.mean([r["label"] != r["prediction"] for r in rows if r["eps"] == e and not r["masked"]]) for e in grid
     }
-    for e, f in fooled.items():
-        print(f"eps {e:.4f}: {f:.2%} of {n} images misclassified")
+    for label, f in zip(grid_labels(fooled), fooled.values(), strict=True):
+        print(f"eps {label}: {f:.2%} of {n} images misclassified")
     print(f"wrote {len(rows)} images under {out}")
     return 0
