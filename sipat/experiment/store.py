@@ -1,0 +1,50 @@
+"""Finished runs on disk: ``runs/<run>.json`` written atomically, read back on resume and compared by settings."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from sipat.experiment.config import ExperimentConfig, RunSpec, run_settings
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text, encoding="utf-8")
+    tmp.replace(path)
+
+
+def _read_json(path: Path) -> dict[str, Any] | None:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError):
+        return None  # absent, or half-written by a killed process: run it again
+
+
+def _diff(a: dict[str, Any], b: dict[str, Any]) -> list[str]:
+    return sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
+
+
+def run_path(out: Path, run: RunSpec) -> Path:
+    return out / "runs" / f"{run.run_id}.json"
+
+
+def finished_runs(cfg: ExperimentConfig, out: Path, runs: Sequence[RunSpec]) -> dict[str, dict[str, Any]]:
+    """The planned runs whose result JSON exists with the same settings; ValueError for one with other settings."""
+    done = {}
+    for run in runs:
+        payload = _read_json(run_path(out, run))
+        if payload is None:
+            continue
+        want = run_settings(cfg, run)
+        if payload.get("settings") != want:
+            diff = _diff(payload.get("settings") or {}, want)
+            raise ValueError(
+                f"{run_path(out, run)} was made with other settings (they differ in {', '.join(diff)}); "
+                "pass another --out for the new settings, or delete that file to redo the run"
+            )
+        done[run.run_id] = payload
+    return done
