@@ -39,10 +39,10 @@ class AttackBudget:
     square_p_init: float = 0.8
 
     def __post_init__(self) -> None:
-        for name in ("pgd_steps", "apgd_steps", "n_targets", "square_queries"):
+        for name, least in (("pgd_steps", 0), ("apgd_steps", 1), ("n_targets", 1), ("square_queries", 1)):
             v = getattr(self, name)
-            if not isinstance(v, int) or v < 1:
-                raise ValueError(f"{name} must be an integer >= 1; got {v!r}")
+            if not isinstance(v, int) or v < least:
+                raise ValueError(f"{name} must be an integer >= {least}; got {v!r}")
 
 
 AttackFn = Callable[
@@ -109,7 +109,7 @@ ATTACKS: dict[str, AttackFn] = {
 """Name -> attack. "apgd" is APGD-CE; "autoattack" returns the ensemble's worst-case points."""
 
 #: Attacks that use no gradients (the gradient-masking check compares them with the rest).
-BLACK_BOX: frozenset[str] = frozenset({"square"})
+BLACK_BOX: frozenset[str] = frozenset({"square", "autoattack/square"})
 
 
 def run_attack(
