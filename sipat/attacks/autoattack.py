@@ -5,8 +5,8 @@ APGD-CE, APGD-T, FAB-T, Square, each only on the samples that are still classifi
 robust accuracy is that of the per-sample worst case over the ensemble and the later, costlier attacks
 see few samples. Samples misclassified on clean inputs count as broken without being attacked.
 
-Stages that this package does not implement yet are skipped and named in `EnsembleResult.skipped`
-(FAB-T at present), so a caller can say that its number is an upper bound on AutoAttack's.
+A stage given as None is skipped and named in `EnsembleResult.skipped`, so that a caller can say that
+its number is only an upper bound on AutoAttack's.
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ class EnsembleResult:
              running robust accuracy); the last stage equals `robust`.
     own:     attack name -> (N,) bool, each attack's own result on every clean-correct sample; filled only
              when the ensemble was run with `every_sample=True` (each attack then costs its full price).
-    skipped: standard attacks that were not run because this package lacks them.
+    skipped: stages given without an attack, not run.
     """
 
     x_adv: Tensor

@@ -1,8 +1,8 @@
 """Every evaluation attack by name, behind one signature: `run_attack(name, model, x, y, eps, ...)`.
 
 One place for the settings an evaluation uses (`AttackBudget`: PGD-20 with step 2.5 * eps / steps, APGD
-with 100 iterations, 9 APGD-T targets, Square with 5,000 queries), so that the CLI, the experiment runner
-and the web jobs cannot drift apart. The names are `sipat.vocabulary.EVAL_ATTACKS`.
+and FAB-T with 100 iterations, 9 targets for APGD-T and FAB-T, Square with 5,000 queries), so that the CLI,
+the experiment runner and the web jobs cannot drift apart. The names are `sipat.vocabulary.EVAL_ATTACKS`.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from sipat.attacks._core import as_eps, check_batch
 from sipat.attacks.apgd import apgd
 from sipat.attacks.apgd_t import apgd_targeted
 from sipat.attacks.autoattack import STANDARD, EnsembleResult, StageFn, run_ensemble
+from sipat.attacks.fab import fab_targeted
 from sipat.attacks.fgsm import fgsm
 from sipat.attacks.pgd import pgd
 from sipat.attacks.square import square
@@ -35,11 +36,18 @@ class AttackBudget:
     pgd_steps: int = 20
     apgd_steps: int = 100
     n_targets: int = 9
+    fab_steps: int = 100
     square_queries: int = 5000
     square_p_init: float = 0.8
 
     def __post_init__(self) -> None:
-        for name, least in (("pgd_steps", 0), ("apgd_steps", 1), ("n_targets", 1), ("square_queries", 1)):
+        for name, least in (
+            ("pgd_steps", 0),
+            ("apgd_steps", 1),
+            ("n_targets", 1),
+            ("fab_steps", 1),
+            ("square_queries", 1),
+        ):
             v = getattr(self, name)
             if not isinstance(v, int) or v < least:
                 raise ValueError(f"{name} must be an integer >= {least}; got {v!r}")
@@ -52,13 +60,15 @@ AttackFn = Callable[
 
 
 def _stages(budget: AttackBudget) -> list[tuple[str, StageFn | None]]:
-    """AutoAttack's standard stages under this budget (FAB-T: not implemented here yet, recorded as skipped)."""
+    """AutoAttack's standard stages under this budget."""
     table: dict[str, StageFn | None] = {
         "apgd-ce": lambda mo, x, y, e, m, g: apgd(mo, x, y, e, budget.apgd_steps, mask=m, generator=g),
         "apgd-t": lambda mo, x, y, e, m, g: apgd_targeted(
             mo, x, y, e, budget.apgd_steps, n_targets=budget.n_targets, mask=m, generator=g
         ),
-        "fab-t": None,
+        "fab-t": lambda mo, x, y, e, m, g: fab_targeted(
+            mo, x, y, e, budget.fab_steps, n_targets=budget.n_targets, mask=m
+        ),
         "square": lambda mo, x, y, e, m, g: square(
             mo, x, y, e, budget.square_queries, p_init=budget.square_p_init, mask=m, generator=g
         ),
@@ -101,6 +111,7 @@ ATTACKS: dict[str, AttackFn] = {
     "apgd-t": lambda mo, x, y, e, m, g, b: apgd_targeted(
         mo, x, y, e, b.apgd_steps, n_targets=b.n_targets, mask=m, generator=g
     ),
+    "fab-t": lambda mo, x, y, e, m, g, b: fab_targeted(mo, x, y, e, b.fab_steps, n_targets=b.n_targets, mask=m),
     "square": lambda mo, x, y, e, m, g, b: square(
         mo, x, y, e, b.square_queries, p_init=b.square_p_init, mask=m, generator=g
     ),

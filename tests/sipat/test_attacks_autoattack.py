@@ -6,13 +6,23 @@ import pytest
 import torch
 from torch import nn
 
-from sipat.attacks import ATTACKS, AttackBudget, apgd, apgd_targeted, autoattack, pgd_step_size, run_attack, square
+from sipat.attacks import (
+    ATTACKS,
+    AttackBudget,
+    apgd,
+    apgd_targeted,
+    autoattack,
+    fab_targeted,
+    pgd_step_size,
+    run_attack,
+    square,
+)
 from sipat.attacks.apgd_t import dlr_targeted_loss
 from sipat.attacks.square import square_fraction
 from sipat.vocabulary import EVAL_ATTACKS
 from tests.sipat.conftest import TinyCNN
 
-SMALL = AttackBudget(pgd_steps=5, apgd_steps=10, n_targets=3, square_queries=60)
+SMALL = AttackBudget(pgd_steps=5, apgd_steps=10, n_targets=3, fab_steps=10, square_queries=60)
 
 
 def _gen(seed: int = 0) -> torch.Generator:
@@ -115,8 +125,8 @@ def test_apgd_t_only_adds_to_what_it_breaks_and_beats_no_attack(trained_digits_m
 def test_ensemble_worst_case_is_never_above_any_single_attack(trained_digits_model, batch):
     x, y = batch
     res = autoattack(trained_digits_model, x, y, 0.06, generator=_gen(), budget=SMALL, every_sample=True)
-    assert res.skipped == ("fab-t",)
-    assert set(res.own) == {"apgd-ce", "apgd-t", "square"}
+    assert res.skipped == ()
+    assert set(res.own) == {"apgd-ce", "apgd-t", "fab-t", "square"}
     worst = res.robust.float().mean()
     for own in res.own.values():
         assert worst <= own.float().mean()
@@ -128,7 +138,7 @@ def test_ensemble_runs_on_the_survivors_in_autoattacks_order(trained_digits_mode
     x, y = batch
     model = trained_digits_model
     res = autoattack(model, x, y, 0.06, generator=_gen(), budget=SMALL)
-    assert list(res.stages) == ["apgd-ce", "apgd-t", "square"]
+    assert list(res.stages) == ["apgd-ce", "apgd-t", "fab-t", "square"]
     accs = [s.float().mean().item() for s in res.stages.values()]
     assert accs == sorted(accs, reverse=True)
     assert torch.equal(res.stages["square"], res.robust)
@@ -142,3 +152,60 @@ def test_ensemble_runs_on_the_survivors_in_autoattacks_order(trained_digits_mode
         broken_by_ensemble = ~res.robust & ok
         assert (model(res.x_adv[broken_by_ensemble]).argmax(1) != y[broken_by_ensemble]).all()
     assert torch.equal(res.x_adv[res.robust], x[res.robust])
+
+
+# --- FAB-T ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_fab_projection_is_the_least_linf_step_an_lp_finds(seed):
+    """min ||d||_inf s.t. w . (t + d) = b, 0 <= t + d <= 1, solved independently by scipy's LP."""
+    from scipy.optimize import linprog
+
+    g = torch.Generator().manual_seed(seed)
+    n, dim = 4, 12
+    t = torch.rand(n, dim, generator=g, dtype=torch.float64)
+    w = torch.randn(n, dim, generator=g, dtype=torch.float64)
+    w[:, :2] = 0  # coordinates the hyperplane ignores stay put
+    b = (w * t).sum(1) + torch.randn(n, generator=g, dtype=torch.float64) * 0.5
+    from sipat.attacks.fab import project_linf_hyperplane
+
+    d = project_linf_hyperplane(t, w, b)
+    for i in range(n):
+        # variables (d_1..d_D, s): minimise s; -s <= d_j <= s; w . d = b - w . t; -t <= d <= 1 - t
+        cost = [0.0] * dim + [1.0]
+        a_ub, b_ub = [], []
+        for j in range(dim):
+            row = [0.0] * (dim + 1)
+            row[j], row[-1] = 1.0, -1.0
+            a_ub.append(row)
+            row = [0.0] * (dim + 1)
+            row[j], row[-1] = -1.0, -1.0
+            a_ub.append(row)
+            b_ub += [0.0, 0.0]
+        a_eq = [[*w[i].tolist(), 0.0]]
+        b_eq = [float(b[i] - (w[i] * t[i]).sum())]
+        bounds = [(-float(t[i, j]), 1 - float(t[i, j])) for j in range(dim)] + [(0, None)]
+        lp = linprog(cost, A_ub=a_ub, b_ub=b_ub, A_eq=a_eq, b_eq=b_eq, bounds=bounds)
+        if lp.status == 0:  # feasible: same optimum, and d meets the constraints
+            assert float(d[i].abs().max()) == pytest.approx(lp.fun, abs=1e-9)
+            assert float((w[i] * (t[i] + d[i])).sum()) == pytest.approx(float(b[i]), abs=1e-9)
+        else:  # infeasible: every coordinate is pushed to its box edge in the helpful direction
+            assert lp.status == 2
+        assert ((t[i] + d[i]) >= -1e-12).all() and ((t[i] + d[i]) <= 1 + 1e-12).all()
+        assert (d[i, :2] == 0).all()
+
+
+def test_fab_t_finds_points_near_the_boundary_and_only_within_eps(trained_digits_model, batch):
+    x, y = batch
+    model = trained_digits_model
+    small = fab_targeted(model, x, y, 0.03, 20, n_targets=3)
+    large = fab_targeted(model, x, y, 0.1, 20, n_targets=3)
+    with torch.no_grad():
+        fooled_small = model(small).argmax(1) != y
+        fooled_large = model(large).argmax(1) != y
+        clean_wrong = model(x).argmax(1) != y
+    assert (fooled_small & ~clean_wrong).any() and (fooled_large.sum() > fooled_small.sum())
+    assert ((small - x).abs().flatten(1).amax(1) <= 0.03 + 1e-6).all()
+    assert torch.equal(large[~fooled_large], x[~fooled_large])
+    assert torch.equal(fab_targeted(model, x, y, 0.1, 20, n_targets=3), large)  # deterministic

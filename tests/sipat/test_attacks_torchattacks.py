@@ -31,14 +31,14 @@ def test_apgd_ce_agrees_with_torchattacks(trained_digits_model, digits):
 
 def test_autoattack_ensemble_agrees_with_torchattacks(trained_digits_model, digits):
     """torchattacks' standard AutoAttack (APGD-CE, APGD-T, FAB-T, Square) with Square cut to 1,000 queries
-    on both sides to keep the test short; ours runs without FAB-T."""
+    on both sides to keep the test short, and FAB at the reference's 100 steps (torchattacks defaults to 10)."""
     x, y = digits[0][:N], digits[1][:N]
     model = trained_digits_model
     ta = torchattacks
     members = [
         ta.APGD(model, norm="Linf", eps=EPS, seed=0, loss="ce", n_restarts=1),
         ta.APGDT(model, norm="Linf", eps=EPS, seed=0, n_classes=10, n_restarts=1),
-        ta.FAB(model, norm="Linf", eps=EPS, seed=0, multi_targeted=True, n_classes=10, n_restarts=1),
+        ta.FAB(model, norm="Linf", eps=EPS, steps=100, seed=0, multi_targeted=True, n_classes=10, n_restarts=1),
         ta.Square(model, norm="Linf", eps=EPS, seed=0, n_queries=1000, n_restarts=1),
     ]
     a_theirs = _acc(model, ta.MultiAttack(members)(x, y), y)
@@ -47,4 +47,18 @@ def test_autoattack_ensemble_agrees_with_torchattacks(trained_digits_model, digi
     )
     a_ours = res.robust.float().mean().item()
     assert a_ours < res.stages["apgd-ce"].float().mean().item() + 1e-9
+    assert abs(a_ours - a_theirs) <= 0.01, (a_ours, a_theirs)
+
+
+def test_fab_t_agrees_with_torchattacks(trained_digits_model, digits):
+    from sipat.attacks import fab_targeted
+
+    x, y = digits[0][:200], digits[1][:200]
+    model = trained_digits_model
+    eps = 0.1
+    theirs = torchattacks.FAB(
+        model, norm="Linf", eps=eps, steps=100, seed=0, multi_targeted=True, n_classes=10, n_restarts=1
+    )(x, y)
+    a_theirs, a_ours = _acc(model, theirs, y), _acc(model, fab_targeted(model, x, y, eps), y)
+    assert a_ours < _acc(model, x, y) - 0.2
     assert abs(a_ours - a_theirs) <= 0.01, (a_ours, a_theirs)
