@@ -30,7 +30,7 @@ from sipat.models import build_model
 
 def _digits_model(size: int, device: torch.device) -> tuple[torch.nn.Module, torch.Tensor, torch.Tensor]:
     """small_cnn trained 6 epochs on the digits (Adam 1e-2, batch 64), and the digits at `size` px."""
-    from sklearn.datasets import load_digits
+    from sklearn.datasets import load_digits  # type: ignore[import-untyped]
 
     d = load_digits()
     x = torch.tensor(d.images, dtype=torch.float32).unsqueeze(1) / 16.0

@@ -30,20 +30,20 @@ def test_apgd_ce_agrees_with_torchattacks(trained_digits_model, digits):
 
 
 def test_autoattack_ensemble_agrees_with_torchattacks(trained_digits_model, digits):
-    """torchattacks' standard AutoAttack (APGD-CE, APGD-T, FAB-T, Square) with Square cut to 1,000 queries
+    """torchattacks' standard AutoAttack (APGD-CE, APGD-T, FAB-T, Square) with Square cut to 500 queries
     on both sides to keep the test short, and FAB at the reference's 100 steps (torchattacks defaults to 10)."""
-    x, y = digits[0][:N], digits[1][:N]
+    x, y = digits[0][:250], digits[1][:250]
     model = trained_digits_model
     ta = torchattacks
     members = [
         ta.APGD(model, norm="Linf", eps=EPS, seed=0, loss="ce", n_restarts=1),
         ta.APGDT(model, norm="Linf", eps=EPS, seed=0, n_classes=10, n_restarts=1),
         ta.FAB(model, norm="Linf", eps=EPS, steps=100, seed=0, multi_targeted=True, n_classes=10, n_restarts=1),
-        ta.Square(model, norm="Linf", eps=EPS, seed=0, n_queries=1000, n_restarts=1),
+        ta.Square(model, norm="Linf", eps=EPS, seed=0, n_queries=500, n_restarts=1),
     ]
     a_theirs = _acc(model, ta.MultiAttack(members)(x, y), y)
     res = autoattack(
-        model, x, y, EPS, generator=torch.Generator().manual_seed(0), budget=AttackBudget(square_queries=1000)
+        model, x, y, EPS, generator=torch.Generator().manual_seed(0), budget=AttackBudget(square_queries=500)
     )
     a_ours = res.robust.float().mean().item()
     assert a_ours < res.stages["apgd-ce"].float().mean().item() + 1e-9
