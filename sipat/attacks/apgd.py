@@ -75,7 +75,7 @@ def apgd(
 
     Returns:
         x_adv (N, C, H, W) in [0, 1], detached: for each sample a misclassified point if one was found,
-        else the point of highest loss.
+        else the point of highest loss; x itself for samples already misclassified on x (not attacked).
     """
     check_batch(x, y)
     if loss not in _LOSSES:
@@ -89,7 +89,8 @@ def apgd(
     loss_fn = _LOSSES[loss]
     with eval_mode(model):
         best = x.clone()
-        fooled = torch.zeros(x.shape[0], dtype=torch.bool, device=x.device)
+        with torch.no_grad():  # as the reference: samples wrong on x are not attacked, x comes back
+            fooled = model(x).argmax(1) != y
         best_loss = torch.full((x.shape[0],), -math.inf, device=x.device)
         for _ in range(restarts):
             todo = (~fooled).nonzero().squeeze(1)

@@ -66,7 +66,7 @@ def square(
 
     Returns:
         x_adv (N, C, H, W) in [0, 1], detached: a misclassified point where one was found, else the point
-        of lowest margin.
+        of lowest margin; x itself for samples already misclassified on x (not attacked).
 
     Example::
 
@@ -82,8 +82,10 @@ def square(
     x = x.detach()
     n, c, h, w = x.shape
     with eval_mode(model), torch.no_grad():
-        x_best = project_linf(x + r * _signs((n, c, 1, w), generator, x), x, r)
-        margin = _margin(model(x_best), y)
+        clean_ok = model(x).argmax(1) == y  # as the reference: samples wrong on x are not attacked
+        stripes = project_linf(x + r * _signs((n, c, 1, w), generator, x), x, r)
+        x_best = torch.where(clean_ok.view(-1, 1, 1, 1), stripes, x)
+        margin = torch.where(clean_ok, _margin(model(x_best), y), torch.full_like(clean_ok, -1.0, dtype=x.dtype))
         rows = torch.arange(h, device=x.device).view(1, 1, h, 1)
         cols = torch.arange(w, device=x.device).view(1, 1, 1, w)
         for i in range(1, queries):

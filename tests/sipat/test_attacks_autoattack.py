@@ -209,3 +209,14 @@ def test_fab_t_finds_points_near_the_boundary_and_only_within_eps(trained_digits
     assert ((small - x).abs().flatten(1).amax(1) <= 0.03 + 1e-6).all()
     assert torch.equal(large[~fooled_large], x[~fooled_large])
     assert torch.equal(fab_targeted(model, x, y, 0.1, 20, n_targets=3), large)  # deterministic
+
+
+@pytest.mark.parametrize("name", ["apgd", "apgd-t", "fab-t", "square", "autoattack"])
+def test_samples_wrong_on_x_are_not_attacked(name, trained_digits_model, batch):
+    """As AutoAttack: a random start could make a misclassified sample right and count it robust."""
+    x, y = batch
+    y = y.clone()
+    y[:8] = (y[:8] + 1) % 10  # wrong labels: the model is now wrong on these
+    x_adv = run_attack(name, trained_digits_model, x, y, 0.2, generator=_gen(), budget=SMALL)
+    assert torch.equal(x_adv[:8], x[:8])
+    assert not torch.equal(x_adv[8:], x[8:])
