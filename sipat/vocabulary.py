@@ -19,7 +19,7 @@ METHODS: Final = ("standard", "pgd_at", "trades", "sip_at", "sip_trades")
 #: The methods whose adversary spares the salient pixels (they need salience maps).
 MASKED_METHODS: Final = frozenset({"sip_at", "sip_trades"})
 #: Attacks a robustness evaluation can run (keys of `sipat.attacks.registry.ATTACKS`).
-EVAL_ATTACKS: Final = ("pgd", "apgd", "fgsm")
+EVAL_ATTACKS: Final = ("pgd", "apgd", "fgsm", "apgd-t", "fab-t", "square", "autoattack")
 #: The architectures of `sipat.models.ARCHITECTURES`.
 ARCHITECTURES: Final = ("small_cnn", "cnn32", "resnet18", "resnet50", "densenet121")
 #: The paper's evaluation grid: L-inf radii in [0, 1] pixel units.

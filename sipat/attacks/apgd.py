@@ -1,20 +1,29 @@
 """Auto-PGD (Croce & Hein, 2020, "Reliable evaluation of adversarial robustness with an ensemble of
 diverse parameter-free attacks"), L-inf, with cross-entropy or DLR loss and the SIP-AT mask.
 
-Follows the reference implementation (autoattack/autopgd_base.py): step size 2*eps halved at checkpoints
-where the loss stopped rising (oscillation or no improvement since the last checkpoint), restart from the
-best point, momentum 0.75. Restarts re-attack only the samples not yet fooled, keeping the best per sample.
+Follows the reference implementation (fra31/auto-attack, `autoattack/autopgd_base.py`, L-inf), not the
+paper's float formula for the checkpoints: the first checkpoint comes after n_iter_2 = max(int(0.22 * steps), 1)
+iterations, and each later gap is the previous one minus size_decr = max(int(0.03 * steps), 1), but at least
+n_iter_min = max(int(0.06 * steps), 1) (integers throughout; at 100 steps: 22, 41, 57, 70, 80, 87, 93, 99).
+At a checkpoint a sample's step size (initially 2 * eps) is halved and it restarts from its best point if its
+loss rose in at most rho = 0.75 of the window's steps (as the reference counts them: the first window compares
+its first loss with 0, the reference's still-empty `loss_steps[-1]`) or if the step size was not halved at the
+last checkpoint and the best loss did not improve since. Momentum 0.75. Restarts re-attack only the samples
+not yet fooled, keeping the best per sample. The reference takes no mask; here every step and projection uses
+the per-pixel radius eps * m, which for m = 1 is the reference's arithmetic.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from typing import Literal
 
 import torch
 from torch import Tensor, nn
 
 from sipat.attacks._core import (
+    LossFn,
     as_eps,
     as_mask,
     ce_loss,
@@ -66,7 +75,7 @@ def apgd(
 
     Returns:
         x_adv (N, C, H, W) in [0, 1], detached: for each sample a misclassified point if one was found,
-        else the point of highest loss.
+        else the point of highest loss; x itself for samples already misclassified on x (not attacked).
     """
     check_batch(x, y)
     if loss not in _LOSSES:
@@ -80,7 +89,8 @@ def apgd(
     loss_fn = _LOSSES[loss]
     with eval_mode(model):
         best = x.clone()
-        fooled = torch.zeros(x.shape[0], dtype=torch.bool, device=x.device)
+        with torch.no_grad():  # as the reference: samples wrong on x are not attacked, x comes back
+            fooled = model(x).argmax(1) != y
         best_loss = torch.full((x.shape[0],), -math.inf, device=x.device)
         for _ in range(restarts):
             todo = (~fooled).nonzero().squeeze(1)
@@ -98,14 +108,39 @@ def apgd(
     return best
 
 
-def _checkpoints(steps: int) -> set[int]:
-    p = [0.0, 0.22]
-    while p[-1] < 1:
-        p.append(p[-1] + max(p[-1] - p[-2] - 0.03, 0.06))
-    return {math.ceil(q * steps) for q in p[1:]}
+def checkpoint_windows(steps: int) -> Iterator[int]:
+    """The reference's window lengths k: n_iter_2, then k - size_decr each time, never below n_iter_min."""
+    k = max(int(0.22 * steps), 1)
+    size_decr = max(int(0.03 * steps), 1)
+    n_iter_min = max(int(0.06 * steps), 1)
+    while True:
+        yield k
+        k = max(k - size_decr, n_iter_min)
 
 
-def _apgd_run(model, x, y, e, m, steps, loss_fn, rho, generator):
+def checkpoints(steps: int) -> list[int]:
+    """Iteration counts (1-based) after which APGD checks its step size, as `autopgd_base.py` does for `steps`."""
+    out: list[int] = []
+    at = 0
+    for k in checkpoint_windows(steps):
+        at += k
+        if at > steps:
+            return out
+        out.append(at)
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _apgd_run(
+    model: nn.Module,
+    x: Tensor,
+    y: Tensor,
+    e: Tensor,
+    m: Tensor | None,
+    steps: int,
+    loss_fn: LossFn,
+    rho: float,
+    generator: torch.Generator | None,
+) -> tuple[Tensor, Tensor, Tensor]:
     """One APGD run. Returns (x_adv, fooled (N,), loss of x_adv (N,))."""
     n = x.shape[0]
     r = radius(e, m)
@@ -120,10 +155,10 @@ def _apgd_run(model, x, y, e, m, steps, loss_fn, rho, generator):
 
     eta = 2.0 * e.clone()
     x_prev = x_adv.clone()
-    checkpoints = _checkpoints(steps)
+    checks = set(checkpoints(steps))
     last_check = 0
     rises = torch.zeros(n, device=x.device)
-    loss_prev = loss_now.clone()
+    loss_prev = torch.zeros_like(loss_now)  # the reference's loss_steps[-1]: still 0 in the first window
     loss_best_at_check = loss_best.clone()
     halved_last = torch.ones(n, dtype=torch.bool, device=x.device)
 
@@ -148,7 +183,7 @@ def _apgd_run(model, x, y, e, m, steps, loss_fn, rho, generator):
             loss_now[improved],
         )
 
-        if k + 1 in checkpoints:
+        if k + 1 in checks:
             span = k + 1 - last_check
             oscillating = rises <= span * rho
             stalled = (~halved_last) & (loss_best_at_check >= loss_best)

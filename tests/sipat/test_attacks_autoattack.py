@@ -1,0 +1,222 @@
+"""APGD-T, Square, the attack registry and AutoAttack's ensemble: masks kept, worst case, schedules, errors."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from sipat.attacks import (
+    ATTACKS,
+    AttackBudget,
+    apgd,
+    apgd_targeted,
+    autoattack,
+    fab_targeted,
+    pgd_step_size,
+    run_attack,
+    square,
+)
+from sipat.attacks.apgd_t import dlr_targeted_loss
+from sipat.attacks.square import square_fraction
+from sipat.vocabulary import EVAL_ATTACKS
+from tests.sipat.conftest import TinyCNN
+
+SMALL = AttackBudget(pgd_steps=5, apgd_steps=10, n_targets=3, fab_steps=10, square_queries=60)
+
+
+def _gen(seed: int = 0) -> torch.Generator:
+    return torch.Generator().manual_seed(seed)
+
+
+@pytest.fixture(scope="module")
+def batch(digits):
+    x, y = digits
+    return x[:64], y[:64]
+
+
+@pytest.mark.parametrize("name", list(ATTACKS))
+@pytest.mark.parametrize("mask_kind", ["binary", "soft"])
+def test_every_registered_attack_keeps_the_mask(name, mask_kind, trained_digits_model, batch):
+    x, y = batch
+    g = _gen(5)
+    mask = (torch.rand(len(x), 1, 8, 8, generator=g) > 0.5).float()
+    if mask_kind == "soft":
+        mask = mask * torch.rand(len(x), 1, 8, 8, generator=g)
+    eps = 0.2
+    x_adv = run_attack(name, trained_digits_model, x, y, eps, mask=mask, generator=_gen(), budget=SMALL)
+    assert x_adv.shape == x.shape and x_adv.min() >= 0 and x_adv.max() <= 1
+    delta = (x_adv - x).abs()
+    assert (delta <= eps * mask + 1e-6).all()
+    untouchable = (mask == 0).expand_as(x)
+    assert torch.equal(x_adv[untouchable], x[untouchable])  # bit-identical, not merely close
+    if name != "fgsm":  # the attack did something where it was allowed to
+        assert delta[~untouchable].max() > 0
+
+
+def test_registry_names_are_the_shared_vocabulary():
+    assert tuple(ATTACKS) == EVAL_ATTACKS
+
+
+def test_registry_pgd_uses_the_one_step_size(trained_digits_model, batch):
+    x, y = batch
+    eps = 0.1
+    assert pgd_step_size(eps, 20) == pytest.approx(2.5 * 0.1 / 20)
+    assert pgd_step_size(eps, 0) == pytest.approx(0.25)
+    from sipat.attacks import pgd
+
+    ours = run_attack("pgd", trained_digits_model, x, y, eps, generator=_gen(), budget=SMALL)
+    direct = pgd(trained_digits_model, x, y, eps, 2.5 * eps / 5, 5, generator=_gen())
+    assert torch.equal(ours, direct)
+
+
+def test_unknown_attack_and_bad_budget_say_what_to_fix(batch):
+    x, y = batch
+    with pytest.raises(ValueError, match="choose from pgd, apgd"):
+        run_attack("cw", TinyCNN(), x, y, 0.1)
+    with pytest.raises(ValueError, match="apgd_steps must be an integer >= 1"):
+        AttackBudget(apgd_steps=0)
+    with pytest.raises(ValueError, match="queries must be"):
+        square(TinyCNN(), x, y, 0.1, 0)
+    model4 = nn.Sequential(nn.Flatten(), nn.Linear(64, 3))
+    with pytest.raises(ValueError, match="at least 4 classes"):
+        apgd_targeted(model4, x, y % 3, 0.1, 5)
+
+
+def test_targeted_dlr_loss_by_hand():
+    z = torch.tensor([[5.0, 1.0, 3.0, 2.0, 0.0]])
+    # y = 0, target 2: -(5 - 3) / (5 - (2 + 1) / 2) = -2 / 3.5
+    got = dlr_targeted_loss(z, torch.tensor([0]), torch.tensor([2]))
+    torch.testing.assert_close(got, torch.tensor([-2 / 3.5]))
+
+
+def test_square_fraction_is_the_reference_schedule():
+    assert square_fraction(0.8, 0, 10000) == 0.8
+    assert square_fraction(0.8, 10, 10000) == 0.8  # halved only after it passes 10
+    assert square_fraction(0.8, 11, 10000) == 0.4
+    assert square_fraction(0.8, 501, 10000) == 0.8 / 16
+    assert square_fraction(0.8, 9000, 10000) == 0.8 / 512
+    assert square_fraction(0.8, 2501, 5000) == 0.8 / 128  # rescaled to 10,000: 5002 lies in (4000, 6000]
+
+
+def test_square_is_a_real_attack_and_repeats_under_a_seed(trained_digits_model, batch):
+    x, y = batch
+    model = trained_digits_model
+    a = square(model, x, y, 0.15, 300, generator=_gen(1))
+    b = square(model, x, y, 0.15, 300, generator=_gen(1))
+    assert torch.equal(a, b)
+    with torch.no_grad():
+        clean = (model(x).argmax(1) == y).float().mean()
+        robust = (model(a).argmax(1) == y).float().mean()
+    assert robust < clean - 0.2
+
+
+def test_apgd_t_only_adds_to_what_it_breaks_and_beats_no_attack(trained_digits_model, batch):
+    x, y = batch
+    model = trained_digits_model
+    x_adv = apgd_targeted(model, x, y, 0.08, 10, n_targets=3, generator=_gen())
+    with torch.no_grad():
+        clean_ok = model(x).argmax(1) == y
+        held = model(x_adv).argmax(1) == y
+    assert held.sum() < clean_ok.sum()
+    assert torch.equal(x_adv[held], x[held])  # nothing found: the clean point comes back
+
+
+def test_ensemble_worst_case_is_never_above_any_single_attack(trained_digits_model, batch):
+    x, y = batch
+    res = autoattack(trained_digits_model, x, y, 0.06, generator=_gen(), budget=SMALL, every_sample=True)
+    assert res.skipped == ()
+    assert set(res.own) == {"apgd-ce", "apgd-t", "fab-t", "square"}
+    worst = res.robust.float().mean()
+    for own in res.own.values():
+        assert worst <= own.float().mean()
+        assert not (res.robust & ~own).any()  # per sample: robust in the worst case => robust to each attack
+    assert torch.equal(res.robust, torch.stack(list(res.own.values())).all(0))
+
+
+def test_ensemble_runs_on_the_survivors_in_autoattacks_order(trained_digits_model, batch):
+    x, y = batch
+    model = trained_digits_model
+    res = autoattack(model, x, y, 0.06, generator=_gen(), budget=SMALL)
+    assert list(res.stages) == ["apgd-ce", "apgd-t", "fab-t", "square"]
+    accs = [s.float().mean().item() for s in res.stages.values()]
+    assert accs == sorted(accs, reverse=True)
+    assert torch.equal(res.stages["square"], res.robust)
+    # the first stage is APGD-CE on the clean-correct samples with the same generator
+    with torch.no_grad():
+        ok = model(x).argmax(1) == y
+        alone = apgd(model, x[ok], y[ok], 0.06, SMALL.apgd_steps, generator=_gen())
+        held = torch.zeros_like(ok)
+        held[ok] = model(alone).argmax(1) == y[ok]
+        assert torch.equal(res.stages["apgd-ce"], held)
+        broken_by_ensemble = ~res.robust & ok
+        assert (model(res.x_adv[broken_by_ensemble]).argmax(1) != y[broken_by_ensemble]).all()
+    assert torch.equal(res.x_adv[res.robust], x[res.robust])
+
+
+# --- FAB-T ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_fab_projection_is_the_least_linf_step_an_lp_finds(seed):
+    """min ||d||_inf s.t. w . (t + d) = b, 0 <= t + d <= 1, solved independently by scipy's LP."""
+    from scipy.optimize import linprog
+
+    g = torch.Generator().manual_seed(seed)
+    n, dim = 4, 12
+    t = torch.rand(n, dim, generator=g, dtype=torch.float64)
+    w = torch.randn(n, dim, generator=g, dtype=torch.float64)
+    w[:, :2] = 0  # coordinates the hyperplane ignores stay put
+    b = (w * t).sum(1) + torch.randn(n, generator=g, dtype=torch.float64) * 0.5
+    from sipat.attacks.fab import project_linf_hyperplane
+
+    d = project_linf_hyperplane(t, w, b)
+    for i in range(n):
+        # variables (d_1..d_D, s): minimise s; -s <= d_j <= s; w . d = b - w . t; -t <= d <= 1 - t
+        cost = [0.0] * dim + [1.0]
+        a_ub, b_ub = [], []
+        for j in range(dim):
+            row = [0.0] * (dim + 1)
+            row[j], row[-1] = 1.0, -1.0
+            a_ub.append(row)
+            row = [0.0] * (dim + 1)
+            row[j], row[-1] = -1.0, -1.0
+            a_ub.append(row)
+            b_ub += [0.0, 0.0]
+        a_eq = [[*w[i].tolist(), 0.0]]
+        b_eq = [float(b[i] - (w[i] * t[i]).sum())]
+        bounds = [(-float(t[i, j]), 1 - float(t[i, j])) for j in range(dim)] + [(0, None)]
+        lp = linprog(cost, A_ub=a_ub, b_ub=b_ub, A_eq=a_eq, b_eq=b_eq, bounds=bounds)
+        if lp.status == 0:  # feasible: same optimum, and d meets the constraints
+            assert float(d[i].abs().max()) == pytest.approx(lp.fun, abs=1e-9)
+            assert float((w[i] * (t[i] + d[i])).sum()) == pytest.approx(float(b[i]), abs=1e-9)
+        else:  # infeasible: every coordinate is pushed to its box edge in the helpful direction
+            assert lp.status == 2
+        assert ((t[i] + d[i]) >= -1e-12).all() and ((t[i] + d[i]) <= 1 + 1e-12).all()
+        assert (d[i, :2] == 0).all()
+
+
+def test_fab_t_finds_points_near_the_boundary_and_only_within_eps(trained_digits_model, batch):
+    x, y = batch
+    model = trained_digits_model
+    small = fab_targeted(model, x, y, 0.03, 20, n_targets=3)
+    large = fab_targeted(model, x, y, 0.1, 20, n_targets=3)
+    with torch.no_grad():
+        fooled_small = model(small).argmax(1) != y
+        fooled_large = model(large).argmax(1) != y
+        clean_wrong = model(x).argmax(1) != y
+    assert (fooled_small & ~clean_wrong).any() and (fooled_large.sum() > fooled_small.sum())
+    assert ((small - x).abs().flatten(1).amax(1) <= 0.03 + 1e-6).all()
+    assert torch.equal(large[~fooled_large], x[~fooled_large])
+    assert torch.equal(fab_targeted(model, x, y, 0.1, 20, n_targets=3), large)  # deterministic
+
+
+@pytest.mark.parametrize("name", ["apgd", "apgd-t", "fab-t", "square", "autoattack"])
+def test_samples_wrong_on_x_are_not_attacked(name, trained_digits_model, batch):
+    """As AutoAttack: a random start could make a misclassified sample right and count it robust."""
+    x, y = batch
+    y = y.clone()
+    y[:8] = (y[:8] + 1) % 10  # wrong labels: the model is now wrong on these
+    x_adv = run_attack(name, trained_digits_model, x, y, 0.2, generator=_gen(), budget=SMALL)
+    assert torch.equal(x_adv[:8], x[:8])
+    assert not torch.equal(x_adv[8:], x[8:])
