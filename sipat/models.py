@@ -330,6 +330,8 @@ def build_model(
     """
     if num_classes < 1 or in_channels < 1:
         raise ValueError(f"num_classes and in_channels must be >= 1, got {num_classes} and {in_channels}")
+    mean0: Sequence[float]
+    std0: Sequence[float]
     if arch in ARCHITECTURES:
         spec = ARCHITECTURES[arch]
         net = spec.build(in_channels, num_classes, image_size)
