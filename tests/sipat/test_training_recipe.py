@@ -160,3 +160,29 @@ def test_the_recipe_knobs_default_off_and_check_their_input():
         with pytest.raises(ValueError, match=next(iter(bad))):
             TrainConfig(**bad)
     assert math.isclose(TrainConfig.from_dict(recipe.to_dict()).weight_decay, 5e-4)
+
+
+def test_an_interrupted_recipe_run_resumes_to_the_uninterrupted_result(digits, tmp_path):
+    # every knob on: the ramp, warm-up and augmentation state, the best epoch and the patience all resume
+    cfg = TrainConfig(**NOISY, patience=3).with_recipe(eps_ramp_epochs=3, warmup_epochs=2, crop_padding=1)
+    straight = _model()
+    expected = train(straight, _noisy(digits), cfg)
+
+    class Stop(Exception):
+        pass
+
+    def stop_in_third_epoch(p):
+        if p.epoch == 2:
+            raise Stop
+
+    ckpt = tmp_path / "run.pt"
+    with pytest.raises(Stop):
+        train(_model(), _noisy(digits), cfg, checkpoint=ckpt, progress=stop_in_third_epoch)
+    resumed = _model(seed=123)  # the weights come from the checkpoint
+    result = train(resumed, _noisy(digits), cfg, checkpoint=ckpt)
+    untimed = [[{k: v for k, v in h.items() if k != "seconds"} for h in r.history] for r in (expected, result)]
+    assert untimed[0] == untimed[1]
+    assert (result.best_epoch, result.stopped_early) == (expected.best_epoch, expected.stopped_early)
+    assert _same(straight, resumed)
+    with open(tmp_path / "run.csv", newline="") as fh:
+        assert len(list(csv.DictReader(fh))) == len(result.history)
