@@ -32,11 +32,12 @@ from sipat.training import TrainConfig, train  # noqa: E402 (after the path inse
 from sipat.vocabulary import parse_eps  # noqa: E402 (after the path insert)
 
 
-def accuracy(model: torch.nn.Module, data, eps: float, steps: int, seed: int) -> tuple[float, float]:
+def accuracy(model: torch.nn.Module, data, eps: float, steps: int, seed: int, device: str) -> tuple[float, float]:
     """(clean, robust) accuracy; robust = L-inf PGD, ``steps`` steps of 2.5 eps / steps, one random start."""
-    gen = torch.Generator().manual_seed(seed)
+    gen = torch.Generator(device=device).manual_seed(seed)
     clean = robust = n = 0
     for x, y, _s in DataLoader(data, batch_size=250):
+        x, y = x.to(device), y.to(device)
         with torch.no_grad():
             clean += int((model(x).argmax(1) == y).sum())
         x_adv = pgd(model, x, y, eps, 2.5 * eps / steps, steps, generator=gen)
@@ -56,6 +57,7 @@ def main() -> None:
     ap.add_argument("--n-test", type=int, default=300)
     ap.add_argument("--eval-steps", type=int, default=10)
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    ap.add_argument("--device", default="cpu")
     ap.add_argument("--json", help="also write the rows to this file")
     args = ap.parse_args()
 
@@ -90,8 +92,8 @@ def main() -> None:
             model = new_model(conf["arch"], train_set.num_classes, train_set.in_channels, size, seed)
             cfg = TrainConfig.from_dict({**base.to_dict(), "seed": seed, **knobs})
             t0 = time.perf_counter()
-            train(model, train_set, cfg, device="cpu")
-            clean, robust = accuracy(model, test_set, eps, args.eval_steps, seed)
+            train(model, train_set, cfg, device=args.device)
+            clean, robust = accuracy(model, test_set, eps, args.eval_steps, seed, args.device)
             row = {"seed": seed, "arm": arm, "clean": clean, "pgd": robust, "seconds": time.perf_counter() - t0}
             rows.append(row)
             print(f"seed {seed}  {arm:7s} clean {clean:.3f}  pgd {robust:.3f}  ({row['seconds']:.0f} s)", flush=True)
