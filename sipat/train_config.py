@@ -11,9 +11,8 @@ Recipe knobs (all schedules are per batch, so a ramp over 2 epochs of 10 batches
 
 - ``eps_ramp_epochs``: the training radius grows linearly from 0 to ``eps`` over this many epochs (the step
   size ``alpha`` scales with it, keeping ``alpha / eps`` fixed); 0 = the full radius from the first batch.
-- ``warmup_epochs``: the learning rate grows linearly (per batch, from 1/n of it at the first of n warm-up
-  batches) to the scheduled value over this many
-  epochs, then follows StepLR; 0 = no warm-up.
+- ``warmup_epochs``: the learning rate grows linearly to the scheduled value over this many epochs (from 1/n
+  of it at the first of n warm-up batches), then follows StepLR; 0 = no warm-up.
 - ``grad_clip``: the largest global L2 norm of the gradient (after AMP unscaling); None = no clipping.
 - ``weight_decay``: SGD's L2 penalty; 5e-4 is the adversarial-training norm (Madry, Rice et al.).
 - ``augment`` / ``crop_padding``: random crop after zero-padding by ``crop_padding`` pixels and a horizontal
