@@ -4,7 +4,10 @@ Every model that `build_model` returns takes images in [0, 1], shape (N, C, H, W
 (N, num_classes). The normalisation lives *inside* the model (as in the paper) so that attack budgets such as
 eps = 8/255 are measured in pixel units, and clamping to [0, 1] in the attacks is the valid image range.
 
-ImageNet weights can only come from a local file (`weights_path`); nothing is ever downloaded.
+`new_model` is the one factory (seeded, the caller's RNG untouched). Besides the `ARCHITECTURES` registry it
+builds any torchvision classifier by name (``inception_v3`` at 299 px, as the authors use) and ``timm:<name>``
+models when timm is installed. ImageNet weights can only come from a local file (`weights_path`, a ``.pt`` state
+dict or ``.safetensors``); nothing is ever downloaded.
 """
 
 from __future__ import annotations
@@ -248,6 +251,56 @@ ARCHITECTURES: dict[str, Architecture] = {
 }
 
 
+def _head_stem(net: nn.Module) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """State-dict prefixes of the last Linear (the classifier) and the first Conv2d (the stem) of ``net``."""
+    linears = [n for n, m in net.named_modules() if isinstance(m, nn.Linear)]
+    convs = [n for n, m in net.named_modules() if isinstance(m, nn.Conv2d)]
+    return tuple(f"{n}." for n in linears[-1:]), tuple(f"{n}." for n in convs[:1])
+
+
+def _repeat_grey(net: nn.Module) -> nn.Module:
+    """Feed 1-channel input to an RGB network by repeating it to 3 channels (a forward pre-hook, so the
+    state-dict keys stay those of the RGB network and ImageNet weight files still load)."""
+    net.register_forward_pre_hook(lambda _m, args: (args[0].expand(-1, 3, -1, -1), *args[1:]))
+    return net
+
+
+# torchvision nets whose auxiliary heads would make the training forward return a tuple: switched off.
+_TORCHVISION_KWARGS: dict[str, dict[str, object]] = {
+    "inception_v3": {"aux_logits": False, "init_weights": True},
+    "googlenet": {"aux_logits": False, "init_weights": True},
+}
+
+
+def torchvision_classifiers() -> list[str]:
+    """Every classification model name `torchvision.models.get_model` knows (``inception_v3`` wants 299 px)."""
+    return sorted(torchvision.models.list_models(module=torchvision.models))
+
+
+def _generic(arch: str, in_channels: int, num_classes: int) -> tuple[nn.Module, Sequence[float], Sequence[float]]:
+    """A torchvision classifier by name, or ``timm:<name>`` when timm is installed; random weights."""
+    if arch.startswith("timm:"):
+        try:
+            import timm
+        except ImportError as exc:
+            raise ValueError(f"{arch!r} needs timm: pip install 'sipat[timm]'") from exc
+        name = arch[len("timm:") :]
+        if name not in timm.list_models():
+            raise ValueError(f"timm has no model {name!r}; see timm.list_models()")
+        net = timm.create_model(name, pretrained=False, num_classes=num_classes, in_chans=in_channels)
+        cfg = getattr(net, "pretrained_cfg", {}) or {}
+        return net, tuple(cfg.get("mean", IMAGENET_MEAN)), tuple(cfg.get("std", IMAGENET_STD))
+    if arch not in torchvision_classifiers():
+        raise ValueError(
+            f"unknown architecture {arch!r}; choose one of {sorted(ARCHITECTURES)}, a torchvision classifier "
+            "(sipat.models.torchvision_classifiers()) or timm:<name>"
+        )
+    if in_channels not in (1, 3):
+        raise ValueError(f"torchvision classifiers take 1 (repeated to RGB) or 3 channels; got {in_channels}")
+    net = torchvision.models.get_model(arch, weights=None, num_classes=num_classes, **_TORCHVISION_KWARGS.get(arch, {}))
+    return (_repeat_grey(net) if in_channels == 1 else net), IMAGENET_MEAN, IMAGENET_STD
+
+
 def build_model(
     arch: str,
     *,
@@ -256,30 +309,66 @@ def build_model(
     image_size: int | None = None,
     weights_path: str | Path | None = None,
 ) -> NormalizedModel:
-    """Build ``arch`` with random weights (or those of a local file), normaliser included.
+    """Build ``arch`` with random weights from the global RNG (or those of a local file), normaliser included.
+
+    Prefer `new_model`, which draws the weights from a seed without touching the caller's RNG.
 
     Args:
-        arch: a key of `ARCHITECTURES`.
+        arch: a key of `ARCHITECTURES`; any other torchvision classifier by name (`torchvision_classifiers`,
+            built by ``torchvision.models.get_model`` with its ImageNet stem whatever the size; grey input is
+            repeated to RGB); or ``timm:<name>`` when timm is installed.
         num_classes: logits per image.
         in_channels: 1 (grey) or 3 (RGB) usually; the normaliser's stats are adapted (repeated or averaged).
-        image_size: side of the (square) inputs in pixels, when known. For the torchvision nets a size of at
-            most `SMALL_INPUT_MAX` (64) swaps in the CIFAR-style stem (3x3 stride-1 conv, no max-pool); None
-            or larger keeps the ImageNet stem. The small CNNs accept any size and ignore it.
-        weights_path: a local state-dict file for the bare network (see `load_weights`). Never downloads.
+        image_size: side of the (square) inputs in pixels, when known. For the `ARCHITECTURES` torchvision nets
+            a size of at most `SMALL_INPUT_MAX` (64) swaps in the CIFAR-style stem (3x3 stride-1 conv, no
+            max-pool); None or larger keeps the ImageNet stem. The small CNNs accept any size and ignore it.
+        weights_path: a local ``.pt`` state dict or ``.safetensors`` file of the bare network (see
+            `load_weights`). Never downloads.
 
     Returns:
         a `NormalizedModel` mapping (N, in_channels, H, W) in [0, 1] to (N, num_classes) logits, in train mode.
     """
-    if arch not in ARCHITECTURES:
-        raise ValueError(f"unknown architecture {arch!r}; choose one of {sorted(ARCHITECTURES)}")
     if num_classes < 1 or in_channels < 1:
         raise ValueError(f"num_classes and in_channels must be >= 1, got {num_classes} and {in_channels}")
-    spec = ARCHITECTURES[arch]
-    net = spec.build(in_channels, num_classes, image_size)
+    mean0: Sequence[float]
+    std0: Sequence[float]
+    if arch in ARCHITECTURES:
+        spec = ARCHITECTURES[arch]
+        net = spec.build(in_channels, num_classes, image_size)
+        head, stem, mean0, std0 = spec.head, spec.stem, spec.mean, spec.std
+    else:
+        net, mean0, std0 = _generic(arch, in_channels, num_classes)
+        head, stem = _head_stem(net)
     if weights_path is not None:
-        load_weights(net, weights_path, head=spec.head, stem=spec.stem)
-    mean, std = _stats_for(spec.mean, spec.std, in_channels)
+        load_weights(net, weights_path, head=head, stem=stem)
+    mean, std = _stats_for(mean0, std0, in_channels)
     return NormalizedModel(Normalize(mean, std), net, arch=arch)
+
+
+def new_model(
+    arch: str,
+    num_classes: int,
+    in_channels: int,
+    image_size: int | None = None,
+    seed: int | None = None,
+    *,
+    weights_path: str | Path | None = None,
+) -> NormalizedModel:
+    """The one model factory: `build_model` with its random weights drawn from ``seed``.
+
+    The global CPU RNG is forked, not reseeded, so the caller's random state is left as it was and the same
+    seed gives the same initial weights wherever it is called (CLI, experiment runner, worker). ``seed`` None
+    draws from the caller's RNG (advancing it). Arguments as in `build_model`.
+    """
+    if seed is None:
+        return build_model(
+            arch, num_classes=num_classes, in_channels=in_channels, image_size=image_size, weights_path=weights_path
+        )
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return build_model(
+            arch, num_classes=num_classes, in_channels=in_channels, image_size=image_size, weights_path=weights_path
+        )
 
 
 def default_arch_for(image_size: int, in_channels: int) -> str:
@@ -340,7 +429,7 @@ def _unwrap_state_dict(obj: object, path: Path) -> dict[str, Tensor]:
 def load_weights(
     net: nn.Module, weights_path: str | Path, *, head: Sequence[str] = (), stem: Sequence[str] = ()
 ) -> None:
-    """Load a local state-dict file into the bare network ``net`` (in place).
+    """Load a local state-dict file (``.pt``/``.pth`` via torch, ``.safetensors``) into ``net`` (in place).
 
     The file must name exactly the network's parameters and buffers. Two kinds of disagreement are allowed,
     each with a `warnings.warn` saying what was left at its random init:
@@ -359,7 +448,12 @@ def load_weights(
     if not path.is_file():
         raise FileNotFoundError(f"weights file {path} does not exist (weights are only read from local files)")
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load_file
+
+            obj: object = load_file(str(path))
+        else:
+            obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises several types for foreign/corrupt files
         raise ValueError(f"cannot read weights file {path}: {exc}") from exc
     source = _unwrap_state_dict(obj, path)

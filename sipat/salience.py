@@ -97,11 +97,12 @@ def boxes_to_map(
 
 
 def resize_to(s: Tensor, size: tuple[int, int]) -> Tensor:
-    """Resize (N, 1, h, w) maps to (N, 1, H, W) with bilinear interpolation, staying in [0, 1]."""
+    """Resize (N, 1, h, w) maps to (N, 1, H, W) by `sipat.imaging.resize_map` (area average when shrinking,
+    so thin salient strokes are not aliased away; bilinear when enlarging), staying in [0, 1]."""
+    from sipat.imaging import resize_map
+
     _check_map(s)
-    if tuple(s.shape[-2:]) == tuple(size):
-        return s
-    return F.interpolate(s.float(), size=size, mode="bilinear", align_corners=False).clamp_(0, 1).to(s.dtype)
+    return resize_map(s, size)
 
 
 def normalise_per_image(s: Tensor) -> Tensor:

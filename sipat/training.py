@@ -12,6 +12,11 @@ Images without a salience map get mask 1 (plain adversarial training for them). 
 
 Defaults are the paper's: eps 8/255, 32 steps of 1/255, SGD lr 0.1, momentum 0.9, weight decay 1e-6,
 StepLR(10, 0.75), batch 32. Inputs are in [0, 1]; normalisation lives inside the model.
+
+The recipe knobs (eps ramp, lr warm-up, gradient clipping, joint augmentation, validation split with best-epoch
+selection on robust accuracy, early stopping) live in `sipat.train_config` and are off by default; `RECIPE`
+switches them on. Checkpoints and exports live in `sipat.checkpoints`, the per-epoch CSV/TensorBoard log in
+`sipat.runlog`; their names are re-exported here for the callers that import them from this module.
 """
 
 from __future__ import annotations
@@ -22,74 +27,26 @@ from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, Subset
 
 from sipat.attacks import eval_mode, pgd
+from sipat.augment import Augmented
+from sipat.checkpoints import (
+    CHECKPOINT_FORMAT,
+    MODEL_META_KEYS,
+    load_model,
+    model_meta,
+    read_checkpoint,
+    save_checkpoint,
+)
+from sipat.runlog import EpochLog, csv_beside
 from sipat.salience import to_mask
-
-Method = Literal["standard", "pgd_at", "trades", "sip_at", "sip_trades"]
-METHODS: tuple[str, ...] = ("standard", "pgd_at", "trades", "sip_at", "sip_trades")
-MASKED_METHODS = frozenset({"sip_at", "sip_trades"})
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    """Everything that decides a training run; stored in every checkpoint."""
-
-    method: Method = "sip_at"
-    epochs: int = 1
-    batch_size: int = 32
-    lr: float = 0.1
-    momentum: float = 0.9
-    weight_decay: float = 1e-6
-    lr_step: int = 10
-    lr_gamma: float = 0.75
-    eps: float = 8 / 255
-    alpha: float = 1 / 255
-    steps: int = 32
-    trades_beta: float = 6.0
-    threshold: float | None = 0.5
-    """Salience threshold of the binary mask m = (s < threshold); None for the soft budget m = 1 - s."""
-    seed: int = 0
-    clean_share: float = 0.0
-    """pgd_at/sip_at only: the expected share of each batch trained on clean instead of adversarial inputs
-    (see `clean_rows`); the `clean_mix` control of sipat.experiment. 0 = the method as published."""
-    amp: Literal["none", "bf16", "fp16"] = "none"
-    channels_last: bool = False
-    num_workers: int = 0
-
-    def __post_init__(self) -> None:
-        if self.method not in METHODS:
-            raise ValueError(f"method must be one of {', '.join(METHODS)}; got {self.method!r}")
-        if self.amp not in ("none", "bf16", "fp16"):
-            raise ValueError(f"amp must be 'none', 'bf16' or 'fp16'; got {self.amp!r}")
-        for name in ("epochs", "batch_size", "lr_step"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1; got {getattr(self, name)}")
-        if self.steps < 0 or self.eps < 0 or self.alpha < 0 or self.lr <= 0:
-            raise ValueError("steps, eps and alpha must be >= 0 and lr > 0")
-        if self.threshold is not None and not 0 < self.threshold <= 1:
-            raise ValueError(f"threshold must be in (0, 1] or None (soft mask); got {self.threshold}")
-        if not 0 <= self.clean_share < 1:
-            raise ValueError(f"clean_share must be in [0, 1); got {self.clean_share}")
-        if self.clean_share > 0 and self.method not in ("pgd_at", "sip_at"):
-            raise ValueError(f"clean_share applies to pgd_at and sip_at only; got method {self.method!r}")
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(d) - known
-        if unknown:
-            raise ValueError(f"unknown training settings: {', '.join(sorted(unknown))}")
-        return cls(**d)
+from sipat.train_config import MASKED_METHODS, METHODS, RECIPE, Method, TrainConfig
 
 
 @dataclass(frozen=True)
@@ -116,7 +73,14 @@ class Progress:
 
 @dataclass
 class TrainResult:
-    history: list[dict[str, float]] = field(default_factory=list)  # per epoch: loss, accuracy, lr, seconds
+    """Per epoch: epoch, loss, accuracy, lr (the one used last, warm-up included), eps (the training radius
+    at the epoch's end), seconds; with a validation split also val_clean and val_robust. ``best_epoch`` is the
+    1-based epoch whose weights the model holds after a run with a validation split (None without one);
+    ``stopped_early`` says whether `TrainConfig.patience` ended the run."""
+
+    history: list[dict[str, float]] = field(default_factory=list)
+    best_epoch: int | None = None
+    stopped_early: bool = False
 
 
 def pick_device(device: str | torch.device | None = None) -> torch.device:
@@ -194,6 +158,43 @@ def _autocast(cfg: TrainConfig, device: torch.device):
     return torch.autocast(device_type=device.type, dtype=dtype)
 
 
+def split_validation(dataset: Dataset, cfg: TrainConfig) -> tuple[Dataset, Dataset | None]:
+    """(train part, validation part or None): a seeded random ``cfg.val_share`` of ``dataset`` held out.
+
+    The permutation depends on ``cfg.seed`` and the dataset size only, so a resumed run holds out the same
+    images. At least one image is held out and at least one kept when ``val_share`` > 0.
+    """
+    n = len(dataset)  # type: ignore[arg-type]
+    if cfg.val_share == 0:
+        return dataset, None
+    k = min(max(1, round(cfg.val_share * n)), n - 1)
+    if k < 1:
+        raise ValueError(f"val_share {cfg.val_share} needs at least 2 training images; got {n}")
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(cfg.seed + 3)).tolist()
+    return Subset(dataset, order[k:]), Subset(dataset, order[:k])
+
+
+def validate(model: nn.Module, val_set: Dataset, cfg: TrainConfig, device: torch.device) -> tuple[float, float]:
+    """(clean accuracy, robust accuracy) on ``val_set``: unmasked ``cfg.val_steps``-step L-inf PGD at the
+    full ``cfg.eps`` (step 2.5 eps / steps, one random start drawn from a generator seeded afresh each call,
+    so epochs are compared on the same attack). The threat model of the evaluation, whatever the method."""
+    loader = DataLoader(val_set, batch_size=max(cfg.batch_size, 128), shuffle=False)
+    gen = torch.Generator(device=device).manual_seed(cfg.seed + 4)
+    alpha = 2.5 * cfg.eps / max(cfg.val_steps, 1)
+    clean = robust = seen = 0
+    with eval_mode(model):
+        for x, y, _s in loader:
+            x, y = x.to(device), y.to(device)
+            with torch.no_grad():
+                clean += int((model(x).argmax(1) == y).sum())
+            if cfg.eps > 0 and cfg.val_steps > 0:
+                x = pgd(model, x, y, cfg.eps, alpha, cfg.val_steps, generator=gen)
+            with torch.no_grad():
+                robust += int((model(x).argmax(1) == y).sum())
+            seen += y.shape[0]
+    return clean / seen, robust / seen
+
+
 def train(
     model: nn.Module,
     train_set: Dataset,
@@ -203,6 +204,8 @@ def train(
     progress: Callable[[Progress], None] | None = None,
     checkpoint: str | Path | None = None,
     checkpoint_meta: dict[str, Any] | None = None,
+    log_csv: str | Path | None = None,
+    tensorboard: str | Path | None = None,
 ) -> TrainResult:
     """Train `model` in place on `train_set` items `(image (C,H,W) in [0,1], label, salience (1,H,W))`.
 
@@ -211,20 +214,31 @@ def train(
 
     Args:
         model: maps [0, 1] images to logits (normaliser inside, see sipat.models).
-        train_set: a Dataset of (image, label, salience); salience all-NaN = no map (mask 1).
-        cfg: the method and its hyper-parameters.
+        train_set: a Dataset of (image, label, salience); salience all-NaN = no map (mask 1). With
+            ``cfg.val_share`` > 0 a seeded share of it is held out for validation (`split_validation`).
+        cfg: the method, its hyper-parameters and the recipe knobs (`sipat.train_config`).
         device: where to train; `cuda` when present by default.
         progress: called after every batch with a `Progress`; raising from it stops training (the
             worker uses this to cancel).
         checkpoint: a path written (atomically) after each epoch with weights, optimiser, scheduler and
             RNG state; if it exists with the same config, training resumes after its last epoch.
         checkpoint_meta: extra entries stored in the checkpoint (e.g. the architecture, see save_checkpoint).
+        log_csv: the per-epoch CSV log (`sipat.runlog`); by default ``<checkpoint>.csv`` beside the
+            checkpoint when one is given, else none.
+        tensorboard: a directory for TensorBoard scalars, or None (default) for none.
+
+    Returns:
+        the history; with a validation split the model ends holding its best epoch's weights (highest robust
+        validation accuracy, then clean), not the last.
     """
     dev = pick_device(device)
     if cfg.amp == "fp16" and dev.type != "cuda":
         raise ValueError("amp='fp16' needs a CUDA device; use amp='bf16' or 'none' on the CPU")
-    if len(train_set) == 0:
+    if len(train_set) == 0:  # type: ignore[arg-type]
         raise ValueError("the training set is empty")
+    fit_set, val_set = split_validation(train_set, cfg)
+    if cfg.augment:
+        fit_set = Augmented(fit_set, padding=cfg.crop_padding)
     model.to(dev)
     if cfg.channels_last:
         model.to(memory_format=torch.channels_last)
@@ -232,10 +246,14 @@ def train(
     scaler = torch.amp.GradScaler(dev.type, enabled=cfg.amp == "fp16")
     result = TrainResult()
     start_epoch = 0
+    best: dict[str, Any] | None = None  # {"epoch", "score": [robust, clean], "state_dict"}
     data_gen = torch.Generator().manual_seed(cfg.seed)
     attack_gen = torch.Generator(device=dev).manual_seed(cfg.seed + 1)
 
     ckpt_path = Path(checkpoint) if checkpoint is not None else None
+    if log_csv is None and ckpt_path is not None:
+        log_csv = csv_beside(ckpt_path)
+    log = EpochLog(log_csv, tensorboard)
     resumed = _load_resume_state(ckpt_path, cfg) if ckpt_path is not None else None
     with torch.random.fork_rng(devices=[dev] if dev.type == "cuda" else []):
         torch.manual_seed(cfg.seed + 2)
@@ -248,9 +266,10 @@ def train(
             torch.set_rng_state(resumed["rng"]["torch"])
             start_epoch = resumed["epoch"]
             result.history = list(resumed["history"])
+            best = resumed.get("best")
 
         loader = DataLoader(
-            train_set,
+            fit_set,
             batch_size=cfg.batch_size,
             shuffle=True,
             generator=data_gen,
@@ -258,18 +277,28 @@ def train(
             pin_memory=dev.type == "cuda",
             drop_last=False,
         )
+        per_epoch = len(loader)
         t0 = time.perf_counter()
         for epoch in range(start_epoch, cfg.epochs):
+            if best is not None and cfg.patience is not None and epoch + 1 - best["epoch"] > cfg.patience:
+                result.stopped_early = True  # resumed after the epoch that met the patience
+                break
             model.train()
             loss_sum, correct, seen, t_epoch = 0.0, 0, 0, time.perf_counter()
+            lr_used, eps_used = sched.get_last_lr()[0], cfg.eps
             for step, (x, y, s) in enumerate(loader, start=1):
                 x = x.to(dev, non_blocking=True)
                 y = y.to(dev, non_blocking=True)
                 s = s.to(dev, non_blocking=True)
                 if cfg.channels_last:
                     x = x.contiguous(memory_format=torch.channels_last)
+                done = epoch + step / per_epoch  # epochs of training once this batch is through
+                eps_used = cfg.eps_at(done)
+                step_cfg = cfg
+                if eps_used != cfg.eps:  # the ramp: alpha shrinks with eps, keeping alpha / eps
+                    step_cfg = dataclasses.replace(cfg, eps=eps_used, alpha=cfg.alpha * eps_used / cfg.eps)
                 with _autocast(cfg, dev):
-                    loss, logits = batch_loss(model, x, y, s, cfg, attack_gen)
+                    loss, logits = batch_loss(model, x, y, s, step_cfg, attack_gen)
                 if not torch.isfinite(loss):
                     raise FloatingPointError(
                         f"training loss became {loss.item()} at epoch {epoch + 1}, batch {step}; "
@@ -277,8 +306,10 @@ def train(
                     )
                 opt.zero_grad(set_to_none=True)
                 scaler.scale(loss).backward()
-                scaler.step(opt)
-                scaler.update()
+                if cfg.grad_clip is not None:
+                    scaler.unscale_(opt)
+                    nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+                lr_used = _step(opt, scaler, sched.get_last_lr(), cfg.lr_factor_at(done))
                 n = y.shape[0]
                 loss_sum += loss.item() * n
                 correct += (logits.argmax(1) == y).sum().item()
@@ -288,22 +319,29 @@ def train(
                         Progress(
                             epoch,
                             step,
-                            len(loader),
+                            per_epoch,
                             cfg.epochs,
                             loss_sum / seen,
                             correct / seen,
                             time.perf_counter() - t0,
                         )
                     )
-            result.history.append(
-                {
-                    "epoch": epoch + 1,
-                    "loss": loss_sum / seen,
-                    "accuracy": correct / seen,
-                    "lr": sched.get_last_lr()[0],
-                    "seconds": time.perf_counter() - t_epoch,
-                }
-            )
+            row = {
+                "epoch": epoch + 1,
+                "loss": loss_sum / seen,
+                "accuracy": correct / seen,
+                "lr": lr_used,
+                "eps": eps_used,
+                "seconds": time.perf_counter() - t_epoch,
+            }
+            if val_set is not None:
+                row["val_clean"], row["val_robust"] = validate(model, val_set, cfg, dev)
+                score = [row["val_robust"], row["val_clean"]]
+                if best is None or score > best["score"]:
+                    state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+                    best = {"epoch": epoch + 1, "score": score, "state_dict": state}
+            result.history.append(row)
+            log.write(result.history)
             sched.step()
             if ckpt_path is not None:
                 save_checkpoint(
@@ -321,90 +359,36 @@ def train(
                             "torch": torch.get_rng_state(),
                         },
                         "history": result.history,
+                        "best": best,
                     },
                 )
+            if best is not None and cfg.patience is not None and epoch + 1 - best["epoch"] >= cfg.patience:
+                result.stopped_early = epoch + 1 < cfg.epochs
+                break
+    log.close()
+    if best is not None:
+        model.load_state_dict(best["state_dict"])
+        result.best_epoch = int(best["epoch"])
     model.eval()
     if cfg.channels_last:
         model.to(memory_format=torch.contiguous_format)
     return result
 
 
-CHECKPOINT_FORMAT = 1
-
-
-def save_checkpoint(
-    path: str | Path,
-    model: nn.Module,
-    cfg: TrainConfig,
-    *,
-    meta: dict[str, Any] | None = None,
-    resume: dict[str, Any] | None = None,
-) -> Path:
-    """Write weights + training config (+ `meta`, e.g. arch and classes) atomically to `path`."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    payload = {
-        "format": CHECKPOINT_FORMAT,
-        "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
-        "train_config": cfg.to_dict(),
-        "meta": dict(meta or {}),
-        "resume": resume,
-    }
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(payload, tmp)
-    tmp.replace(path)
-    return path
-
-
-def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    """The checkpoint dict (state_dict, train_config, meta, resume). Weights only: no pickled code runs."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"checkpoint {path} does not exist")
-    try:
-        ckpt = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as exc:  # torch raises several types for a damaged file
-        raise ValueError(f"{path} is not a readable sipat checkpoint: {exc}") from exc
-    if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT or "state_dict" not in ckpt:
-        raise ValueError(f"{path} is not a sipat checkpoint (format {CHECKPOINT_FORMAT})")
-    return ckpt
-
-
-MODEL_META_KEYS = ("arch", "num_classes", "in_channels", "image_size")
-
-
-def model_meta(model: nn.Module, *, num_classes: int, in_channels: int, image_size: Any, classes: list[str]) -> dict:
-    """The checkpoint `meta` that `load_model` needs to rebuild a `sipat.models.build_model` network."""
-    arch = getattr(model, "arch", None)
-    if arch is None:
-        raise ValueError("model_meta needs a model built by sipat.models.build_model (it records its arch)")
-    return {
-        "arch": arch,
-        "num_classes": num_classes,
-        "in_channels": in_channels,
-        "image_size": image_size,
-        "classes": list(classes),
-    }
-
-
-def load_model(path: str | Path, map_location: str | torch.device = "cpu") -> tuple[nn.Module, dict[str, Any]]:
-    """Rebuild the model of a checkpoint written with `model_meta`, in eval mode; returns (model, checkpoint)."""
-    from sipat.models import build_model
-
-    ckpt = read_checkpoint(path, map_location=map_location)
-    meta = ckpt.get("meta") or {}
-    missing = [k for k in MODEL_META_KEYS if k not in meta]
-    if missing:
-        raise ValueError(f"{path} does not record {', '.join(missing)}; save it with meta=model_meta(...)")
-    size = meta["image_size"]
-    model = build_model(
-        meta["arch"],
-        num_classes=meta["num_classes"],
-        in_channels=meta["in_channels"],
-        image_size=size if isinstance(size, int) or size is None else max(size),
-    )
-    model.load_state_dict(ckpt["state_dict"])
-    return model.to(map_location).eval(), ckpt
+def _step(opt: torch.optim.Optimizer, scaler: torch.amp.GradScaler, lrs: list[float], factor: float) -> float:
+    """One optimiser step at the scheduled learning rates times the warm-up ``factor``; returns the first
+    group's rate used. The scheduled rates are put back after the step, so StepLR's chain never sees the
+    warm-up and a resumed run continues the same schedule."""
+    if factor != 1.0:
+        for group, lr in zip(opt.param_groups, lrs, strict=True):
+            group["lr"] = lr * factor
+    scaler.step(opt)
+    scaler.update()
+    used = opt.param_groups[0]["lr"]
+    if factor != 1.0:
+        for group, lr in zip(opt.param_groups, lrs, strict=True):
+            group["lr"] = lr
+    return float(used)
 
 
 def _load_resume_state(path: Path, cfg: TrainConfig) -> dict[str, Any] | None:
@@ -427,7 +411,12 @@ def _load_resume_state(path: Path, cfg: TrainConfig) -> dict[str, Any] | None:
 
 
 __all__ = [
+    "CHECKPOINT_FORMAT",
+    "MASKED_METHODS",
     "METHODS",
+    "MODEL_META_KEYS",
+    "RECIPE",
+    "Method",
     "Progress",
     "TrainConfig",
     "TrainResult",
@@ -438,5 +427,7 @@ __all__ = [
     "pick_device",
     "read_checkpoint",
     "save_checkpoint",
+    "split_validation",
     "train",
+    "validate",
 ]
