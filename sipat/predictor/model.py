@@ -61,13 +61,21 @@ class SaliencyNet(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         """Logits (N, 1, H, W) for x (N, C, H, W) in [0, 1]."""
+        return self.decode(*self.encode(x))
+
+    def encode(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """The deterministic encoder features (full, 1/2 and 1/4 resolution); no dropout acts here."""
         if x.dim() != 4 or x.shape[1] != self.in_channels:
             raise ValueError(f"x must be (N, {self.in_channels}, H, W); got {tuple(x.shape)}")
         if x.shape[-1] % 4 or x.shape[-2] % 4:
             raise ValueError(f"height and width must be divisible by 4; got {tuple(x.shape[-2:])}")
         h1 = self.enc1(x - 0.5)
         h2 = self.enc2(h1)
-        h3 = self.drop3(self.enc3(h2))
+        return h1, h2, self.enc3(h2)
+
+    def decode(self, h1: Tensor, h2: Tensor, h3: Tensor) -> Tensor:
+        """Logits from the encoder features; every dropout layer is here, so MC-dropout encodes only once."""
+        h3 = self.drop3(h3)
         u2 = F.interpolate(h3, size=h2.shape[-2:], mode="bilinear", align_corners=False)
         d2 = self.drop2(self.dec2(torch.cat([u2, h2], dim=1)))
         u1 = F.interpolate(d2, size=h1.shape[-2:], mode="bilinear", align_corners=False)
@@ -124,7 +132,11 @@ def mc_dropout(
         torch.manual_seed(seed)
         for i in range(0, x.shape[0], batch_size):
             xb = x[i : i + batch_size]
-            draws = torch.stack([torch.sigmoid(model(xb)) for _ in range(samples)])
+            if isinstance(model, SaliencyNet):  # the encoder has no dropout: run it once per batch
+                feats = model.encode(xb)
+                draws = torch.stack([torch.sigmoid(model.decode(*feats)) for _ in range(samples)])
+            else:
+                draws = torch.stack([torch.sigmoid(model(xb)) for _ in range(samples)])
             means.append(draws.mean(0))
             stds.append(draws.std(0))
     if not means:

@@ -113,6 +113,9 @@ def test_mc_dropout_is_seeded_and_leaves_state_alone():
     assert model.training and all(m.training for m in model.modules())
     assert torch.equal(m1, m2) and torch.equal(s1, s2) and not torch.equal(s1, s3)
     assert s1.shape == (5, 1, 16, 16) and (s1 > 0).any() and ((m1 >= 0) & (m1 <= 1)).all()
+    wrapped = torch.nn.Sequential(model)  # the generic path, which re-runs the encoder for every sample
+    mg, sg = mc_dropout(wrapped, x, samples=4, seed=3)
+    assert torch.allclose(mg, m1, atol=1e-6) and torch.allclose(sg, s1, atol=1e-6)
     with pytest.raises(ValueError, match="no active dropout"):
         mc_dropout(SaliencyNet(3, width=8, dropout=0.0), x)
 
