@@ -11,10 +11,11 @@ predictor, for k = 5, 10, 25, 50, 100. Two ways to choose the painted images, fr
 Reported per k and choice: held-out CC, SIM, KL, NSS, AUC (Judd, exact), IoU at 0.5 of the predictor on the
 test images' human maps (other simulated annotators), and "fill CC": CC of the training maps SIP-AT would get
 (human where painted, predicted elsewhere) with every training image's human map. The baselines Grad-CAM,
-centre prior and uniform are scored on the same test images (Grad-CAM of a cnn32 trained --clf-epochs
-epochs with standard cross-entropy, explaining the true class). The predictor trains for a fixed number of
-optimiser steps (--steps), so small pools are not starved of updates. The SIP-AT accuracy half of the issue's
-curve is not here (it needs the `predicted` source in the experiment runner).
+centre prior and uniform (and, as a reference no study has, the exact object mask) are scored on the same
+test images (Grad-CAM of a cnn32 trained --clf-epochs epochs with standard cross-entropy, explaining the true
+class). The predictor trains for a fixed number of optimiser steps (--steps), so small pools are not starved.
+The SIP-AT accuracy half of the issue's curve is not here (it needs the `predicted` source in the experiment
+runner).
 
     .venv/bin/python benchmarks/predictor_curve.py [--n-train 400] [--n-test 200] [--steps 60] [--seed 0] [--json F]
 """
@@ -81,7 +82,13 @@ def main() -> None:
     m = len(te)
     rows: list[dict] = []
     for name, maps in compare(
-        h_test, {"gradcam": cam_test, "centre": centre_prior(m, size, size), "uniform": uniform_map(m, size, size)}
+        h_test,
+        {
+            "gradcam": cam_test,
+            "centre": centre_prior(m, size, size),
+            "uniform": uniform_map(m, size, size),
+            "truemask": te.salience,  # not a baseline a study has: how far the painters' mean is from the truth
+        },
     ).items():
         rows.append({"k": None, "choice": name, **maps})
 
