@@ -12,6 +12,7 @@ from sipat.predictor import (
     SaliencyNet,
     fill_maps,
     fill_with_predictor,
+    mc_dropout,
     predict_maps,
     select_active,
     select_balanced,
@@ -107,6 +108,14 @@ def test_active_selection_is_deterministic_per_seed_and_class_balanced():
     assert len(set(a.tolist())) == 12 and not (a < 10).any()
     per_class = torch.bincount(data.labels[a], minlength=data.num_classes)
     assert per_class.tolist() == [3, 3, 3, 3]
+    # with the weight all on the spread, each class's picks are its most uncertain unpainted images
+    by_spread = select_active(*args, candidates=unpainted, seed=3, samples=4, weight=1.0)
+    _, std = mc_dropout(model, data.images[10:], samples=4, seed=3)
+    spread = torch.cat([torch.full((10,), -1.0), std.flatten(1).mean(1)])
+    for c in range(data.num_classes):
+        in_class = torch.nonzero(unpainted & (data.labels == c)).flatten()
+        top = in_class[spread[in_class].argsort(descending=True)[:3]]
+        assert set(by_spread[data.labels[by_spread] == c].tolist()) == set(top.tolist())
     r = select_random(60, 12, candidates=unpainted, seed=3)
     assert torch.equal(r, select_random(60, 12, candidates=unpainted, seed=3)) and not (r < 10).any()
 
