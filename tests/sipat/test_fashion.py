@@ -79,6 +79,6 @@ def test_real_test_split() -> None:
     ds = load_fashion("test")
     assert len(ds) == 10_000 and ds.in_channels == 1 and ds.image_size == 28
     assert torch.bincount(ds.labels, minlength=10).tolist() == [1000] * 10  # the official split is balanced
-    assert 0.0 <= float(ds.images.min()) and float(ds.images.max()) == 1.0
+    assert float(ds.images.min()) >= 0.0 and float(ds.images.max()) == 1.0
     mean = float(ds.images.mean())
     assert 0.25 < mean < 0.32  # Fashion-MNIST's published pixel mean is 0.286
