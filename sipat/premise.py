@@ -28,6 +28,7 @@ import json
 import math
 import time
 from dataclasses import dataclass
+from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
@@ -204,26 +205,37 @@ def load_premise(split: str = "train", seed: int = 0, **params: Any) -> InMemory
 # the pilot: does the set train with a plain model, and does that model read the fragile texture?
 
 
-def run_pilot(config: dict[str, Any], *, seed: int = 0, device: str = "cpu") -> dict[str, Any]:
-    """Train ``standard`` on ``premise`` with the config's arch and budget, then report clean test accuracy,
-    accuracy on the same test images drawn without texture (the same seed: only the texture term differs), and
-    the share of predictions that follow the texture where texture and shape disagree. A model that reads the
-    texture scores well above ``shape_correlation`` with it and falls to about that level without it."""
+def run_pilot(
+    config: dict[str, Any], *, seed: int = 0, method: str = "standard", device: str = "cpu"
+) -> dict[str, Any]:
+    """Train `method` (``standard`` or ``pgd_at``; no maps) on ``premise`` with the config's arch and budget,
+    then report clean test accuracy, PGD robust accuracy at the config's ``eps`` (``eval_pgd_steps`` steps),
+    accuracy on the same test images drawn without texture (same seed: only the texture term differs), and the
+    share of predictions that follow the texture where texture and shape disagree. A model that reads the
+    texture scores well above ``shape_correlation`` with it and far lower without it; one that does not
+    (PGD-AT at eps >= ``texture_amplitude``) loses little without it."""
+    from sipat.evaluation import evaluate
     from sipat.models import build_model
     from sipat.training import TrainConfig, train
 
+    if method not in ("standard", "pgd_at"):
+        raise ValueError(f"the pilot trains 'standard' or 'pgd_at' (no maps needed), got {method!r}")
     params = dict(config.get("dataset_params", {}))
     train_set = load_premise("train", seed, **params)
     test_set = load_premise("test", seed, **params)
     flat = load_premise("test", seed, **{**params, "texture_amplitude": 0.0})
     model = build_model(config.get("arch", "cnn32"), num_classes=train_set.num_classes, in_channels=3, image_size=32)
+    eps, steps = float(Fraction(str(config.get("eps", "8/255")))), int(config.get("steps", 4))
     cfg = TrainConfig(
-        method="standard",
+        method=method,  # type: ignore[arg-type]
         epochs=int(config.get("epochs", 5)),
         batch_size=int(config.get("batch_size", 32)),
-        lr=float(config.get("lr", 0.05)),
+        lr=float(config.get("lr", 0.01)),
         lr_step=int(config.get("lr_step", 10)),
         lr_gamma=float(config.get("lr_gamma", 0.75)),
+        eps=eps,
+        steps=steps,
+        alpha=2.5 * eps / max(steps, 1),
         seed=seed,
     )
     start = time.perf_counter()
@@ -233,13 +245,20 @@ def run_pilot(config: dict[str, Any], *, seed: int = 0, device: str = "cpu") -> 
     with torch.no_grad():
         pred = torch.cat([model(x).argmax(1) for x in test_set.images.to(device).split(256)]).cpu()
         pred_flat = torch.cat([model(x).argmax(1) for x in flat.images.to(device).split(256)]).cpu()
+    robust = evaluate(
+        model, test_set, eps_grid=[eps], attacks=["pgd"], pgd_steps=int(config.get("eval_pgd_steps", 10)),
+        seed=seed, device=device,
+    )  # fmt: skip
     texture, shape = test_set.texture_classes, test_set.shape_classes  # type: ignore[attr-defined]
     disagree = texture != shape
     return {
         "seed": seed,
+        "method": method,
+        "eps": eps,
         "train_seconds": round(seconds, 1),
         "final_train_accuracy": result.history[-1].get("accuracy") if result.history else None,
         "clean_accuracy": float((pred == test_set.labels).float().mean()),
+        "pgd_accuracy": robust.robust_acc["pgd"][eps],
         "accuracy_without_texture": float((pred_flat == test_set.labels).float().mean()),
         "follows_texture_where_cues_disagree": float((pred[disagree] == texture[disagree]).float().mean()),
         "shape_correlation": PremiseParams.from_dict(params).shape_correlation,
@@ -251,11 +270,12 @@ def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=main.__doc__)
     ap.add_argument("--config", required=True, type=Path)
     ap.add_argument("--seed", type=int, default=None, help="default: the config's first seed")
+    ap.add_argument("--method", default="standard", choices=("standard", "pgd_at"))
     ap.add_argument("--device", default="cpu")
     args = ap.parse_args(argv)
     config = json.loads(args.config.read_text(encoding="utf-8"))
     seed = args.seed if args.seed is not None else int(config.get("seeds", [0])[0])
-    print(json.dumps(run_pilot(config, seed=seed, device=args.device), indent=2))
+    print(json.dumps(run_pilot(config, seed=seed, method=args.method, device=args.device), indent=2))
 
 
 if __name__ == "__main__":

@@ -118,9 +118,11 @@ def test_bad_parameters_are_refused(params: dict, match: str) -> None:
         load_premise("train", 0, **params)
 
 
-def test_pilot_runs_and_reports() -> None:
+@pytest.mark.parametrize("method", ["standard", "pgd_at"])
+def test_pilot_runs_and_reports(method: str) -> None:
     config = {"dataset_params": {"n_train": 64, "n_test": 32}, "arch": "cnn32", "epochs": 1, "batch_size": 32}
-    out = run_pilot(config, seed=0)
+    out = run_pilot(config, seed=0, method=method)
+    assert out["method"] == method
     for key in ("clean_accuracy", "accuracy_without_texture", "follows_texture_where_cues_disagree"):
         assert 0.0 <= out[key] <= 1.0
-    assert out["shape_correlation"] == 0.7 and out["train_seconds"] >= 0
+    assert out["shape_correlation"] == 0.7 and out["train_seconds"] >= 0 and 0.0 <= out["pgd_accuracy"] <= 1.0
