@@ -82,3 +82,14 @@ def test_real_test_split() -> None:
     assert float(ds.images.min()) >= 0.0 and float(ds.images.max()) == 1.0
     mean = float(ds.images.mean())
     assert 0.25 < mean < 0.32  # Fashion-MNIST's published pixel mean is 0.286
+
+
+def test_config_parameters_are_the_loaders() -> None:
+    import inspect
+    import json
+
+    config = json.loads((Path(__file__).parents[2] / "configs" / "fashion.json").read_text())
+    assert config["dataset"] == "fashion"
+    options = set(inspect.signature(load_fashion).parameters) - {"split", "seed"}
+    assert set(config["dataset_params"]) <= options
+    assert len(config["seeds"]) >= 8 and config["eval_limit"] >= 2000

@@ -3,7 +3,11 @@ the masks are exact, and a seed fixes the set."""
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import math
+from fractions import Fraction
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -126,3 +130,15 @@ def test_pilot_runs_and_reports(method: str) -> None:
     for key in ("clean_accuracy", "accuracy_without_texture", "follows_texture_where_cues_disagree"):
         assert 0.0 <= out[key] <= 1.0
     assert out["shape_correlation"] == 0.7 and out["train_seconds"] >= 0 and 0.0 <= out["pgd_accuracy"] <= 1.0
+
+
+@pytest.mark.parametrize("name", ["premise.json", "premise-pilot.json"])
+def test_configs_parameters_are_the_generators(name: str) -> None:
+    """The configs' dataset_params are exactly PremiseParams (no key silently ignored, none missing)."""
+    config = json.loads((Path(__file__).parents[2] / "configs" / name).read_text())
+    assert config["dataset"] == "premise"
+    params = PremiseParams.from_dict(config["dataset_params"])
+    assert set(config["dataset_params"]) == {f.name for f in dataclasses.fields(PremiseParams)}
+    assert params.texture_amplitude < float(Fraction(config["eps"]))  # the texture is fragile at the training eps
+    if name == "premise.json":  # the decisive run: >= 8 seeds, >= 2000 fixed test images
+        assert len(config["seeds"]) >= 8 and config["eval_limit"] >= 2000 and params.n_test >= 2000
