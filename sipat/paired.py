@@ -8,7 +8,7 @@ far less noise than two independent means. Every claim is reported as
 - a paired test: Student's t on the differences (`scipy.stats.ttest_rel`) and the Wilcoxon signed-rank test
   (`scipy.stats.wilcoxon`, exact for few seeds; with 8 seeds its smallest two-sided p is 2/256 = 0.0078).
 
-With 8 seeds the BCa interval is narrower than nominal (its coverage is about 0.9 at a nominal 0.95, see
+With 8 seeds the BCa interval is narrower than nominal (its coverage is about 0.88 at a nominal 0.95, see
 tests/sipat/test_paired.py), so decisions rest on the tests; the interval says how large the effect is.
 
 Why a frontier: sparing part of the image perturbs less, and perturbing less (a smaller PGD-AT radius) also buys
