@@ -224,7 +224,10 @@ def run_pilot(
     train_set = load_premise("train", seed, **params)
     test_set = load_premise("test", seed, **params)
     flat = load_premise("test", seed, **{**params, "texture_amplitude": 0.0})
-    model = build_model(config.get("arch", "cnn32"), num_classes=train_set.num_classes, in_channels=3, image_size=32)
+    with torch.random.fork_rng():  # seeded initial weights, the caller's RNG state left as it was
+        torch.manual_seed(seed)
+        arch = config.get("arch", "cnn32")
+        model = build_model(arch, num_classes=train_set.num_classes, in_channels=3, image_size=32)
     eps, steps = float(Fraction(str(config.get("eps", "8/255")))), int(config.get("steps", 4))
     cfg = TrainConfig(
         method=method,  # type: ignore[arg-type]

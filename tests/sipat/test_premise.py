@@ -126,6 +126,10 @@ def test_bad_parameters_are_refused(params: dict, match: str) -> None:
 def test_pilot_runs_and_reports(method: str) -> None:
     config = {"dataset_params": {"n_train": 64, "n_test": 32}, "arch": "cnn32", "epochs": 1, "batch_size": 32}
     out = run_pilot(config, seed=0, method=method)
+    again = run_pilot(config, seed=0, method=method)
+    assert {k: v for k, v in out.items() if k != "train_seconds"} == {
+        k: v for k, v in again.items() if k != "train_seconds"
+    }  # seeded: initial weights, data and attacks
     assert out["method"] == method
     for key in ("clean_accuracy", "accuracy_without_texture", "follows_texture_where_cues_disagree"):
         assert 0.0 <= out[key] <= 1.0
