@@ -41,7 +41,14 @@ def results_and_figures(
     split = None
     if kinds == {False, True}:
         split = {
-            kind: study_results(session, study_id, include_excluded=include_excluded, n_boot=n_boot, masked=kind)
+            kind: study_results(
+                session,
+                study_id,
+                include_excluded=include_excluded,
+                n_boot=n_boot,
+                masked=kind,
+                participant_level=False,
+            )
             for kind in (False, True)
         }
     if split:

@@ -177,4 +177,6 @@ def read_results(
         eps=r.eps,  # type: ignore[arg-type]
         psychometric=r.psychometric,  # type: ignore[arg-type]
         psychometric_reason=r.psychometric_reason,
+        participants=r.participants,  # type: ignore[arg-type]
+        model=r.model,  # type: ignore[arg-type]
     )

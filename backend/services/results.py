@@ -5,6 +5,11 @@ bootstrap); this module only gathers the rows from the database. Main-phase resp
 responses decide exclusions (more than `MAX_CATCH_ERRORS` misses, the rule that also flags a participant at
 completion). `masked` comes from the stimulus set of each stimulus, so a table always says which perturbation
 (sparing the salient pixels or not) its detection rates are about.
+
+Two views of the same trials: the pooled one (`eps`, `psychometric`: every trial as if independent, the
+"trials view") and the participant-level one (`participants`: a bootstrap over people, per-person d' and
+thresholds, the masked-vs-unmasked difference; `model`: a GEE logistic model with participants as clusters).
+Only the second carries a claim about people in general; see `backend.study.participants`.
 """
 
 from __future__ import annotations
@@ -18,6 +23,8 @@ from sqlalchemy.orm import Session
 from backend.models import Participant, Response, Stimulus, StimulusSet, Study, Trial
 from backend.services.lookups import get_or_404
 from backend.study.analysis import MAX_CATCH_ERRORS, catch_exclusions, eps_table, fit_psychometric
+from backend.study.model import condition_model
+from backend.study.participants import participant_analysis
 
 
 @dataclass(frozen=True)
@@ -44,6 +51,10 @@ class StudyResults:
     psychometric_reason: str | None
     #: The main-phase rows counted above (eps, judgment, participant_id, masked, confidence, rt_ms, phase).
     responses: list[dict[str, Any]] = field(default_factory=list, repr=False)
+    #: `backend.study.participants.participant_analysis` of the same rows (None when not asked for).
+    participants: dict[str, Any] | None = None
+    #: `backend.study.model.condition_model` of the same rows (None when not asked for).
+    model: dict[str, Any] | None = None
 
 
 def _rows(session: Session, study_id: int, phase: str) -> list[dict[str, Any]]:
@@ -74,11 +85,14 @@ def study_results(
     n_boot: int = 200,
     seed: int = 0,
     masked: bool | None = None,
+    participant_level: bool = True,
 ) -> StudyResults:
     """Results of the main phase; participants failing the catch trials are left out unless
     `include_excluded` (they are listed either way). The psychometric fit needs two positive eps levels with
     data; otherwise it is None and `psychometric_reason` says why. `masked` True/False keeps only the perturbed
-    trials of masked/unmasked stimuli (with every clean trial, the false-alarm floor of both)."""
+    trials of masked/unmasked stimuli (with every clean trial, the false-alarm floor of both).
+    `participant_level` adds the participant bootstrap (``n_boot`` resamples, ``seed``) and the GEE model;
+    False skips them (they cost about a second per 200 resamples)."""
     study = get_or_404(session, Study, study_id)
     sset_id = (study.config or {}).get("stimulus_set_id")
     sset = session.get(StimulusSet, sset_id) if isinstance(sset_id, int) else None
@@ -106,6 +120,8 @@ def study_results(
         psychometric=fit,
         psychometric_reason=reason,
         responses=kept,
+        participants=participant_analysis(kept, n_boot=n_boot, seed=seed) if participant_level else None,
+        model=condition_model(kept) if participant_level else None,
     )
 
 

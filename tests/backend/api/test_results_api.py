@@ -75,6 +75,24 @@ def test_results_match_hand_computed_values(api: TestClient, session: Session, s
     assert res["psychometric"] is None
     assert "two or more positive eps levels; there are 1 (0.0313725)" in res["psychometric_reason"]
 
+    # The participant-level view of the same 20 trials (p0, p1): per person, clean 1/5 and x 4/5, so
+    # F' = 1.5/6 = 0.25, H' = 4.5/6 = 0.75 and d' = 2 * 0.674490 = 1.348980 each.
+    people = res["participants"]
+    assert people["n_participants"] == 2 and people["n_boot"] == 200
+    assert [p["participant_id"] for p in people["per_participant"]] == [p0.id, p1.id]
+    for p in people["per_participant"]:
+        assert (p["n_trials"], p["n_clean"]) == (10, 5)
+        assert p["false_alarm_rate"] == pytest.approx(0.2) and p["hit_rate"] == pytest.approx(0.8)
+        assert p["dprime"] == pytest.approx(1.348980, abs=1e-6)
+    lv_clean, lv_x = people["levels"]
+    assert lv_clean["detection_rate"] == pytest.approx(0.2) and lv_clean["dprime"] is None
+    assert lv_x["detection_rate"] == pytest.approx(0.8) and lv_x["min_trials_per_participant"] == 5
+    # two identical people: resampling people changes nothing, only the trials within vary
+    assert lv_x["ci"][0] < 0.8 < lv_x["ci"][1]
+    assert people["thresholds"][0]["reason"] is not None and people["difference"] is None
+    assert {w["code"] for w in people["warnings"]} == {"few_participants"}
+    assert "two or more eps levels" in res["model"]["reason"]
+
     everyone = api.get(f"/api/v1/studies/{study.id}/results", params={"include_excluded": True}).json()
     assert everyone["exclusions_applied"] is False and everyone["excluded"][0]["participant_id"] == p2.id
     clean, at_x = everyone["eps"]
