@@ -37,8 +37,9 @@ def test_masking_effect_is_found_and_sized():
 
 
 def test_no_effect_rejected_rarely():
-    """40 null studies (masking changes nothing, 12 people each): the masked term's test keeps close to its
-    5 % level because it accounts for people differing; a test treating trials as independent would not."""
+    """40 null studies (masking changes nothing, 12 people each, both conditions per person): the masked
+    term's test, with its bias-reduced sandwich errors from only 12 clusters, keeps close to its 5 % level
+    (measured: 3 of 40)."""
     rng = np.random.default_rng(12)
     p = [condition_model(two_condition_rows(rng, people=12, trials=20, factor=1.0))["masked_odds_ratio"]["p"]]
     p += [
