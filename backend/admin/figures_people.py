@@ -31,6 +31,11 @@ def _nan(v: float | None) -> float:
     return math.nan if v is None else _x255(v)
 
 
+def _xs(series: Sequence[Series]) -> list[float]:
+    """The finite positive x of the series (for a log axis's range)."""
+    return [float(v) for s in series for v in s.x if v is not None and math.isfinite(v) and v > 0]
+
+
 def detection_by_people_figure(results: StudyResults) -> Figure:
     """Detection rate per eps with two 95 % intervals: bootstrap over participants (solid) and the pooled
     Wilson interval of the trials view (dashed, nudged right): where they differ, people differ."""
@@ -135,7 +140,7 @@ def thresholds_by_person_figure(results: StudyResults) -> Figure:
                     color=PALETTE[k],
                 )
             )
-    xs = [v for s in series for v in s.x if math.isfinite(v)]
+    xs = _xs(series)
     svg = None
     if xs:
         svg = line_chart(
@@ -207,7 +212,7 @@ def people_vs_models_figure(results: StudyResults, models: Sequence[ModelRow], a
             series.append(Series(label="", x=[_x255(human50)], y=[at], line=False, color=color))
         table_rows.append([m.id, m.name, m.method, name, human50, at])
     svg = None
-    xs = [v for s in series for v in s.x if v > 0]
+    xs = _xs(series)
     if xs and blocks:
         refs = [RefLine(_x255(human50), "people: 50 % notice", axis="x")] if human50 is not None else []
         svg = line_chart(
