@@ -82,9 +82,9 @@ def take_part(api: httpx.Client, server: Any, slug: str, k: int) -> None:
             assert api.post(f"{base}/annotation", json=body).status_code == 201
             continue
         with server.session() as s:
-            query = select(Stimulus.eps).join(Trial, Trial.stimulus_id == Stimulus.id)
-            eps = s.scalar(query.where(Trial.id == trial["trial_id"]))
-        if trial["phase"] == "catch":
+            query = select(Stimulus.eps, Trial.phase).join(Trial, Trial.stimulus_id == Stimulus.id)
+            eps, phase = s.execute(query.where(Trial.id == trial["trial_id"])).one()
+        if phase == "catch":  # the client is not told (it says "main"); the database knows
             perturbed = k != INATTENTIVE
         else:
             perturbed = rng.random() < P_DETECT[min(P_DETECT, key=lambda e: abs(e - eps))]
