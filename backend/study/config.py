@@ -47,6 +47,14 @@ class StudyConfig(BaseModel):
         description="Main (scored) detection trials per participant; each source image appears at most once, "
         "so this cannot exceed the number of images in the stimulus set.",
     )
+    clean_share: float | None = Field(
+        default=None,
+        gt=0,
+        lt=1,
+        description="Share of main trials that show the clean image (0..1, exclusive); null: as many clean "
+        "trials as trials at each eps level. Realised as c clean slots beside the L - 1 perturbed levels in the "
+        "rotation, c = max(1, round(share * (L - 1) / (1 - share))), so the share is c / (c + L - 1).",
+    )
     n_practice: int = Field(
         default=4,
         ge=0,
