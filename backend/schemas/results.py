@@ -48,6 +48,14 @@ class ExcludedParticipantOut(BaseModel):
     external_id: str | None
     catch_trials: int = Field(description="Catch trials answered.")
     catch_errors: int = Field(description="Catch trials answered 'clean'.")
+    reasons: list[str] = Field(description="Rules that exclude them: catch, fast_responses, completion_time.")
+
+
+class RuleOut(BaseModel):
+    rule: str = Field(description="max_catch_errors | min_rt_ms | max_fast_share | min_completion_s")
+    setting: float | None = Field(description="The study's setting; null: the rule is off.")
+    participants: int = Field(description="Participants this rule excludes on its own (rules overlap).")
+    responses: int = Field(description="Main-phase responses it removes on its own.")
 
 
 class ResultsOut(BaseModel):
@@ -58,7 +66,8 @@ class ResultsOut(BaseModel):
     norm: str | None
     exclusions_applied: bool = Field(description="False with ?include_excluded=true.")
     max_catch_errors: int = Field(description="Participants missing more catch trials than this are excluded.")
-    excluded: list[ExcludedParticipantOut] = Field(description="Who fails the catch criterion (applied or not).")
+    excluded: list[ExcludedParticipantOut] = Field(description="Who the exclusion rules exclude (applied or not).")
+    rules: list[RuleOut] = Field(default_factory=list, description="Each exclusion rule and how much it excludes.")
     n_participants: int = Field(description="Participants with at least one main or catch response.")
     n_participants_included: int
     n_main_responses: int = Field(description="Main-phase responses counted below.")

@@ -162,7 +162,7 @@ def test_researcher_runs_the_loop(server_with_broker: Any, browser: Any) -> None
     page.wait_for_selector("#figure-detection svg")
     assert page.locator("#figure-detection svg circle").count() >= 2  # the two eps levels (and thresholds)
     assert page.locator("#figure-detection svg polyline").count() == 1  # the fitted curve
-    assert "1 participant fails the catch trials" in page.inner_text("main")
+    assert "1 participant is excluded by the rules" in page.inner_text("main")
     assert "/255" in page.inner_text("#eps50")
     page.click("#figure-detection summary")
     rows = page.locator("#figure-detection table.data").first.locator("tbody tr")

@@ -105,7 +105,7 @@ def test_results_numbers_follow_the_exclusions(admin: TestClient, seeded) -> Non
     s = seeded()
     page = admin.get(f"/admin/studies/{s.study.id}/results?n_boot=20")
     assert page.status_code == 200
-    assert "1 participant fails the catch trials" in page.text and "pid2" in page.text
+    assert "1 participant is excluded by the rules" in page.text and "pid2" in page.text
     # 4 figures of the trials view, 3 of the participant level (rates, per person, people vs models)
     assert page.text.count("<svg") == 7 and page.text.count("<details") >= 7
     assert 'id="participant-level"' in page.text and "few participants" in page.text
