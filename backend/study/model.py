@@ -33,12 +33,15 @@ from scipy import stats
 from statsmodels.genmod import families
 from statsmodels.genmod.cov_struct import Exchangeable
 from statsmodels.genmod.generalized_estimating_equations import GEE
-from statsmodels.tools.sm_exceptions import ConvergenceWarning
+from statsmodels.tools.sm_exceptions import ConvergenceWarning, PerfectSeparationError
 
 from backend.study.analysis import Z95, _eps, _judged_perturbed, _opt, _row_get
 
 #: Fewer participants than this: sandwich standard errors are unreliable even bias-reduced.
 MIN_CLUSTERS = 20
+
+#: A logit coefficient beyond this (per unit of log eps: 12 % -> 88 % within 10 % of eps) signals separation.
+MAX_ABS_COEF = 20.0
 
 TERMS = ("intercept", "log_eps", "masked", "masked:log_eps")
 
@@ -73,9 +76,17 @@ def condition_model(rows: Iterable[Any]) -> dict[str, Any]:
     if n_clusters < 2:
         return {"reason": "the model needs two or more participants (they are its clusters)"}
     two = {m for m in masked if m is not None} == {0.0, 1.0} and None not in masked
+    yv = np.array(y)
+    cells: dict[tuple[float, float | None], list[float]] = {}
+    for e, m, answer in zip(eps, masked, y, strict=True):
+        cells.setdefault((e, m if two else None), []).append(answer)
+    if all(min(v) == max(v) for v in cells.values()):
+        return {
+            "reason": "every eps level (and condition) has all answers alike (all 'perturbed' or all 'clean'): "
+            "the answers split perfectly and a logistic model has no finite fit"
+        }
     eps_ref = float(np.exp(np.mean(np.log(levels))))
     x = np.log(np.array(eps) / eps_ref)
-    yv = np.array(y)
     cols = [np.ones_like(x), x]
     if two:
         mv = np.array(masked, dtype=float)
@@ -84,10 +95,13 @@ def condition_model(rows: Iterable[Any]) -> dict[str, Any]:
     order = np.argsort(groups, kind="stable")  # GEE wants each cluster's rows together
     with pywarnings.catch_warnings(record=True) as caught:
         pywarnings.simplefilter("always", ConvergenceWarning)
-        model = GEE(yv[order], exog[order], groups[order], family=families.Binomial(), cov_struct=Exchangeable())
-        res = model.fit(cov_type="bias_reduced", maxiter=100)
-    params = np.asarray(res.params)
-    cov = np.asarray(res.cov_params())
+        try:
+            model = GEE(yv[order], exog[order], groups[order], family=families.Binomial(), cov_struct=Exchangeable())
+            res = model.fit(cov_type="bias_reduced", maxiter=100)
+            params = np.asarray(res.params)
+            cov = np.asarray(res.cov_params())
+        except (np.linalg.LinAlgError, ValueError, OverflowError, PerfectSeparationError) as exc:
+            return {"reason": f"the model could not be fitted to these answers ({type(exc).__name__}: {exc})"}
     warnings = []
     if any(issubclass(w.category, ConvergenceWarning) for w in caught) or not np.all(np.isfinite(params)):
         warnings.append(
@@ -101,9 +115,15 @@ def condition_model(rows: Iterable[Any]) -> dict[str, Any]:
                 "reduced sandwich) are approximate; prefer the participant bootstrap intervals",
             }
         )
-    if min(yv.mean(), 1 - yv.mean()) < 0.02:
-        warnings.append({"code": "separation", "message": "almost every perturbed trial has the same answer"})
     se = np.sqrt(np.clip(np.diag(cov), 0, None))
+    if min(yv.mean(), 1 - yv.mean()) < 0.02 or np.any(np.abs(params) > MAX_ABS_COEF):
+        warnings.append(
+            {
+                "code": "separation",
+                "message": "the answers (nearly) split perfectly by eps or condition, so the coefficients run off "
+                "towards infinity and their intervals mean little",
+            }
+        )
     out: dict[str, Any] = {
         "method": "GEE logistic, exchangeable working correlation within participant, bias-reduced sandwich SE",
         "n_trials": int(yv.size),
@@ -121,13 +141,13 @@ def condition_model(rows: Iterable[Any]) -> dict[str, Any]:
         g, grad = _log_eps50(params, m)
         s = math.sqrt(max(float(grad @ cov @ grad), 0.0)) if math.isfinite(g) else math.nan
         out["eps50"][name] = {
-            "estimate": _opt(eps_ref * math.exp(g)) if math.isfinite(g) else None,
-            "ci": [_opt(eps_ref * math.exp(g - Z95 * s)), _opt(eps_ref * math.exp(g + Z95 * s))],
+            "estimate": _exp(g, eps_ref),
+            "ci": [_exp(g - Z95 * s, eps_ref), _exp(g + Z95 * s, eps_ref)],
         }
     if two:
         w = _wald("masked", params[2], se[2])
         out["masked_odds_ratio"] = {
-            "estimate": math.exp(params[2]),
+            "estimate": _exp(float(params[2])),
             "ci": [_exp(w["ci"][0]), _exp(w["ci"][1])],
             "p": w["p"],
         }
@@ -137,7 +157,7 @@ def condition_model(rows: Iterable[Any]) -> dict[str, Any]:
         s = math.sqrt(max(float(grad @ cov @ grad), 0.0))
         r = _wald("log ratio", g1 - g0, s)
         out["eps50_ratio"] = {
-            "estimate": _opt(math.exp(g1 - g0)),
+            "estimate": _exp(g1 - g0),
             "ci": [_exp(r["ci"][0]), _exp(r["ci"][1])],
             "p": r["p"],
         }
@@ -158,8 +178,11 @@ def _log_eps50(params: np.ndarray, m: float) -> tuple[float, np.ndarray]:
     return g, grad[: params.size]
 
 
-def _exp(v: float | None) -> float | None:
-    return None if v is None else _opt(math.exp(v))
+def _exp(v: float | None, scale: float = 1.0) -> float | None:
+    """``scale * exp(v)``; None for a missing, NaN or overflowing value (JSON has no inf)."""
+    if v is None or not math.isfinite(v) or v > 700:
+        return None
+    return _opt(scale * math.exp(v))
 
 
 def _wald(term: str, est: float, se: float) -> dict[str, Any]:

@@ -60,3 +60,17 @@ def test_one_condition_and_unusable_data():
     assert "two or more eps levels" in condition_model(one_level)["reason"]
     one_person = [r for r in rows if r["participant_id"] == 0]
     assert "two or more participants" in condition_model(one_person)["reason"]
+
+
+def test_perfectly_split_answers_get_a_reason_not_numbers():
+    """All 'clean' at the lower eps and all 'perturbed' at the higher: the logistic slope has no finite MLE,
+    so no coefficients (and no absurdly narrow interval) come back."""
+    rows = [
+        {"eps": e, "judgment": "perturbed" if e > 0.02 else "clean", "participant_id": p}
+        for p in range(4)
+        for e in (2 / 255, 8 / 255)
+        for _ in range(5)
+    ]
+    assert "split perfectly" in condition_model(rows)["reason"]
+    same = [dict(r, judgment="perturbed") for r in rows]
+    assert "split perfectly" in condition_model(same)["reason"]
