@@ -12,6 +12,12 @@ from sqlalchemy.orm import Session
 
 from backend.admin.deps import AdminDep, AdminRoute, render
 from backend.admin.figures import GROUP_NAMES, Figure, study_figures
+from backend.admin.figures_people import (
+    detection_by_people_figure,
+    people_vs_models_figure,
+    thresholds_by_person_figure,
+)
+from backend.admin.training import model_rows
 from backend.api.deps import SessionDep
 from backend.services.errors import NotFoundError
 from backend.services.results import StudyResults, study_results
@@ -33,22 +39,37 @@ class Fit:
 
 def results_and_figures(
     session: Session, study_id: int, *, include_excluded: bool, n_boot: int
-) -> tuple[StudyResults, list[Figure], list[Fit]]:
-    """The study's results (the service of GET /api/v1/studies/{id}/results), their figures and fits; a study
-    whose trials mix masked and unmasked stimuli gets a fit per kind."""
+) -> tuple[StudyResults, list[Figure], list[Figure], list[Fit]]:
+    """The study's results (the service of GET /api/v1/studies/{id}/results), their figures (the trials view),
+    the participant-level figures (with the models trained on the study's dataset) and the fits; a study whose
+    trials mix masked and unmasked stimuli gets a fit per kind."""
     results = study_results(session, study_id, include_excluded=include_excluded, n_boot=n_boot)
     kinds = {bool(row["masked"]) for row in results.responses if row["eps"] > 0 and row["masked"] is not None}
     split = None
     if kinds == {False, True}:
         split = {
-            kind: study_results(session, study_id, include_excluded=include_excluded, n_boot=n_boot, masked=kind)
+            kind: study_results(
+                session,
+                study_id,
+                include_excluded=include_excluded,
+                n_boot=n_boot,
+                masked=kind,
+                participant_level=False,
+            )
             for kind in (False, True)
         }
     if split:
         fits = [Fit(GROUP_NAMES[kind], sub.psychometric, sub.psychometric_reason) for kind, sub in split.items()]
     else:
         fits = [Fit("all main-phase trials", results.psychometric, results.psychometric_reason)]
-    return results, study_figures(results, split), fits
+    sset = results.stimulus_set
+    models = [m for m in model_rows(session) if sset is None or m.dataset_id in (None, sset.dataset_id)]
+    people = [
+        detection_by_people_figure(results),
+        thresholds_by_person_figure(results),
+        people_vs_models_figure(results, models, sset.attack if sset else None),
+    ]
+    return results, study_figures(results, split), people, fits
 
 
 @router.get("/studies/{study_id}/results", name="admin_results")
@@ -60,7 +81,9 @@ def results_page(
     include_excluded: IncludeExcluded = False,
     n_boot: Boot = 200,
 ) -> Response:
-    results, figures, fits = results_and_figures(session, study_id, include_excluded=include_excluded, n_boot=n_boot)
+    results, figures, people, fits = results_and_figures(
+        session, study_id, include_excluded=include_excluded, n_boot=n_boot
+    )
     return render(
         request,
         admin,
@@ -70,6 +93,7 @@ def results_page(
             "study": results.study,
             "results": results,
             "figures": figures,
+            "people_figures": people,
             "fits": fits,
             "include_excluded": include_excluded,
             "n_boot": n_boot,
@@ -88,8 +112,10 @@ def results_csv(
     n_boot: Boot = 200,
 ) -> Response:
     """The numbers of one figure (its first table) as CSV; `fit.csv` is the psychometric fit's table."""
-    results, figures, _ = results_and_figures(session, study_id, include_excluded=include_excluded, n_boot=n_boot)
-    tables = {f.key: f.tables[0] for f in figures}
+    results, figures, people, _ = results_and_figures(
+        session, study_id, include_excluded=include_excluded, n_boot=n_boot
+    )
+    tables = {f.key: f.tables[0] for f in figures + people}
     tables["fit"] = figures[0].tables[1]
     if key not in tables:
         raise NotFoundError(f"no figure {key!r}; the study's figures are {', '.join(sorted(tables))}")

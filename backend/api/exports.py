@@ -29,9 +29,12 @@ class ExportFile(StrEnum):
     participants_json = "participants.json"
     annotations_csv = "annotations.csv"
     annotations_json = "annotations.json"
+    responses_ndjson = "responses.ndjson"
+    participants_ndjson = "participants.ndjson"
+    annotations_ndjson = "annotations.ndjson"
 
 
-_MEDIA_TYPES = {"csv": "text/csv; charset=utf-8", "json": "application/json"}
+_MEDIA_TYPES = {"csv": "text/csv; charset=utf-8", "json": "application/json", "ndjson": "application/x-ndjson"}
 _TEXT = {"schema": {"type": "string"}}
 _ARRAY = {"schema": {"type": "array", "items": {"type": "object"}}}
 
@@ -47,8 +50,9 @@ def mask_url_template(request: Request, settings: Settings) -> str:
     response_class=StreamingResponse,
     responses={
         200: {
-            "content": {"text/csv": _TEXT, "application/json": _ARRAY},
-            "description": "The table, streamed: CSV with a header line, or a JSON array of objects.",
+            "content": {"text/csv": _TEXT, "application/json": _ARRAY, "application/x-ndjson": _TEXT},
+            "description": "The table, streamed: CSV with a header line, a JSON array of objects, or NDJSON "
+            "(one object per line).",
         },
         404: {"model": ErrorOut},
     },

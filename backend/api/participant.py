@@ -145,7 +145,7 @@ def _next(
         trial_id=trial.id,
         position=trial.position,
         total=progress.total,
-        phase=trial.phase,  # type: ignore[arg-type]
+        phase="main" if trial.phase == "catch" else trial.phase,  # type: ignore[arg-type]  # catch: unlabelled
         image_url=media_url(trial.media_key),
         question="annotate" if annotate else "perturbed_or_clean",
         class_name=trial.label if annotate else None,

@@ -15,7 +15,7 @@ from backend.api.deps import SessionDep, SettingsDep, StorageDep
 from backend.models import StimulusSet, Study
 from backend.schemas.common import ErrorOut
 from backend.schemas.paging import MAX_LIMIT, Page
-from backend.schemas.results import ExcludedParticipantOut, ResultsOut
+from backend.schemas.results import ExcludedParticipantOut, ResultsOut, RuleOut
 from backend.schemas.studies import ParticipantStatusOut, StudyCreate, StudyOut, StudyUpdate, WithdrawalOut
 from backend.services import studies as svc
 from backend.services.lookups import get_or_404
@@ -170,11 +170,14 @@ def read_results(
         **fields,
         exclusions_applied=r.exclusions_applied,
         max_catch_errors=r.max_catch_errors,
-        excluded=[ExcludedParticipantOut(**vars(e)) for e in r.excluded],
+        excluded=[ExcludedParticipantOut(**{**vars(e), "reasons": list(e.reasons)}) for e in r.excluded],
+        rules=[RuleOut(**vars(rule)) for rule in r.rules],
         n_participants=r.n_participants,
         n_participants_included=r.n_participants_included,
         n_main_responses=r.n_main_responses,
         eps=r.eps,  # type: ignore[arg-type]
         psychometric=r.psychometric,  # type: ignore[arg-type]
         psychometric_reason=r.psychometric_reason,
+        participants=r.participants,  # type: ignore[arg-type]
+        model=r.model,  # type: ignore[arg-type]
     )

@@ -109,7 +109,9 @@ class NextTrial(BaseModel):
     trial_id: int
     position: int = Field(description="0-based position in the session")
     total: int
-    phase: Literal["practice", "main", "catch", "annotate"]
+    phase: Literal["practice", "main", "annotate"] = Field(
+        description="Attention-check (catch) trials come as 'main': a label would tell the participant."
+    )
     image_url: str = Field(description="Opaque URL of the image; it reveals nothing about the stimulus.")
     question: Literal["perturbed_or_clean", "annotate"]
     class_name: str | None = Field(default=None, description="The image's class (annotation trials).")

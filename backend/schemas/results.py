@@ -48,6 +48,14 @@ class ExcludedParticipantOut(BaseModel):
     external_id: str | None
     catch_trials: int = Field(description="Catch trials answered.")
     catch_errors: int = Field(description="Catch trials answered 'clean'.")
+    reasons: list[str] = Field(description="Rules that exclude them: catch, fast_responses, completion_time.")
+
+
+class RuleOut(BaseModel):
+    rule: str = Field(description="max_catch_errors | min_rt_ms | max_fast_share | min_completion_s")
+    setting: float | None = Field(description="The study's setting; null: the rule is off.")
+    participants: int = Field(description="Participants this rule excludes on its own (rules overlap).")
+    responses: int = Field(description="Main-phase responses it removes on its own.")
 
 
 class ResultsOut(BaseModel):
@@ -58,10 +66,124 @@ class ResultsOut(BaseModel):
     norm: str | None
     exclusions_applied: bool = Field(description="False with ?include_excluded=true.")
     max_catch_errors: int = Field(description="Participants missing more catch trials than this are excluded.")
-    excluded: list[ExcludedParticipantOut] = Field(description="Who fails the catch criterion (applied or not).")
+    excluded: list[ExcludedParticipantOut] = Field(description="Who the exclusion rules exclude (applied or not).")
+    rules: list[RuleOut] = Field(default_factory=list, description="Each exclusion rule and how much it excludes.")
     n_participants: int = Field(description="Participants with at least one main or catch response.")
     n_participants_included: int
     n_main_responses: int = Field(description="Main-phase responses counted below.")
     eps: list[EpsRow]
     psychometric: PsychometricOut | None
     psychometric_reason: str | None = Field(description="Why there is no fit, when there is none.")
+    participants: ParticipantLevelOut | None = Field(
+        default=None, description="The participant-level view; the fields above are the pooled 'trials view'."
+    )
+    model: ModelOut | None = None
+
+
+# --- the participant-level view (backend.study.participants, backend.study.model) ------------------------------
+
+Interval = list[float | None]
+
+
+class WarningOut(BaseModel):
+    code: str = Field(description="few_participants, few_trials_per_level, fit_at_bound, extrapolated, ...")
+    message: str
+
+
+class ParticipantLevelRow(BaseModel):
+    """One (eps, masked) level with intervals from the participant bootstrap."""
+
+    eps: float
+    masked: bool | None
+    n: int
+    n_participants: int
+    min_trials_per_participant: int
+    detection_rate: float
+    ci: Interval = Field(description="Participant-bootstrap 95% interval of the detection rate.")
+    dprime: float | None
+    dprime_ci: Interval
+
+
+class ThresholdOut(BaseModel):
+    condition: str = Field(description="all | unmasked | masked")
+    eps50: float | None
+    eps75: float | None
+    eps50_ci: Interval = Field(description="Participant-bootstrap 95% interval; null high end: unbounded.")
+    eps75_ci: Interval
+    share_not_reached: float | None = Field(description="Share of resamples whose curve never reaches 50%.")
+    at_bound: list[str] = Field(description="Fit parameters that ended at a bound of their range.")
+    reason: str | None
+
+
+class DifferenceOut(BaseModel):
+    """Masked minus unmasked threshold, paired within each resample of participants."""
+
+    eps50: float | None
+    eps75: float | None
+    eps50_ci: Interval
+    eps75_ci: Interval
+    n_resamples_used: int
+
+
+class IndividualFitOut(BaseModel):
+    eps50: float | None
+    eps75: float | None
+    at_bound: list[str]
+    reason: str | None
+
+
+class ParticipantOut(BaseModel):
+    participant_id: int
+    n_trials: int
+    n_clean: int
+    false_alarm_rate: float | None
+    hit_rate: float | None = Field(description="Over all their perturbed trials.")
+    dprime: float | None = Field(description="All their perturbed trials vs their clean ones (log-linear).")
+    fits: dict[str, IndividualFitOut] = Field(description="condition -> their own psychometric fit.")
+
+
+class ParticipantLevelOut(BaseModel):
+    """Statistics that treat the participant, not the trial, as the unit (bootstrap over people)."""
+
+    n_participants: int
+    n_boot: int
+    within: bool = Field(description="Trials were resampled within each resampled participant too.")
+    levels: list[ParticipantLevelRow]
+    thresholds: list[ThresholdOut]
+    difference: DifferenceOut | None
+    per_participant: list[ParticipantOut]
+    warnings: list[WarningOut]
+
+
+class CoefficientOut(BaseModel):
+    term: str
+    estimate: float | None
+    se: float | None
+    z: float | None
+    p: float | None
+    ci: Interval
+
+
+class EstimateOut(BaseModel):
+    estimate: float | None
+    ci: Interval
+    p: float | None = None
+
+
+class ModelOut(BaseModel):
+    """GEE logistic model of the perturbed trials in log eps and condition, participants as clusters."""
+
+    reason: str | None = Field(default=None, description="Why there is no model, when there is none.")
+    method: str | None = None
+    n_trials: int | None = None
+    n_participants: int | None = None
+    eps_ref: float | None = Field(default=None, description="log eps is centred at this eps.")
+    working_correlation: float | None = None
+    coefficients: list[CoefficientOut] = Field(default_factory=list)
+    masked_odds_ratio: EstimateOut | None = Field(default=None, description="Odds ratio masked/unmasked at eps_ref.")
+    eps50: dict[str, EstimateOut] = Field(default_factory=dict, description="condition -> the model's 50% point.")
+    eps50_ratio: EstimateOut | None = Field(default=None, description="Masked / unmasked 50% point.")
+    warnings: list[WarningOut] = Field(default_factory=list)
+
+
+ResultsOut.model_rebuild()

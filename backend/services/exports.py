@@ -27,7 +27,7 @@ from backend.services.studies import participant_counts
 
 BATCH_ROWS = 500
 ExportTable = Literal["responses", "participants", "annotations"]
-ExportFormat = Literal["csv", "json"]
+ExportFormat = Literal["csv", "json", "ndjson"]
 Batch = list[dict[str, Any]]
 
 RESPONSE_COLUMNS = (
@@ -225,6 +225,13 @@ def json_chunks(columns: tuple[str, ...], batches: Iterator[Batch]) -> Iterator[
     yield b"\n]\n"
 
 
+def ndjson_chunks(columns: tuple[str, ...], batches: Iterator[Batch]) -> Iterator[bytes]:
+    """Newline-delimited JSON: one object per line (keys in `columns` order), so a reader can stream or
+    append without parsing a whole array (`jq -c`, `pandas.read_json(lines=True)`)."""
+    for batch in batches:
+        yield "".join(json.dumps({c: _json_value(row[c]) for c in columns}) + "\n" for row in batch).encode()
+
+
 def stream_export(
     session_factory: sessionmaker[Session],
     study_id: int,
@@ -237,6 +244,6 @@ def stream_export(
     to give each annotation's mask link. Check that the study exists before starting to stream."""
     if table not in COLUMNS:
         raise ValueError(f"unknown export {table!r}; use one of {', '.join(COLUMNS)}")
-    encode = csv_chunks if fmt == "csv" else json_chunks
+    encode = {"csv": csv_chunks, "json": json_chunks, "ndjson": ndjson_chunks}[fmt]
     with session_scope(session_factory) as session:
         yield from encode(COLUMNS[table], _SOURCES[table](session, study_id, mask_url))

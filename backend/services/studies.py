@@ -35,7 +35,7 @@ from backend.study.config import StudyConfig
 from backend.study.schedule import build_schedule
 
 #: Config fields that change the trials participants get (see `backend.study.schedule.build_schedule`).
-SCHEDULE_FIELDS = ("stimulus_set_id", "n_main", "n_practice", "n_catch", "n_annotate", "seed")
+SCHEDULE_FIELDS = ("stimulus_set_id", "n_main", "n_practice", "n_catch", "n_annotate", "seed", "clean_share")
 _EPS_TOLERANCE = 1e-9
 
 

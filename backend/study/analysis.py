@@ -439,3 +439,37 @@ def fit_psychometric(
         grid_eps=grid.tolist(),
         grid_p=psychometric(grid, alpha, beta, g, lam).tolist(),
     )
+
+
+def fit_counts(
+    levels: np.ndarray,
+    k: np.ndarray,
+    n: np.ndarray,
+    *,
+    guess: float | None = None,
+    lapse: float | None = 0.01,
+    start: np.ndarray | None = None,
+) -> tuple[tuple[float, float, float, float], list[str], np.ndarray]:
+    """The ML fit of `fit_psychometric` on binomial counts, without intervals, for callers that refit many
+    resamples (the participant bootstrap): ``k[i]`` of ``n[i]`` trials at ``levels[i]`` judged perturbed.
+
+    ``start``: the internal parameter vector of a previous fit (third return value) to start from alone, which
+    is much faster than the default multi-start. Returns ``(alpha, beta, guess, lapse)``, the names of the
+    parameters that ended at a bound of their range (a fit there says the data do not pin it down), and the
+    internal vector.
+    """
+    levels, k, n = (np.asarray(a, dtype=float) for a in (levels, k, n))
+    keep = n > 0
+    levels, k, n = levels[keep], k[keep], n[keep]
+    if (levels > 0).sum() < 2:
+        raise ValueError("a psychometric fit needs trials at two or more positive eps levels")
+    prob = _Problem(levels, k, n, guess, lapse)
+    theta, _ = prob.fit(k, [start] if start is not None else prob.starts(k))
+    names = ["alpha", "beta"] + (["guess"] if guess is None else []) + (["lapse"] if lapse is None else [])
+    at_bound = []
+    for name, value, (lo, hi) in zip(names, theta, prob.bounds(), strict=True):
+        if name in ("guess", "lapse") and value - lo < 1e-9:
+            continue  # no false alarms / no lapses at all: a fine value, not a failed fit
+        if min(value - lo, hi - value) < 1e-6 * max(1.0, abs(value)):
+            at_bound.append(name)
+    return prob.unpack(theta), at_bound, theta

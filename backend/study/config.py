@@ -29,6 +29,36 @@ DEFAULT_INSTRUCTIONS = (
 )
 
 
+class ExclusionRules(BaseModel):
+    """Who and what the results leave out (the results page shows how many each rule excludes).
+
+    Rules are applied at analysis time, never by deleting data: a changed rule re-analyses the same answers.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    max_catch_errors: int = Field(
+        default=1, ge=0, description="Participants who miss more attention-check (catch) trials than this."
+    )
+    min_rt_ms: float | None = Field(
+        default=None,
+        ge=0,
+        le=10_000,
+        description="Main-phase responses faster than this (ms) are dropped: too fast to have looked; null keeps all.",
+    )
+    max_fast_share: float | None = Field(
+        default=None,
+        ge=0,
+        le=1,
+        description="Participants whose share of responses faster than min_rt_ms exceeds this are excluded.",
+    )
+    min_completion_s: float | None = Field(
+        default=None,
+        ge=0,
+        description="Participants who completed the session in less than this (seconds) are excluded.",
+    )
+
+
 class StudyConfig(BaseModel):
     """How many trials of each kind a participant gets, how they are shown, and where they go afterwards.
 
@@ -46,6 +76,14 @@ class StudyConfig(BaseModel):
         ge=1,
         description="Main (scored) detection trials per participant; each source image appears at most once, "
         "so this cannot exceed the number of images in the stimulus set.",
+    )
+    clean_share: float | None = Field(
+        default=None,
+        gt=0,
+        lt=1,
+        description="Share of main trials that show the clean image (0..1, exclusive); null: as many clean "
+        "trials as trials at each eps level. Realised as c clean slots beside the L - 1 perturbed levels in the "
+        "rotation, c = max(1, round(share * (L - 1) / (1 - share))), so the share is c / (c + L - 1).",
     )
     n_practice: int = Field(
         default=4,
@@ -96,6 +134,9 @@ class StudyConfig(BaseModel):
         default=DEFAULT_INSTRUCTIONS,
         min_length=1,
         description="Instructions shown after consent and before the practice trials.",
+    )
+    exclusions: ExclusionRules = Field(
+        default_factory=ExclusionRules, description="Exclusion rules applied when the results are analysed."
     )
     min_annotators: int = Field(
         default=1,

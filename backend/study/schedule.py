@@ -12,6 +12,9 @@ Counterbalancing (the main phase):
   the ``L`` participants of a block every image is shown at every level exactly once, and within a
   participant the level counts differ by at most one. (When ``n_main == N`` any ``L`` consecutive participants
   form such a square, not just aligned blocks.)
+* With ``config.clean_share`` the rotation runs over a *cycle* of slots instead of the levels: ``c`` clean
+  slots and one per perturbed level (``L`` above is then the cycle's length ``c + L - 1``), so the clean share
+  is ``c / (c + L - 1)`` with every guarantee above kept for the slots.
 * The order of the main trials is shuffled per participant.
 
 Catch trials show an image at `CATCH_EPS`, an obviously visible perturbation whose correct answer is
@@ -100,6 +103,18 @@ def _check_eps_levels(eps_levels: Sequence[float]) -> list[float]:
     return levels
 
 
+def level_cycle(levels: list[float], clean_share: float | None) -> list[float]:
+    """The slots the Latin square rotates through: the sorted levels (clean first), with the clean level
+    repeated ``c = max(1, round(clean_share * (L - 1) / (1 - clean_share)))`` times when a share is set."""
+    if clean_share is None or len(levels) == 1:
+        return list(levels)
+    if not 0 < clean_share < 1:
+        raise ValueError(f"clean_share must lie strictly between 0 and 1; got {clean_share}")
+    perturbed = levels[1:]
+    c = max(1, round(clean_share * len(perturbed) / (1 - clean_share)))
+    return [0.0] * c + perturbed
+
+
 def _main_trials(order: list[int], levels: list[float], n_main: int, participant_index: int) -> list[tuple[int, float]]:
     """(image_id, eps) of the participant's main trials, in window order (unshuffled)."""
     n_images, n_levels = len(order), len(levels)
@@ -174,7 +189,7 @@ def build_schedule(
     _rng("study-order", seed).shuffle(order)
     rng = _rng("participant", seed, participant_index)
 
-    main = _main_trials(order, levels, config.n_main, participant_index)
+    main = _main_trials(order, level_cycle(levels, config.clean_share), config.n_main, participant_index)
     main_ids = [image_id for image_id, _ in main]
     main_set = set(main_ids)
     unused = [i for i in images if i not in main_set]

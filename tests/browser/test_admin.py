@@ -82,9 +82,9 @@ def take_part(api: httpx.Client, server: Any, slug: str, k: int) -> None:
             assert api.post(f"{base}/annotation", json=body).status_code == 201
             continue
         with server.session() as s:
-            query = select(Stimulus.eps).join(Trial, Trial.stimulus_id == Stimulus.id)
-            eps = s.scalar(query.where(Trial.id == trial["trial_id"]))
-        if trial["phase"] == "catch":
+            query = select(Stimulus.eps, Trial.phase).join(Trial, Trial.stimulus_id == Stimulus.id)
+            eps, phase = s.execute(query.where(Trial.id == trial["trial_id"])).one()
+        if phase == "catch":  # the client is not told (it says "main"); the database knows
             perturbed = k != INATTENTIVE
         else:
             perturbed = rng.random() < P_DETECT[min(P_DETECT, key=lambda e: abs(e - eps))]
@@ -162,7 +162,7 @@ def test_researcher_runs_the_loop(server_with_broker: Any, browser: Any) -> None
     page.wait_for_selector("#figure-detection svg")
     assert page.locator("#figure-detection svg circle").count() >= 2  # the two eps levels (and thresholds)
     assert page.locator("#figure-detection svg polyline").count() == 1  # the fitted curve
-    assert "1 participant fails the catch trials" in page.inner_text("main")
+    assert "1 participant is excluded by the rules" in page.inner_text("main")
     assert "/255" in page.inner_text("#eps50")
     page.click("#figure-detection summary")
     rows = page.locator("#figure-detection table.data").first.locator("tbody tr")

@@ -105,8 +105,18 @@ def test_results_numbers_follow_the_exclusions(admin: TestClient, seeded) -> Non
     s = seeded()
     page = admin.get(f"/admin/studies/{s.study.id}/results?n_boot=20")
     assert page.status_code == 200
-    assert "1 participant fails the catch trials" in page.text and "pid2" in page.text
-    assert page.text.count("<svg") == 4 and page.text.count("<details") >= 4
+    assert "1 participant is excluded by the rules" in page.text and "pid2" in page.text
+    # 4 figures of the trials view, 3 of the participant level (rates, per person, people vs models)
+    assert page.text.count("<svg") == 7 and page.text.count("<details") >= 7
+    assert 'id="participant-level"' in page.text and "few participants" in page.text
+    people = _csv(admin.get(f"/admin/studies/{s.study.id}/results/people.csv?n_boot=20").text)
+    eight = next(r for r in people if round(float(r["eps"]) * 255) == 8)
+    assert float(eight["detection_rate"]) == 1.0
+    assert float(eight["wilson_low"]) == pytest.approx(wilson_interval(3, 3)[0])
+    assert float(eight["ci_low"]) == float(eight["ci_high"]) == 1.0  # every resample of people says 3/3
+    persons = _csv(admin.get(f"/admin/studies/{s.study.id}/results/participants.csv?n_boot=20").text)
+    assert sorted(int(r["participant_id"]) for r in persons) == sorted(p.id for p in s.participants[:2])
+    assert sum(int(r["n_trials"]) for r in persons) == 8
     rows = _csv(admin.get(f"/admin/studies/{s.study.id}/results/detection.csv?n_boot=20").text)
     got = {(round(float(r["eps"]) * 255), r["masked"]): (int(r["n"]), int(r["n_judged_perturbed"])) for r in rows}
     assert got == {(0, ""): (2, 1), (2, "False"): (3, 1), (8, "False"): (3, 3)}

@@ -68,7 +68,7 @@ def test_whole_session(client: TestClient, session: Session, storage: BlobStore)
     token = r.json()["token"]
     assert len(token) >= 32 and r.json()["total_trials"] == TOTAL and r.json()["answered"] == 0
 
-    seen_phases = []
+    seen_phases, seen_roles = [], []
     for expected_position in range(TOTAL):
         trial = next_trial(client, token)
         assert trial["done"] is False and trial["position"] == expected_position and trial["total"] == TOTAL
@@ -78,8 +78,9 @@ def test_whole_session(client: TestClient, session: Session, storage: BlobStore)
             assert trial["feedback_expected"] == ("perturbed" if stimulus.eps > 0 else "clean")
         else:
             assert trial["feedback_expected"] is None
-        if trial["phase"] == "catch":
-            assert stimulus.role == "catch" and stimulus.eps == pytest.approx(CATCH_EPS)
+        seen_roles.append(stimulus.role)
+        if stimulus.role == "catch":  # not labelled for the client: it looks like any main trial
+            assert trial["phase"] == "main" and stimulus.eps == pytest.approx(CATCH_EPS)
         if trial["phase"] == "annotate":
             assert trial["question"] == "annotate" and stimulus.eps == 0.0
             assert trial["class_name"] == stimulus.image.label
@@ -90,8 +91,8 @@ def test_whole_session(client: TestClient, session: Session, storage: BlobStore)
         assert image.status_code == 200 and image.content == storage.get(stimulus.sha256)
         assert answer(client, token, trial).status_code == 201
     assert seen_phases[:2] == ["practice"] * 2 and seen_phases[-1] == "annotate"
-    assert set(seen_phases[2:-1]) == {"main", "catch"} and seen_phases[2] == "main"
-    assert seen_phases.count("main") == 4 and seen_phases.count("catch") == 1
+    assert set(seen_phases[2:-1]) == {"main"}
+    assert seen_roles[2] != "catch" and seen_roles.count("catch") == 1
 
     done = next_trial(client, token)
     assert done["done"] is True and done["total"] == TOTAL

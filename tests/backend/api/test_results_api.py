@@ -53,7 +53,14 @@ def test_results_match_hand_computed_values(api: TestClient, session: Session, s
     res = r.json()
     assert res["exclusions_applied"] is True and res["max_catch_errors"] == 1
     assert res["excluded"] == [
-        {"participant_id": p2.id, "index": 2, "external_id": "p2", "catch_trials": 2, "catch_errors": 2}
+        {
+            "participant_id": p2.id,
+            "index": 2,
+            "external_id": "p2",
+            "catch_trials": 2,
+            "catch_errors": 2,
+            "reasons": ["catch"],
+        }
     ]
     assert (res["n_participants"], res["n_participants_included"], res["n_main_responses"]) == (3, 2, 20)
     assert res["masked"] is False and res["stimulus_set_id"] == sset.id and res["attack"] == "pgd"
@@ -74,6 +81,24 @@ def test_results_match_hand_computed_values(api: TestClient, session: Session, s
 
     assert res["psychometric"] is None
     assert "two or more positive eps levels; there are 1 (0.0313725)" in res["psychometric_reason"]
+
+    # The participant-level view of the same 20 trials (p0, p1): per person, clean 1/5 and x 4/5, so
+    # F' = 1.5/6 = 0.25, H' = 4.5/6 = 0.75 and d' = 2 * 0.674490 = 1.348980 each.
+    people = res["participants"]
+    assert people["n_participants"] == 2 and people["n_boot"] == 200
+    assert [p["participant_id"] for p in people["per_participant"]] == [p0.id, p1.id]
+    for p in people["per_participant"]:
+        assert (p["n_trials"], p["n_clean"]) == (10, 5)
+        assert p["false_alarm_rate"] == pytest.approx(0.2) and p["hit_rate"] == pytest.approx(0.8)
+        assert p["dprime"] == pytest.approx(1.348980, abs=1e-6)
+    lv_clean, lv_x = people["levels"]
+    assert lv_clean["detection_rate"] == pytest.approx(0.2) and lv_clean["dprime"] is None
+    assert lv_x["detection_rate"] == pytest.approx(0.8) and lv_x["min_trials_per_participant"] == 5
+    # two identical people: resampling people changes nothing, only the trials within vary
+    assert lv_x["ci"][0] < 0.8 < lv_x["ci"][1]
+    assert people["thresholds"][0]["reason"] is not None and people["difference"] is None
+    assert {w["code"] for w in people["warnings"]} == {"few_participants"}
+    assert "two or more eps levels" in res["model"]["reason"]
 
     everyone = api.get(f"/api/v1/studies/{study.id}/results", params={"include_excluded": True}).json()
     assert everyone["exclusions_applied"] is False and everyone["excluded"][0]["participant_id"] == p2.id
@@ -115,3 +140,45 @@ def test_results_of_an_empty_or_missing_study(api: TestClient, session: Session,
     assert res["eps"] == [] and res["n_participants"] == 0 and res["psychometric"] is None
     assert api.get("/api/v1/studies/999/results").status_code == 404
     assert api.get(f"/api/v1/studies/{study.id}/results", params={"n_boot": -1}).status_code == 422
+
+
+@BOTH_DATABASES  # completion times: both timestamp columns as each backend returns them
+def test_exclusion_rules_from_the_study_config(api: TestClient, session: Session, storage: BlobStore) -> None:
+    """Rules: responses under 300 ms dropped; people with more than half of them too fast, or done in under
+    60 s, excluded. p0 keeps all 10 answers; p1 answers everything in 200 ms (10 fast: excluded, answers
+    dropped); p2 finishes in 30 s (excluded); p3 has one fast answer of 10 (dropped, p3 kept)."""
+    from datetime import UTC, datetime, timedelta
+
+    sset = make_stimulus_set(session, storage, make_dataset(session, storage), eps_levels=[0.0, X])
+    rules = {"min_rt_ms": 300, "max_fast_share": 0.5, "min_completion_s": 60}
+    study = make_study(session, sset, exclusions=rules)
+    people = [add_participant(session, study, k, external_id=f"p{k}") for k in range(4)]
+    start = datetime(2026, 1, 1, tzinfo=UTC)
+    for person, rt, took in zip(people, (500.0, 200.0, 500.0, 500.0), (120, 120, 30, None), strict=True):
+        answers = _main(1, 4)
+        if person is people[3]:
+            answer_trials(session, person, sset.id, answers[:9], rt_ms=rt)
+            answer_trials(session, person, sset.id, answers[9:], rt_ms=100.0)
+        else:
+            answer_trials(session, person, sset.id, answers, rt_ms=rt)
+        person.started_at = start
+        person.completed_at = None if took is None else start + timedelta(seconds=took)
+    session.commit()
+
+    res = api.get(f"/api/v1/studies/{study.id}/results", params={"n_boot": 0}).json()
+    assert {r["rule"]: (r["setting"], r["participants"], r["responses"]) for r in res["rules"]} == {
+        "max_catch_errors": (1, 0, 0),
+        "min_rt_ms": (300, 0, 11),
+        "max_fast_share": (0.5, 1, 10),
+        "min_completion_s": (60, 1, 10),
+    }
+    assert [(e["external_id"], e["reasons"]) for e in res["excluded"]] == [
+        ("p1", ["fast_responses"]),
+        ("p2", ["completion_time"]),
+    ]
+    assert (res["n_participants_included"], res["n_main_responses"]) == (2, 19)
+    everyone = api.get(f"/api/v1/studies/{study.id}/results", params={"n_boot": 0, "include_excluded": True}).json()
+    assert everyone["n_main_responses"] == 29  # too-fast answers stay out: they are not judgments
+    bad = {**study.config, "exclusions": {"min_rt_ms": -1}}
+    r = api.patch(f"/api/v1/studies/{study.id}", json={"config": bad})
+    assert r.status_code in (409, 422)

@@ -189,3 +189,30 @@ def test_only_clean_level_without_practice_is_allowed():
         _cfg(n_main=5, n_practice=0, n_catch=0, n_annotate=0), participant_index=0, image_ids=IMAGES, eps_levels=[0.0]
     )
     assert [t.eps for t in trials] == [0.0] * 5
+
+
+@pytest.mark.parametrize(("share", "clean_slots"), [(0.5, 4), (0.2, 1), (0.3, 2), (0.75, 12)])
+def test_clean_share_sets_the_clean_slots_and_keeps_the_latin_square(share, clean_slots):
+    """4 perturbed levels: c = max(1, round(share * 4 / (1 - share))) clean slots per cycle of c + 4."""
+    cycle = clean_slots + 4
+    cfg = _cfg(n_main=40, n_catch=4, clean_share=share)
+    shown: dict[int, Counter] = {}
+    for p in range(cycle):  # one block: every image at every slot once
+        main = _main(build_schedule(cfg, participant_index=p, image_ids=IMAGES, eps_levels=EPS))
+        counts = Counter(t.eps for t in main)
+        # within a participant: clean gets c slots' worth, each perturbed level one slot's, to within one trial
+        assert abs(counts[0.0] - 40 * clean_slots / cycle) <= clean_slots
+        assert all(abs(counts[e] - 40 / cycle) <= 1 for e in EPS[1:]), counts
+        for t in main:
+            shown.setdefault(t.image_id, Counter())[t.eps] += 1
+    for image, per in shown.items():
+        assert per == Counter({0.0: clean_slots, **dict.fromkeys(EPS[1:], 1)}), (image, per)
+
+
+def test_clean_share_default_and_bounds():
+    a = build_schedule(_cfg(), participant_index=2, image_ids=IMAGES, eps_levels=EPS)
+    b = build_schedule(_cfg(clean_share=0.2), participant_index=2, image_ids=IMAGES, eps_levels=EPS)
+    assert a == b  # 0.2 with five levels is the default's one clean slot per cycle
+    for bad in (0.0, 1.0, -0.1):
+        with pytest.raises(ValueError, match="clean_share"):
+            _cfg(clean_share=bad)
