@@ -41,7 +41,7 @@ from backend.schemas.participant import (
     StudyPublic,
 )
 from backend.services import participants as svc
-from backend.services.errors import InvalidInputError, PayloadTooLargeError, ServiceError
+from backend.services.errors import InvalidInputError, NotFoundError, PayloadTooLargeError, ServiceError
 from backend.services.masks import MAX_MASK_BYTES
 from backend.services.media import MediaCache
 from backend.storage import BlobStore
@@ -59,6 +59,8 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
 @router.get("/studies/{slug}", response_model=StudyPublic, responses={404: _ERRORS[404]})
 def read_study(slug: str, session: SessionDep) -> StudyPublic:
     study = svc.get_study(session, slug)
+    if study.status == "draft":  # a draft's consent text and set-up are the researcher's until it opens
+        raise NotFoundError(f"no study with slug {slug!r}; check the link you were given")
     config = svc.study_config(study)
     return StudyPublic(
         slug=study.slug,

@@ -144,3 +144,18 @@ def test_a_nul_in_a_path_is_4xx(client: TestClient, session: Session, storage: B
     for path in ("/api/v1/studies/pi%00lot", "/api/v1/sessions/abc%00def/next", "/s/pi%00lot"):
         r = client.get(path)
         assert 400 <= r.status_code < 500, (path, r.status_code, r.text[:200])
+
+
+def test_a_draft_study_is_not_readable_through_the_public_api(
+    client: TestClient, session: Session, storage: BlobStore
+) -> None:
+    study = make_open_study(session, storage, slug="secret")
+    study.status = "draft"
+    study.config = {**study.config, "consent_text": "UNRELEASED CONSENT"}
+    session.commit()
+    r = client.get("/api/v1/studies/secret")
+    assert r.status_code == 404 and "UNRELEASED" not in r.text
+    assert r.json()["detail"] == client.get("/api/v1/studies/nosuch").json()["detail"].replace("nosuch", "secret")
+    study.status = "closed"
+    session.commit()
+    assert client.get("/api/v1/studies/secret").json()["status"] == "closed"  # a closed study still says so
