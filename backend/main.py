@@ -24,6 +24,7 @@ from backend.admin import router as admin_router
 from backend.api import API_PREFIX, api_router
 from backend.bodylimit import BodyLimitMiddleware, BodyLimits
 from backend.db import DB_THREADS, ENROL_THREADS, make_engine, make_session_factory
+from backend.ratelimits import RateLimits
 from backend.schemas.common import ErrorOut
 from backend.security import SecurityHeadersMiddleware
 from backend.services.errors import ServiceError
@@ -65,6 +66,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.enrol_limiter = CapacityLimiter(ENROL_THREADS)
     app.state.storage = BlobStore(settings.data_dir / "blobs")
     app.state.media_cache = MediaCache()
+    app.state.rate_limits = RateLimits(settings)
     app.include_router(api_router, prefix=API_PREFIX)
     app.include_router(web_router)  # participant pages /s/{slug} and /static/
     app.include_router(admin_router)  # researcher dashboard /admin (login session, CSRF)

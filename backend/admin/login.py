@@ -20,6 +20,7 @@ from backend.admin.deps import (
 from backend.admin.security import COOKIE_PATH, LOGIN_COOKIE, LOGIN_NONCE_TTL_S, SESSION_COOKIE, SESSION_TTL_S
 from backend.api.deps import SessionDep
 from backend.auth import authenticate_password
+from backend.ratelimits import RateLimitedError
 
 router = APIRouter(route_class=AdminRoute)
 
@@ -91,6 +92,10 @@ def login(request: Request, form: Annotated[dict[str, str], Depends(login_form)]
     key = (request.client.host if request.client else "unknown", email.lower())
     throttle = get_throttle(request)
     wait = throttle.retry_after(key)
+    try:  # counted before argon2 runs: a flood past the limit costs no hashing (backend.ratelimits)
+        request.app.state.rate_limits.login(request, email)
+    except RateLimitedError as exc:
+        wait = exc.retry_after_s
     if wait is not None:
         response = _login_page(
             request,

@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 from backend.auth import user_for_token
 from backend.db import session_scope
 from backend.models import Job, Participant, User
+from backend.ratelimits import RateLimits
 from backend.services.participants import participant_by_token
 from backend.settings import Settings
 from backend.storage import BlobStore
@@ -87,17 +88,26 @@ _bearer = HTTPBearer(
 
 
 def get_current_user(
-    session: SessionDep, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
+    request: Request,
+    session: SessionDep,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> User:
-    """The owner of the request's bearer token; 401 with a WWW-Authenticate challenge otherwise."""
+    """The owner of the request's bearer token; 401 with a WWW-Authenticate challenge otherwise.
+
+    A client that sent too many unknown or revoked tokens is refused 429 before its token is looked up
+    (`backend.ratelimits`: guessing tokens costs a lookup each, and must stay bounded).
+    """
+    limits: RateLimits = request.app.state.rate_limits
     if credentials is None:
         raise HTTPException(
             status.HTTP_401_UNAUTHORIZED,
             "missing API token; send 'Authorization: Bearer <token>' (create one with sipat-admin create-token)",
             headers={"WWW-Authenticate": "Bearer"},
         )
+    limits.check_token_failures(request)
     user = user_for_token(session, credentials.credentials)
     if user is None:
+        limits.token_failed(request)
         raise HTTPException(
             status.HTTP_401_UNAUTHORIZED,
             "the API token is unknown or revoked; create a new one with sipat-admin create-token",

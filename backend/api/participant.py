@@ -82,10 +82,12 @@ def read_study(slug: str, session: SessionDep) -> StudyPublic:
             "description": "An existing session of this external id, resumed (new token).",
         },
         **_ERRORS,
+        429: {"model": ErrorOut, "description": "Too many session starts; see Retry-After."},
         503: {"model": ErrorOut, "description": "The study is being prepared; see Retry-After."},
     },
 )
 async def create_session(slug: str, body: SessionCreate, request: Request, response: HTTPResponse) -> SessionOut:
+    request.app.state.rate_limits.enrolment(request, slug)  # 429 past the per-client or per-study limit
     client = body.client.model_dump(exclude_none=True)
     client.setdefault("user_agent", request.headers.get("user-agent", "")[:1024])
 
