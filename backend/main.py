@@ -20,6 +20,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DataError, DBAPIError, DisconnectionError, InterfaceError, OperationalError
 
+from backend import logredact
 from backend.admin import router as admin_router
 from backend.api import API_PREFIX, api_router
 from backend.bodylimit import BodyLimitMiddleware, BodyLimits
@@ -40,6 +41,7 @@ log = logging.getLogger(__name__)
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
+    logredact.install()  # no participant token or recruitment id in the access log
     # No pre-ping: it is one more round trip on every request. After a database restart the first request on
     # a dead connection fails (503, Retry-After; clients retry) and SQLAlchemy discards the whole pool.
     engine = make_engine(settings.database_url, pool_pre_ping=False)
@@ -176,7 +178,12 @@ async def _database_unavailable(request: Request, exc: Exception) -> JSONRespons
     """The database cannot be reached (restarted, failing over, SQLite locked too long): 503 + Retry-After,
     so clients retry (answers are idempotent); the failed connection made SQLAlchemy discard the pool's others."""
     orig = exc.orig if isinstance(exc, DBAPIError) else exc
-    log.warning("database unavailable on %s %s: %s", request.method, request.url.path, str(orig).strip()[:500])
+    log.warning(
+        "database unavailable on %s %s: %s",
+        request.method,
+        logredact.redact_path(request.url.path),
+        str(orig).strip()[:500],
+    )
     return JSONResponse(
         {"detail": "the database is unavailable right now; retry in a few seconds"},
         status_code=503,
@@ -188,7 +195,8 @@ async def _unstorable_value(request: Request, exc: Exception) -> JSONResponse:
     """A value of the request that the database cannot hold: a number past its integer range (an id like
     2**70), a NUL character in a text (PostgreSQL refuses those). No row can match such a value, and it is the
     client's to fix: 422, not a 500."""
-    log.info("unstorable value on %s %s: %s", request.method, request.url.path, str(exc).strip()[:200])
+    orig = exc.orig if isinstance(exc, DBAPIError) else exc  # not the statement's parameters
+    log.info("unstorable value on %s %s: %s", request.method, logredact.redact_path(request.url.path), str(orig)[:200])
     return JSONResponse(
         {
             "detail": "a value of the request is out of range or holds a NUL character; send ids within 64-bit "
@@ -199,5 +207,5 @@ async def _unstorable_value(request: Request, exc: Exception) -> JSONResponse:
 
 
 async def _storage_error(request: Request, exc: StorageError) -> JSONResponse:
-    log.error("blob store failure on %s %s: %s", request.method, request.url.path, exc)
+    log.error("blob store failure on %s %s: %s", request.method, logredact.redact_path(request.url.path), exc)
     return JSONResponse({"detail": f"the service cannot store or read data right now: {exc}"}, status_code=503)
