@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import asyncio
 import re
+import struct
+import zlib
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from factories import BOTH_DATABASES, make_open_study
+from factories import BOTH_DATABASES, SIZE, make_open_study
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from sqlalchemy.orm import Session
@@ -159,3 +161,73 @@ def test_a_draft_study_is_not_readable_through_the_public_api(
     study.status = "closed"
     session.commit()
     assert client.get("/api/v1/studies/secret").json()["status"] == "closed"  # a closed study still says so
+
+
+def _png_with_chunk(kind: bytes, payload: bytes, size: tuple[int, int]) -> bytes:
+    """A valid grayscale PNG of `size` with one extra ancillary chunk before its pixels."""
+
+    def chunk(name: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + name + data + struct.pack(">I", zlib.crc32(name + data) & 0xFFFFFFFF)
+
+    width, height = size
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    raw = b"".join(b"\x00" + b"\xff" * width for _ in range(height))
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", ihdr)
+        + chunk(kind, payload)
+        + chunk(b"IDAT", zlib.compress(raw))
+        + chunk(b"IEND", b"")
+    )
+
+
+@pytest.mark.parametrize(
+    ("kind", "payload"),
+    [
+        (b"zTXt", b"Comment\x00\x00" + zlib.compress(b"A" * (8 << 20))),  # 8 MiB of text
+        (b"iCCP", b"icc\x00\x00" + zlib.compress(b"\x00" * (8 << 20))),  # 8 MiB profile
+    ],
+    ids=["text", "icc"],
+)
+def test_a_mask_with_an_oversized_metadata_chunk_is_4xx(
+    client: TestClient, session: Session, storage: BlobStore, kind: bytes, payload: bytes
+) -> None:
+    make_open_study(session, storage, n_practice=0, n_catch=0, n_main=1)
+    token = client.post("/api/v1/studies/pilot/sessions", json={"consent": True}).json()["token"]
+    first = client.get(f"/api/v1/sessions/{token}/next").json()
+    body = {"judgment": "clean", "confidence": 2, "rt_ms": 400}
+    assert client.post(f"/api/v1/sessions/{token}/trials/{first['trial_id']}/response", json=body).status_code == 201
+    trial = client.get(f"/api/v1/sessions/{token}/next").json()
+    mask = _png_with_chunk(kind, payload, SIZE)
+    r = client.post(
+        f"/api/v1/sessions/{token}/trials/{trial['trial_id']}/annotation",
+        files={"mask": ("mask.png", mask, "image/png")},
+        data={"duration_ms": "1000"},
+    )
+    assert r.status_code == 422 and "chunk" in r.json()["detail"], r.text[:300]
+
+
+def test_a_zip_bomb_with_honest_headers_is_refused_before_inflating(
+    api: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The issue's probe: a small zip whose members honestly declare hundreds of MiB (zeros compress ~1000:1)
+    was inflated whole before it was refused. Now its declared sizes alone refuse it: no member is read."""
+    import io
+    import zipfile
+
+    from backend.datasets import archive
+
+    inflated: list[str] = []
+    real_read = archive._Zip.read
+    monkeypatch.setattr(
+        archive._Zip, "read", lambda self, info, name: inflated.append(name) or real_read(self, info, name)
+    )
+    buf = io.BytesIO()
+    zeros = b"\x00" * (32 << 20)
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
+        for k in range(8):  # 256 MiB declared, under the upload's own limits
+            zf.writestr(f"a/{k}.png", zeros)
+    assert len(buf.getvalue()) < 1 << 20
+    r = api.post("/api/v1/datasets", files={"file": ("bomb.zip", buf.getvalue(), "application/zip")})
+    assert r.status_code == 422 and "zip bomb" in r.json()["detail"], r.text[:300]
+    assert inflated == []
