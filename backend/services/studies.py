@@ -74,9 +74,12 @@ def count_participants(session: Session, study_id: int) -> tuple[int, int]:
     return total or 0, completed or 0
 
 
-def list_studies(session: Session, *, offset: int, limit: int) -> tuple[list[Study], int]:
-    total = session.scalar(select(func.count(Study.id))) or 0
-    return list(session.scalars(select(Study).order_by(Study.id.desc()).offset(offset).limit(limit))), total
+def list_studies(session: Session, *, offset: int, limit: int, owner_id: int | None = None) -> tuple[list[Study], int]:
+    """A page of studies, newest first; only those of `owner_id` when given (a researcher's own)."""
+    where = [] if owner_id is None else [Study.owner_id == owner_id]
+    total = session.scalar(select(func.count(Study.id)).where(*where)) or 0
+    page = select(Study).where(*where).order_by(Study.id.desc()).offset(offset).limit(limit)
+    return list(session.scalars(page)), total
 
 
 def update_study(

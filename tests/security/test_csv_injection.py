@@ -10,10 +10,12 @@ import pytest
 from factories import make_open_study
 from fastapi.testclient import TestClient
 from research_factories import finish_session, start_session
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from backend.admin.figures import Table
 from backend.csvsafe import spreadsheet_safe
+from backend.models import User
 from backend.storage import BlobStore
 
 
@@ -35,6 +37,8 @@ def test_dashboard_tables_quote_formulas() -> None:
 
 def test_exported_participant_ids_are_quoted(api: TestClient, session: Session, storage: BlobStore) -> None:
     study = make_open_study(session, storage)
+    study.owner_id = session.scalar(select(User.id).where(User.email == "researcher@example.org"))  # `api`'s
+    session.commit()
     hostile = "-2-3.cmd"  # the widest a recruitment id may be: letters, digits, _ . : -
     finish_session(api, start_session(api, "pilot", external_id=hostile).json()["token"])
     for name, column in (("participants", "external_id"), ("responses", "participant_external_id")):
