@@ -138,12 +138,11 @@ def get_participant(token: str, session: SessionDep) -> Participant:
 CurrentUser = Annotated[User, Depends(get_current_user)]
 
 
-def check_study_access(request: Request, user: CurrentUser, session: SessionDep) -> None:
-    """The owner rule, written once for every research route with a `study_id` in its path: an administrator
-    reaches every study, a researcher only the studies they created (403 otherwise; an unknown id is left to
-    the route's 404). Studies without an owner (created before owners were recorded) are the admins'."""
-    study_id = request.path_params.get("study_id")
-    if study_id is None or user.is_admin:
+def require_study_access(session: Session, user: User, study_id: object) -> None:
+    """The owner rule, written once: an administrator reaches every study, a researcher only the studies
+    they created (403 otherwise; an unknown id is left to the caller's 404). Studies without an owner
+    (created before owners were recorded) are the administrators'."""
+    if user.is_admin:
         return
     row = session.execute(select(Study.owner_id).where(Study.id == study_id)).first()
     if row is not None and row.owner_id != user.id:
@@ -151,6 +150,13 @@ def check_study_access(request: Request, user: CurrentUser, session: SessionDep)
             status.HTTP_403_FORBIDDEN,
             f"study {study_id} belongs to another researcher; ask its owner or an administrator for the data",
         )
+
+
+def check_study_access(request: Request, user: CurrentUser, session: SessionDep) -> None:
+    """`require_study_access` for every research route with a `study_id` in its path (a router dependency)."""
+    study_id = request.path_params.get("study_id")
+    if study_id is not None:
+        require_study_access(session, user, study_id)
 
 
 AdminUser = Annotated[User, Depends(get_admin_user)]

@@ -6,13 +6,15 @@ from __future__ import annotations
 
 import pytest
 from factories import SMALL_CONFIG, make_dataset, make_open_study, make_stimulus_set, make_user
+from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from research_factories import finish_session, start_session
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from backend.api.deps import get_enqueuer
 from backend.auth import create_token
-from backend.models import Participant, Study
+from backend.models import Job, Participant, StimulusSet, Study
 from backend.storage import BlobStore
 
 
@@ -82,3 +84,17 @@ def test_a_study_without_an_owner_is_the_administrators(
     assert study.owner_id is None
     assert client.get(f"/api/v1/studies/{study.id}", headers=people["alice"]).status_code == 403
     assert client.get(f"/api/v1/studies/{study.id}", headers=people["admin"]).status_code == 200
+
+
+def test_a_training_job_cannot_use_another_researchers_annotations(
+    client: TestClient, app: FastAPI, session: Session, storage: BlobStore, people: dict[str, dict[str, str]]
+) -> None:
+    app.dependency_overrides[get_enqueuer] = lambda: lambda job: f"message-{job.id}"  # no broker here
+    sid = _alices_open_study(client, session, storage, people["alice"])
+    dataset_id = session.scalar(select(StimulusSet.dataset_id))
+    params = {"dataset_id": dataset_id, "salience": "annotations", "study_id": sid}
+    r = client.post("/api/v1/jobs", json={"kind": "train", "params": params}, headers=people["bob"])
+    assert r.status_code == 403, r.text
+    assert session.scalar(select(func.count()).select_from(Job)) == 0  # nothing queued, no model row
+    r = client.post("/api/v1/jobs", json={"kind": "train", "params": params}, headers=people["alice"])
+    assert r.status_code == 202, r.text
