@@ -2,6 +2,8 @@
 
     sipat-admin migrate                      bring the database schema up to date (alembic upgrade head)
     sipat-admin create-admin EMAIL           create an administrator, or reset its password
+    sipat-admin create-researcher EMAIL      create a researcher (owns the studies it creates), or reset
+                                             its password
     sipat-admin create-token EMAIL [--name]  print a new API token (only once; stored hashed)
     sipat-admin revoke-token TOKEN_OR_ID     revoke a token by its plaintext or its numeric id
     sipat-admin import-dataset PATH [--name] import a zip (ImageFolder or CSV manifest) as a dataset
@@ -79,6 +81,21 @@ def cmd_create_admin(args: argparse.Namespace) -> None:
             print(f"updated the password of {user.email} (id {user.id}); it is an administrator")
 
 
+def cmd_create_researcher(args: argparse.Namespace) -> None:
+    """A researcher reaches, through the research API, only the studies it creates; an administrator all.
+    An existing account keeps its role (an administrator is not demoted by a typo): only its password changes."""
+    password = _read_password(args.password_stdin)
+    with _transaction(_settings()) as session:
+        user = auth.get_user_by_email(session, args.email)
+        if user is None:
+            user = auth.create_user(session, args.email, password, is_admin=False)
+            print(f"created researcher {user.email} (id {user.id}); give it a token with: sipat-admin create-token")
+        else:
+            user.password_hash = auth.hash_password(password)
+            role = "an administrator" if user.is_admin else "a researcher"
+            print(f"updated the password of {user.email} (id {user.id}); it stays {role}")
+
+
 def cmd_create_token(args: argparse.Namespace) -> None:
     with _transaction(_settings()) as session:
         user = auth.get_user_by_email(session, args.email)
@@ -135,6 +152,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     add("migrate", cmd_migrate, "bring the database schema up to date (alembic upgrade head)")
     p = add("create-admin", cmd_create_admin, "create an administrator (or reset its password)")
+    p.add_argument("email")
+    p.add_argument("--password-stdin", action="store_true", help="read the password from the first stdin line")
+    p = add("create-researcher", cmd_create_researcher, "create a researcher (or reset its password)")
     p.add_argument("email")
     p.add_argument("--password-stdin", action="store_true", help="read the password from the first stdin line")
     p = add("create-token", cmd_create_token, "print a new API token for a user, once")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import gc
 import logging
+import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -17,15 +18,20 @@ from fastapi import FastAPI, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from sqlalchemy.exc import DBAPIError, DisconnectionError, InterfaceError, OperationalError
+from sqlalchemy.exc import DataError, DBAPIError, DisconnectionError, InterfaceError, OperationalError
 
+from backend import logredact
 from backend.admin import router as admin_router
 from backend.api import API_PREFIX, api_router
+from backend.bodylimit import BodyLimitMiddleware, BodyLimits
 from backend.db import DB_THREADS, ENROL_THREADS, make_engine, make_session_factory
+from backend.ratelimits import RateLimits
 from backend.schemas.common import ErrorOut
 from backend.security import SecurityHeadersMiddleware
 from backend.services.errors import ServiceError
+from backend.services.masks import MAX_MASK_BYTES
 from backend.services.media import MediaCache
+from backend.services.participants import MAX_STROKES_BYTES
 from backend.settings import Settings, get_settings
 from backend.storage import BlobStore, StorageError
 from backend.web import router as web_router
@@ -35,6 +41,7 @@ log = logging.getLogger(__name__)
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
+    logredact.install()  # no participant token or recruitment id in the access log
     # No pre-ping: it is one more round trip on every request. After a database restart the first request on
     # a dead connection fails (503, Retry-After; clients retry) and SQLAlchemy discards the whole pool.
     engine = make_engine(settings.database_url, pool_pre_ping=False)
@@ -61,6 +68,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.enrol_limiter = CapacityLimiter(ENROL_THREADS)
     app.state.storage = BlobStore(settings.data_dir / "blobs")
     app.state.media_cache = MediaCache()
+    app.state.rate_limits = RateLimits(settings)
     app.include_router(api_router, prefix=API_PREFIX)
     app.include_router(web_router)  # participant pages /s/{slug} and /static/
     app.include_router(admin_router)  # researcher dashboard /admin (login session, CSRF)
@@ -69,9 +77,31 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_exception_handler(RequestValidationError, _validation_error)  # type: ignore[arg-type]
     for exc_type in (OperationalError, InterfaceError, DisconnectionError):
         app.add_exception_handler(exc_type, _database_unavailable)  # type: ignore[arg-type]
+    app.add_exception_handler(DataError, _unstorable_value)  # type: ignore[arg-type]
+    app.add_exception_handler(OverflowError, _unstorable_value)  # type: ignore[arg-type]
+    app.add_middleware(BodyLimitMiddleware, limits=body_limits(settings))
     app.add_middleware(SecurityHeadersMiddleware, docs_paths=[app.docs_url or ""])  # every response, one place
     _document_error_shapes(app)
     return app
+
+
+#: Room for the multipart framing and the small fields around an uploaded file.
+_FORM_OVERHEAD = 64 * 1024
+
+
+def body_limits(settings: Settings) -> BodyLimits:
+    """Each route's bound on its request body (`backend.bodylimit`): the dataset uploads may send
+    `max_upload_bytes`, the annotation route a base64 mask and its strokes, every other route `max_body_bytes`."""
+    upload = settings.max_upload_bytes + _FORM_OVERHEAD
+    annotation = (MAX_MASK_BYTES * 4) // 3 + MAX_STROKES_BYTES + _FORM_OVERHEAD
+    return BodyLimits(
+        default=settings.max_body_bytes,
+        routes=(
+            ("POST", re.compile(re.escape(f"{API_PREFIX}/datasets")), upload),
+            ("POST", re.compile("/admin/datasets"), upload),
+            ("POST", re.compile(re.escape(API_PREFIX) + r"/sessions/[^/]+/trials/[^/]+/annotation"), annotation),
+        ),
+    )
 
 
 _startup_frozen = False
@@ -148,7 +178,12 @@ async def _database_unavailable(request: Request, exc: Exception) -> JSONRespons
     """The database cannot be reached (restarted, failing over, SQLite locked too long): 503 + Retry-After,
     so clients retry (answers are idempotent); the failed connection made SQLAlchemy discard the pool's others."""
     orig = exc.orig if isinstance(exc, DBAPIError) else exc
-    log.warning("database unavailable on %s %s: %s", request.method, request.url.path, str(orig).strip()[:500])
+    log.warning(
+        "database unavailable on %s %s: %s",
+        request.method,
+        logredact.redact_path(request.url.path),
+        str(orig).strip()[:500],
+    )
     return JSONResponse(
         {"detail": "the database is unavailable right now; retry in a few seconds"},
         status_code=503,
@@ -156,6 +191,21 @@ async def _database_unavailable(request: Request, exc: Exception) -> JSONRespons
     )
 
 
+async def _unstorable_value(request: Request, exc: Exception) -> JSONResponse:
+    """A value of the request that the database cannot hold: a number past its integer range (an id like
+    2**70), a NUL character in a text (PostgreSQL refuses those). No row can match such a value, and it is the
+    client's to fix: 422, not a 500."""
+    orig = exc.orig if isinstance(exc, DBAPIError) else exc  # not the statement's parameters
+    log.info("unstorable value on %s %s: %s", request.method, logredact.redact_path(request.url.path), str(orig)[:200])
+    return JSONResponse(
+        {
+            "detail": "a value of the request is out of range or holds a NUL character; send ids within 64-bit "
+            "integers and text without NUL"
+        },
+        status_code=422,
+    )
+
+
 async def _storage_error(request: Request, exc: StorageError) -> JSONResponse:
-    log.error("blob store failure on %s %s: %s", request.method, request.url.path, exc)
+    log.error("blob store failure on %s %s: %s", request.method, logredact.redact_path(request.url.path), exc)
     return JSONResponse({"detail": f"the service cannot store or read data right now: {exc}"}, status_code=503)

@@ -212,6 +212,9 @@ class Study(Base):
     config: Mapped[dict[str, Any]] = mapped_column(default=dict)
     next_index: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    #: The researcher who created it (research API access); None: administrators only. No foreign key: see
+    #: migration 0006 (SQLite cannot add one without rebuilding the table).
+    owner_id: Mapped[int | None] = mapped_column(Integer, index=True)
 
 
 class Participant(Base):
@@ -345,6 +348,8 @@ class User(Base):
     password_hash: Mapped[str] = mapped_column(String(255))
     is_admin: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    #: In every dashboard session cookie; logging out raises it, which ends all of the user's sessions.
+    session_generation: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
 
 class ApiToken(Base):

@@ -99,6 +99,41 @@ class Settings(BaseSettings):
         description="Seconds before a job that waits for another one (stimuli waiting for their model) looks again.",
     )
 
+    max_body_bytes: int = Field(
+        default=1024 * 1024,
+        ge=1024,
+        description="Largest request body of any route but the uploads (dataset zips: max_upload_bytes) and the "
+        "annotation route (its own, larger bound), counted as the bytes arrive; larger bodies get 413.",
+    )
+    rate_limit_storage: str = Field(
+        default="memory://",
+        description="Where the rate limits count (a `limits` storage URI): memory:// counts per process (the "
+        "embedded mode); redis://host:6379/n shares the counts between API processes and hosts.",
+    )
+    rate_limit_enrol_per_client: str = Field(
+        default="60/minute",
+        description="Session starts per client address (`limits` notation, e.g. '60/minute'; empty: no limit).",
+    )
+    rate_limit_enrol_per_study: str = Field(
+        default="1200/minute", description="Session starts per study, from all clients together (empty: no limit)."
+    )
+    rate_limit_login_per_client: str = Field(
+        default="30/minute", description="Dashboard login attempts per client address, whatever the e-mail."
+    )
+    rate_limit_login_per_account: str = Field(
+        default="10/minute", description="Dashboard login attempts per e-mail, from all clients together."
+    )
+    rate_limit_token_failures_per_client: str = Field(
+        default="30/minute",
+        description="Research API requests with an unknown or revoked bearer token, per client address; past "
+        "it every request of that client is refused 429 until the window has passed.",
+    )
+    forwarded_allow_ips: str = Field(
+        default="",
+        description="Comma-separated addresses of reverse proxies whose X-Forwarded-For is believed for the rate "
+        "limits' client address; from anyone else the header is ignored (empty: never believed).",
+    )
+
     @model_validator(mode="after")
     def _resolve(self) -> Settings:
         self.data_dir = self.data_dir.expanduser().resolve()

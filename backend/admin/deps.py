@@ -157,7 +157,7 @@ def current_admin(request: Request, db: SessionDep) -> Admin:
         session is None
         or user is None
         or not user.is_admin
-        or password_fingerprint(user.password_hash) != session.fingerprint
+        or password_fingerprint(user.password_hash, user.session_generation) != session.fingerprint
     ):
         if request.method in SAFE_METHODS:
             raise HTTPException(

@@ -25,6 +25,7 @@ from backend.admin.plots import (
     histogram_counts,
     line_chart,
 )
+from backend.csvsafe import spreadsheet_safe
 from backend.services.results import StudyResults
 
 GROUP_NAMES = {None: "perturbed", False: "unmasked (whole image)", True: "masked (salient pixels spared)"}
@@ -46,7 +47,7 @@ class Table:
         writer = csv.writer(out, lineterminator="\n")
         writer.writerow(self.columns)
         for row in self.rows:
-            writer.writerow(["" if v is None else v for v in row])
+            writer.writerow(["" if v is None else spreadsheet_safe(v) for v in row])
         return out.getvalue()
 
 

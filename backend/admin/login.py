@@ -6,8 +6,10 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, HTTPException, Request, status
 from fastapi.responses import Response
+from sqlalchemy import update
 
 from backend.admin.deps import (
+    AdminDep,
     AdminRoute,
     FormDep,
     cookie_secure,
@@ -20,6 +22,8 @@ from backend.admin.deps import (
 from backend.admin.security import COOKIE_PATH, LOGIN_COOKIE, LOGIN_NONCE_TTL_S, SESSION_COOKIE, SESSION_TTL_S
 from backend.api.deps import SessionDep
 from backend.auth import authenticate_password
+from backend.models import User
+from backend.ratelimits import RateLimitedError
 
 router = APIRouter(route_class=AdminRoute)
 
@@ -91,6 +95,10 @@ def login(request: Request, form: Annotated[dict[str, str], Depends(login_form)]
     key = (request.client.host if request.client else "unknown", email.lower())
     throttle = get_throttle(request)
     wait = throttle.retry_after(key)
+    try:  # counted before argon2 runs: a flood past the limit costs no hashing (backend.ratelimits)
+        request.app.state.rate_limits.login(request, email)
+    except RateLimitedError as exc:
+        wait = exc.retry_after_s
     if wait is not None:
         response = _login_page(
             request,
@@ -117,7 +125,7 @@ def login(request: Request, form: Annotated[dict[str, str], Depends(login_form)]
             status_code=status.HTTP_401_UNAUTHORIZED,
         )
     throttle.succeeded(key)
-    cookie, _ = get_signer(request).new_session(user.id, user.password_hash)
+    cookie, _ = get_signer(request).new_session(user.id, user.password_hash, generation=user.session_generation)
     response = see_other(next_url)
     response.set_cookie(
         SESSION_COOKIE,
@@ -133,8 +141,10 @@ def login(request: Request, form: Annotated[dict[str, str], Depends(login_form)]
 
 
 @router.post("/logout")
-def logout(request: Request, form: FormDep) -> Response:
-    """End the session in this browser (the cookie is deleted)."""
+def logout(request: Request, form: FormDep, admin: AdminDep, db: SessionDep) -> Response:
+    """End the session: the cookie is deleted here, and the user's session generation is raised, so this
+    cookie (and every other session of the account) is refused from now on, even if a copy of it was kept."""
+    db.execute(update(User).where(User.id == admin.user.id).values(session_generation=User.session_generation + 1))
     response = see_other(request.url_for("admin_login").path)
     response.delete_cookie(
         SESSION_COOKIE, path=COOKIE_PATH, httponly=True, samesite="lax", secure=cookie_secure(request)

@@ -47,9 +47,11 @@ def _unb64(text: str) -> bytes:
     return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
 
 
-def password_fingerprint(password_hash: str) -> str:
-    """A short digest of the stored hash: a new password makes old cookies invalid (not a secret by itself)."""
-    return hashlib.sha256(password_hash.encode()).hexdigest()[:16]
+def password_fingerprint(password_hash: str, generation: int = 0) -> str:
+    """A short digest of the stored hash and the user's session generation: a new password, or a logout
+    (which raises `User.session_generation`), makes old cookies invalid (not a secret by itself)."""
+    material = password_hash if generation == 0 else f"{generation}|{password_hash}"
+    return hashlib.sha256(material.encode()).hexdigest()[:16]
 
 
 @dataclass(frozen=True)
@@ -75,14 +77,16 @@ class Signer:
 
     # -- sessions ----------------------------------------------------------------------------------------
 
-    def new_session(self, user_id: int, password_hash: str, *, now: float | None = None) -> tuple[str, AdminSession]:
-        """(cookie value, session) for a user who just logged in."""
+    def new_session(
+        self, user_id: int, password_hash: str, *, generation: int = 0, now: float | None = None
+    ) -> tuple[str, AdminSession]:
+        """(cookie value, session) for a user who just logged in (`generation`: `User.session_generation`)."""
         now = time.time() if now is None else now
         session = AdminSession(
             user_id=user_id,
             session_id=secrets.token_urlsafe(18),
             expires_at=int(now) + SESSION_TTL_S,
-            fingerprint=password_fingerprint(password_hash),
+            fingerprint=password_fingerprint(password_hash, generation),
         )
         payload = {"u": session.user_id, "s": session.session_id, "e": session.expires_at, "p": session.fingerprint}
         body = f"{_VERSION}.{_b64(json.dumps(payload, separators=(',', ':')).encode())}"

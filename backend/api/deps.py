@@ -13,11 +13,13 @@ from typing import Annotated, TypeVar
 from anyio import to_thread
 from fastapi import Depends, HTTPException, Request, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from backend.auth import user_for_token
 from backend.db import session_scope
-from backend.models import Job, Participant, User
+from backend.models import Job, Participant, Study, User
+from backend.ratelimits import RateLimits
 from backend.services.participants import participant_by_token
 from backend.settings import Settings
 from backend.storage import BlobStore
@@ -87,17 +89,26 @@ _bearer = HTTPBearer(
 
 
 def get_current_user(
-    session: SessionDep, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
+    request: Request,
+    session: SessionDep,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> User:
-    """The owner of the request's bearer token; 401 with a WWW-Authenticate challenge otherwise."""
+    """The owner of the request's bearer token; 401 with a WWW-Authenticate challenge otherwise.
+
+    A client that sent too many unknown or revoked tokens is refused 429 before its token is looked up
+    (`backend.ratelimits`: guessing tokens costs a lookup each, and must stay bounded).
+    """
+    limits: RateLimits = request.app.state.rate_limits
     if credentials is None:
         raise HTTPException(
             status.HTTP_401_UNAUTHORIZED,
             "missing API token; send 'Authorization: Bearer <token>' (create one with sipat-admin create-token)",
             headers={"WWW-Authenticate": "Bearer"},
         )
+    limits.check_token_failures(request)
     user = user_for_token(session, credentials.credentials)
     if user is None:
+        limits.token_failed(request)
         raise HTTPException(
             status.HTTP_401_UNAUTHORIZED,
             "the API token is unknown or revoked; create a new one with sipat-admin create-token",
@@ -125,5 +136,28 @@ def get_participant(token: str, session: SessionDep) -> Participant:
 
 
 CurrentUser = Annotated[User, Depends(get_current_user)]
+
+
+def require_study_access(session: Session, user: User, study_id: object) -> None:
+    """The owner rule, written once: an administrator reaches every study, a researcher only the studies
+    they created (403 otherwise; an unknown id is left to the caller's 404). Studies without an owner
+    (created before owners were recorded) are the administrators'."""
+    if user.is_admin:
+        return
+    row = session.execute(select(Study.owner_id).where(Study.id == study_id)).first()
+    if row is not None and row.owner_id != user.id:
+        raise HTTPException(
+            status.HTTP_403_FORBIDDEN,
+            f"study {study_id} belongs to another researcher; ask its owner or an administrator for the data",
+        )
+
+
+def check_study_access(request: Request, user: CurrentUser, session: SessionDep) -> None:
+    """`require_study_access` for every research route with a `study_id` in its path (a router dependency)."""
+    study_id = request.path_params.get("study_id")
+    if study_id is not None:
+        require_study_access(session, user, study_id)
+
+
 AdminUser = Annotated[User, Depends(get_admin_user)]
 ParticipantDep = Annotated[Participant, Depends(get_participant)]

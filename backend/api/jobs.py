@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query, status
 from sqlalchemy.orm import Session
 
-from backend.api.deps import EnqueueDep, SessionDep
+from backend.api.deps import CurrentUser, EnqueueDep, SessionDep, require_study_access
 from backend.models import Job
 from backend.schemas.common import ErrorOut
 from backend.schemas.jobs import JobCreate, JobDetail, JobKind, JobOut, JobStatus
@@ -29,14 +29,17 @@ def job_detail(session: Session, job: Job) -> JobDetail:
     response_model=JobDetail,
     status_code=status.HTTP_202_ACCEPTED,
     responses={
+        403: {"model": ErrorOut, "description": "params.study_id names another researcher's study."},
         409: {"model": ErrorOut, "description": "The stimulus set already has a generation job running."},
         422: {"model": ErrorOut, "description": "Invalid params (named), or a referenced row does not exist."},
         503: {"model": ErrorOut, "description": "The job queue cannot be reached."},
     },
 )
-def submit_job(body: JobCreate, session: SessionDep, enqueue: EnqueueDep) -> JobDetail:
+def submit_job(body: JobCreate, session: SessionDep, enqueue: EnqueueDep, user: CurrentUser) -> JobDetail:
     """Queue a job; a train job also creates its model row (`model_id`), filled in when training ends."""
     job = svc.submit_job(session, body.kind, body.params)
+    if job.params.get("study_id") is not None:  # a study's annotations: the owner rule (a 403 rolls back)
+        require_study_access(session, user, job.params["study_id"])
     svc.commit_and_enqueue(session, job, enqueue)
     return job_detail(session, job)
 

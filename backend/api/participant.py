@@ -41,7 +41,7 @@ from backend.schemas.participant import (
     StudyPublic,
 )
 from backend.services import participants as svc
-from backend.services.errors import InvalidInputError, PayloadTooLargeError, ServiceError
+from backend.services.errors import InvalidInputError, NotFoundError, PayloadTooLargeError, ServiceError
 from backend.services.masks import MAX_MASK_BYTES
 from backend.services.media import MediaCache
 from backend.storage import BlobStore
@@ -59,6 +59,8 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
 @router.get("/studies/{slug}", response_model=StudyPublic, responses={404: _ERRORS[404]})
 def read_study(slug: str, session: SessionDep) -> StudyPublic:
     study = svc.get_study(session, slug)
+    if study.status == "draft":  # a draft's consent text and set-up are the researcher's until it opens
+        raise NotFoundError(f"no study with slug {slug!r}; check the link you were given")
     config = svc.study_config(study)
     return StudyPublic(
         slug=study.slug,
@@ -80,10 +82,12 @@ def read_study(slug: str, session: SessionDep) -> StudyPublic:
             "description": "An existing session of this external id, resumed (new token).",
         },
         **_ERRORS,
+        429: {"model": ErrorOut, "description": "Too many session starts; see Retry-After."},
         503: {"model": ErrorOut, "description": "The study is being prepared; see Retry-After."},
     },
 )
 async def create_session(slug: str, body: SessionCreate, request: Request, response: HTTPResponse) -> SessionOut:
+    request.app.state.rate_limits.enrolment(request, slug)  # 429 past the per-client or per-study limit
     client = body.client.model_dump(exclude_none=True)
     client.setdefault("user_agent", request.headers.get("user-agent", "")[:1024])
 

@@ -11,7 +11,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, status
 from sqlalchemy.orm import Session
 
-from backend.api.deps import SessionDep, SettingsDep, StorageDep
+from backend.api.deps import CurrentUser, SessionDep, SettingsDep, StorageDep
 from backend.models import StimulusSet, Study
 from backend.schemas.common import ErrorOut
 from backend.schemas.paging import MAX_LIMIT, Page
@@ -56,15 +56,20 @@ def _study_out(session: Session, settings: Settings, study: Study) -> StudyOut:
         422: {"model": ErrorOut, "description": "Invalid config, or its stimulus set does not exist."},
     },
 )
-def create_study(body: StudyCreate, session: SessionDep, settings: SettingsDep) -> StudyOut:
-    """A draft study; open it with POST /studies/{id}/open."""
+def create_study(body: StudyCreate, session: SessionDep, settings: SettingsDep, user: CurrentUser) -> StudyOut:
+    """A draft study, owned by the caller; open it with POST /studies/{id}/open."""
     study = svc.create_study(session, slug=body.slug, title=body.title, config=body.config)
+    study.owner_id = user.id
     return _study_out(session, settings, study)
 
 
 @router.get("/studies", response_model=Page[StudyOut])
-def list_studies(session: SessionDep, settings: SettingsDep, offset: Offset = 0, limit: Limit = 50) -> Page[StudyOut]:
-    studies, total = svc.list_studies(session, offset=offset, limit=limit)
+def list_studies(
+    session: SessionDep, settings: SettingsDep, user: CurrentUser, offset: Offset = 0, limit: Limit = 50
+) -> Page[StudyOut]:
+    """The caller's studies (an administrator's: all)."""
+    owner = None if user.is_admin else user.id
+    studies, total = svc.list_studies(session, offset=offset, limit=limit, owner_id=owner)
     items = [_study_out(session, settings, s) for s in studies]
     return Page[StudyOut](items=items, total=total, offset=offset, limit=limit)
 

@@ -109,6 +109,17 @@ def _safe_name(info: zipfile.ZipInfo) -> str:
     return "/".join(parts) + ("/" if info.is_dir() else "")
 
 
+#: Most an archive may inflate to, as a multiple of its compressed size (PNG and JPEG barely compress).
+MAX_COMPRESSION_RATIO = 100
+#: Inflating this much is always allowed (small archives of well-compressing files, e.g. a CSV manifest).
+MIN_INFLATE_BUDGET = 16 * MiB
+
+
+def inflate_budget(compressed_bytes: int) -> int:
+    """Bytes an archive of `compressed_bytes` may inflate to (declared and actually read)."""
+    return max(MIN_INFLATE_BUDGET, compressed_bytes * MAX_COMPRESSION_RATIO)
+
+
 class _Zip:
     """Reads members with a running total of decompressed bytes, whatever the headers claim."""
 
@@ -324,6 +335,16 @@ class _Archive:
                 f"the archive declares {declared} bytes uncompressed, over the limit of {max_bytes}; "
                 "split it into smaller uploads"
             )
+        # A zip bomb: images barely compress, so an archive that inflates to many times its size is refused
+        # before a byte is inflated (declared sizes), and a lying header is caught while reading (the budget).
+        budget = inflate_budget(sum(info.compress_size for info in infos))
+        if declared > budget:
+            raise ArchiveError(
+                f"the archive declares {declared} bytes uncompressed from {sum(i.compress_size for i in infos)} "
+                f"compressed, more than {MAX_COMPRESSION_RATIO} times its size (a zip bomb?); images barely "
+                "compress: store them as PNG or JPEG"
+            )
+        self.reader.max_bytes = min(max_bytes, budget)
         if not self.members:
             raise ArchiveError("the archive holds no files; add images (one folder per class) or a manifest.csv")
         # one wrapping top folder is transparent

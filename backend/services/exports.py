@@ -21,6 +21,7 @@ from typing import Any, Literal
 from sqlalchemy import Select, select
 from sqlalchemy.orm import Session, sessionmaker
 
+from backend.csvsafe import spreadsheet_safe
 from backend.db import session_scope
 from backend.models import Annotation, Image, Participant, Response, Stimulus, StimulusSet, Trial
 from backend.services.studies import participant_counts
@@ -196,7 +197,7 @@ def _csv_value(value: Any) -> Any:
         return value.isoformat()
     if isinstance(value, dict | list):
         return json.dumps(value, separators=(",", ":"), allow_nan=False)
-    return value
+    return spreadsheet_safe(value)
 
 
 def csv_chunks(columns: tuple[str, ...], batches: Iterator[Batch]) -> Iterator[bytes]:

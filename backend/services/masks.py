@@ -41,6 +41,11 @@ def normalize_mask(data: bytes, *, width: int, height: int) -> bytes:
         ) from None
     except (UnidentifiedImageError, OSError):
         raise InvalidInputError("the mask is not a readable image; send a PNG file") from None
+    except ValueError as exc:  # Pillow's bound on a text or ICC chunk ("Decompressed Data Too Large")
+        raise InvalidInputError(
+            f"the mask PNG has a metadata chunk Pillow refuses ({exc}); send the canvas's PNG without text or "
+            "colour-profile chunks"
+        ) from None
     with img:
         if img.format != "PNG":
             raise InvalidInputError(f"the mask is a {img.format} image; send a PNG (lossless) instead")

@@ -39,6 +39,7 @@ from backend.models import (
 )
 from backend.services.errors import ConflictError, InvalidInputError, NotFoundError, UnavailableError
 from backend.services.masks import image_size, normalize_mask
+from backend.services.resume import check_resume
 from backend.storage import BlobStore, sha256_hex
 from backend.study.analysis import MAX_CATCH_ERRORS
 from backend.study.config import StudyConfig
@@ -121,6 +122,7 @@ def start_session(
                 select(Participant).where(Participant.study_id == study.id, Participant.external_id == external_id)
             )
             if existing is not None:  # a new token: only its hash is stored, and the old one stops working
+                check_resume(session, existing)  # 409 while the session is in progress (backend.services.resume)
                 token = secrets.token_urlsafe(24)
                 existing.token_hash = token_hash(token)
                 return Enrolment(existing, token, created=False)

@@ -28,6 +28,7 @@ from backend.models import (
     Trial,
 )
 from backend.services.blob_refs import unreferenced
+from backend.services.derived import delete_maps_derived_from
 from backend.services.errors import ConflictError, InvalidInputError
 from backend.services.lookups import get_child_or_404, get_or_404, get_referenced
 from backend.storage import BlobStore
@@ -73,9 +74,12 @@ def count_participants(session: Session, study_id: int) -> tuple[int, int]:
     return total or 0, completed or 0
 
 
-def list_studies(session: Session, *, offset: int, limit: int) -> tuple[list[Study], int]:
-    total = session.scalar(select(func.count(Study.id))) or 0
-    return list(session.scalars(select(Study).order_by(Study.id.desc()).offset(offset).limit(limit))), total
+def list_studies(session: Session, *, offset: int, limit: int, owner_id: int | None = None) -> tuple[list[Study], int]:
+    """A page of studies, newest first; only those of `owner_id` when given (a researcher's own)."""
+    where = [] if owner_id is None else [Study.owner_id == owner_id]
+    total = session.scalar(select(func.count(Study.id)).where(*where)) or 0
+    page = select(Study).where(*where).order_by(Study.id.desc()).offset(offset).limit(limit)
+    return list(session.scalars(page)), total
 
 
 def update_study(
@@ -269,13 +273,15 @@ class Withdrawal:
 def withdraw_participant(session: Session, study_id: int, participant_id: int) -> Withdrawal:
     """Delete a participant of the study with their trials, responses and annotations (not committed).
 
-    Returns the mask blobs their annotations named; remove them after the commit with
+    The `human_mean` salience maps of the images they annotated go too (`backend.services.derived`).
+    Returns the mask blobs their annotations named, and the derived maps' blobs; remove them after the commit with
     `remove_unreferenced_blobs` (only those no other row names), so a rollback never leaves a row without its
     blob.
     """
     participant = get_child_or_404(session, Participant, participant_id, parent="study_id", parent_id=study_id)
     trial_ids = select(Trial.id).where(Trial.participant_id == participant.id).scalar_subquery()
     masks = sorted(set(session.scalars(select(Annotation.mask_sha256).where(Annotation.trial_id.in_(trial_ids)))))
+    masks += delete_maps_derived_from(session, trial_ids)  # mean maps that included their masks
     n_annotations = session.execute(delete(Annotation).where(Annotation.trial_id.in_(trial_ids))).rowcount
     n_responses = session.execute(delete(Response).where(Response.trial_id.in_(trial_ids))).rowcount
     n_trials = session.execute(delete(Trial).where(Trial.participant_id == participant.id)).rowcount

@@ -34,6 +34,10 @@ def need(condition: bool, reason: str) -> None:
         pytest.fail(reason)
     pytest.skip(reason)
 
+#: Every simulated participant enrols from 127.0.0.1: the per-client and per-study enrolment limits are for
+#: strangers on the internet, not for this test's crowd of one address (backend.ratelimits).
+UNLIMITED_ENROLMENT = {"SIPAT_RATE_LIMIT_ENROL_PER_CLIENT": "", "SIPAT_RATE_LIMIT_ENROL_PER_STUDY": ""}
+
 
 @contextmanager
 def uvicorn_server(env: dict[str, str], log: Path, *, workers: int = 1) -> Iterator[tuple[subprocess.Popen, str]]:
@@ -41,7 +45,8 @@ def uvicorn_server(env: dict[str, str], log: Path, *, workers: int = 1) -> Itera
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     cmd = uvicorn_cmd("backend.main:create_app", port, workers=workers)
-    with serving(cmd, env={**os.environ, **env}, log=log, ready_url=f"{base}/api/v1/health") as proc:
+    env = {**os.environ, **UNLIMITED_ENROLMENT, **env}
+    with serving(cmd, env=env, log=log, ready_url=f"{base}/api/v1/health") as proc:
         yield proc, base
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -13,6 +14,7 @@ from sqlalchemy.orm import Session
 
 from backend.auth import token_hash
 from backend.models import Annotation, Participant, Response, Stimulus, Trial
+from backend.services.resume import RESUME_AFTER_IDLE_S
 from backend.storage import BlobStore
 from backend.study.schedule import CATCH_EPS
 
@@ -142,6 +144,18 @@ def test_generated_completion_code_and_catch_flag(client: TestClient, session: S
     assert session.scalar(select(Participant.flagged)) is True
 
 
+def _leave_idle(session: Session) -> None:
+    """Move every start and answer back past the resume rule's idle time (`backend.services.resume`)."""
+    back = timedelta(seconds=RESUME_AFTER_IDLE_S + 60)
+    session.expire_all()
+    for row in [*session.scalars(select(Participant)), *session.scalars(select(Response))]:
+        if isinstance(row, Participant):
+            row.started_at -= back
+        else:
+            row.created_at -= back
+    session.commit()
+
+
 @BOTH_DATABASES
 def test_resume_by_external_id(client: TestClient, session: Session, storage: BlobStore) -> None:
     make_open_study(session, storage)
@@ -150,6 +164,7 @@ def test_resume_by_external_id(client: TestClient, session: Session, storage: Bl
     token = first.json()["token"]
     trial = next_trial(client, token)
     answer(client, token, trial)
+    _leave_idle(session)  # a session in progress is not resumed from elsewhere (tests/security/test_resume.py)
 
     again = start(client, recruitment={"workerId": "worker-1", "assignmentId": "a2"})
     assert again.status_code == 200, again.text
