@@ -7,7 +7,8 @@
    stroke salience as an imported map) through the dataset import service; a `train` job for a small
    SIP-AT model (small_cnn, 10 epochs, 3 PGD steps); a stimulus set of 30 test digits at eps 0 .. 76/255
    (about 0.3, the customary MNIST radius) against that model, with its `generate_stimuli` job (it waits
-   until the model is trained); and the open study `demo` over that set. All in one transaction, so an
+   until the model is trained); and the open study `demo` over that set, whose annotation trials paint
+   training digits (so "Train with its annotations" learns from them). All in one transaction, so an
    interrupted first run leaves nothing half-made; a second run finds the study and seeds nothing.
 4. Starts one Celery worker (`--pool=solo`, same settings, embedded SQLite broker) as a child process, and
    re-sends the messages of jobs still queued (claims are idempotent, so duplicates are no-ops).
@@ -45,6 +46,7 @@ from backend.migrate import upgrade
 from backend.models import Job, StimulusSet, Study, User
 from backend.queue import queue_names, send_job
 from backend.services.jobs import create_stimuli_job, create_train_job
+from backend.services.studies import ensure_annotation_pool
 from backend.settings import Settings, get_settings
 from backend.storage import BlobStore
 from backend.study.config import StudyConfig
@@ -170,16 +172,16 @@ def seed_demo(session: Any, storage: BlobStore) -> bool:
     session.add(sset)
     session.flush()
     create_stimuli_job(session, sset)
-    config = StudyConfig(stimulus_set_id=sset.id, **DEMO_STUDY)
-    session.add(
-        Study(
-            slug=DEMO_SLUG,
-            title="Demo: can you see the perturbation?",
-            status="open",
-            config=config.model_dump(mode="json"),
-        )
+    config = StudyConfig(stimulus_set_id=sset.id, **DEMO_STUDY)  # paints training digits (annotation_split)
+    study = Study(
+        slug=DEMO_SLUG,
+        title="Demo: can you see the perturbation?",
+        status="open",
+        config=config.model_dump(mode="json"),
     )
+    session.add(study)
     session.flush()
+    ensure_annotation_pool(session, study)
     return True
 
 

@@ -211,6 +211,8 @@ class _StimulusIndex:
 
     stimulus_set: StimulusSet
     by_image: dict[tuple[int, str], list[tuple[float, int]]]
+    #: split -> image ids of the set's `annotate` stimuli (the annotation pools, see StudyConfig)
+    pools: dict[str | None, list[int]] = field(default_factory=dict)
 
     @classmethod
     def load(cls, session: Session, stimulus_set_id: int) -> _StimulusIndex:
@@ -232,20 +234,33 @@ class _StimulusIndex:
         by_image: dict[tuple[int, str], list[tuple[float, int]]] = defaultdict(list)
         for image_id, role, eps, stimulus_id in rows:
             by_image[(image_id, role)].append((eps, stimulus_id))
-        return cls(sset, dict(by_image))
+        pools: dict[str | None, list[int]] = defaultdict(list)
+        for image_id, split in session.execute(
+            select(Stimulus.image_id, Image.split)
+            .join(Image, Image.id == Stimulus.image_id)
+            .where(Stimulus.stimulus_set_id == stimulus_set_id, Stimulus.role == "annotate")
+        ):
+            pools[split].append(image_id)
+        return cls(sset, dict(by_image), dict(pools))
 
     def schedule(self, config: StudyConfig, participant_index: int) -> list[TrialSpec]:
         image_ids = sorted({image_id for image_id, role in self.by_image if role == "trial"})
         eps_levels = sorted({0.0, *(float(e) for e in self.stimulus_set.eps_levels)})
         try:
             return build_schedule(
-                config, participant_index=participant_index, image_ids=image_ids, eps_levels=eps_levels
+                config,
+                participant_index=participant_index,
+                image_ids=image_ids,
+                eps_levels=eps_levels,
+                annotate_image_ids=self.pools.get(config.annotation_split) if config.annotation_split else None,
             )
         except ValueError as exc:
             raise UnavailableError(f"study cannot run: {exc}; a researcher must fix the study") from None
 
     def stimulus_id(self, spec: TrialSpec) -> int:
         role = "catch" if spec.phase == "catch" else "trial"
+        if spec.phase == "annotate" and (spec.image_id, "annotate") in self.by_image:
+            role = "annotate"  # an image of the annotation pool (one also in the detection set: its pool row)
         for eps, stimulus_id in self.by_image.get((spec.image_id, role), []):
             if math.isclose(eps, spec.eps, rel_tol=_EPS_TOLERANCE, abs_tol=_EPS_TOLERANCE):
                 return stimulus_id

@@ -65,6 +65,15 @@ class StudyConfig(BaseModel):
         description="Salience-annotation trials at the end: the participant paints the regions that matter "
         "for the class of a clean image (preferably one seen in the main phase).",
     )
+    annotation_split: str | None = Field(
+        default="train",
+        max_length=64,
+        description="Split of the stimulus set's dataset whose clean images the annotation trials show (the "
+        "annotation pool): by default 'train', the images SIP-AT training uses, so the paintings become its "
+        "salience maps. Detection trials keep the stimulus set's own images. Null, or a split without images, "
+        "paints clean images of the stimulus set instead (those are usually held-out test images, which "
+        "training never sees).",
+    )
     stimulus_duration_ms: int | None = Field(
         default=None,
         ge=50,
