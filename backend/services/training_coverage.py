@@ -18,7 +18,7 @@ from collections import defaultdict
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from backend.models import Annotation, Image, Participant, Stimulus, Study, Trial
@@ -161,6 +161,9 @@ def plan_coverage(session: Session, params: dict[str, Any]) -> dict[str, Any] | 
             if masks
             else ""
         )
+        n_flagged = _flagged_paintings(session, study_id, train_ids)
+        if n_flagged:
+            too_few += f"; {n_flagged} paintings of participants flagged by the catch trials are left out"
         raise InvalidInputError(
             f"no training image of dataset {params['dataset_id']} has a human map from study {study_id} "
             f"(0 of {len(train_ids)} with at least {need} annotations{too_few}), so the model would not learn from "
@@ -168,3 +171,21 @@ def plan_coverage(session: Session, params: dict[str, Any]) -> dict[str, Any] | 
             "config.annotation_split 'train'), or train with salience 'imported' or 'gradcam'"
         )
     return coverage
+
+
+def _flagged_paintings(session: Session, study_id: int, image_ids: Sequence[int]) -> int:
+    """Paintings of `image_ids` in the study by participants the catch trials flagged (not used)."""
+    return (
+        session.scalar(
+            select(func.count(Annotation.id))
+            .join(Trial, Annotation.trial_id == Trial.id)
+            .join(Stimulus, Trial.stimulus_id == Stimulus.id)
+            .join(Participant, Trial.participant_id == Participant.id)
+            .where(
+                Participant.study_id == study_id,
+                Participant.flagged.is_(True),
+                Stimulus.image_id.in_(list(image_ids)),
+            )
+        )
+        or 0
+    )

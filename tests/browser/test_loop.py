@@ -1,0 +1,134 @@
+"""The loop in one test: the demo study (as `make run` seeds it) completed in Chromium with three paintings,
+then a SIP-AT job on the study's annotations through the REST API; its result names exactly the painted
+training digits as having a human map, and the maps it trained with are the stored paintings' mean.
+
+The jobs run in this test's process with `worker.runner.execute` (what the Celery task calls), as in
+`test_admin.py`; the service's messages go to a broker file nobody reads.
+"""
+
+from __future__ import annotations
+
+import io
+import secrets
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+import pytest
+from driver import answer_until, mask_array, mouse_stroke, stored
+from PIL import Image as PILImage
+from sqlalchemy import select
+
+from backend.auth import create_token, create_user
+from backend.devserver import DEMO_SLUG, seed_demo
+from backend.models import Image, Job, SalienceMap, Stimulus, StimulusSet, Study, Trial
+from backend.settings import Settings
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
+DIGIT = 28
+#: Training params of the shortest run that still goes through every step (1 epoch, 1 PGD step).
+TRAIN = {
+    "method": "sip_at",
+    "arch": "small_cnn",
+    "salience": "annotations",
+    "epochs": 1,
+    "batch_size": 32,
+    "lr": 0.02,
+    "eps": 0.1,
+    "alpha": 0.1,
+    "steps": 1,
+    "eval_eps": [0.0, 0.1],
+    "eval_steps": 1,
+}
+
+
+@pytest.fixture
+def server_with_broker(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest) -> Any:
+    """A service of this test alone whose queue messages go to a broker file of this test."""
+    monkeypatch.setenv("SIPAT_BROKER_URL", f"sqla+sqlite:///{tmp_path / 'broker.db'}")
+    return request.getfixturevalue("own_server")
+
+
+def run_jobs(server: Any, job_ids: list[int]) -> None:
+    from worker.runner import execute  # torch: imported only now
+    from worker.runtime import Runtime
+
+    settings = Settings(
+        database_url=server.database_url, data_dir=server.data_dir, secret_key=secrets.token_urlsafe(48)
+    )
+    runtime = Runtime.from_settings(settings, durable=False, device="cpu")
+    try:
+        for job_id in job_ids:
+            outcome = execute(job_id, runtime=runtime)
+            with server.session() as s:
+                job = s.get(Job, job_id)
+                assert outcome.status == "succeeded", (job.kind, job.error, job.traceback)
+    finally:
+        runtime.close()
+
+
+def test_demo_paintings_reach_sip_at_training(server_with_broker: Any, browser: Any) -> None:
+    server = server_with_broker
+    with server.session() as s:
+        assert seed_demo(s, server.storage)
+        user = create_user(s, "researcher@example.org", "a long passphrase", is_admin=True)
+        token = create_token(s, user, name="loop test")
+        s.commit()
+        demo_jobs = list(s.scalars(select(Job.id).order_by(Job.id)))  # the demo model, then its stimuli
+        study_id = s.scalar(select(Study.id).where(Study.slug == DEMO_SLUG))
+        dataset_id = s.scalar(select(StimulusSet.dataset_id))
+    run_jobs(server, demo_jobs)
+
+    # -- the demo, as a participant: three paintings, a different stroke on each ------------------------------
+    strokes = iter([[(4, 6), (24, 6)], [(6, 4), (6, 24)], [(4, 22), (24, 22)]])
+    page = browser.new_context(viewport={"width": 1280, "height": 900}).new_page()
+    page.goto(f"{server.url}/s/{DEMO_SLUG}?PROLIFIC_PID=loop1&STUDY_ID=s&SESSION_ID=x")
+    answer_until(  # always "perturbed" (F): right on the catch trials, so the participant is not flagged
+        page,
+        lambda name, _page: name == "done",
+        paint=lambda p: mouse_stroke(p, next(strokes), DIGIT),
+        judgment_key=lambda _pos: "f",
+    )
+    page.context.close()
+    data = stored(server, "loop1")
+    assert data["participant"]["completed"] and len(data["annotations"]) == 3
+    with server.session() as s:
+        painted: dict[int, list[np.ndarray]] = {}
+        for trial_id, annotation in data["annotations"].items():
+            image_id, split = s.execute(
+                select(Image.id, Image.split)
+                .join(Stimulus, Stimulus.image_id == Image.id)
+                .join(Trial, Trial.stimulus_id == Stimulus.id)
+                .where(Trial.id == trial_id)
+            ).one()
+            assert split == "train"  # the demo paints the digits training uses
+            painted.setdefault(image_id, []).append(mask_array(server, annotation).astype(np.float64) / 255)
+    assert all(m.max() > 0 for ms in painted.values() for m in ms)  # each painting holds its stroke
+
+    # -- a SIP-AT job on the study's annotations, through REST ---------------------------------------------------
+    params = {**TRAIN, "dataset_id": dataset_id, "study_id": study_id}
+    with httpx.Client(base_url=server.url, timeout=30, headers={"Authorization": f"Bearer {token}"}) as api:
+        r = api.post("/api/v1/jobs", json={"kind": "train", "params": params})
+        assert r.status_code == 202, r.text
+        planned = r.json()["coverage"]
+        assert planned["human_image_ids"] == sorted(painted) and planned["n_train"] == 240
+        job_id = r.json()["id"]
+        run_jobs(server, [job_id])
+        result = api.get(f"/api/v1/jobs/{job_id}").json()["result"]
+    coverage = result["metrics"]["coverage"]
+    assert coverage["human"] == len(painted) > 0 and coverage["human_image_ids"] == sorted(painted)
+    assert coverage["fallback_count"] == 240 - len(painted) and coverage["warning"]
+    assert result["metrics"]["salience"] == {"annotations": len(painted), "none": 240 - len(painted)}
+
+    # The maps it trained with (kept as `human_mean` salience maps, 8-bit) are the paintings' mean.
+    with server.session() as s:
+        maps = dict(
+            s.execute(select(SalienceMap.image_id, SalienceMap.sha256).where(SalienceMap.source == "human_mean")).all()
+        )
+    assert set(maps) == set(painted)
+    for image_id, masks in painted.items():
+        with PILImage.open(io.BytesIO(server.storage.get(maps[image_id]))) as img:
+            used = np.asarray(img.convert("L"), dtype=np.float64) / 255
+        np.testing.assert_allclose(used, np.mean(masks, axis=0), atol=0.5 / 255)
