@@ -10,8 +10,8 @@ from fastapi.responses import Response
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from backend.admin.comparison import ModelRow, models_figure
 from backend.admin.deps import Admin, AdminDep, AdminRoute, FormDep, render, see_other
-from backend.admin.figures import ModelRow, models_figure
 from backend.admin.forms import float_field, given, int_field, optional, parse_eps_list
 from backend.api.deps import EnqueueDep, SessionDep
 from backend.models import Dataset, Study
@@ -63,6 +63,8 @@ def model_rows(session: Session) -> list[ModelRow]:
             dataset_id=m.dataset_id,
             status=status,
             metrics=m.metrics,
+            params=(m.config or {}).get("params"),
+            planned_coverage=(m.config or {}).get("coverage"),
         )
         for m, status in rows
     ]
