@@ -83,6 +83,7 @@ def coverage_summary(
     min_annotators: int | None = None,
     study_id: int | None = None,
     painted_too_few: int = 0,
+    flagged_paintings: int = 0,
 ) -> dict[str, Any]:
     """The coverage record (JSON) shown before and after training.
 
@@ -97,6 +98,7 @@ def coverage_summary(
         "human": human,
         "min_annotators": min_annotators,
         "painted_too_few": painted_too_few,
+        "flagged_paintings": flagged_paintings,
         "fallback": fallback,
         "fallback_count": n_train - human,
         "human_image_ids": sorted(human_ids),
@@ -123,11 +125,10 @@ def describe(coverage: dict[str, Any]) -> str:
     return f"{line}. Warning: {coverage['warning']}" if coverage["warning"] else line
 
 
-def plan_coverage(session: Session, params: dict[str, Any]) -> dict[str, Any] | None:
-    """The coverage a `train` job with validated `params` will have, or None when its method uses no maps.
-
-    Raises InvalidInputError (422) for a job that trains on a study's annotations of which no training image
-    has enough: it would silently be plain adversarial training (or Grad-CAM only)."""
+def compute_coverage(session: Session, params: dict[str, Any]) -> dict[str, Any] | None:
+    """The coverage a `train` job with validated `params` will have, or None when its method uses no maps
+    (no check: see `plan_coverage`). 422 for a dataset too small to hold images out, or annotations without
+    a study."""
     if params.get("method") not in SALIENCE_METHODS:
         return None
     images = session.execute(
@@ -146,7 +147,7 @@ def plan_coverage(session: Session, params: dict[str, Any]) -> dict[str, Any] | 
     need = required_annotators(session, study_id, params.get("min_annotators"))
     masks = annotation_masks(session, study_id, train_ids)
     human = [i for i, shas in masks.items() if len(shas) >= need]
-    coverage = coverage_summary(
+    return coverage_summary(
         source=source,
         n_train=len(train_ids),
         human_ids=human,
@@ -154,26 +155,35 @@ def plan_coverage(session: Session, params: dict[str, Any]) -> dict[str, Any] | 
         min_annotators=need,
         study_id=study_id,
         painted_too_few=len(masks) - len(human),
+        flagged_paintings=flagged_paintings(session, study_id, train_ids),
     )
-    if not human:
+
+
+def plan_coverage(session: Session, params: dict[str, Any]) -> dict[str, Any] | None:
+    """`compute_coverage`, refusing (InvalidInputError, 422) a job that trains on a study's annotations of
+    which no training image has enough: it would silently be plain adversarial training (or Grad-CAM only)."""
+    coverage = compute_coverage(session, params)
+    if coverage is None or coverage["source"] != "annotations" or coverage["human"]:
+        return coverage
+    need, too_few = coverage["min_annotators"], ""
+    if coverage["painted_too_few"]:
         too_few = (
-            f"; {len(masks)} were painted by fewer than {need} annotators (lower params.min_annotators)"
-            if masks
-            else ""
+            f"; {coverage['painted_too_few']} were painted by fewer than {need} annotators "
+            "(lower params.min_annotators)"
         )
-        n_flagged = _flagged_paintings(session, study_id, train_ids)
-        if n_flagged:
-            too_few += f"; {n_flagged} paintings of participants flagged by the catch trials are left out"
-        raise InvalidInputError(
-            f"no training image of dataset {params['dataset_id']} has a human map from study {study_id} "
-            f"(0 of {len(train_ids)} with at least {need} annotations{too_few}), so the model would not learn from "
-            "any painting. Let participants paint training images first (the study's annotation pool, "
-            "config.annotation_split 'train'), or train with salience 'imported' or 'gradcam'"
+    if coverage["flagged_paintings"]:
+        too_few += (
+            f"; {coverage['flagged_paintings']} paintings of participants flagged by the catch trials are left out"
         )
-    return coverage
+    raise InvalidInputError(
+        f"no training image of dataset {params['dataset_id']} has a human map from study {coverage['study_id']} "
+        f"(0 of {coverage['n_train']} with at least {need} annotations{too_few}), so the model would not learn "
+        "from any painting. Let participants paint training images first (the study's annotation pool, "
+        "config.annotation_split 'train'), or train with salience 'imported' or 'gradcam'"
+    )
 
 
-def _flagged_paintings(session: Session, study_id: int, image_ids: Sequence[int]) -> int:
+def flagged_paintings(session: Session, study_id: int, image_ids: Sequence[int]) -> int:
     """Paintings of `image_ids` in the study by participants the catch trials flagged (not used)."""
     return (
         session.scalar(

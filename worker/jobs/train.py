@@ -44,6 +44,7 @@ from backend.services.training_coverage import (
     SALIENCE_METHODS,
     annotation_masks,
     coverage_summary,
+    flagged_paintings,
     required_annotators,
 )
 from sipat.evaluation import evaluate
@@ -186,13 +187,13 @@ def _salience(
     if p.method not in SALIENCE_METHODS:
         return s, {"none": n}, None
     human_ids: list[int] = []
-    need, too_few = None, 0
+    need, too_few, flagged = None, 0, 0
     if p.salience == "none" and p.fallback == "none":
         counts["none"] = n
         return s, dict(counts), coverage_summary(source="none", n_train=n, human_ids=[], fallback="none")
     run.progress(0.06, f"salience maps ({p.salience})")
     if p.salience == "annotations":
-        have, need, too_few = _annotation_means(rt, p, infos, size)
+        have, need, too_few, flagged = _annotation_means(rt, p, infos, size)
         for k, im in enumerate(infos):
             if im.id in have:
                 s[k] = have[im.id]
@@ -228,6 +229,7 @@ def _salience(
         min_annotators=need,
         study_id=p.study_id,
         painted_too_few=too_few,
+        flagged_paintings=flagged,
     )
     run.progress(0.15, "salience ready: " + ", ".join(f"{v} {k}" for k, v in counts.items()))
     return s, dict(counts), coverage
@@ -258,9 +260,10 @@ def _reference_model(run: JobRun, rt: Runtime, p: TrainParams, train_set: Any, m
 
 def _annotation_means(
     rt: Runtime, p: TrainParams, infos: list[ImageInfo], size: tuple[int, int]
-) -> tuple[dict[int, torch.Tensor], int, int]:
+) -> tuple[dict[int, torch.Tensor], int, int, int]:
     """(image id -> (1, H, W) mean of its annotators' masks for images with at least min_annotators, that
-    minimum, how many painted images had fewer). The query is the one the coverage before queueing uses
+    minimum, how many painted images had fewer, how many paintings of flagged participants were left out).
+    The query is the one the coverage before queueing uses
     (`training_coverage.annotation_masks`). The means are also stored as `human_mean` salience maps at the
     image's own size (once per distinct map)."""
     by_id = {im.id: im for im in infos}
@@ -269,6 +272,7 @@ def _annotation_means(
             raise JobError(f"study {p.study_id} does not exist")
         need = required_annotators(session, p.study_id, p.min_annotators)
         masks = annotation_masks(session, p.study_id, list(by_id))
+        flagged = flagged_paintings(session, p.study_id, list(by_id))
     means: dict[int, torch.Tensor] = {}
     stored: list[tuple[int, str]] = []
     for image_id, shas in masks.items():
@@ -289,4 +293,4 @@ def _annotation_means(
         session.add_all(
             SalienceMap(image_id=i, source="human_mean", sha256=sha) for i, sha in stored if (i, sha) not in present
         )
-    return means, need, len(masks) - len(means)
+    return means, need, len(masks) - len(means), flagged
