@@ -166,11 +166,21 @@ def _annotation_batches(session: Session, study_id: int, mask_url: str) -> Itera
     def to_row(row: Any) -> dict[str, Any]:
         values = row._asdict()
         strokes = values.pop("strokes")
-        values["strokes_length"] = len(strokes) if isinstance(strokes, list | dict) else 0
+        values["strokes_length"] = stroke_count(strokes)
         values["mask_url"] = mask_url.format(annotation_id=row.annotation_id)
         return values
 
     return _batches(session, query, to_row)
+
+
+def stroke_count(record: Any) -> int:
+    """Paint and erase strokes in an annotation's stroke record: the painter's record is an object whose
+    `actions` list holds them (with undo/redo already applied; `clear` actions are not strokes); a plain
+    list (older clients, the JSON API) is the strokes themselves."""
+    actions = record.get("actions") if isinstance(record, dict) else record
+    if not isinstance(actions, list):
+        return 0
+    return sum(1 for a in actions if not (isinstance(a, dict) and a.get("mode") == "clear"))
 
 
 _SOURCES: dict[str, Callable[[Session, int, str], Iterator[Batch]]] = {

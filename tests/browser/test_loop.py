@@ -16,6 +16,7 @@ from typing import Any
 import httpx
 import numpy as np
 import pytest
+import seed
 from driver import answer_until, mask_array, mouse_stroke, stored
 from PIL import Image as PILImage
 from sqlalchemy import select
@@ -23,9 +24,10 @@ from sqlalchemy import select
 from backend.auth import create_token, create_user
 from backend.devserver import DEMO_SLUG, seed_demo
 from backend.models import Image, Job, SalienceMap, Stimulus, StimulusSet, Study, Trial
+from backend.services.exports import stroke_count
 from backend.settings import Settings
 
-pytestmark = [pytest.mark.browser, pytest.mark.slow]
+pytestmark = pytest.mark.browser
 
 DIGIT = 28
 #: Training params of the shortest run that still goes through every step (1 epoch, 1 PGD step).
@@ -69,6 +71,7 @@ def run_jobs(server: Any, job_ids: list[int]) -> None:
         runtime.close()
 
 
+@pytest.mark.slow
 def test_demo_paintings_reach_sip_at_training(server_with_broker: Any, browser: Any) -> None:
     server = server_with_broker
     with server.session() as s:
@@ -132,3 +135,27 @@ def test_demo_paintings_reach_sip_at_training(server_with_broker: Any, browser: 
         with PILImage.open(io.BytesIO(server.storage.get(maps[image_id]))) as img:
             used = np.asarray(img.convert("L"), dtype=np.float64) / 255
         np.testing.assert_allclose(used, np.mean(masks, axis=0), atol=0.5 / 255)
+
+
+def test_the_eraser_leaves_no_residue_and_strokes_are_counted(server: Any, slug: str, browser: Any) -> None:
+    """Erasing a stroke along its own path clears it: the anti-aliased edge leaves no faint paint behind."""
+    with server.session() as s:
+        seed.make_study(s, server.storage, slug=slug)
+
+    def paint(page: Any) -> None:
+        mouse_stroke(page, [(10, 16), (54, 16)], seed.SIZE)  # kept
+        mouse_stroke(page, [(10, 48), (54, 48)], seed.SIZE)  # erased below, along the same path
+        page.keyboard.press("e")
+        mouse_stroke(page, [(10, 48), (54, 48)], seed.SIZE)
+        page.keyboard.press("b")
+
+    page = browser.new_context(viewport={"width": 1280, "height": 900}).new_page()
+    page.goto(f"{server.url}/s/{slug}?PROLIFIC_PID=eraser&STUDY_ID=s&SESSION_ID=x")
+    answer_until(page, lambda name, _page: name == "done", paint=paint)
+    page.context.close()
+    [annotation] = stored(server, "eraser")["annotations"].values()
+    mask = mask_array(server, annotation)
+    assert mask[16, 20:44].min() == 255  # the kept stroke
+    assert mask[36:, :].max() == 0, f"residue of the erased stroke: {np.count_nonzero(mask[36:, :])} pixels"
+    assert [a["mode"] for a in annotation.strokes["actions"]] == ["paint", "paint", "erase"]
+    assert stroke_count(annotation.strokes) == 3 and stroke_count([{"mode": "paint"}, {"mode": "clear"}]) == 1
