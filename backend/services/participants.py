@@ -367,6 +367,19 @@ def progress(session: Session, token: str) -> Progress:
     return Progress(row.id, _validated_config(row.config, row.slug), row.total or 0, trial)
 
 
+_MARK_SHOWN = (
+    update(Trial)
+    .where(Trial.id == bindparam("trial_id"))
+    .values(shown_count=Trial.shown_count + 1)
+    .execution_options(synchronize_session=False)
+)
+
+
+def mark_shown(session: Session, trial_id: int) -> None:
+    """Count one more showing of the trial (the `next` route hands it out; a reload shows it again)."""
+    session.execute(_MARK_SHOWN, {"trial_id": trial_id})
+
+
 def stimulus_size(storage: BlobStore, sha256: str) -> tuple[int, int]:
     """(width, height) of a stimulus image as displayed (from its header): the size its masks must have."""
     with storage.open(sha256) as fh:

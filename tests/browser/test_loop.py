@@ -17,7 +17,7 @@ import httpx
 import numpy as np
 import pytest
 import seed
-from driver import answer_until, mask_array, mouse_stroke, stored
+from driver import answer_until, mask_array, mouse_stroke, position, stored
 from PIL import Image as PILImage
 from sqlalchemy import select
 
@@ -138,7 +138,8 @@ def test_demo_paintings_reach_sip_at_training(server_with_broker: Any, browser: 
 
 
 def test_the_eraser_leaves_no_residue_and_strokes_are_counted(server: Any, slug: str, browser: Any) -> None:
-    """Erasing a stroke along its own path clears it: the anti-aliased edge leaves no faint paint behind."""
+    """Erasing a stroke along its own path clears it: the anti-aliased edge leaves no faint paint behind.
+    And a reload in the middle shows the current trial again, which its `shown_count` records."""
     with server.session() as s:
         seed.make_study(s, server.storage, slug=slug)
 
@@ -151,9 +152,15 @@ def test_the_eraser_leaves_no_residue_and_strokes_are_counted(server: Any, slug:
 
     page = browser.new_context(viewport={"width": 1280, "height": 900}).new_page()
     page.goto(f"{server.url}/s/{slug}?PROLIFIC_PID=eraser&STUDY_ID=s&SESSION_ID=x")
+    answer_until(page, lambda name, _page: name == "judgment" and position(_page) == 3)
+    page.reload()  # shows trial 3 again: the data say so
     answer_until(page, lambda name, _page: name == "done", paint=paint)
     page.context.close()
-    [annotation] = stored(server, "eraser")["annotations"].values()
+    data = stored(server, "eraser")
+    with server.session() as s:
+        shown = dict(s.execute(select(Trial.position, Trial.shown_count).where(Trial.id.in_(data["responses"]))).all())
+    assert shown[3] == 2 and {n for p, n in shown.items() if p != 3} == {1}, shown
+    [annotation] = data["annotations"].values()
     mask = mask_array(server, annotation)
     assert mask[16, 20:44].min() == 255  # the kept stroke
     assert mask[36:, :].max() == 0, f"residue of the erased stroke: {np.count_nonzero(mask[36:, :])} pixels"
