@@ -43,7 +43,7 @@ PARTICIPANT_COLUMNS = (
 ANNOTATION_COLUMNS = (
     "annotation_id", "participant_id", "participant_external_id", "participant_index", "trial_id", "position",
     "image_id", "label", "stimulus_id", "width", "height", "mask_sha256", "mask_url", "strokes_length",
-    "duration_ms", "created_at",
+    "duration_ms", "created_at", "strokes",
 )  # fmt: skip
 COLUMNS: dict[str, tuple[str, ...]] = {
     "responses": RESPONSE_COLUMNS,
@@ -165,8 +165,7 @@ def _annotation_batches(session: Session, study_id: int, mask_url: str) -> Itera
 
     def to_row(row: Any) -> dict[str, Any]:
         values = row._asdict()
-        strokes = values.pop("strokes")
-        values["strokes_length"] = stroke_count(strokes)
+        values["strokes_length"] = stroke_count(values["strokes"])  # and the record itself (JSON text in CSV)
         values["mask_url"] = mask_url.format(annotation_id=row.annotation_id)
         return values
 
