@@ -267,12 +267,13 @@ def _annotation_means(
     (`training_coverage.annotation_masks`). The means are also stored as `human_mean` salience maps at the
     image's own size (once per distinct map)."""
     by_id = {im.id: im for im in infos}
+    study_id = p.study_id
     with session_scope(rt.session_factory) as session:
-        if session.get(Study, p.study_id) is None:
-            raise JobError(f"study {p.study_id} does not exist")
-        need = required_annotators(session, p.study_id, p.min_annotators)
-        masks = annotation_masks(session, p.study_id, list(by_id))
-        flagged = flagged_paintings(session, p.study_id, list(by_id))
+        if study_id is None or session.get(Study, study_id) is None:
+            raise JobError(f"study {study_id} does not exist; salience 'annotations' needs an existing study_id")
+        need = required_annotators(session, study_id, p.min_annotators)
+        masks = annotation_masks(session, study_id, list(by_id))
+        flagged = flagged_paintings(session, study_id, list(by_id))
     means: dict[int, torch.Tensor] = {}
     stored: list[tuple[int, str]] = []
     for image_id, shas in masks.items():
