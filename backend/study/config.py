@@ -21,7 +21,7 @@ DEFAULT_CONSENT_TEXT = (
 )
 
 DEFAULT_INSTRUCTIONS = (
-    "Some of the images you will see are unchanged photographs; others have had a faint, carefully computed "
+    "Some of the images you will see are unchanged originals; others have had a faint, carefully computed "
     "pattern of noise added to them. For each image, decide whether it has been altered ('perturbed') or "
     "not ('clean'), and say how confident you are. Answer as accurately as you can; speed matters less. "
     "The first few trials are practice and tell you whether you were right. At the end you will paint over "

@@ -166,3 +166,36 @@ def test_the_eraser_leaves_no_residue_and_strokes_are_counted(server: Any, slug:
     assert mask[36:, :].max() == 0, f"residue of the erased stroke: {np.count_nonzero(mask[36:, :])} pixels"
     assert [a["mode"] for a in annotation.strokes["actions"]] == ["paint", "paint", "erase"]
     assert stroke_count(annotation.strokes) == 3 and stroke_count([{"mode": "paint"}, {"mode": "clear"}]) == 1
+
+
+def test_links_follow_the_port_the_server_runs_at(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, chromium_path: str, browser: Any
+) -> None:
+    """Without SIPAT_PUBLIC_BASE_URL the dashboard's participant and Prolific links name the server's port."""
+    from conftest import LiveServer
+
+    from backend.migrate import upgrade
+
+    url = f"sqlite:///{tmp_path / 'sipat.db'}"
+    upgrade(url)
+    server = LiveServer(url, tmp_path / "data", tmp_path / "uvicorn.log")
+    monkeypatch.delenv("SIPAT_PUBLIC_BASE_URL", raising=False)
+    monkeypatch.setenv("SIPAT_PORT", str(server.port))  # as `make run` passes it on
+    try:
+        server.start()
+        with server.session() as s:
+            create_user(s, "researcher@example.org", "a long passphrase", is_admin=True)
+            s.commit()
+            study_id = seed.make_study(s, server.storage, slug="port").id
+        page = browser.new_context().new_page()
+        page.goto(f"{server.url}/admin/login")
+        page.fill("#email", "researcher@example.org")
+        page.fill("#password", "a long passphrase")
+        page.click("button[type=submit]")
+        page.wait_for_url("**/admin**")
+        page.goto(f"{server.url}/admin/studies/{study_id}")
+        assert server.port != 8000
+        assert page.input_value("#prolific-url").startswith(f"http://localhost:{server.port}/s/port?PROLIFIC_PID=")
+        page.context.close()
+    finally:
+        server.close()
