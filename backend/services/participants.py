@@ -44,8 +44,9 @@ from backend.study.analysis import MAX_CATCH_ERRORS
 from backend.study.config import StudyConfig
 from backend.study.schedule import TrialSpec, build_schedule
 
-#: Seconds a participant's browser should wait before asking again while stimuli are being generated.
-PREPARING_RETRY_AFTER_S = 30
+#: Seconds a participant's browser should wait before asking again while stimuli are being generated (the
+#: demo's take well under a minute: a participant should not wait 30 s after they are ready).
+PREPARING_RETRY_AFTER_S = 5
 #: Largest accepted stroke record of one annotation (compact JSON, bytes).
 MAX_STROKES_BYTES = 256 * 1024
 _ENROLL_ATTEMPTS = 8
@@ -228,7 +229,8 @@ class _StimulusIndex:
         ).all()
         if not rows or sset.status in ("pending", "generating"):
             raise UnavailableError(
-                "study is being prepared: its images are still being generated; try again shortly",
+                "This study is being prepared: its images are still being made. This page tries again by itself "
+                "in a few seconds.",
                 retry_after_s=PREPARING_RETRY_AFTER_S,
             )
         by_image: dict[tuple[int, str], list[tuple[float, int]]] = defaultdict(list)

@@ -8,12 +8,12 @@ import io
 import numpy as np
 import pytest
 from PIL import Image as PILImage
-from sqlalchemy import select
+from sqlalchemy import select, update
 from workerkit import FAST_TRAIN
 
 from backend.db import session_scope
 from backend.models import Annotation, Image, Job, Stimulus, StimulusSet, TrainedModel, Trial
-from backend.services.errors import InvalidInputError
+from backend.services.errors import InvalidInputError, UnavailableError
 from backend.services.jobs import create_train_job
 from backend.services.participants import start_session
 from backend.services.studies import create_study, open_study
@@ -116,3 +116,12 @@ def test_too_few_annotators_says_to_lower_min_annotators(rt: Runtime, dataset_id
             session, {"dataset_id": dataset_id, **SIP, "study_id": study_id, "min_annotators": 1}
         )
         assert model.config["coverage"]["human"] > 0
+
+
+def test_a_study_being_prepared_asks_again_within_seconds(rt: Runtime, dataset_id: int) -> None:
+    _study(rt, dataset_id, "preparing")
+    with session_scope(rt.session_factory) as session:
+        session.execute(update(StimulusSet).values(status="generating"))
+    with session_scope(rt.session_factory) as session, pytest.raises(UnavailableError) as err:
+        start_session(session, "preparing", consent=True)
+    assert err.value.headers["Retry-After"] == "5" and "tries again by itself" in err.value.message
