@@ -31,6 +31,7 @@ import secrets
 import signal
 import subprocess
 import sys
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -296,6 +297,47 @@ def _raise_interrupt(signum: int, _frame: Any) -> None:
     raise KeyboardInterrupt
 
 
+def demo_state(session: Any) -> tuple[str, str | None]:
+    """('ready' | 'preparing' | 'failed' | 'absent', detail) of the demo study's stimuli."""
+    study = session.scalar(select(Study).where(Study.slug == DEMO_SLUG))
+    set_id = (study.config or {}).get("stimulus_set_id") if study is not None else None
+    sset = session.get(StimulusSet, set_id) if set_id is not None else None
+    if sset is None:
+        return "absent", None
+    if sset.status == "ready":
+        return "ready", None
+    if sset.status == "failed":
+        job = session.get(Job, sset.job_id) if sset.job_id is not None else None
+        return "failed", job.error if job is not None else None
+    job = session.get(Job, sset.job_id) if sset.job_id is not None else None
+    return "preparing", job.message if job is not None else None
+
+
+def announce_when_ready(
+    settings: Settings, base: str, stop: threading.Event, *, interval_s: float = 2.0, out: Any = None
+) -> str:
+    """Print one line once the demo's stimuli are ready (or failed), so a newcomer knows when to open the
+    study link; polls the database every `interval_s` until then or until `stop` is set. Returns the state."""
+    out = out or sys.stdout
+    engine = make_engine(settings.database_url)
+    factory = make_session_factory(engine)
+    try:
+        while True:
+            with factory() as session:
+                state, detail = demo_state(session)
+            if state == "ready":
+                print(f"demo ready: take part at {base}/s/{DEMO_SLUG}", file=out, flush=True)
+                return state
+            if state in ("failed", "absent"):
+                if state == "failed":
+                    print(f"demo stimuli failed ({detail}); see {base}/admin/stimulus-sets", file=out, flush=True)
+                return state
+            if stop.wait(interval_s):
+                return state
+    finally:
+        engine.dispose()
+
+
 def main(argv: list[str] | None = None) -> int:
     import uvicorn
 
@@ -307,12 +349,20 @@ def main(argv: list[str] | None = None) -> int:
     for job_id, kind in prepared.queued_jobs:
         send_job(job_id, kind)
     print(banner(settings, prepared, host), flush=True)
+    stop_announcing = threading.Event()
+    threading.Thread(
+        target=announce_when_ready,
+        args=(settings, f"http://{host}:{settings.port}", stop_announcing),
+        name="demo-ready",
+        daemon=True,
+    ).start()
     previous = signal.signal(signal.SIGTERM, _raise_interrupt)
     try:
         uvicorn.run("backend.main:create_app", factory=True, host=host, port=settings.port, log_level="info")
     except KeyboardInterrupt:
         pass
     finally:
+        stop_announcing.set()
         signal.signal(signal.SIGTERM, previous)
         code = stop_worker(worker)
         print(f"worker stopped (exit code {code}); bye", file=sys.stderr, flush=True)
