@@ -75,7 +75,7 @@ DEMO_TRAIN = {
     "eval_steps": 5,
     "name": "demo SIP-AT small_cnn",
 }
-DEMO_STUDY = {"n_main": 12, "n_practice": 2, "n_catch": 2, "n_annotate": 3}
+DEMO_STUDY: dict[str, Any] = {"n_main": 12, "n_practice": 2, "n_catch": 2, "n_annotate": 3}
 WORKER_GRACE_S = 10.0
 
 
