@@ -199,3 +199,17 @@ def test_links_follow_the_port_the_server_runs_at(
         page.context.close()
     finally:
         server.close()
+
+
+def test_touch_devices_are_told_to_tap_not_to_press_keys(server: Any, slug: str, browser: Any) -> None:
+    with server.session() as s:
+        seed.make_study(s, server.storage, slug=slug)
+    phone = {"viewport": {"width": 390, "height": 844}, "has_touch": True, "is_mobile": True}
+    for options, expected, absent in ((phone, "Tap the left button", "F"), ({}, "or the left button", "Tap")):
+        context = browser.new_context(**options)
+        page = context.new_page()
+        page.goto(f"{server.url}/s/{slug}?PROLIFIC_PID=touch{len(options)}&STUDY_ID=s&SESSION_ID=x")
+        answer_until(page, lambda name, _page: name == "instructions")
+        keys = page.locator("ul.keys").inner_text()
+        assert expected in keys and absent not in keys.split(), keys
+        context.close()
