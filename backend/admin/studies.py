@@ -58,6 +58,7 @@ def _config_values(form: dict[str, str], *, clearing: bool) -> dict[str, Any]:
             "n_practice": int_field(form, "n_practice", label="practice trials"),
             "n_catch": int_field(form, "n_catch", label="catch trials"),
             "n_annotate": int_field(form, "n_annotate", label="annotation trials"),
+            "annotation_split": optional(form, "annotation_split"),
             "seed": int_field(form, "seed", label="seed"),
             "min_annotators": int_field(form, "min_annotators", label="annotators per image"),
             "stimulus_duration_ms": int_field(form, "stimulus_duration_ms", label="stimulus duration"),

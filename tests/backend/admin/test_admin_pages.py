@@ -284,7 +284,9 @@ def test_create_edit_open_and_close_a_study(admin: TestClient, session: Session,
     study = session.scalar(select(Study).where(Study.slug == "noise-1"))
     assert study.status == "draft" and study.config["seed"] == 7 and study.config["min_annotators"] == 2
     assert study.config["consent_text"].startswith("You are invited")  # empty: the default text
+    assert study.config["annotation_split"] == "train"  # not in the form: paint the training images
     page = admin.get(r.headers["location"]).text
+    assert 'id="f-annotation-split"' in page and 'value="train"' in page
     assert "http://localhost:8000/s/noise-1" in page
     assert (
         "http://localhost:8000/s/noise-1?PROLIFIC_PID={{%PROLIFIC_PID%}}&amp;STUDY_ID={{%STUDY_ID%}}"
