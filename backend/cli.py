@@ -9,17 +9,26 @@
     sipat-admin import-dataset PATH [--name] import a zip (ImageFolder or CSV manifest) as a dataset
 
 Exit status 0 on success, 1 when the command could not be done (message on stderr), 2 for bad usage.
+
+Which database: `SIPAT_DATABASE_URL` when set; else `./var/sipat.db` of the working directory, as the server
+uses; when that does not exist, the one of the project this command belongs to (`<project>/var/sipat.db`,
+where `make run` keeps it), so the command works from any directory. It says which one it opened (stderr),
+and only `migrate` creates a database: the others refuse a missing file instead of making an empty one.
 """
 
 from __future__ import annotations
 
 import argparse
 import getpass
+import os
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 from backend import auth
@@ -33,8 +42,36 @@ class CommandError(Exception):
     """A command cannot be done; the message says why and what to do."""
 
 
-def _settings() -> Settings:
-    return get_settings()
+#: `var/` of the project this module belongs to (an editable install or a clone): where `make run` keeps
+#: its SQLite database and blobs.
+PROJECT_VAR = Path(__file__).resolve().parents[1] / "var"
+
+
+def _settings(*, create: bool = False) -> Settings:
+    """The settings of the `SIPAT_*` environment, with the database found as the module docstring says.
+
+    Raises CommandError for a SQLite file that does not exist (unless `create`), before anything is written
+    (the settings would otherwise create a secret key under the working directory)."""
+    if os.environ.get("SIPAT_DATABASE_URL"):
+        settings = get_settings()
+    else:
+        here = Path.cwd() / "var"
+        var = here if (here / "sipat.db").exists() or not (PROJECT_VAR / "sipat.db").exists() else PROJECT_VAR
+        if not (var / "sipat.db").exists() and not create:
+            raise CommandError(
+                f"no database at {var / 'sipat.db'} (nor at {PROJECT_VAR / 'sipat.db'}); run the command in the "
+                "project directory where `make run` made it, set SIPAT_DATABASE_URL, or create one with "
+                "`sipat-admin migrate`"
+            )
+        values: dict[str, Any] = {"database_url": f"sqlite:///{var / 'sipat.db'}"}
+        if not os.environ.get("SIPAT_DATA_DIR"):
+            values["data_dir"] = var / "data"
+        settings = Settings(**values)
+    path = make_url(settings.database_url).database if settings.database_url.startswith("sqlite") else None
+    if path and path != ":memory:" and not Path(path).exists() and not create:
+        raise CommandError(f"no database at {path}; create it with `sipat-admin migrate` or fix SIPAT_DATABASE_URL")
+    print(f"sipat-admin: database {_safe_url(settings.database_url)}", file=sys.stderr)
+    return settings
 
 
 @contextmanager
@@ -51,7 +88,7 @@ def _transaction(settings: Settings) -> Iterator[Session]:
 def cmd_migrate(args: argparse.Namespace) -> None:
     from backend.migrate import upgrade
 
-    settings = _settings()
+    settings = _settings(create=True)
     upgrade(settings.database_url)
     print(f"database at {_safe_url(settings.database_url)} is at the latest schema")
 
@@ -136,8 +173,6 @@ def cmd_import_dataset(args: argparse.Namespace) -> None:
 
 
 def _safe_url(url: str) -> str:
-    from sqlalchemy.engine import make_url
-
     return make_url(url).render_as_string(hide_password=True)
 
 
@@ -174,6 +209,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.func(args)
     except (CommandError, ServiceError, StorageError, ValueError) as exc:
         print(f"sipat-admin {args.command}: {exc}", file=sys.stderr)
+        return 1
+    except OperationalError as exc:  # e.g. a database without our tables, or one that cannot be reached
+        reason = str(exc.orig).splitlines()[0] if exc.orig is not None else type(exc).__name__
+        print(
+            f"sipat-admin {args.command}: the database cannot be used ({reason}); if it is new or older than "
+            "this version, run `sipat-admin migrate`",
+            file=sys.stderr,
+        )
         return 1
     return 0
 

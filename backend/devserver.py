@@ -7,7 +7,8 @@
    stroke salience as an imported map) through the dataset import service; a `train` job for a small
    SIP-AT model (small_cnn, 10 epochs, 3 PGD steps); a stimulus set of 30 test digits at eps 0 .. 76/255
    (about 0.3, the customary MNIST radius) against that model, with its `generate_stimuli` job (it waits
-   until the model is trained); and the open study `demo` over that set. All in one transaction, so an
+   until the model is trained); and the open study `demo` over that set, whose annotation trials paint
+   training digits (so "Train with its annotations" learns from them). All in one transaction, so an
    interrupted first run leaves nothing half-made; a second run finds the study and seeds nothing.
 4. Starts one Celery worker (`--pool=solo`, same settings, embedded SQLite broker) as a child process, and
    re-sends the messages of jobs still queued (claims are idempotent, so duplicates are no-ops).
@@ -31,6 +32,7 @@ import secrets
 import signal
 import subprocess
 import sys
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -46,6 +48,7 @@ from backend.migrate import upgrade
 from backend.models import Job, StimulusSet, Study, User
 from backend.queue import queue_names, send_job
 from backend.services.jobs import create_stimuli_job, create_train_job
+from backend.services.studies import ensure_annotation_pool
 from backend.settings import Settings, get_settings
 from backend.storage import BlobStore
 from backend.study.config import StudyConfig
@@ -73,7 +76,7 @@ DEMO_TRAIN = {
     "eval_steps": 5,
     "name": "demo SIP-AT small_cnn",
 }
-DEMO_STUDY = {"n_main": 12, "n_practice": 2, "n_catch": 2, "n_annotate": 3}
+DEMO_STUDY: dict[str, Any] = {"n_main": 12, "n_practice": 2, "n_catch": 2, "n_annotate": 3}
 WORKER_GRACE_S = 10.0
 
 
@@ -171,16 +174,16 @@ def seed_demo(session: Any, storage: BlobStore) -> bool:
     session.add(sset)
     session.flush()
     create_stimuli_job(session, sset)
-    config = StudyConfig(stimulus_set_id=sset.id, **DEMO_STUDY)
-    session.add(
-        Study(
-            slug=DEMO_SLUG,
-            title="Demo: can you see the perturbation?",
-            status="open",
-            config=config.model_dump(mode="json"),
-        )
+    config = StudyConfig(stimulus_set_id=sset.id, **DEMO_STUDY)  # paints training digits (annotation_split)
+    study = Study(
+        slug=DEMO_SLUG,
+        title="Demo: can you see the perturbation?",
+        status="open",
+        config=config.model_dump(mode="json"),
     )
+    session.add(study)
     session.flush()
+    ensure_annotation_pool(session, study)
     return True
 
 
@@ -295,6 +298,47 @@ def _raise_interrupt(signum: int, _frame: Any) -> None:
     raise KeyboardInterrupt
 
 
+def demo_state(session: Any) -> tuple[str, str | None]:
+    """('ready' | 'preparing' | 'failed' | 'absent', detail) of the demo study's stimuli."""
+    study = session.scalar(select(Study).where(Study.slug == DEMO_SLUG))
+    set_id = (study.config or {}).get("stimulus_set_id") if study is not None else None
+    sset = session.get(StimulusSet, set_id) if set_id is not None else None
+    if sset is None:
+        return "absent", None
+    if sset.status == "ready":
+        return "ready", None
+    if sset.status == "failed":
+        job = session.get(Job, sset.job_id) if sset.job_id is not None else None
+        return "failed", job.error if job is not None else None
+    job = session.get(Job, sset.job_id) if sset.job_id is not None else None
+    return "preparing", job.message if job is not None else None
+
+
+def announce_when_ready(
+    settings: Settings, base: str, stop: threading.Event, *, interval_s: float = 2.0, out: Any = None
+) -> str:
+    """Print one line once the demo's stimuli are ready (or failed), so a newcomer knows when to open the
+    study link; polls the database every `interval_s` until then or until `stop` is set. Returns the state."""
+    out = out or sys.stdout
+    engine = make_engine(settings.database_url)
+    factory = make_session_factory(engine)
+    try:
+        while True:
+            with factory() as session:
+                state, detail = demo_state(session)
+            if state == "ready":
+                print(f"demo ready: take part at {base}/s/{DEMO_SLUG}", file=out, flush=True)
+                return state
+            if state in ("failed", "absent"):
+                if state == "failed":
+                    print(f"demo stimuli failed ({detail}); see {base}/admin/stimulus-sets", file=out, flush=True)
+                return state
+            if stop.wait(interval_s):
+                return state
+    finally:
+        engine.dispose()
+
+
 def main(argv: list[str] | None = None) -> int:
     import uvicorn
 
@@ -306,12 +350,20 @@ def main(argv: list[str] | None = None) -> int:
     for job_id, kind in prepared.queued_jobs:
         send_job(job_id, kind)
     print(banner(settings, prepared, host), flush=True)
+    stop_announcing = threading.Event()
+    threading.Thread(
+        target=announce_when_ready,
+        args=(settings, f"http://{host}:{settings.port}", stop_announcing),
+        name="demo-ready",
+        daemon=True,
+    ).start()
     previous = signal.signal(signal.SIGTERM, _raise_interrupt)
     try:
         uvicorn.run("backend.main:create_app", factory=True, host=host, port=settings.port, log_level="info")
     except KeyboardInterrupt:
         pass
     finally:
+        stop_announcing.set()
         signal.signal(signal.SIGTERM, previous)
         code = stop_worker(worker, float(os.environ.get("SIPAT_WORKER_GRACE_S", WORKER_GRACE_S)))
         print(f"worker stopped (exit code {code}); bye", file=sys.stderr, flush=True)

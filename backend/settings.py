@@ -60,7 +60,8 @@ class Settings(BaseSettings):
     )
     public_base_url: str = Field(
         default="http://localhost:8000",
-        description="Origin participants reach the service at, used for absolute links (e.g. in exports).",
+        description="Origin participants reach the service at, used for absolute links (e.g. in exports); "
+        "when not set, http://localhost:<port>.",
     )
     queue_prefix: str = Field(
         default="",
@@ -139,6 +140,8 @@ class Settings(BaseSettings):
         self.data_dir = self.data_dir.expanduser().resolve()
         self.database_url = _absolute_sqlite(self.database_url or f"sqlite:///{_var_dir() / 'sipat.db'}")
         self.broker_url = _absolute_sqlite(self.broker_url or f"sqla+sqlite:///{_var_dir() / 'broker.db'}")
+        if "public_base_url" not in self.model_fields_set:  # not given: the address this server runs at
+            self.public_base_url = f"http://localhost:{self.port}"
         self.public_base_url = self.public_base_url.rstrip("/")
         if self.secret_key is None or not self.secret_key.get_secret_value():
             self.secret_key = SecretStr(_load_or_create_secret(self.data_dir / "secret_key"))

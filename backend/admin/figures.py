@@ -10,7 +10,6 @@ from __future__ import annotations
 import csv
 import io
 import math
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -347,87 +346,3 @@ def study_figures(results: StudyResults, split: dict[bool, StudyResults] | None 
         groups = _groups(results)
         fits[groups[0] if len(groups) == 1 else None] = results.psychometric
     return [detection_figure(results, fits), dprime_figure(results), rt_figure(results), confidence_figure(results)]
-
-
-# --- models -------------------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class ModelRow:
-    """A trained model as the comparison shows it (`metrics` from its train job, or None while training)."""
-
-    id: int
-    name: str
-    method: str
-    arch: str
-    seed: int | None
-    dataset_id: int | None
-    status: str | None
-    metrics: dict[str, Any] | None
-
-
-def _robust(metrics: dict[str, Any]) -> dict[str, dict[float, float]]:
-    """attack -> {eps: robust accuracy} from `metrics["robust_acc"]` (eps keys are strings there)."""
-    out: dict[str, dict[float, float]] = {}
-    for attack, grid in (metrics.get("robust_acc") or {}).items():
-        out[attack] = {float(e): float(acc) for e, acc in grid.items()}
-    return out
-
-
-def models_figure(models: Sequence[ModelRow]) -> Figure:
-    """Clean and robust accuracy against eps, one line per model (method, seed) and attack; the table lists
-    every model, evaluated or not."""
-    evaluated = [m for m in models if m.metrics and "clean_acc" in m.metrics]
-    attacks = sorted({a for m in evaluated for a in _robust(m.metrics or {})})
-    grid = sorted({e for m in evaluated for per in _robust(m.metrics or {}).values() for e in per})
-    methods = sorted({m.method for m in evaluated})
-    series = []
-    for m in evaluated:
-        robust = _robust(m.metrics or {})
-        color = PALETTE[methods.index(m.method) % len(PALETTE)]
-        for attack in attacks:
-            per = robust.get(attack, {})
-            xs = sorted({0.0, *per})
-            ys = [per.get(e, m.metrics["clean_acc"] if e == 0 else None) for e in xs]  # type: ignore[index]
-            seed = f" seed {m.seed}" if m.seed is not None else ""
-            series.append(
-                Series(
-                    label=f"{m.method}{seed} #{m.id} ({attack})",
-                    x=[_x255(e) for e in xs],
-                    y=ys,
-                    dashed=attack != attacks[0],
-                    color=color,
-                )
-            )
-    svg = None
-    if series:
-        ticks = sorted({0.0, *(_x255(e) for e in grid)})
-        svg = line_chart(
-            series,
-            title="Clean and robust accuracy by attack radius",
-            x_label="eps of the attack (in 1/255 of the pixel range; 0 = clean accuracy)",
-            y_label="accuracy",
-            x_range=(0.0, max(ticks[-1], 1.0) * 1.04),
-            y_range=(0.0, 1.0),
-            x_ticks=ticks,
-            x_format=lambda v: f"{v:.3g}",
-            y_format=lambda v: f"{100 * v:.0f} %",
-            width=880,
-            height=420,
-        )
-    columns = ["model_id", "name", "method", "arch", "seed", "dataset_id", "status", "clean_acc"]
-    columns += [f"{a}@{_eps_label(e)}" for a in attacks for e in grid]
-    rows = []
-    for m in models:
-        robust = _robust(m.metrics or {})
-        clean = (m.metrics or {}).get("clean_acc")
-        cells = [robust.get(a, {}).get(e) for a in attacks for e in grid]
-        rows.append([m.id, m.name, m.method, m.arch, m.seed, m.dataset_id, m.status, clean, *cells])
-    return Figure(
-        key="models",
-        title="Models compared",
-        svg=svg,
-        tables=[Table(columns, rows, "Accuracy on the held-out images")],
-        caption="Robust accuracy under unmasked attacks (every method judged by the same adversary); solid: "
-        f"{attacks[0] if attacks else 'first attack'}, dashed: the others. Colour = training method.",
-    )

@@ -8,9 +8,10 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse, Response
 
+from backend.admin.comparison import ModelRow, models_figure
 from backend.admin.deps import AdminDep, AdminRoute, FormDep, render, see_other
 from backend.api.deps import SessionDep, SettingsDep
-from backend.models import Job
+from backend.models import Job, TrainedModel
 from backend.services import admin_views as views
 from backend.services import job_requests
 from backend.services import studies as study_svc
@@ -71,6 +72,23 @@ def job_progress(
 def job_page(job_id: int, request: Request, admin: AdminDep, session: SessionDep) -> Response:
     job = get_or_404(session, Job, job_id)
     model_id = job_requests.models_of_jobs(session, [job.id]).get(job.id)
+    model = session.get(TrainedModel, model_id) if model_id is not None else None
+    coverage, figure = None, None
+    if model is not None:  # a readable result: salience coverage, accuracy table and curve (raw JSON folded)
+        coverage = ((model.metrics or {}).get("coverage")) or (model.config or {}).get("coverage")
+        row = ModelRow(
+            id=model.id,
+            name=model.name,
+            method=model.method,
+            arch=model.arch,
+            seed=((model.config or {}).get("params") or {}).get("seed"),
+            dataset_id=model.dataset_id,
+            status=job.status,
+            metrics=model.metrics,
+            params=(model.config or {}).get("params"),
+            planned_coverage=(model.config or {}).get("coverage"),
+        )
+        figure = models_figure([row]) if model.metrics and "clean_acc" in model.metrics else None
     return render(
         request,
         admin,
@@ -79,6 +97,9 @@ def job_page(job_id: int, request: Request, admin: AdminDep, session: SessionDep
             "nav": "training" if job.kind != "generate_stimuli" else "stimulus_sets",
             "job": job,
             "model_id": model_id,
+            "coverage": coverage,
+            "coverage_final": bool(model is not None and (model.metrics or {}).get("coverage")),
+            "model_figure": figure,
             "params_json": json.dumps(job.params, indent=2, sort_keys=True),
             "result_json": json.dumps(job.result, indent=2, sort_keys=True) if job.result is not None else None,
         },

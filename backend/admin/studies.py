@@ -12,6 +12,7 @@ from pydantic import ValidationError
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from backend import links
 from backend.admin.deps import Admin, AdminDep, AdminRoute, FormDep, render, see_other
 from backend.admin.forms import given, int_field, optional, validation_message
 from backend.api.deps import SessionDep, SettingsDep, StorageDep
@@ -28,7 +29,6 @@ from backend.study.config import StudyConfig
 router = APIRouter(route_class=AdminRoute)
 
 PARTICIPANTS_PER_PAGE = 100
-PROLIFIC_QUERY = "PROLIFIC_PID={{%PROLIFIC_PID%}}&STUDY_ID={{%STUDY_ID%}}&SESSION_ID={{%SESSION_ID%}}"
 #: Config fields that may be cleared on the form (empty = null), and those whose empty field keeps the default.
 NULLABLE = ("stimulus_duration_ms", "completion_code", "redirect_url")
 NOTICES = {
@@ -41,12 +41,12 @@ NOTICES = {
 
 
 def participant_url(settings: Settings, study: Study) -> str:
-    return f"{settings.public_base_url}/s/{study.slug}"
+    return links.participant_url(settings, study.slug)
 
 
 def prolific_url(settings: Settings, study: Study) -> str:
-    """The study link for Prolific, with its placeholders for the participant, study and session ids."""
-    return f"{participant_url(settings, study)}?{PROLIFIC_QUERY}"
+    """The study link for Prolific (`backend.links`)."""
+    return links.prolific_url(settings, study.slug)
 
 
 def _config_values(form: dict[str, str], *, clearing: bool) -> dict[str, Any]:
@@ -58,6 +58,7 @@ def _config_values(form: dict[str, str], *, clearing: bool) -> dict[str, Any]:
             "n_practice": int_field(form, "n_practice", label="practice trials"),
             "n_catch": int_field(form, "n_catch", label="catch trials"),
             "n_annotate": int_field(form, "n_annotate", label="annotation trials"),
+            "annotation_split": optional(form, "annotation_split"),
             "seed": int_field(form, "seed", label="seed"),
             "min_annotators": int_field(form, "min_annotators", label="annotators per image"),
             "stimulus_duration_ms": int_field(form, "stimulus_duration_ms", label="stimulus duration"),

@@ -10,14 +10,15 @@ from fastapi.responses import Response
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from backend.admin.comparison import ModelRow, models_figure
 from backend.admin.deps import Admin, AdminDep, AdminRoute, FormDep, render, see_other
-from backend.admin.figures import ModelRow, models_figure
 from backend.admin.forms import float_field, given, int_field, optional, parse_eps_list
 from backend.api.deps import EnqueueDep, SessionDep
-from backend.models import Dataset, Study
+from backend.models import Dataset, StimulusSet, Study
 from backend.services import job_requests, model_catalog
 from backend.services.errors import InvalidInputError, ServiceError
 from backend.services.job_params import ARCHITECTURES, DEFAULT_EVAL_EPS
+from backend.services.training_coverage import compute_coverage
 
 router = APIRouter(route_class=AdminRoute)
 
@@ -63,6 +64,8 @@ def model_rows(session: Session) -> list[ModelRow]:
             dataset_id=m.dataset_id,
             status=status,
             metrics=m.metrics,
+            params=(m.config or {}).get("params"),
+            planned_coverage=(m.config or {}).get("coverage"),
         )
         for m, status in rows
     ]
@@ -99,8 +102,29 @@ def models_csv(admin: AdminDep, session: SessionDep) -> Response:
 
 @router.get("/training", name="admin_training")
 def training(request: Request, admin: AdminDep, session: SessionDep, study_id: int | None = None) -> Response:
-    form = {"salience": "annotations", "study_id": str(study_id)} if study_id is not None else {}
-    return _page(request, admin, session, form=form)
+    """The form; `?study_id=` preselects that study's annotations and shows their coverage of its dataset's
+    training images before anything is queued."""
+    if study_id is None:
+        return _page(request, admin, session, form={})
+    dataset_id = _study_dataset(session, study_id)
+    form = {"salience": "annotations", "study_id": str(study_id)}
+    coverage = None
+    if dataset_id is not None:
+        form["dataset_id"] = str(dataset_id)
+        params = {"method": "sip_at", "dataset_id": dataset_id, "salience": "annotations", "study_id": study_id}
+        try:
+            coverage = compute_coverage(session, params)
+        except ServiceError:  # e.g. a dataset too small to hold images out: the form's submit says so
+            coverage = None
+    return _page(request, admin, session, form=form, coverage=coverage, coverage_dataset_id=dataset_id)
+
+
+def _study_dataset(session: Session, study_id: int) -> int | None:
+    """The dataset of the study's stimulus set (None for an unknown study or set)."""
+    study = session.get(Study, study_id)
+    set_id = (study.config or {}).get("stimulus_set_id") if study is not None else None
+    sset = session.get(StimulusSet, set_id) if set_id is not None else None
+    return sset.dataset_id if sset is not None else None
 
 
 def train_params(form: dict[str, str]) -> dict[str, Any]:

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Query, status
 from sqlalchemy.orm import Session
 
 from backend.api.deps import CurrentUser, EnqueueDep, SessionDep, require_study_access
-from backend.models import Job
+from backend.models import Job, TrainedModel
 from backend.schemas.common import ErrorOut
 from backend.schemas.jobs import JobCreate, JobDetail, JobKind, JobOut, JobStatus
 from backend.schemas.paging import MAX_LIMIT, Page
@@ -21,7 +21,9 @@ router = APIRouter(tags=["jobs"])
 
 def job_detail(session: Session, job: Job) -> JobDetail:
     model_id = svc.models_of_jobs(session, [job.id]).get(job.id)
-    return JobDetail.model_validate(job).model_copy(update={"model_id": model_id})
+    model = session.get(TrainedModel, model_id) if model_id is not None else None
+    coverage = (model.config or {}).get("coverage") if model is not None else None
+    return JobDetail.model_validate(job).model_copy(update={"model_id": model_id, "coverage": coverage})
 
 
 @router.post(

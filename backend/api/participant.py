@@ -141,6 +141,7 @@ def _next(
             total=progress.total, completion_code=outcome.completion_code, redirect_url=outcome.redirect_url
         )
     media.remember(trial.media_key, trial.sha256)  # the image request that follows needs no query
+    svc.mark_shown(session, trial.id)
     annotate = trial.phase == "annotate"
     width = height = None
     if annotate:

@@ -46,3 +46,9 @@ class JobOut(BaseModel):
 
 class JobDetail(JobOut):
     traceback: str | None = Field(description="Python traceback of a failed job, for researchers.")
+    coverage: dict[str, Any] | None = Field(
+        default=None,
+        description="A train job of a sip_* method: its salience coverage as planned when it was queued "
+        "(n_train training images, `human` of them with a human map of >= min_annotators, fallback_count on "
+        "the fallback, a low-coverage `warning`); the result's metrics.coverage is the one used.",
+    )

@@ -44,7 +44,7 @@ PARTICIPANT_COLUMNS = (
 ANNOTATION_COLUMNS = (
     "annotation_id", "participant_id", "participant_external_id", "participant_index", "trial_id", "position",
     "image_id", "label", "stimulus_id", "width", "height", "mask_sha256", "mask_url", "strokes_length",
-    "duration_ms", "created_at",
+    "duration_ms", "created_at", "strokes",
 )  # fmt: skip
 COLUMNS: dict[str, tuple[str, ...]] = {
     "responses": RESPONSE_COLUMNS,
@@ -166,12 +166,21 @@ def _annotation_batches(session: Session, study_id: int, mask_url: str) -> Itera
 
     def to_row(row: Any) -> dict[str, Any]:
         values = row._asdict()
-        strokes = values.pop("strokes")
-        values["strokes_length"] = len(strokes) if isinstance(strokes, list | dict) else 0
+        values["strokes_length"] = stroke_count(values["strokes"])  # and the record itself (JSON text in CSV)
         values["mask_url"] = mask_url.format(annotation_id=row.annotation_id)
         return values
 
     return _batches(session, query, to_row)
+
+
+def stroke_count(record: Any) -> int:
+    """Paint and erase strokes in an annotation's stroke record: the painter's record is an object whose
+    `actions` list holds them (with undo/redo already applied; `clear` actions are not strokes); a plain
+    list (older clients, the JSON API) is the strokes themselves."""
+    actions = record.get("actions") if isinstance(record, dict) else record
+    if not isinstance(actions, list):
+        return 0
+    return sum(1 for a in actions if not (isinstance(a, dict) and a.get("mode") == "clear"))
 
 
 _SOURCES: dict[str, Callable[[Session, int, str], Iterator[Batch]]] = {

@@ -81,18 +81,24 @@ def create_train_job(session: Session, params: dict[str, Any], *, max_attempts: 
 
     `params` are validated (`backend.services.job_params.TrainParams`, 422 when wrong) and stored completed
     with defaults. The worker fills in the checkpoint and metrics of this same row (one model per job).
+    The planned salience coverage (`backend.services.training_coverage`) is kept in the model's config and
+    told in the job's message; a job on a study's annotations that no training image has is refused (422).
     """
     from backend.services.job_params import validate_job_params
+    from backend.services.training_coverage import describe, plan_coverage
 
     clean = validate_job_params("train", params)
+    coverage = plan_coverage(session, clean)
     job = create_job(session, "train", clean, max_attempts=max_attempts)
+    if coverage is not None:
+        job.message = f"queued; {describe(coverage)}"[:2000]
     arch = clean["arch"] or "auto"
     model = TrainedModel(
         name=clean["name"] or f"{clean['method']} {arch} (job {job.id})",
         arch=arch,
         method=clean["method"],
         dataset_id=clean["dataset_id"],
-        config={"params": clean},
+        config={"params": clean, "coverage": coverage},
         job_id=job.id,
     )
     session.add(model)

@@ -45,8 +45,9 @@ from backend.study.analysis import MAX_CATCH_ERRORS
 from backend.study.config import StudyConfig
 from backend.study.schedule import TrialSpec, build_schedule
 
-#: Seconds a participant's browser should wait before asking again while stimuli are being generated.
-PREPARING_RETRY_AFTER_S = 30
+#: Seconds a participant's browser should wait before asking again while stimuli are being generated (the
+#: demo's take well under a minute: a participant should not wait 30 s after they are ready).
+PREPARING_RETRY_AFTER_S = 5
 #: Largest accepted stroke record of one annotation (compact JSON, bytes).
 MAX_STROKES_BYTES = 256 * 1024
 _ENROLL_ATTEMPTS = 8
@@ -213,6 +214,8 @@ class _StimulusIndex:
 
     stimulus_set: StimulusSet
     by_image: dict[tuple[int, str], list[tuple[float, int]]]
+    #: split -> image ids of the set's `annotate` stimuli (the annotation pools, see StudyConfig)
+    pools: dict[str | None, list[int]] = field(default_factory=dict)
 
     @classmethod
     def load(cls, session: Session, stimulus_set_id: int) -> _StimulusIndex:
@@ -228,26 +231,40 @@ class _StimulusIndex:
         ).all()
         if not rows or sset.status in ("pending", "generating"):
             raise UnavailableError(
-                "study is being prepared: its images are still being generated; try again shortly",
+                "This study is being prepared: its images are still being made. This page tries again by itself "
+                "in a few seconds.",
                 retry_after_s=PREPARING_RETRY_AFTER_S,
             )
         by_image: dict[tuple[int, str], list[tuple[float, int]]] = defaultdict(list)
         for image_id, role, eps, stimulus_id in rows:
             by_image[(image_id, role)].append((eps, stimulus_id))
-        return cls(sset, dict(by_image))
+        pools: dict[str | None, list[int]] = defaultdict(list)
+        for image_id, split in session.execute(
+            select(Stimulus.image_id, Image.split)
+            .join(Image, Image.id == Stimulus.image_id)
+            .where(Stimulus.stimulus_set_id == stimulus_set_id, Stimulus.role == "annotate")
+        ):
+            pools[split].append(image_id)
+        return cls(sset, dict(by_image), dict(pools))
 
     def schedule(self, config: StudyConfig, participant_index: int) -> list[TrialSpec]:
         image_ids = sorted({image_id for image_id, role in self.by_image if role == "trial"})
         eps_levels = sorted({0.0, *(float(e) for e in self.stimulus_set.eps_levels)})
         try:
             return build_schedule(
-                config, participant_index=participant_index, image_ids=image_ids, eps_levels=eps_levels
+                config,
+                participant_index=participant_index,
+                image_ids=image_ids,
+                eps_levels=eps_levels,
+                annotate_image_ids=self.pools.get(config.annotation_split) if config.annotation_split else None,
             )
         except ValueError as exc:
             raise UnavailableError(f"study cannot run: {exc}; a researcher must fix the study") from None
 
     def stimulus_id(self, spec: TrialSpec) -> int:
         role = "catch" if spec.phase == "catch" else "trial"
+        if spec.phase == "annotate" and (spec.image_id, "annotate") in self.by_image:
+            role = "annotate"  # an image of the annotation pool (one also in the detection set: its pool row)
         for eps, stimulus_id in self.by_image.get((spec.image_id, role), []):
             if math.isclose(eps, spec.eps, rel_tol=_EPS_TOLERANCE, abs_tol=_EPS_TOLERANCE):
                 return stimulus_id
@@ -352,6 +369,19 @@ def progress(session: Session, token: str) -> Progress:
     if row.trial_id is not None:
         trial = CurrentTrial(row.trial_id, row.position, row.phase, row.media_key, row.eps, row.sha256, row.label)
     return Progress(row.id, _validated_config(row.config, row.slug), row.total or 0, trial)
+
+
+_MARK_SHOWN = (
+    update(Trial)
+    .where(Trial.id == bindparam("trial_id"))
+    .values(shown_count=Trial.shown_count + 1)
+    .execution_options(synchronize_session=False)
+)
+
+
+def mark_shown(session: Session, trial_id: int) -> None:
+    """Count one more showing of the trial (the `next` route hands it out; a reload shows it again)."""
+    session.execute(_MARK_SHOWN, {"trial_id": trial_id})
 
 
 def stimulus_size(storage: BlobStore, sha256: str) -> tuple[int, int]:

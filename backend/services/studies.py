@@ -36,7 +36,16 @@ from backend.study.config import StudyConfig
 from backend.study.schedule import build_schedule
 
 #: Config fields that change the trials participants get (see `backend.study.schedule.build_schedule`).
-SCHEDULE_FIELDS = ("stimulus_set_id", "n_main", "n_practice", "n_catch", "n_annotate", "seed", "clean_share")
+SCHEDULE_FIELDS = (
+    "stimulus_set_id",
+    "n_main",
+    "n_practice",
+    "n_catch",
+    "n_annotate",
+    "seed",
+    "clean_share",
+    "annotation_split",
+)
 _EPS_TOLERANCE = 1e-9
 
 
@@ -196,9 +205,41 @@ def open_study(session: Session, study_id: int) -> tuple[Study, Readiness]:
     readiness = check_ready(session, study)
     if readiness.problems:
         raise ConflictError(f"study {study.slug!r} cannot open: " + "; ".join(readiness.problems))
+    ensure_annotation_pool(session, study)
     study.status = "open"
     session.flush()
     return study, readiness
+
+
+def ensure_annotation_pool(session: Session, study: Study) -> int:
+    """Give the study's stimulus set an `annotate` stimulus for every image of the study's annotation pool
+    (`StudyConfig.annotation_split` of the set's dataset) that has none; returns how many there are.
+
+    The stimulus is the image's own blob (clean, at its own size), so a painted mask has the image's size and
+    training reads it as it reads the image. Without a pool (null split, or a split without images) the
+    annotation trials keep showing the set's clean detection images. Idempotent; call it before participants
+    start (`open_study` does; so does the demo's seeding)."""
+    config = _validated(study.config)
+    sset = session.get(StimulusSet, config.stimulus_set_id)
+    if sset is None or config.annotation_split is None:
+        return 0
+    images = session.execute(
+        select(Image.id, Image.sha256).where(
+            Image.dataset_id == sset.dataset_id, Image.split == config.annotation_split
+        )
+    ).all()
+    have = set(
+        session.scalars(
+            select(Stimulus.image_id).where(Stimulus.stimulus_set_id == sset.id, Stimulus.role == "annotate")
+        )
+    )
+    session.add_all(
+        Stimulus(stimulus_set_id=sset.id, image_id=image_id, eps=0.0, role="annotate", sha256=sha)
+        for image_id, sha in images
+        if image_id not in have
+    )
+    session.flush()
+    return len(images)
 
 
 def close_study(session: Session, study_id: int) -> Study:

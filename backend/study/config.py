@@ -21,7 +21,7 @@ DEFAULT_CONSENT_TEXT = (
 )
 
 DEFAULT_INSTRUCTIONS = (
-    "Some of the images you will see are unchanged photographs; others have had a faint, carefully computed "
+    "Some of the images you will see are unchanged originals; others have had a faint, carefully computed "
     "pattern of noise added to them. For each image, decide whether it has been altered ('perturbed') or "
     "not ('clean'), and say how confident you are. Answer as accurately as you can; speed matters less. "
     "The first few trials are practice and tell you whether you were right. At the end you will paint over "
@@ -102,6 +102,15 @@ class StudyConfig(BaseModel):
         ge=0,
         description="Salience-annotation trials at the end: the participant paints the regions that matter "
         "for the class of a clean image (preferably one seen in the main phase).",
+    )
+    annotation_split: str | None = Field(
+        default="train",
+        max_length=64,
+        description="Split of the stimulus set's dataset whose clean images the annotation trials show (the "
+        "annotation pool): by default 'train', the images SIP-AT training uses, so the paintings become its "
+        "salience maps. Detection trials keep the stimulus set's own images. Null, or a split without images, "
+        "paints clean images of the stimulus set instead (those are usually held-out test images, which "
+        "training never sees).",
     )
     stimulus_duration_ms: int | None = Field(
         default=None,

@@ -143,6 +143,7 @@ def build_schedule(
     image_ids: list[int],
     eps_levels: list[float],
     practice_image_ids: list[int] | None = None,
+    annotate_image_ids: list[int] | None = None,
 ) -> list[TrialSpec]:
     """The ordered trials of participant ``participant_index`` (0-based, in enrollment order).
 
@@ -150,6 +151,8 @@ def build_schedule(
     (clean). ``practice_image_ids``, when given, are used for practice instead of main-study images not in
     this participant's main phase (if no such images exist, practice reuses main images, which then appear
     twice). Catch trials use images outside the participant's main phase when there are any.
+    ``annotate_image_ids``, when given and not empty, is the annotation pool (e.g. the training images, so
+    the paintings reach SIP-AT): annotation trials are a seeded sample of it instead of main-phase images.
 
     Returns ``n_practice + n_main + n_catch + n_annotate`` trials with positions 0, 1, 2, ...
     Raises ValueError when the inputs cannot satisfy ``config`` (too few images, bad eps levels, more catch
@@ -171,8 +174,10 @@ def build_schedule(
             f"n_catch={config.n_catch} exceeds n_main={config.n_main}; catch trials must be separated by main "
             "trials, so use at most as many catch trials as main trials"
         )
-    if config.n_annotate > len(images):
-        raise ValueError(f"n_annotate={config.n_annotate} exceeds the {len(images)} source images; lower n_annotate")
+    annotate_pool = _unique_sorted_ids(annotate_image_ids, "annotate_image_ids") if annotate_image_ids else None
+    n_pool = len(annotate_pool) if annotate_pool else len(images)
+    if config.n_annotate > n_pool:
+        raise ValueError(f"n_annotate={config.n_annotate} exceeds the {n_pool} images to paint; lower n_annotate")
     if config.n_practice > 0 and levels[-1] == 0.0:
         raise ValueError(
             "practice trials need a perturbed level to give feedback on, but eps_levels is only [0.0]; "
@@ -215,7 +220,10 @@ def build_schedule(
             middle.append(("catch", next(catches), CATCH_EPS))
 
     # Annotation: clean images the participant saw in the main phase, then others if needed.
-    annotate_ids = _pick(rng, sorted(main_set), images, config.n_annotate)
+    if annotate_pool:  # a generator of its own, so the detection trials stay as they were without a pool
+        annotate_ids = _rng("annotate", seed, participant_index).sample(annotate_pool, config.n_annotate)
+    else:
+        annotate_ids = _pick(rng, sorted(main_set), images, config.n_annotate)
 
     phases: list[tuple[Phase, int, float]] = [("practice", i, e) for i, e in practice]
     phases += middle

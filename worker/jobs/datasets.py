@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import math
-import random
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -13,11 +11,10 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from backend.models import Dataset, Image
+from backend.services.training_coverage import training_image_ids
 from backend.storage import BlobStore
 from sipat.data import InMemoryDataset, missing_salience
 from worker.jobs.common import JobError, channels_of, open_image, to_array, to_tensor
-
-HOLDOUT_FRACTION = 0.2
 
 
 @dataclass(frozen=True)
@@ -48,20 +45,14 @@ def dataset_images(session: Session, dataset_id: int, *, split: str | None = Non
 
 
 def split_train_eval(infos: Sequence[ImageInfo], seed: int) -> tuple[list[ImageInfo], list[ImageInfo], str]:
-    """(train, held-out, how): the images of split 'test' are held out; without any, a seeded 20 % of all
-    images (at least one) is. Everything else trains."""
-    test = [im for im in infos if im.split == "test"]
-    if test:
-        return [im for im in infos if im.split != "test"], test, "split 'test'"
-    if len(infos) < 2:
-        raise JobError("the dataset needs at least 2 images to hold one out for evaluation")
-    k = max(1, math.ceil(HOLDOUT_FRACTION * len(infos)))
-    held = set(random.Random(seed).sample([im.id for im in infos], k))
-    return (
-        [im for im in infos if im.id not in held],
-        [im for im in infos if im.id in held],
-        f"seeded {HOLDOUT_FRACTION:.0%} hold-out",
-    )
+    """(train, held-out, how) by `backend.services.training_coverage.training_image_ids` (the rule the
+    coverage shown before a job is queued uses too): split 'test' held out, else a seeded 20 %."""
+    try:
+        train_ids, how = training_image_ids([(im.id, im.split) for im in infos], seed)
+    except ValueError as exc:
+        raise JobError(str(exc)) from None
+    chosen = set(train_ids)
+    return [im for im in infos if im.id in chosen], [im for im in infos if im.id not in chosen], how
 
 
 def common_size(infos: Sequence[ImageInfo], image_size: int | None) -> tuple[int, int]:

@@ -37,9 +37,16 @@ from sqlalchemy import select
 from torch import nn
 
 from backend.db import session_scope
-from backend.models import Annotation, Participant, SalienceMap, Stimulus, Study, TrainedModel, Trial
+from backend.models import SalienceMap, Study, TrainedModel
 from backend.services.job_params import TrainParams
 from backend.services.jobs import JobRun
+from backend.services.training_coverage import (
+    SALIENCE_METHODS,
+    annotation_masks,
+    coverage_summary,
+    flagged_paintings,
+    required_annotators,
+)
 from sipat.evaluation import evaluate
 from sipat.models import build_model, default_arch_for, gradcam_layer
 from sipat.salience import gradcam, mean_of_annotators
@@ -85,7 +92,7 @@ def train_job(run: JobRun, rt: Runtime) -> dict[str, Any]:
     eval_set = build_set(pil_eval, eval_infos, classes=classes, channels=channels, size=size, name=dataset_name)
     run.progress(0.05, f"{len(train_infos)} training images, {len(eval_infos)} held out ({held_out})")
 
-    train_set.salience, salience_counts = _salience(run, rt, p, train_set, train_infos, meta)
+    train_set.salience, salience_counts, coverage = _salience(run, rt, p, train_set, train_infos, meta)
 
     cfg = TrainConfig(
         method=p.method,
@@ -139,6 +146,7 @@ def train_job(run: JobRun, rt: Runtime) -> dict[str, Any]:
         "held_out": held_out,
         "history": history,
         "salience": salience_counts,
+        "coverage": coverage,
     }
     run.check()
     with session_scope(rt.session_factory) as session:
@@ -170,21 +178,27 @@ def _new_model(meta: dict[str, Any], seed: int) -> nn.Module:
 
 def _salience(
     run: JobRun, rt: Runtime, p: TrainParams, train_set: Any, infos: list[ImageInfo], meta: dict[str, Any]
-) -> tuple[torch.Tensor, dict[str, int]]:
-    """(N, 1, H, W) maps of the training images (NaN = none) and how many came from each source."""
+) -> tuple[torch.Tensor, dict[str, int], dict[str, Any] | None]:
+    """(N, 1, H, W) maps of the training images (NaN = none), how many came from each source, and the
+    coverage record (`backend.services.training_coverage.coverage_summary`; None when the method uses none)."""
     n, size = len(infos), tuple(train_set.images.shape[-2:])
     s = train_set.salience.clone()  # all NaN
     counts: dict[str, int] = defaultdict(int)
-    if p.method not in ("sip_at", "sip_trades") or (p.salience == "none" and p.fallback == "none"):
+    if p.method not in SALIENCE_METHODS:
+        return s, {"none": n}, None
+    human_ids: list[int] = []
+    need, too_few, flagged = None, 0, 0
+    if p.salience == "none" and p.fallback == "none":
         counts["none"] = n
-        return s, dict(counts)
+        return s, dict(counts), coverage_summary(source="none", n_train=n, human_ids=[], fallback="none")
     run.progress(0.06, f"salience maps ({p.salience})")
     if p.salience == "annotations":
-        have = _annotation_means(rt, p, infos, size)
+        have, need, too_few, flagged = _annotation_means(rt, p, infos, size)
         for k, im in enumerate(infos):
             if im.id in have:
                 s[k] = have[im.id]
                 counts["annotations"] += 1
+                human_ids.append(im.id)
     elif p.salience == "imported":
         with session_scope(rt.session_factory) as session:
             rows = session.execute(
@@ -207,8 +221,18 @@ def _salience(
         s[todo] = gradcam(reference, x, y, gradcam_layer(reference)).cpu()
         counts["gradcam"] += len(todo)
     counts["none"] += int(torch.isnan(s).flatten(1).all(dim=1).sum())
+    coverage = coverage_summary(
+        source=p.salience,
+        n_train=n,
+        human_ids=human_ids,
+        fallback=p.fallback,
+        min_annotators=need,
+        study_id=p.study_id,
+        painted_too_few=too_few,
+        flagged_paintings=flagged,
+    )
     run.progress(0.15, "salience ready: " + ", ".join(f"{v} {k}" for k, v in counts.items()))
-    return s, dict(counts)
+    return s, dict(counts), coverage
 
 
 def _reference_model(run: JobRun, rt: Runtime, p: TrainParams, train_set: Any, meta: dict[str, Any]) -> nn.Module:
@@ -236,30 +260,20 @@ def _reference_model(run: JobRun, rt: Runtime, p: TrainParams, train_set: Any, m
 
 def _annotation_means(
     rt: Runtime, p: TrainParams, infos: list[ImageInfo], size: tuple[int, int]
-) -> dict[int, torch.Tensor]:
-    """image id -> (1, H, W) mean of its annotators' masks, for images with at least min_annotators; the
-    means are stored as `human_mean` salience maps at the image's own size (once per distinct map)."""
+) -> tuple[dict[int, torch.Tensor], int, int, int]:
+    """(image id -> (1, H, W) mean of its annotators' masks for images with at least min_annotators, that
+    minimum, how many painted images had fewer, how many paintings of flagged participants were left out).
+    The query is the one the coverage before queueing uses
+    (`training_coverage.annotation_masks`). The means are also stored as `human_mean` salience maps at the
+    image's own size (once per distinct map)."""
     by_id = {im.id: im for im in infos}
+    study_id = p.study_id
     with session_scope(rt.session_factory) as session:
-        study = session.get(Study, p.study_id)
-        if study is None:
-            raise JobError(f"study {p.study_id} does not exist")
-        need = p.min_annotators or int((study.config or {}).get("min_annotators", 1))
-        rows = session.execute(
-            select(Stimulus.image_id, Annotation.mask_sha256)
-            .join(Trial, Annotation.trial_id == Trial.id)
-            .join(Stimulus, Trial.stimulus_id == Stimulus.id)
-            .join(Participant, Trial.participant_id == Participant.id)
-            .where(
-                Participant.study_id == p.study_id,
-                Participant.flagged.is_(False),
-                Stimulus.image_id.in_(list(by_id)),
-            )
-            .order_by(Annotation.id)
-        ).all()
-    masks: dict[int, list[str]] = defaultdict(list)
-    for image_id, sha in rows:
-        masks[image_id].append(sha)
+        if study_id is None or session.get(Study, study_id) is None:
+            raise JobError(f"study {study_id} does not exist; salience 'annotations' needs an existing study_id")
+        need = required_annotators(session, study_id, p.min_annotators)
+        masks = annotation_masks(session, study_id, list(by_id))
+        flagged = flagged_paintings(session, study_id, list(by_id))
     means: dict[int, torch.Tensor] = {}
     stored: list[tuple[int, str]] = []
     for image_id, shas in masks.items():
@@ -280,4 +294,4 @@ def _annotation_means(
         session.add_all(
             SalienceMap(image_id=i, source="human_mean", sha256=sha) for i, sha in stored if (i, sha) not in present
         )
-    return means
+    return means, need, len(masks) - len(means), flagged

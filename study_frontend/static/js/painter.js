@@ -17,6 +17,7 @@ export class MaskPainter {
     this.undone = [];
     this.current = null;
     this.counts = { undo: 0, redo: 0, clear: 0 };
+    this._before = null; // alpha before the erase stroke in progress (see `_sweep`)
   }
 
   /** Start a stroke at image point (x, y), `t` ms since the trial's onset. */
@@ -25,6 +26,7 @@ export class MaskPainter {
     this.current = { mode, size: round2(size), pointer, points: [[x, y, Math.round(t)]] };
     this.actions.push(this.current);
     this.undone = [];
+    this._before = mode === "erase" ? this._alpha() : null;
     this._dab(this.current, x, y);
   }
 
@@ -40,7 +42,34 @@ export class MaskPainter {
   }
 
   end() {
+    if (this._before) this._sweep(this._before);
+    this._before = null;
     this.current = null;
+  }
+
+  /** The alpha channel (the paint) as a copy. */
+  _alpha() {
+    const data = this.ctx.getImageData(0, 0, this.width, this.height).data;
+    const alpha = new Uint8ClampedArray(this.width * this.height);
+    for (let i = 0; i < alpha.length; i += 1) alpha[i] = data[4 * i + 3];
+    return alpha;
+  }
+
+  /** After an erase stroke: a pixel the eraser took paint from and left with less than half of it is
+   * cleared. The eraser's anti-aliased edge only scales alpha down (a * (1 - coverage)), so erasing over a
+   * stroke's own soft edge would otherwise leave faint paint behind, which the stored mask keeps as residue. */
+  _sweep(before) {
+    const image = this.ctx.getImageData(0, 0, this.width, this.height);
+    const data = image.data;
+    let changed = false;
+    for (let i = 0; i < before.length; i += 1) {
+      const a = data[4 * i + 3];
+      if (a < before[i] && a < 128 && a > 0) {
+        data[4 * i + 3] = 0;
+        changed = true;
+      }
+    }
+    if (changed) this.ctx.putImageData(image, 0, 0);
   }
 
   clear(t) {
@@ -85,6 +114,7 @@ export class MaskPainter {
         this.ctx.clearRect(0, 0, this.width, this.height);
         continue;
       }
+      const before = action.mode === "erase" ? this._alpha() : null;
       const [first, ...rest] = action.points;
       this._dab(action, first[0], first[1]);
       let [px, py] = first;
@@ -93,6 +123,7 @@ export class MaskPainter {
         px = x;
         py = y;
       }
+      if (before) this._sweep(before);
     }
   }
 

@@ -15,13 +15,14 @@ from factories import EPS_LEVELS, make_dataset, make_open_study, make_stimulus_s
 from fastapi.testclient import TestClient
 from PIL import Image as PILImage
 from research_factories import answer_trials, zip_bytes
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from backend.admin.maskstats import rle_decode
 from backend.models import (
     Annotation,
     Dataset,
+    Image,
     Job,
     Participant,
     Response,
@@ -30,6 +31,7 @@ from backend.models import (
     StimulusSet,
     Study,
     TrainedModel,
+    Trial,
 )
 from backend.storage import BlobStore
 from backend.study.analysis import dprime, wilson_interval
@@ -292,7 +294,9 @@ def test_create_edit_open_and_close_a_study(admin: TestClient, session: Session,
     study = session.scalar(select(Study).where(Study.slug == "noise-1"))
     assert study.status == "draft" and study.config["seed"] == 7 and study.config["min_annotators"] == 2
     assert study.config["consent_text"].startswith("You are invited")  # empty: the default text
+    assert study.config["annotation_split"] == "train"  # not in the form: paint the training images
     page = admin.get(r.headers["location"]).text
+    assert 'id="f-annotation-split"' in page and 'value="train"' in page
     assert "http://localhost:8000/s/noise-1" in page
     assert (
         "http://localhost:8000/s/noise-1?PROLIFIC_PID={{%PROLIFIC_PID%}}&amp;STUDY_ID={{%STUDY_ID%}}"
@@ -392,6 +396,19 @@ def test_queue_training_and_compare_models(admin: TestClient, seeded, session: S
         "lr": "0.05",
         "name": "",
     }
+    # The study painted a test image only: no training image has a human map, so nothing is queued.
+    before = admin.get(f"/admin/training?study_id={s.study.id}").text
+    assert "<strong>0 of 0</strong> training images have a human map" in before and "is refused until" in before
+    refused = admin.post("/admin/training", data=form, follow_redirects=False)
+    assert refused.status_code == 422 and "no training image of dataset 1 has a human map" in refused.text
+    assert session.scalar(select(Job).where(Job.kind == "train")) is None
+    painted = session.scalar(
+        select(Stimulus.image_id).join(Trial, Trial.stimulus_id == Stimulus.id).where(Trial.phase == "annotate")
+    )
+    session.execute(update(Image).where(Image.id == painted).values(split="train"))
+    session.commit()
+    after = admin.get(f"/admin/training?study_id={s.study.id}").text
+    assert "<strong>1 of 1</strong> training images have a human map" in after
     r = admin.post("/admin/training", data=form, follow_redirects=False)
     assert r.status_code == 303
     job = session.scalar(select(Job).where(Job.kind == "train"))
@@ -408,7 +425,11 @@ def test_queue_training_and_compare_models(admin: TestClient, seeded, session: S
     job.status = "succeeded"
     session.commit()
     page = admin.get("/admin/training").text
-    assert "Clean and robust accuracy" in page and "sip_at seed 5" in page
+    assert "Clean and robust accuracy" in page and f"#{model.id} {model.name} · salience human 1/1 (pgd)" in page
+    job_page = admin.get(f"/admin/jobs/{job.id}").text  # readable: coverage, table, curve; raw JSON folded
+    assert "1 of 1</strong> training images have a human map" in job_page and 'id="figure-models"' in job_page
+    assert "<summary>Result as stored (JSON)</summary>" not in job_page  # no result stored on the job here
+    assert "<details><summary>Parameters</summary>" in job_page
     rows = _csv(admin.get("/admin/training/models.csv").text)
     assert rows[0]["clean_acc"] == "0.9" and rows[0]["pgd@2/255"] == "0.6" and rows[0]["pgd@4/255"] == "0.3"
     assert rows[0]["seed"] == "5" and rows[0]["status"] == "succeeded"

@@ -6,6 +6,28 @@ import { h, paragraphs, showScreen, waitForChoice } from "../ui.js";
 
 const CONTINUE_KEYS = { " ": true, Enter: true };
 
+/** Whether the page is used by touch alone (a phone or tablet): then no key is named, only the buttons
+ * (the same media query as study.css's, which hides the key hints there). */
+export function touchOnly() {
+  return typeof window.matchMedia === "function" && window.matchMedia("(hover: none) and (pointer: coarse)").matches;
+}
+
+/** How to answer, in the words of the device: keys and buttons on a computer, buttons on a touch screen. */
+function answerKeys() {
+  if (touchOnly()) {
+    return [
+      h("li", {}, "Tap the left button if the image is ", h("strong", {}, "perturbed")),
+      h("li", {}, "Tap the right button if the image is ", h("strong", {}, "clean")),
+      h("li", {}, "Then tap how confident you are (1 = guessing, 4 = certain)"),
+    ];
+  }
+  return [
+    h("li", {}, h("kbd", {}, "F"), " or the left button: the image is ", h("strong", {}, "perturbed")),
+    h("li", {}, h("kbd", {}, "J"), " or the right button: the image is ", h("strong", {}, "clean")),
+    h("li", {}, "Then ", h("kbd", {}, "1"), "–", h("kbd", {}, "4"), ": how confident you are (1 = guessing, 4 = certain)"),
+  ];
+}
+
 export const consent = {
   info: {
     name: "consent",
@@ -61,13 +83,7 @@ export const instructions = {
           h("h1", { id: "instructions-heading" }, "Instructions"),
           paragraphs(params.text),
           figure,
-          h(
-            "ul",
-            { class: "keys" },
-            h("li", {}, h("kbd", {}, "F"), " or the left button: the image is ", h("strong", {}, "perturbed")),
-            h("li", {}, h("kbd", {}, "J"), " or the right button: the image is ", h("strong", {}, "clean")),
-            h("li", {}, "Then ", h("kbd", {}, "1"), "–", h("kbd", {}, "4"), ": how confident you are (1 = guessing, 4 = certain)"),
-          ),
+          h("ul", { class: "keys" }, ...answerKeys()),
           h("p", {}, timing),
           h("p", { class: "hint keys-hint" }, "Press Space or Enter to begin."),
           start,
