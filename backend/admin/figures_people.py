@@ -13,7 +13,8 @@ from typing import Any
 
 import numpy as np
 
-from backend.admin.figures import GROUP_NAMES, Figure, ModelRow, Table, _robust, _x255
+from backend.admin.comparison import ModelRow
+from backend.admin.figures import GROUP_NAMES, Figure, Table, _x255
 from backend.admin.plots import PALETTE, RefLine, Series, line_chart
 from backend.services.results import StudyResults
 
@@ -172,6 +173,12 @@ def thresholds_by_person_figure(results: StudyResults) -> Figure:
         caption="Dots: each participant's eps at 50 % detection from their own fit (none: too few trials or "
         "never reaching 50 %). Bottom: the group's eps50 with its 95 % interval over people.",
     )
+
+
+def _robust(metrics: dict[str, Any]) -> dict[str, dict[float, float]]:
+    """attack -> {eps: robust accuracy} from `metrics["robust_acc"]` (eps keys are strings there)."""
+    grids = metrics.get("robust_acc") or {}
+    return {a: {float(e): float(acc) for e, acc in grid.items()} for a, grid in grids.items()}
 
 
 def people_vs_models_figure(results: StudyResults, models: Sequence[ModelRow], attack: str | None) -> Figure:

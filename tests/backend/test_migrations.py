@@ -140,3 +140,30 @@ def test_sqlite_0004_starts_each_study_counter_after_its_highest_index(tmp_path:
             assert dict(conn.execute(text("SELECT id, next_index FROM studies")).all()) == {1: 5, 2: 0}
     finally:
         engine.dispose()
+
+
+_STIMULUS = "INSERT INTO stimuli (id, stimulus_set_id, image_id, eps, role, sha256) VALUES (?, 1, 1, 0, ?, ?)"
+_TRIAL = (
+    "INSERT INTO trials (id, participant_id, position, phase, stimulus_id, media_key) VALUES (1, 1, 0, 'main', 1, 'k')"
+)
+
+
+def test_sqlite_0007_widens_the_role_check_without_copying_stimuli(tmp_path: Path) -> None:
+    """Batch mode would drop `stimuli`, which trials reference (RESTRICT): refused or lossy with foreign keys on."""
+    import sqlite3
+
+    from alembic import command
+
+    path = tmp_path / "old.db"
+    command.upgrade(alembic_config(f"sqlite:///{path}"), "0006")
+    with sqlite3.connect(path) as conn:  # rows only, parents left out: the check is what the upgrade does to them
+        conn.execute(_STIMULUS, (1, "trial", "x"))
+        conn.execute(_TRIAL)
+    upgrade(f"sqlite:///{path}")
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("SELECT id, role FROM stimuli").fetchall() == [(1, "trial")]
+        assert conn.execute("SELECT id, stimulus_id FROM trials").fetchall() == [(1, 1)]
+        conn.execute(_STIMULUS, (2, "annotate", "y"))
+        with pytest.raises(sqlite3.IntegrityError, match="CHECK"):
+            conn.execute(_STIMULUS, (3, "bogus", "z"))
+        assert conn.execute("PRAGMA integrity_check").fetchone() == ("ok",)
