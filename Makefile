@@ -6,7 +6,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: install test run lint format bench clean chromium
+.PHONY: install test run lint format bench clean chromium fashion mutate
 
 CHROMIUM ?= /usr/bin/chromium
 
@@ -19,6 +19,9 @@ $(STAMP): pyproject.toml requirements.lock
 	$(PY) -m pip install --quiet torch==2.14.1 torchvision==0.29.1
 	$(PY) -m pip install --quiet -r requirements.lock
 	$(PY) -m pip install --quiet --no-deps -e .
+	# Test-only cross-checks and optional architectures, without their dependency pins (torchattacks pins old
+	# requests/numpy; timm would pull huggingface_hub, which nothing here uses offline).
+	$(PY) -m pip install --quiet --no-deps torchattacks==3.5.1 timm==1.0.31
 	@touch $(STAMP)
 
 # The browser tests drive Debian's Chromium (Playwright cannot download its own here); install it when
@@ -26,10 +29,16 @@ $(STAMP): pyproject.toml requirements.lock
 chromium:
 	@test -x $(CHROMIUM) || [ "$$(id -u)" != 0 ] || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; }
 
+# Fashion-MNIST (issue 21's `fashion` set) comes from Debian's dataset-fashion-mnist: installed when missing
+# and we are root, otherwise its tests skip (and fail in CI).
+FASHION ?= /usr/share/datasets/fashion-mnist
+fashion:
+	@test -d $(FASHION) || [ "$$(id -u)" != 0 ] || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dataset-fashion-mnist; }
+
 # Two processes for the bulk of the suite, with line coverage of sipat, backend and worker (the report's summary
 # is printed; `coverage html` makes the browsable one). The fault tests restart PostgreSQL and Redis, so they run
 # alone afterwards; if they select nothing (exit 5) that is a failure, not a pass.
-test: install chromium
+test: install chromium fashion
 	$(PY) -m ruff check .
 	$(PY) -m pytest -m "not faults" -n 2 --cov --cov-report=term:skip-covered $(PYTEST_ARGS)
 	$(PY) -m pytest -m faults $(PYTEST_ARGS)
@@ -46,10 +55,17 @@ format: install
 	$(PY) -m ruff format .
 
 bench: install
-	$(PY) -m pip install --quiet --no-deps torchattacks==3.5.1
 	$(PY) benchmarks/attacks.py
 	$(PY) benchmarks/training.py
 	$(PY) benchmarks/stimuli.py
+
+# Mutation testing of the method core with mutmut (slow, so not part of `make test`); the scope and the test
+# selection are [tool.mutmut] in pyproject.toml, the score and the surviving mutants in docs/testing.md.
+mutate: install
+	$(PY) -m pip install --quiet mutmut==3.8.1
+	rm -rf mutants
+	OMP_NUM_THREADS=1 $(VENV)/bin/mutmut run --max-children 2
+	$(VENV)/bin/mutmut results
 
 clean:
 	rm -rf var runs .pytest_cache
