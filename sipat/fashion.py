@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from sipat.data import InMemoryDataset
+from sipat.data.memory import InMemoryDataset
 
 DEFAULT_ROOT = Path("/usr/share/datasets/fashion-mnist")
 FASHION_CLASSES = (

@@ -35,7 +35,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from sipat.data import InMemoryDataset
+from sipat.data.memory import InMemoryDataset
 
 KINDS = ("circle", "square", "triangle", "diamond", "cross", "ring")
 _AREA = {"circle": math.pi, "square": 4.0, "triangle": 2.0, "diamond": 2.0, "cross": 20 / 9, "ring": 0.6975 * math.pi}

