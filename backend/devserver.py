@@ -202,7 +202,10 @@ def prepare(settings: Settings) -> Prepared:
                 log.warning("no demo: %s (install the [ml] extra: pip install -e .[ml])", exc)
                 created = False
         with session_scope(make_session_factory(engine)) as session:
-            queued = [tuple(r) for r in session.execute(select(Job.id, Job.kind).where(Job.status == "queued"))]
+            queued = [
+                (job_id, kind)
+                for job_id, kind in session.execute(select(Job.id, Job.kind).where(Job.status == "queued"))
+            ]
     finally:
         engine.dispose()
     return Prepared(email, password, password_file, created, queued)

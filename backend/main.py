@@ -76,9 +76,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_exception_handler(StorageError, _storage_error)  # type: ignore[arg-type]
     app.add_exception_handler(RequestValidationError, _validation_error)  # type: ignore[arg-type]
     for exc_type in (OperationalError, InterfaceError, DisconnectionError):
-        app.add_exception_handler(exc_type, _database_unavailable)  # type: ignore[arg-type]
-    app.add_exception_handler(DataError, _unstorable_value)  # type: ignore[arg-type]
-    app.add_exception_handler(OverflowError, _unstorable_value)  # type: ignore[arg-type]
+        app.add_exception_handler(exc_type, _database_unavailable)
+    app.add_exception_handler(DataError, _unstorable_value)
+    app.add_exception_handler(OverflowError, _unstorable_value)
     app.add_middleware(BodyLimitMiddleware, limits=body_limits(settings))
     app.add_middleware(SecurityHeadersMiddleware, docs_paths=[app.docs_url or ""])  # every response, one place
     _document_error_shapes(app)

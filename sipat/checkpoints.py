@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, cast
 
 import torch
-from torch import Tensor, nn
+from torch import nn
 
 from sipat.train_config import TrainConfig
 
@@ -156,8 +156,8 @@ def export_model(directory: str | Path, model: nn.Module, meta: dict[str, Any], 
     config = {
         "format": EXPORT_FORMAT,
         **{k: meta[k] for k in (*MODEL_META_KEYS, "classes") if k in meta},
-        "mean": cast(Tensor, model.normalize.mean).flatten().tolist(),
-        "std": cast(Tensor, model.normalize.std).flatten().tolist(),
+        "mean": model.normalize.mean.flatten().tolist(),
+        "std": model.normalize.std.flatten().tolist(),
         "train_config": None if cfg is None else cfg.to_dict(),
     }
     atomic_write(directory / WEIGHTS_FILE, lambda tmp: save_file(tensors, str(tmp), metadata={"format": "pt"}))

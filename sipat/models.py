@@ -41,6 +41,9 @@ class Normalize(nn.Module):
     Input (N, C, H, W) in [0, 1]; output the same shape.
     """
 
+    mean: Tensor  # buffers, registered in __init__
+    std: Tensor
+
     def __init__(self, mean: Sequence[float], std: Sequence[float]) -> None:
         super().__init__()
         if len(mean) != len(std) or len(mean) == 0:
@@ -209,7 +212,7 @@ ARCHITECTURES: dict[str, Architecture] = {
         std=MNIST_STD,
         head=("classifier.3.",),
         stem=("features.0.",),
-        gradcam=lambda net: net.features[3],
+        gradcam=lambda net: net.get_submodule("features.3"),
         description="2 conv + 2 FC, for 28x28 grey digits (MNIST stats)",
     ),
     "cnn32": Architecture(
@@ -218,7 +221,7 @@ ARCHITECTURES: dict[str, Architecture] = {
         std=CIFAR_STD,
         head=("classifier.3.",),
         stem=("features.0.",),
-        gradcam=lambda net: net.features[8],
+        gradcam=lambda net: net.get_submodule("features.8"),
         description="3 conv (BatchNorm) + 2 FC, for 32x32 colour images (CIFAR stats)",
     ),
     "resnet18": Architecture(
@@ -227,7 +230,7 @@ ARCHITECTURES: dict[str, Architecture] = {
         std=IMAGENET_STD,
         head=("fc.",),
         stem=("conv1.",),
-        gradcam=lambda net: net.layer4,
+        gradcam=lambda net: net.get_submodule("layer4"),
         description="torchvision ResNet-18 (ImageNet stats)",
     ),
     "resnet50": Architecture(
@@ -236,7 +239,7 @@ ARCHITECTURES: dict[str, Architecture] = {
         std=IMAGENET_STD,
         head=("fc.",),
         stem=("conv1.",),
-        gradcam=lambda net: net.layer4,
+        gradcam=lambda net: net.get_submodule("layer4"),
         description="torchvision ResNet-50 (ImageNet stats)",
     ),
     "densenet121": Architecture(
@@ -245,7 +248,7 @@ ARCHITECTURES: dict[str, Architecture] = {
         std=IMAGENET_STD,
         head=("classifier.",),
         stem=("features.conv0.",),
-        gradcam=lambda net: net.features.denseblock4,
+        gradcam=lambda net: net.get_submodule("features.denseblock4"),
         description="torchvision DenseNet-121 (ImageNet stats)",
     ),
 }

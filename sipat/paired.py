@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Literal
 
 import numpy as np
-from scipy import stats  # type: ignore[import-untyped]
+from scipy import stats
 
 Alternative = Literal["two-sided", "greater", "less"]
 

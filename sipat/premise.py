@@ -196,7 +196,7 @@ def load_premise(split: str = "train", seed: int = 0, **params: Any) -> InMemory
         name="premise",
         params={"seed": seed, "split": split, **dataclasses.asdict(p)},
     )
-    ds.texture_classes = torch.from_numpy(d["texture"])  # type: ignore[attr-defined]
+    ds.texture_classes = torch.from_numpy(d["texture"])
     ds.shape_classes = torch.from_numpy(d["shape"])  # type: ignore[attr-defined]
     return ds
 

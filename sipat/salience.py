@@ -56,6 +56,7 @@ def has_salience(s: Tensor) -> Tensor:
 
 def mean_of_annotators(maps: Sequence[Tensor] | Tensor) -> Tensor:
     """Average several annotators' maps of one image: (K, 1, H, W) or a list of (1, H, W) -> (1, 1, H, W)."""
+    stacked: Tensor | None
     if isinstance(maps, Tensor):
         stacked = maps
     else:

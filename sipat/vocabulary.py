@@ -77,7 +77,7 @@ def in_255ths(grid: Iterable[float]) -> bool:
 
 
 def eps_label(e: float, in_255: bool = True) -> str:
-    """ "8/255" for a whole number of grey levels (when `in_255`), "0" for zero, else the shortest decimal."""
+    """`e` as "8/255" for a whole number of grey levels (when `in_255`), "0" for zero, else the shortest decimal."""
     k = e * 255
     return f"{round(k)}/255" if in_255 and abs(k - round(k)) < 1e-6 and k > 0 else f"{e:g}"
 

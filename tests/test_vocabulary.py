@@ -16,9 +16,7 @@ def test_importing_the_vocabulary_and_the_service_pulls_no_torch() -> None:
     assert proc.returncode == 0, proc.stderr or "importing sipat.vocabulary or backend.main imported torch"
 
 
-@pytest.mark.parametrize(
-    ("text", "value"), [("8/255", 8 / 255), (" 0.0314 ", 0.0314), (0, 0.0), (1, 1.0), ("0", 0.0)]
-)
+@pytest.mark.parametrize(("text", "value"), [("8/255", 8 / 255), (" 0.0314 ", 0.0314), (0, 0.0), (1, 1.0), ("0", 0.0)])
 def test_parse_eps_reads_fractions_and_decimals(text, value) -> None:
     assert v.parse_eps(text) == pytest.approx(value, abs=0)
 

@@ -13,7 +13,7 @@ def execute(
     job_id: int,
     *,
     runtime: Runtime | None = None,
-    requeue: Callable[[int, float | None], None] | None = None,
+    requeue: Callable[[int, float | None], object] | None = None,
 ) -> RunOutcome:
     """Run job `job_id` in this process (see `backend.services.jobs.run_job` for the lifecycle).
 

@@ -11,7 +11,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, Any
@@ -215,7 +215,7 @@ def render(
     context: dict[str, Any] | None = None,
     *,
     status_code: int = 200,
-    headers: dict[str, str] | None = None,
+    headers: Mapping[str, str] | None = None,
 ) -> HTMLResponse:
     """A page of `study_frontend/templates/admin/`, with the administrator and CSRF token in its context."""
     ctx = {"admin": admin, "csrf_token": admin.csrf_token if admin else None, **(context or {})}
@@ -242,7 +242,7 @@ _TITLES = {
 }
 
 
-def error_page(request: Request, status_code: int, message: str, headers: dict[str, str] | None = None) -> Response:
+def error_page(request: Request, status_code: int, message: str, headers: Mapping[str, str] | None = None) -> Response:
     return render(
         request,
         None,

@@ -15,6 +15,7 @@ import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from html import escape
+from typing import TypeGuard
 
 #: Okabe–Ito colours: distinguishable with the common colour-vision deficiencies, readable on a dark ground.
 PALETTE = ("#56b4e9", "#e69f00", "#009e73", "#f0e442", "#cc79a7", "#0072b2", "#d55e00", "#bbbbbb")
@@ -22,7 +23,7 @@ PALETTE = ("#56b4e9", "#e69f00", "#009e73", "#f0e442", "#cc79a7", "#0072b2", "#d
 Number = float | int | None
 
 
-def _finite(v: Number) -> bool:
+def _finite(v: Number) -> TypeGuard[float]:
     return v is not None and math.isfinite(v)
 
 
@@ -274,7 +275,7 @@ def _legend(
     canvas.add("</g>")
 
 
-def _data_range(values: Sequence[float], *, log: bool) -> tuple[float, float]:
+def _data_range(values: Sequence[Number], *, log: bool) -> tuple[float, float]:
     finite = [v for v in values if _finite(v) and (not log or v > 0)]
     if not finite:
         return (1.0, 10.0) if log else (0.0, 1.0)
@@ -410,7 +411,7 @@ def _interval(scale: Scale, low: Number, high: Number, centre: float) -> tuple[f
 
 def bin_edges(values: Sequence[Number], *, n_bins: int = 20, lo: float | None = None) -> list[float]:
     """Round, equal-width bin edges covering the finite `values` (about `n_bins` bins; [0, 1] when empty)."""
-    finite = [float(v) for v in values if _finite(v)]  # type: ignore[arg-type]
+    finite = [float(v) for v in values if _finite(v)]
     if not finite:
         return [0.0, 1.0]
     a = min(finite) if lo is None else lo
@@ -434,12 +435,12 @@ def histogram_counts(values: Sequence[Number], edges: Sequence[float]) -> list[i
     counts = [0] * (len(edges) - 1)
     last = len(counts) - 1
     for v in values:
-        if not _finite(v) or v < edges[0] or v > edges[-1]:  # type: ignore[operator]
+        if not _finite(v) or v < edges[0] or v > edges[-1]:
             continue
         lo, hi = 0, last
         while lo < hi:  # the last edge <= v, by bisection
             mid = (lo + hi + 1) // 2
-            if edges[mid] <= v:  # type: ignore[operator]
+            if edges[mid] <= v:
                 lo = mid
             else:
                 hi = mid - 1

@@ -116,7 +116,9 @@ class Signer:
         return self._mac(self._csrf_key, f"csrf|{session_id}")
 
     def check_csrf(self, session_id: str, token: str | None) -> bool:
-        return bool(token) and hmac.compare_digest(token, self.csrf_token(session_id))  # type: ignore[arg-type]
+        if not token:
+            return False
+        return hmac.compare_digest(token, self.csrf_token(session_id))
 
     def new_login_nonce(self) -> str:
         """A signed random value for the login form's cookie (the form carries its CSRF token)."""

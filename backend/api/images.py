@@ -6,7 +6,7 @@ served with a researcher's token.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from fastapi import APIRouter
 from fastapi.responses import FileResponse
@@ -20,7 +20,7 @@ from backend.services.lookups import get_or_404
 
 router = APIRouter(tags=["images"])
 
-_NOT_FOUND = {404: {"model": ErrorOut}}
+_NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"model": ErrorOut}}
 
 
 @router.get(

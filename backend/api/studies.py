@@ -24,7 +24,7 @@ from backend.settings import Settings
 
 router = APIRouter(tags=["studies"])
 
-_404 = {404: {"model": ErrorOut}}
+_404: dict[int | str, dict[str, Any]] = {404: {"model": ErrorOut}}
 Offset = Annotated[int, Query(ge=0)]
 Limit = Annotated[int, Query(ge=1, le=MAX_LIMIT)]
 

@@ -498,10 +498,10 @@ class _Archive:
         for split, label, path, r in images:
             salience = None
             keys = [(s, label, name) for s in dict.fromkeys((split, None)) for name in (stem(path), path)]
-            srel = next((m for key in keys for m in index.get(key, ()) if m not in used), None)
-            if srel is not None:
-                used.add(srel)
-                salience = ("map", f"salience map {self.rel[srel]!r}", self.read(srel))
+            found = next((m for key in keys for m in index.get(key, ()) if m not in used), None)
+            if found is not None:
+                used.add(found)
+                salience = ("map", f"salience map {self.rel[found]!r}", self.read(found))
             out.append(_Candidate(label, self.rel[r], self.read(r), split, salience))
         orphans = sorted(set(saliences.values()) - used)
         if orphans:

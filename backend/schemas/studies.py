@@ -6,6 +6,7 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, create_model
+from pydantic.fields import FieldInfo
 
 from backend.study.config import StudyConfig
 
@@ -28,12 +29,19 @@ class StudyCreate(BaseModel):
     config: StudyConfig
 
 
+def _optional(field: FieldInfo) -> Any:
+    """The field's annotation, made optional (`X | None`)."""
+    if field.annotation is None:
+        raise TypeError("a StudyConfig field has no annotation")
+    return field.annotation | None
+
+
 #: Every StudyConfig field optional: a PATCH names only what changes; the merged config is validated whole.
 StudyConfigPatch = create_model(  # type: ignore[call-overload]
     "StudyConfigPatch",
     __config__=ConfigDict(extra="forbid"),
     **{
-        name: (field.annotation | None, Field(default=None, description=field.description))
+        name: (_optional(field), Field(default=None, description=field.description))
         for name, field in StudyConfig.model_fields.items()
     },
 )

@@ -136,7 +136,7 @@ def dataset_summary(session: Session, dataset_id: int) -> DatasetSummary:
         both.setdefault(label, {})[_split_key(split)] = n
     of_dataset = select(Image.id).where(Image.dataset_id == dataset_id).scalar_subquery()
     per_source = dict(
-        session.execute(  # type: ignore[arg-type]
+        session.execute(
             select(SalienceMap.source, func.count(distinct(SalienceMap.image_id)))
             .where(SalienceMap.image_id.in_(of_dataset))
             .group_by(SalienceMap.source)

@@ -19,6 +19,8 @@ MASKED_METHODS = ("sip_at", "sip_trades")
 ARCHITECTURES = ("small_cnn", "cnn32", "resnet18", "resnet50", "densenet121")
 EvalAttack = Literal["pgd", "apgd", "fgsm"]
 DEFAULT_EVAL_EPS = (0.0, 1 / 255, 2 / 255, 4 / 255, 8 / 255, 16 / 255)
+_TRAIN_EVAL_ATTACKS: tuple[EvalAttack, ...] = ("pgd",)
+_EVALUATE_ATTACKS: tuple[EvalAttack, ...] = ("pgd", "apgd")
 
 
 class _Params(BaseModel):
@@ -86,7 +88,7 @@ class TrainParams(_Params):
     )
     reference_epochs: int = Field(default=1, ge=1, le=100)
     eval_eps: list[float] = Field(default_factory=lambda: list(DEFAULT_EVAL_EPS))
-    eval_attacks: list[EvalAttack] = Field(default_factory=lambda: ["pgd"], min_length=1)
+    eval_attacks: list[EvalAttack] = Field(default_factory=lambda: list(_TRAIN_EVAL_ATTACKS), min_length=1)
     eval_steps: int = Field(default=20, ge=1, le=1000, description="Steps of the evaluation attacks.")
     name: str | None = Field(default=None, max_length=255, description="Name of the model row.")
 
@@ -121,7 +123,7 @@ class EvaluateParams(_Params):
     dataset_id: int | None = Field(default=None, description="Dataset to evaluate on; null: the model's own.")
     split: str | None = Field(default="test", description="Images of this split only; null for all images.")
     eps: list[float] = Field(default_factory=lambda: list(DEFAULT_EVAL_EPS))
-    attacks: list[EvalAttack] = Field(default_factory=lambda: ["pgd", "apgd"], min_length=1)
+    attacks: list[EvalAttack] = Field(default_factory=lambda: list(_EVALUATE_ATTACKS), min_length=1)
     steps: int = Field(default=20, ge=1, le=1000)
     masked: bool = Field(default=False, description="Attack only the non-salient pixels (imported maps).")
     seed: int = Field(default=0, ge=0)

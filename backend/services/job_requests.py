@@ -94,4 +94,4 @@ def models_of_jobs(session: Session, job_ids: list[int]) -> dict[int, int]:
     if not job_ids:
         return {}
     rows = session.execute(select(TrainedModel.job_id, TrainedModel.id).where(TrainedModel.job_id.in_(job_ids)))
-    return {job_id: model_id for job_id, model_id in rows}
+    return {job_id: model_id for job_id, model_id in rows if job_id is not None}

@@ -47,7 +47,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import func, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from backend.db import session_scope
+from backend.db import rowcount, session_scope
 from backend.models import JOB_KINDS, Job, StimulusSet, TrainedModel, utcnow
 from backend.services.errors import ConflictError, InvalidInputError, NotFoundError
 
@@ -190,7 +190,7 @@ def claim_job(session_factory: SessionFactory, job_id: int, *, worker_id: str, s
     now = utcnow()
     cutoff = now - timedelta(seconds=stale_after_s)
     with session_scope(session_factory) as session:
-        claimed = session.execute(
+        executed = session.execute(
             update(Job)
             .where(
                 Job.id == job_id,
@@ -214,7 +214,8 @@ def claim_job(session_factory: SessionFactory, job_id: int, *, worker_id: str, s
                 traceback=None,
             )
             .execution_options(synchronize_session=False)
-        ).rowcount
+        )
+        claimed = rowcount(executed)
     return claimed == 1
 
 
@@ -297,12 +298,13 @@ class JobRun:
             if pending.message is not None:
                 values["message"] = pending.message[:2000]
         with session_scope(self.session_factory) as session:
-            mine = session.execute(
+            executed = session.execute(
                 update(Job)
                 .where(Job.id == self.job_id, Job.worker_id == self.worker_id, Job.status == "running")
                 .values(**values)
                 .execution_options(synchronize_session=False)
-            ).rowcount
+            )
+            mine = rowcount(executed)
             cancel = session.scalar(select(Job.cancel_requested).where(Job.id == self.job_id))
         self.writes += 1
         if mine != 1:
@@ -335,12 +337,13 @@ class JobRun:
     def _finish(self, status: str, **values: Any) -> bool:
         now = utcnow()
         with session_scope(self.session_factory) as session:
-            done = session.execute(
+            executed = session.execute(
                 update(Job)
                 .where(Job.id == self.job_id, Job.worker_id == self.worker_id, Job.status == "running")
                 .values(status=status, heartbeat_at=now, **values)
                 .execution_options(synchronize_session=False)
-            ).rowcount
+            )
+            done = rowcount(executed)
             if done == 1 and status in ("failed", "cancelled") and self.kind == "generate_stimuli":
                 _settle_stimulus_set(session, self.job_id, status)
         if done != 1:
@@ -386,7 +389,7 @@ def run_job(
     *,
     timings: JobTimings,
     worker_id: str | None = None,
-    requeue: Callable[[int, float | None], None] | None = None,
+    requeue: Callable[[int, float | None], object] | None = None,
     clock: Callable[[], float] = time.monotonic,
 ) -> RunOutcome:
     """Claim `job_id`, run `func(run)` with heartbeats, and record how it ended. Never raises for the job's
@@ -501,12 +504,13 @@ def _settle_stale_running(session_factory: SessionFactory, stale_after_s: float,
                 "finished_at": now,
             }
         with session_scope(session_factory) as session:
-            done = session.execute(
+            executed = session.execute(
                 update(Job)
                 .where(Job.id == job_id, Job.status == "running", Job.worker_id.is_not_distinct_from(worker_id), stale)
                 .values(status=status, eta_s=None, **values)
                 .execution_options(synchronize_session=False)
-            ).rowcount
+            )
+            done = rowcount(executed)
             if done == 1 and kind == "generate_stimuli" and status != "queued":
                 _settle_stimulus_set(session, job_id, status)
         if done != 1:

@@ -17,11 +17,11 @@ import time
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 from urllib.parse import quote
 
 from pydantic import ValidationError
-from sqlalchemy import Select, and_, bindparam, exists, func, insert, select, update
+from sqlalchemy import Select, Table, and_, bindparam, exists, func, insert, select, update
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.orm import Session, joinedload
 
@@ -149,7 +149,7 @@ def start_session(
             session.add(participant)
             session.flush()
             session.execute(  # one executemany, no ORM objects
-                insert(Trial.__table__),
+                insert(cast(Table, Trial.__table__)),
                 [
                     {
                         "participant_id": participant.id,
@@ -570,7 +570,7 @@ def _store_once(
         put_blob(answer.blob)
     row = {**answer.compared, **answer.stored_only, "created_at": utcnow()}
     try:
-        session.execute(insert(model.__table__).values(trial_id=target.trial_id, **row))
+        session.execute(insert(cast(Table, model.__table__)).values(trial_id=target.trial_id, **row))
     except IntegrityError:  # answered by a concurrent request in the meantime (nothing else written yet)
         session.rollback()
         again = session.execute(

@@ -16,6 +16,7 @@ from sqlalchemy import case, delete, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from backend.db import rowcount
 from backend.models import (
     Annotation,
     Image,
@@ -323,9 +324,9 @@ def withdraw_participant(session: Session, study_id: int, participant_id: int) -
     trial_ids = select(Trial.id).where(Trial.participant_id == participant.id).scalar_subquery()
     masks = sorted(set(session.scalars(select(Annotation.mask_sha256).where(Annotation.trial_id.in_(trial_ids)))))
     masks += delete_maps_derived_from(session, trial_ids)  # mean maps that included their masks
-    n_annotations = session.execute(delete(Annotation).where(Annotation.trial_id.in_(trial_ids))).rowcount
-    n_responses = session.execute(delete(Response).where(Response.trial_id.in_(trial_ids))).rowcount
-    n_trials = session.execute(delete(Trial).where(Trial.participant_id == participant.id)).rowcount
+    n_annotations = rowcount(session.execute(delete(Annotation).where(Annotation.trial_id.in_(trial_ids))))
+    n_responses = rowcount(session.execute(delete(Response).where(Response.trial_id.in_(trial_ids))))
+    n_trials = rowcount(session.execute(delete(Trial).where(Trial.participant_id == participant.id)))
     session.delete(participant)
     session.flush()
     return Withdrawal(participant_id, n_trials, n_responses, n_annotations, masks)

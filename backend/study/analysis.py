@@ -15,7 +15,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 from scipy import optimize, special, stats
@@ -330,13 +330,16 @@ class _Problem:
         return value, np.array(grad)
 
     def fit(self, k: np.ndarray, starts: list[np.ndarray]) -> tuple[np.ndarray, float]:
-        best_x, best_f = None, math.inf
+        best_x: np.ndarray | None = None
+        best_f = math.inf
         bounds = self.bounds()
         for x0 in starts:
             x0 = np.clip(x0, [b[0] for b in bounds], [b[1] for b in bounds])
             res = optimize.minimize(self.nll, x0, args=(k,), jac=True, method="TNC", bounds=bounds)
             if res.fun < best_f:
                 best_x, best_f = res.x, float(res.fun)
+        if best_x is None:
+            raise RuntimeError("no start of the fit reached a finite negative log-likelihood")
         return best_x, best_f
 
     def starts(self, k: np.ndarray) -> list[np.ndarray]:
@@ -419,7 +422,8 @@ def fit_psychometric(
             # A resample whose curve never reaches the level has no threshold: count it as +inf (beyond any
             # tested eps), so the upper bound honestly becomes inf when that happens often.
             col = np.where(np.isnan(col), np.inf, col)
-            method = "nearest" if np.isinf(col).any() else "linear"  # no inf - inf interpolation
+            # no inf - inf interpolation
+            method: Literal["nearest", "linear"] = "nearest" if np.isinf(col).any() else "linear"
             lo, hi = np.quantile(col, [0.025, 0.975], method=method)
             ci[name] = (float(lo), float(hi))
 

@@ -39,9 +39,10 @@ def example_stimulus(session: Session, participant: Participant, which: Which) -
     unseen = [image_id for image_id in candidates if image_id not in seen]
     practice = [image_id for phase, _, image_id in trials if phase == "practice" and image_id in candidates]
     fallback = practice[-1:] or list(candidates[:1])
-    image_id = (unseen or fallback or [None])[0]
-    if image_id is None:
+    shown = unseen or fallback
+    if not shown:
         raise NotFoundError("this study has no perturbed images to show as an example")
+    image_id = shown[0]
     query = select(Stimulus).where(
         Stimulus.stimulus_set_id == set_id, Stimulus.role == "trial", Stimulus.image_id == image_id
     )

@@ -29,7 +29,7 @@ import math
 import random
 from collections import defaultdict
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal, cast
 
 import numpy as np
 import torch
@@ -103,7 +103,8 @@ def _attack(
     if sset.attack == "apgd":
         return apgd(model, x, y, eps, max(1, sset.steps), loss="ce", mask=mask, generator=generator)
     alpha = opts.alpha if opts.alpha is not None else 2.5 * eps / max(1, sset.steps)
-    return pgd(model, x, y, eps, alpha, sset.steps, norm=sset.norm, mask=mask, generator=generator)
+    norm = cast(Literal["linf", "l2"], sset.norm)  # a stored set's column; pgd rejects any other value
+    return pgd(model, x, y, eps, alpha, sset.steps, norm=norm, mask=mask, generator=generator)
 
 
 def _batch_seed(seed: int, level: int, batch: int) -> int:
