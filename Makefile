@@ -35,11 +35,13 @@ FASHION ?= /usr/share/datasets/fashion-mnist
 fashion:
 	@test -d $(FASHION) || [ "$$(id -u)" != 0 ] || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dataset-fashion-mnist; }
 
-# Two processes for the bulk of the suite, with line coverage of sipat, backend and worker (the report's summary
+# Lint, format and types (mypy over sipat, backend, worker: no errors) first. Two processes for the bulk of the suite, with line coverage of sipat, backend and worker (the report's summary
 # is printed; `coverage html` makes the browsable one). The fault tests restart PostgreSQL and Redis, so they run
 # alone afterwards; if they select nothing (exit 5) that is a failure, not a pass.
 test: install chromium fashion
 	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+	$(PY) -m mypy sipat backend worker
 	$(PY) -m pytest -m "not faults" -n 2 --cov --cov-report=term:skip-covered $(PYTEST_ARGS)
 	$(PY) -m pytest -m faults $(PYTEST_ARGS)
 
@@ -49,6 +51,7 @@ run: install
 lint: install
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
+	$(PY) -m mypy sipat backend worker
 
 format: install
 	$(PY) -m ruff check --fix .
