@@ -103,7 +103,9 @@ def api_token(url: str) -> str:
     engine = make_engine(url)
     try:
         with session_scope(make_session_factory(engine)) as session:
-            return create_token(session, create_user(session, "bench@example.org", "bench-password"))
+            # an administrator: the seeded studies have no owner, and only administrators reach those
+            admin = create_user(session, "bench@example.org", "bench-password", is_admin=True)
+            return create_token(session, admin)
     finally:
         engine.dispose()
 

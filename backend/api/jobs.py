@@ -39,8 +39,11 @@ def job_detail(session: Session, job: Job) -> JobDetail:
 )
 def submit_job(body: JobCreate, session: SessionDep, enqueue: EnqueueDep, user: CurrentUser) -> JobDetail:
     """Queue a job; a train job also creates its model row (`model_id`), filled in when training ends."""
+    study_id = body.params.get("study_id")
+    if isinstance(study_id, int) and not isinstance(study_id, bool):  # the owner rule before anything about
+        require_study_access(session, user, study_id)  # the study (its coverage) is checked or told
     job = svc.submit_job(session, body.kind, body.params)
-    if job.params.get("study_id") is not None:  # a study's annotations: the owner rule (a 403 rolls back)
+    if job.params.get("study_id") is not None and job.params["study_id"] != study_id:  # e.g. "3" coerced to 3
         require_study_access(session, user, job.params["study_id"])
     svc.commit_and_enqueue(session, job, enqueue)
     return job_detail(session, job)

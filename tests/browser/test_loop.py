@@ -172,9 +172,8 @@ def test_links_follow_the_port_the_server_runs_at(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, chromium_path: str, browser: Any
 ) -> None:
     """Without SIPAT_PUBLIC_BASE_URL the dashboard's participant and Prolific links name the server's port."""
-    from conftest import LiveServer
-
     from backend.migrate import upgrade
+    from tests.browser.conftest import LiveServer
 
     url = f"sqlite:///{tmp_path / 'sipat.db'}"
     upgrade(url)

@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import re
 import struct
 import zlib
@@ -48,7 +49,9 @@ def _call(app: Any, scope: dict[str, Any], chunks: Iterator[bytes]) -> tuple[int
     async def send(message: dict[str, Any]) -> None:
         sent.append(message)
 
-    asyncio.run(app(scope, receive, send))
+    # A thread of its own: a browser test earlier in this worker leaves Playwright's event loop running here.
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        pool.submit(asyncio.run, app(scope, receive, send)).result()
     return sent[0]["status"], pulled
 
 

@@ -96,5 +96,7 @@ def test_a_training_job_cannot_use_another_researchers_annotations(
     r = client.post("/api/v1/jobs", json={"kind": "train", "params": params}, headers=people["bob"])
     assert r.status_code == 403, r.text
     assert session.scalar(select(func.count()).select_from(Job)) == 0  # nothing queued, no model row
+    # The owner passes the owner rule and reaches the next check: this study painted no training image, so the
+    # job is refused for its coverage (issue 14), which tells the owner, and only the owner, about the study.
     r = client.post("/api/v1/jobs", json={"kind": "train", "params": params}, headers=people["alice"])
-    assert r.status_code == 202, r.text
+    assert r.status_code == 422 and "no training image of dataset" in r.json()["detail"], r.text

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from simulated_people import LEVELS, rows_from_counts, simulate_counts
 
-from backend.admin.figures import ModelRow
+from backend.admin.comparison import ModelRow
 from backend.admin.figures_people import (
     detection_by_people_figure,
     people_vs_models_figure,
