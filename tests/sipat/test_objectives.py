@@ -139,6 +139,10 @@ def trained(digits) -> Net:
     return model
 
 
+#: What masking is tested with: short attacks, and no sanity checks (they are evaluate's own tests).
+FAST = {"pgd_steps": 10, "apgd_steps": 20, "checks": False}
+
+
 def _test_set(digits, salience: str) -> TensorDataset:
     x, y = digits
     x, y = x[1400:], y[1400:]
@@ -147,9 +151,9 @@ def _test_set(digits, salience: str) -> TensorDataset:
 
 
 def test_masked_evaluation_leaves_salient_pixels_alone(trained, digits):
-    grid = [0.0, 0.1, 0.3]
-    masked = evaluate(trained, _test_set(digits, "all"), eps_grid=grid, attacks=["pgd", "apgd"], masked=True)
-    unmasked = evaluate(trained, _test_set(digits, "all"), eps_grid=grid, attacks=["pgd", "apgd"])
+    kwargs = {"eps_grid": [0.0, 0.1, 0.3], "attacks": ["pgd", "apgd"], **FAST}
+    masked = evaluate(trained, _test_set(digits, "all"), masked=True, **kwargs)
+    unmasked = evaluate(trained, _test_set(digits, "all"), **kwargs)
     for attack in ("pgd", "apgd"):
         # every pixel salient: the masked adversary cannot move anything, robust accuracy is the clean one
         assert all(acc == masked.clean_acc for acc in masked.robust_acc[attack].values())
@@ -157,7 +161,7 @@ def test_masked_evaluation_leaves_salient_pixels_alone(trained, digits):
 
 
 def test_masked_evaluation_with_nothing_salient_is_the_unmasked_one(trained, digits):
-    kwargs = {"eps_grid": [0.1, 0.2], "attacks": ["pgd", "apgd"], "seed": 3}
+    kwargs = {"eps_grid": [0.1, 0.2], "attacks": ["pgd", "apgd"], "seed": 3, **FAST}
     masked = evaluate(trained, _test_set(digits, "none"), masked=True, **kwargs)
     unmasked = evaluate(trained, _test_set(digits, "none"), **kwargs)
     assert masked.robust_acc == unmasked.robust_acc
