@@ -426,7 +426,7 @@ def test_shapes_options():
 
 
 def test_registry_errors_and_eps():
-    assert set(BUILTIN_DATASETS) == {"mnist5k", "shapes"}
+    assert set(BUILTIN_DATASETS) == {"mnist5k", "shapes", "fashion", "premise"}
     assert default_eps_for("mnist5k") == 0.3
     assert default_eps_for("shapes") == pytest.approx(8 / 255)
     with pytest.raises(ValueError, match="mnist5k"):
