@@ -55,6 +55,17 @@ def _evaluate_with_bar(model: Any, data: Any, **kwargs: Any):
         bar.close()
 
 
+RECIPE_FLAGS = ("eps_ramp_epochs", "warmup_epochs", "grad_clip", "weight_decay", "augment", "val_share", "patience")
+
+
+def recipe_knobs(args: argparse.Namespace) -> dict[str, Any]:
+    """TrainConfig fields from `sipat train`'s recipe flags: `--recipe`'s values, then each flag given."""
+    from sipat.train_config import RECIPE
+
+    given = {name: getattr(args, name) for name in RECIPE_FLAGS if getattr(args, name) is not None}
+    return {**(RECIPE if args.recipe else {}), **given}
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     from sipat.evaluation import format_table
     from sipat.models import build_model, default_arch_for
@@ -76,6 +87,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         seed=args.seed,
         amp=args.amp,
         channels_last=args.channels_last,
+        **recipe_knobs(args),
     )
     train_set = load_dataset(args.dataset, "train", args.seed, args.salience_root)
     test_set = load_dataset(args.test_dataset or args.dataset, "test", args.seed, args.salience_root)
@@ -107,7 +119,15 @@ def cmd_train(args: argparse.Namespace) -> int:
         bar.set_postfix(loss=f"{p.loss:.3f}", acc=f"{p.accuracy:.3f}")
 
     result = train(
-        model, train_set, cfg, device=args.device, progress=progress, checkpoint=out / "resume.pt", checkpoint_meta=meta
+        model,
+        train_set,
+        cfg,
+        device=args.device,
+        progress=progress,
+        checkpoint=out / "resume.pt",
+        checkpoint_meta=meta,
+        log_csv=out / "train_log.csv",
+        tensorboard=out / "tensorboard" if args.tensorboard else None,
     )
     if bar is not None:
         bar.close()

@@ -33,6 +33,8 @@ def test_one_epoch_of_sip_at_on_mnist5k_beats_chance_by_a_wide_margin(trained):
     assert metrics["train_config"]["method"] == "sip_at" and metrics["train_config"]["eps"] == 0.2
     assert metrics["arch"] == "small_cnn" and len(metrics["classes"]) == 10
     assert (trained / "model.pt").is_file() and not (trained / "resume.pt").exists()
+    log = (trained / "train_log.csv").read_text().splitlines()  # one row per epoch beside the checkpoint
+    assert log[0].startswith("epoch") and len(log) == 2
 
 
 @pytest.mark.slow
