@@ -65,7 +65,7 @@ class TrainConfig:
     seed: int = 0
     clean_share: float = 0.0
     """pgd_at/sip_at only: the expected share of each batch trained on clean instead of adversarial inputs
-    (see `sipat.training.clean_rows`); the `clean_mix` control of sipat.experiment. 0 = the method as published."""
+    (see `sipat.objectives.clean_rows`); the `clean_mix` control of sipat.experiment. 0 = the method as published."""
     amp: Literal["none", "bf16", "fp16"] = "none"
     channels_last: bool = False
     num_workers: int = 0

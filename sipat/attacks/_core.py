@@ -40,6 +40,13 @@ def check_batch(x: Tensor, y: Tensor) -> None:
         raise ValueError("x must lie in [0, 1]; normalise inside the model (sipat.models.NormalizedModel)")
 
 
+def check_counts(**counts: object) -> None:
+    """Each named count (steps, targets, queries) is an integer >= 1; the error names the first that is not."""
+    for name, n in counts.items():
+        if not isinstance(n, int) or n < 1:
+            raise ValueError(f"{name} must be an integer >= 1; got {n!r}")
+
+
 def as_eps(eps: float | Tensor, x: Tensor, name: str = "eps") -> Tensor:
     """A float or an (N,) tensor of radii, as an (N, 1, 1, 1) tensor on x's device and dtype."""
     n = x.shape[0]

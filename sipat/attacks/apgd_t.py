@@ -14,7 +14,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from sipat.attacks._core import as_eps, as_mask, check_batch, eval_mode
+from sipat.attacks._core import as_eps, as_mask, check_batch, check_counts, eval_mode
 from sipat.attacks.apgd import _apgd_run
 
 
@@ -59,10 +59,7 @@ def apgd_targeted(
         x_adv = apgd_targeted(model, x, y, 8 / 255, generator=torch.Generator().manual_seed(0))
     """
     check_batch(x, y)
-    if not isinstance(steps, int) or steps < 1:
-        raise ValueError(f"steps must be an integer >= 1; got {steps!r}")
-    if not isinstance(n_targets, int) or n_targets < 1:
-        raise ValueError(f"n_targets must be an integer >= 1; got {n_targets!r}")
+    check_counts(steps=steps, n_targets=n_targets)
     e, m = as_eps(eps, x), as_mask(mask, x)
     x = x.detach()
     out = x.clone()
