@@ -28,6 +28,7 @@ from sqlalchemy import (
     TypeDecorator,
     UniqueConstraint,
 )
+from sipat.vocabulary import STIMULUS_ATTACKS
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 NAMING_CONVENTION = {
@@ -41,7 +42,7 @@ NAMING_CONVENTION = {
 SHA256_LEN = 64
 
 SALIENCE_SOURCES = ("imported", "gradcam", "human_mean")
-ATTACKS = ("pgd", "fgsm", "apgd")
+ATTACKS = STIMULUS_ATTACKS  # the attacks a stimulus set can be made with (migration 0009 widened the CHECK)
 NORMS = ("linf", "l2")
 STIMULUS_SET_STATUSES = ("pending", "generating", "ready", "failed")
 STIMULUS_ROLES = ("trial", "catch", "annotate")

@@ -32,7 +32,7 @@ from sipat.attacks import pgd
 from sipat.data import load_builtin
 from sipat.models import build_model, default_arch_for
 from sipat.salience import to_mask
-from sipat.stimuli import norms, quantise, to_png
+from sipat.stimuli import norms, quantise, stimulus_png
 
 
 def main() -> None:
@@ -79,7 +79,7 @@ def main() -> None:
                     q = quantise(xu, x_adv.cpu(), eps, "linf")
                 predict(m, xu), predict(m, q), norms(xu, q)
                 for qi in q:
-                    hashlib.sha256(to_png(qi.numpy().astype(np.uint8).transpose(1, 2, 0))).hexdigest()
+                    hashlib.sha256(stimulus_png(qi.numpy().astype(np.uint8).transpose(1, 2, 0))).hexdigest()
 
         return run
 

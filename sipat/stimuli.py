@@ -1,5 +1,12 @@
 """From an attacked float image to a stored stimulus: 8 bits inside the eps-ball, its norms, lossless PNG.
 
+Stimuli are stored as *uncompressed* PNG (`stimulus_png`): a compressed PNG's size follows the image's
+entropy, and adversarial noise adds entropy, so the file size alone told a participant (or a script reading
+the network tab) which trials were perturbed: on the digits a clean stimulus compressed to a fraction of a
+perturbed one, a perfect separation. Without compression the size depends only on width, height and channels,
+the same for every stimulus of a set (clean, perturbed, catch). The price is the raw pixel size (150 kB at
+224 x 224 RGB, about what a perturbed image compresses to anyway).
+
 Shared by the worker's stimulus generation and `benchmarks/stimuli.py`, so that what is benchmarked is what
 participants see; here rather than in the worker because none of it needs the database.
 """
@@ -36,9 +43,19 @@ def norms(x_u8: Tensor, q_u8: Tensor) -> tuple[list[float], list[float]]:
     return d.abs().amax(dim=1).tolist(), d.norm(dim=1).tolist()
 
 
-def to_png(u8: np.ndarray) -> bytes:
-    """Lossless PNG of a uint8 (H, W, 1|3) array (deterministic bytes for the same pixels)."""
+def to_png(u8: np.ndarray, *, compress: bool = True) -> bytes:
+    """Lossless PNG of a uint8 (H, W, 1|3) array (deterministic bytes for the same pixels).
+
+    `compress=False` stores the pixels in deflate's uncompressed blocks: the length then depends only on the
+    array's shape (see `stimulus_png`).
+    """
     img = PILImage.fromarray(u8[..., 0] if u8.shape[-1] == 1 else u8, mode="L" if u8.shape[-1] == 1 else "RGB")
     out = io.BytesIO()
-    img.save(out, format="PNG")
+    img.save(out, format="PNG", compress_level=-1 if compress else 0)
     return out.getvalue()
+
+
+def stimulus_png(u8: np.ndarray) -> bytes:
+    """A stimulus as an uncompressed PNG, so that its byte length is the same for every image of that shape and
+    does not tell clean from perturbed (see the module docstring)."""
+    return to_png(u8, compress=False)

@@ -12,14 +12,26 @@ import json
 import math
 from collections.abc import Iterable
 from fractions import Fraction
-from typing import Any, Final
+from typing import Any, Final, Literal, get_args
 
 #: Training objectives of `sipat.training` (the SIP-AT paper's method and its baselines).
 METHODS: Final = ("standard", "pgd_at", "trades", "sip_at", "sip_trades")
 #: The methods whose adversary spares the salient pixels (they need salience maps).
 MASKED_METHODS: Final = frozenset({"sip_at", "sip_trades"})
-#: Attacks a robustness evaluation can run (keys of `sipat.attacks.registry.ATTACKS`).
-EVAL_ATTACKS: Final = ("pgd", "apgd", "fgsm", "apgd-t", "fab-t", "square", "autoattack")
+#: Attacks a robustness evaluation can run (keys of `sipat.attacks.registry.ATTACKS`); the `Literal` is what the
+#: web side's request models validate with, the tuple what everything else iterates.
+EvalAttack = Literal["pgd", "apgd", "fgsm", "apgd-t", "fab-t", "square", "autoattack"]
+EVAL_ATTACKS: Final[tuple[str, ...]] = get_args(EvalAttack)
+#: Attacks a stimulus set can be made with (`stimulus_sets.attack`, migration 0009): those of `EVAL_ATTACKS` whose
+#: result is a perturbation of the set's radius for every image the model classifies correctly ("square" keeps the
+#: point of lowest margin when it fails). Left out, because they return the clean image for every sample they do
+#: not break, which would put unperturbed images among the "perturbed" trials of a detection study: "apgd-t"
+#: (a fooling point or x), "fab-t" (the *smallest* adversarial perturbation, or x) and "autoattack" (the first
+#: fooling point of its members, or x).
+StimulusAttack = Literal["pgd", "fgsm", "apgd", "square"]
+STIMULUS_ATTACKS: Final[tuple[str, ...]] = get_args(StimulusAttack)
+#: The stimulus attacks that exist for the L-inf norm only (pgd alone also runs in L2).
+LINF_ONLY_ATTACKS: Final = frozenset({"fgsm", "apgd", "square"})
 #: The architectures of `sipat.models.ARCHITECTURES`.
 ARCHITECTURES: Final = ("small_cnn", "cnn32", "resnet18", "resnet50", "densenet121")
 #: The paper's evaluation grid: L-inf radii in [0, 1] pixel units.

@@ -20,6 +20,7 @@ from backend.services import admin_views as views
 from backend.services import stimulus_sets as svc
 from backend.services.errors import InvalidInputError, ServiceError
 from backend.services.job_requests import commit_and_enqueue, submit_job
+from sipat.vocabulary import STIMULUS_ATTACKS
 
 router = APIRouter(route_class=AdminRoute)
 
@@ -33,7 +34,7 @@ def _choices(session: Session) -> dict[str, Any]:
     models = session.execute(
         select(TrainedModel, Job.status).outerjoin(Job, Job.id == TrainedModel.job_id).order_by(TrainedModel.id.desc())
     ).all()
-    return {"datasets": datasets, "models": [(m, status) for m, status in models]}
+    return {"datasets": datasets, "models": [(m, status) for m, status in models], "attacks": STIMULUS_ATTACKS}
 
 
 def _list_page(request: Request, admin: Admin, session: Session, *, status_code: int = 200, **extra: Any) -> Response:

@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from backend.schemas.jobs import JobOut
 from backend.services.job_params import StimulusSetOptions
+from sipat.vocabulary import StimulusAttack
 
 Eps = Annotated[float, Field(ge=0, allow_inf_nan=False)]
 
@@ -24,11 +25,15 @@ class StimulusSetCreate(StimulusSetOptions):
     train_job_id: int | None = Field(
         default=None, description="Instead of model_id: a train job still running; generation waits for it."
     )
-    attack: Literal["pgd", "fgsm", "apgd"] = "pgd"
+    attack: StimulusAttack = Field(
+        default="pgd", description="pgd (L-inf or L2), fgsm, apgd (APGD-CE), square (black box; L-inf only)."
+    )
     norm: Literal["linf", "l2"] = "linf"
     eps_levels: list[Eps] = Field(min_length=1, max_length=32, description="Perturbation sizes; 0 is added.")
     masked: bool = Field(default=False, description="Spare the salient pixels (SIP-AT's masked attack).")
-    steps: int = Field(default=10, ge=1, le=1000, description="Attack iterations (pgd, apgd).")
+    steps: int = Field(
+        default=10, ge=1, le=1000, description="Attack iterations (pgd, apgd); model queries per image (square)."
+    )
 
     @field_validator("eps_levels")
     @classmethod

@@ -146,7 +146,7 @@ class GenerateStimuliParams(_Params):
 class StimulusSetOptions(_Params):
     """`StimulusSet.params`: which images of the dataset get stimuli, and details of the attack.
 
-    The set's own columns say the rest: `attack` (pgd | fgsm | apgd), `norm` (linf; l2 with pgd only),
+    The set's own columns say the rest: `attack` (`sipat.vocabulary.STIMULUS_ATTACKS`), `norm` (linf; l2 with pgd only),
     `eps_levels` (0 = the clean image, always made), `masked` (spare the salient pixels), `steps`, `model_id`.
     """
 

@@ -19,9 +19,8 @@ from backend.services.errors import ConflictError, InvalidInputError
 from backend.services.job_params import StimulusSetOptions
 from backend.services.jobs import FINISHED, create_stimuli_job
 from backend.services.lookups import get_or_404, get_referenced
+from sipat.vocabulary import LINF_ONLY_ATTACKS
 
-#: Attacks that exist only for the L-inf norm.
-LINF_ONLY_ATTACKS = ("fgsm", "apgd")
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from sipat.stimuli import norms, quantise, to_png
+from sipat.stimuli import norms, quantise, stimulus_png, to_png
 
 
 def test_linf_quantisation_stays_within_floor_255_eps_levels_and_in_range():
@@ -35,3 +35,17 @@ def test_png_round_trips_gray_and_rgb_bit_exactly():
         back = np.asarray(Image.open(io.BytesIO(to_png(u8))))
         assert np.array_equal(back.reshape(u8.shape), u8)
         assert to_png(u8) == to_png(u8.copy())
+
+
+def test_stimulus_png_length_depends_on_the_shape_alone_and_round_trips():
+    rng = np.random.default_rng(1)
+    for shape in [(28, 28, 1), (32, 32, 3)]:
+        flat = np.full(shape, 120, dtype=np.uint8)
+        noisy = np.clip(flat.astype(np.int16) + rng.choice([-8, 8], size=shape), 0, 255).astype(np.uint8)
+        random = rng.integers(0, 256, shape, dtype=np.uint8)
+        # Compressed, the added noise shows in the length (the leak); uncompressed, every length is equal.
+        assert len(to_png(flat)) < len(to_png(noisy)) / 2
+        assert len({len(stimulus_png(u8)) for u8 in (flat, noisy, random)}) == 1
+        for u8 in (flat, noisy, random):
+            back = np.asarray(Image.open(io.BytesIO(stimulus_png(u8))))
+            assert np.array_equal(back.reshape(u8.shape), u8) and stimulus_png(u8) == stimulus_png(u8.copy())

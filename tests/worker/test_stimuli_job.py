@@ -15,6 +15,7 @@ from backend.db import session_scope
 from backend.models import Job, SalienceMap, Stimulus, StimulusSet, TrainedModel
 from backend.services.jobs import create_job, create_stimuli_job, create_train_job
 from backend.study.schedule import CATCH_EPS
+from sipat.stimuli import to_png
 from worker.runner import execute
 from worker.runtime import Runtime
 
@@ -149,3 +150,58 @@ def test_fails_with_the_reason_when_the_model_cannot_come(rt: Runtime, dataset_i
         job = session.get(Job, job_id)
         assert f"its train job {train_id} ended failed" in job.error and "nan" in job.error
         assert session.get(StimulusSet, set_id).status == "failed"
+
+
+def _best_threshold_accuracy(sizes: list[int], perturbed: list[bool]) -> float:
+    """The accuracy of the best rule "perturbed iff size > t" (or "< t") over every threshold t."""
+    best = 0.0
+    for t in sorted({*sizes, min(sizes) - 1}):
+        hits = sum((s > t) == p for s, p in zip(sizes, perturbed, strict=True))
+        best = max(best, hits / len(sizes), 1 - hits / len(sizes))
+    return best
+
+
+def test_square_stimuli_stay_in_the_masked_ball(rt: Runtime, dataset_id: int, train_job) -> None:
+    train_id, model_id = train_job
+    assert execute(train_id, runtime=rt).status == "succeeded"
+    set_id, job_id = make_set(rt, dataset_id, model_id, attack="square", steps=30, eps_levels=[4 / 255, 0.1])
+    assert execute(job_id, runtime=rt).status == "succeeded"
+    with session_scope(rt.session_factory) as session:
+        stimuli = list(session.scalars(select(Stimulus).where(Stimulus.stimulus_set_id == set_id)))
+        maps = dict(session.execute(select(SalienceMap.image_id, SalienceMap.sha256)).all())
+    assert len(stimuli) == 8 * 3 + 8
+    clean = {st.image_id: pixels(rt, st.sha256) for st in stimuli if st.eps == 0 and st.role == "trial"}
+    for st in stimuli:
+        if st.role == "trial" and st.eps > 0:
+            diff = np.abs(pixels(rt, st.sha256) - clean[st.image_id])
+            assert diff.max() <= math.floor(st.eps * 255 + 1e-6)
+            assert (diff[pixels(rt, maps[st.image_id]) >= 128] == 0).all(), "a salient pixel was perturbed"
+    assert max(st.linf for st in stimuli if st.eps == 0.1) == pytest.approx(25 / 255)
+
+
+def test_file_sizes_do_not_tell_clean_from_perturbed(rt: Runtime, dataset_id: int, train_job) -> None:
+    """Every file of a set has one length, so the best size threshold is at chance; the same pixels as compressed
+    PNGs (how stimuli were stored before) give the clean image of each source image away as its smallest file."""
+    train_id, model_id = train_job
+    assert execute(train_id, runtime=rt).status == "succeeded"
+    set_id, job_id = make_set(rt, dataset_id, model_id, masked=False, eps_levels=[2 / 255, 8 / 255])
+    assert execute(job_id, runtime=rt).status == "succeeded"
+    with session_scope(rt.session_factory) as session:
+        stimuli = list(session.scalars(select(Stimulus).where(Stimulus.stimulus_set_id == set_id)))
+    assert len(stimuli) == 8 * 3 + 8
+    perturbed = [st.eps > 0 for st in stimuli]  # catch stimuli count as perturbed too
+    stored, recompressed = [], []
+    for st in stimuli:
+        with rt.storage.open(st.sha256) as fh:
+            stored.append(len(fh.read()))
+        recompressed.append(len(to_png(pixels(rt, st.sha256).astype(np.uint8)[..., None])))
+    assert len(set(stored)) == 1, f"stimulus files of one set differ in size: {sorted(set(stored))}"
+    chance = max(sum(perturbed), len(perturbed) - sum(perturbed)) / len(perturbed)
+    assert _best_threshold_accuracy(stored, perturbed) == chance
+    # The leak the fixed-size encoding closes: compressed, each image's clean stimulus is its smallest file.
+    smallest = {}
+    for st, size in zip(stimuli, recompressed, strict=True):
+        if st.image_id not in smallest or size < smallest[st.image_id][0]:
+            smallest[st.image_id] = (size, st.eps)
+    assert all(eps == 0 for _, eps in smallest.values())
+    assert _best_threshold_accuracy(recompressed, perturbed) >= 0.95  # measured: 1.0 (chance 0.75)

@@ -1,8 +1,11 @@
 """`generate_stimuli`: a stimulus set's images attacked at each eps level against its model, as 8-bit PNGs.
 
+Every file of a set has the same byte length (uncompressed PNG, `sipat.stimuli.stimulus_png`): a compressed
+file's size told clean from perturbed.
+
 For each selected image (`StimulusSetOptions`: split, n_images drawn with the seed) and each level of
 `{0} ∪ eps_levels`: eps 0 is the clean image itself; otherwise the set's attack (`sipat.attacks` pgd | fgsm |
-apgd, L-inf; pgd also L2) against the set's model, untargeted on the image's label (or the model's clean
+apgd | square, L-inf; pgd also L2; `steps` are square's queries) against the set's model, untargeted on the image's label (or the model's clean
 prediction when the label is not one of the model's classes), masked by the image's salience when
 `masked=True` (`sipat.salience.to_mask` of its map; images without a map are attacked everywhere). Plus one
 `catch` stimulus per image at `backend.study.schedule.CATCH_EPS`: uniform random-sign noise of that amplitude
@@ -41,10 +44,11 @@ from backend.models import Image, SalienceMap, Stimulus, StimulusSet, TrainedMod
 from backend.services.job_params import GenerateStimuliParams, StimulusSetOptions
 from backend.services.jobs import JobRun
 from backend.study.schedule import CATCH_EPS
-from sipat.attacks import apgd, fgsm, pgd
+from sipat.attacks import apgd, fgsm, pgd, square
 from sipat.data import missing_salience
 from sipat.salience import to_mask
-from sipat.stimuli import norms, quantise, to_png
+from sipat.vocabulary import LINF_ONLY_ATTACKS
+from sipat.stimuli import norms, quantise, stimulus_png
 from worker.jobs.common import (
     JobError,
     image_hw,
@@ -102,6 +106,8 @@ def _attack(
         return fgsm(model, x, y, eps, mask=mask)
     if sset.attack == "apgd":
         return apgd(model, x, y, eps, max(1, sset.steps), loss="ce", mask=mask, generator=generator)
+    if sset.attack == "square":
+        return square(model, x, y, eps, max(1, sset.steps), mask=mask, generator=generator)
     alpha = opts.alpha if opts.alpha is not None else 2.5 * eps / max(1, sset.steps)
     norm = cast(Literal["linf", "l2"], sset.norm)  # a stored set's column; pgd rejects any other value
     return pgd(model, x, y, eps, alpha, sset.steps, norm=norm, mask=mask, generator=generator)
@@ -119,7 +125,7 @@ def generate_stimuli(run: JobRun, rt: Runtime) -> dict[str, Any]:
             raise JobError(f"stimulus set {params.stimulus_set_id} does not exist")
         opts = StimulusSetOptions.model_validate(sset.params or {})
         model_row = _model_or_wait(session, sset)
-        if sset.attack in ("fgsm", "apgd") and sset.norm != "linf":
+        if sset.attack in LINF_ONLY_ATTACKS and sset.norm != "linf":
             raise JobError(f"{sset.attack} is an L-inf attack; use norm linf, or attack pgd for L2")
         levels = sorted({0.0, *(float(e) for e in sset.eps_levels)})
         if any(e < 0 or (sset.norm == "linf" and e > 1) for e in levels):
@@ -241,7 +247,7 @@ def _store(
     before = _predict(model, xu.float() / 255.0, rt.device, len(rows))
     after = _predict(model, q.float() / 255.0, rt.device, len(rows))
     linf, l2 = norms(xu, q)
-    shas = [rt.storage.put(to_png(qi.numpy().astype(np.uint8).transpose(1, 2, 0))) for qi in q]
+    shas = [rt.storage.put(stimulus_png(qi.numpy().astype(np.uint8).transpose(1, 2, 0))) for qi in q]
     run.check()
     with session_scope(rt.session_factory) as session:
         session.add_all(
