@@ -53,3 +53,16 @@ def test_lists_agree_with_the_method_library() -> None:
     assert tuple(training.METHODS) == v.METHODS
     assert set(training.MASKED_METHODS) == set(v.MASKED_METHODS)
     assert tuple(models.ARCHITECTURES) == v.ARCHITECTURES
+
+
+def test_stimulus_attacks_are_registry_attacks_and_the_job_runs_each() -> None:
+    import inspect
+
+    from sipat.attacks.registry import ATTACKS
+    from worker.jobs import stimuli
+
+    assert tuple(ATTACKS) == v.EVAL_ATTACKS
+    assert set(v.STIMULUS_ATTACKS) <= set(v.EVAL_ATTACKS) and v.LINF_ONLY_ATTACKS <= set(v.STIMULUS_ATTACKS)
+    assert set(v.STIMULUS_ATTACKS) - v.LINF_ONLY_ATTACKS == {"pgd"}  # the only one with an L2 version
+    source = inspect.getsource(stimuli._attack)
+    assert all(f'"{a}"' in source for a in v.STIMULUS_ATTACKS if a != "pgd")  # pgd is the fall-through

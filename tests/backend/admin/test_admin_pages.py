@@ -267,6 +267,7 @@ def test_create_a_stimulus_set_queues_its_job(
     assert too_many.status_code == 422 and "n_images" in too_many.text
     assert 'value="graded"' in too_many.text  # the form keeps what was typed
     assert session.scalar(select(func.count(StimulusSet.id))) == 1
+    assert '<option value="square"' in too_many.text and '<option value="apgd-t"' not in too_many.text
 
 
 def test_create_edit_open_and_close_a_study(admin: TestClient, session: Session, storage: BlobStore) -> None:

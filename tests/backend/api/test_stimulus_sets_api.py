@@ -84,6 +84,9 @@ def test_create_with_a_model_in_training(
         ({"eps_levels": [2.0]}, "[0, 1] pixel units"),
         ({"attack": "fgsm", "norm": "l2"}, "L-inf attack"),
         ({"attack": "cw"}, "attack"),
+        ({"attack": "square", "norm": "l2"}, "L-inf attack"),
+        ({"attack": "apgd-t"}, "attack"),  # an evaluation attack that makes no stimuli (returns x where it fails)
+        ({"attack": "autoattack"}, "attack"),
         ({"split": "val"}, "no images of split 'val'"),
         ({"n_images": 7}, "only 6 images"),
         ({"dataset_id": 999}, "dataset_id: no dataset with id 999"),
@@ -148,3 +151,19 @@ def test_counts_and_stimuli(api: TestClient, session: Session, storage: BlobStor
     assert png.content == storage.get(catch[0]["sha256"])
     assert api.get("/api/v1/stimulus-sets/999").status_code == 404
     assert api.get("/api/v1/stimulus-sets/999/stimuli").status_code == 404
+
+
+def test_every_stimulus_attack_of_the_vocabulary_is_taken_and_stored(
+    api: TestClient, session: Session, storage: BlobStore, enqueued: FakeEnqueuer
+) -> None:
+    from sipat.vocabulary import STIMULUS_ATTACKS
+
+    dataset = make_dataset(session, storage)
+    model = _model(session, dataset.id)
+    session.commit()
+    for attack in STIMULUS_ATTACKS:  # the CHECK of migration 0009 takes each (a refused one would be a 500)
+        body = {"dataset_id": dataset.id, "model_id": model.id, "eps_levels": [0.03], "attack": attack, "steps": 50}
+        r = api.post("/api/v1/stimulus-sets", json=body)
+        assert r.status_code == 202 and r.json()["attack"] == attack, r.text
+    assert "square" in STIMULUS_ATTACKS
+    assert sorted(session.scalars(select(StimulusSet.attack))) == sorted(STIMULUS_ATTACKS)
