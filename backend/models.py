@@ -28,8 +28,9 @@ from sqlalchemy import (
     TypeDecorator,
     UniqueConstraint,
 )
-from sipat.vocabulary import STIMULUS_ATTACKS
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+from sipat.vocabulary import STIMULUS_ATTACKS
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",

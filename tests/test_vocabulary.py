@@ -62,7 +62,7 @@ def test_stimulus_attacks_are_registry_attacks_and_the_job_runs_each() -> None:
     from worker.jobs import stimuli
 
     assert tuple(ATTACKS) == v.EVAL_ATTACKS
-    assert set(v.STIMULUS_ATTACKS) <= set(v.EVAL_ATTACKS) and v.LINF_ONLY_ATTACKS <= set(v.STIMULUS_ATTACKS)
+    assert set(v.STIMULUS_ATTACKS) <= set(v.EVAL_ATTACKS) and set(v.STIMULUS_ATTACKS) >= v.LINF_ONLY_ATTACKS
     assert set(v.STIMULUS_ATTACKS) - v.LINF_ONLY_ATTACKS == {"pgd"}  # the only one with an L2 version
     source = inspect.getsource(stimuli._attack)
     assert all(f'"{a}"' in source for a in v.STIMULUS_ATTACKS if a != "pgd")  # pgd is the fall-through

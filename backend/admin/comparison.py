@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from backend.admin.evaluations import column_order, evaluations_table, warnings_of
 from backend.admin.figures import Figure, Table
 from backend.admin.plots import PALETTE, Series, line_chart
 
@@ -85,6 +86,13 @@ def _cell(values: Sequence[float | None]) -> Any:
     return f"{mean:.3f} ± {sd:.3f}"
 
 
+def _warnings(group: list[ModelRow]) -> str:
+    """The sanity checks' warnings of a row's models, each prefixed with its model when the row has several."""
+    if len(group) == 1:
+        return "; ".join(warnings_of(group[0].metrics))
+    return "; ".join(f"#{m.id}: {w}" for m in group for w in warnings_of(m.metrics))
+
+
 def group_models(models: Sequence[ModelRow]) -> list[list[ModelRow]]:
     """Evaluated models grouped by `ModelRow.group_key` (newest group first); unevaluated ones alone."""
     groups: dict[tuple[Any, ...], list[ModelRow]] = {}
@@ -110,12 +118,13 @@ def models_figure(models: Sequence[ModelRow]) -> Figure:
     dashed: the others), the legend naming it and its salience source; the table one row per group."""
     groups = group_models(models)
     evaluated = [g for g in groups if g[0].metrics and "clean_acc" in g[0].metrics]
-    attacks = sorted({a for g in evaluated for m in g for a in _curves(m)})
+    attacks = column_order(sorted({a for g in evaluated for m in g for a in _curves(m)}))
+    drawn = [a for a in attacks if "/" not in a]  # the ensemble's stage columns: in the table only
     grid = sorted({e for g in evaluated for m in g for per in _curves(m).values() for e in per if e > 0})
     series = []
     for k, group in enumerate(evaluated):
         color = PALETTE[k % len(PALETTE)]
-        for j, attack in enumerate(attacks):
+        for j, attack in enumerate(drawn):
             xs = sorted({0.0, *grid})
             values = [[_curves(m).get(attack, {}).get(e) for m in group] for e in xs]
             kept = [(e, v) for e, v in zip(xs, values, strict=True) if all(x is not None for x in v)]
@@ -152,6 +161,7 @@ def models_figure(models: Sequence[ModelRow]) -> Figure:
         )
     columns = ["model_id", "name", "method", "arch", "seed", "dataset_id", "status", "salience", "clean_acc"]
     columns += [f"{a}@{_eps_label(e)}" for a in attacks for e in grid]
+    columns.append("warnings")
     rows = []
     for group in groups:
         first = group[0]
@@ -161,14 +171,19 @@ def models_figure(models: Sequence[ModelRow]) -> Figure:
         cells = [_cell([_curves(m).get(a, {}).get(e) for m in group]) for a in attacks for e in grid]
         status = first.status if len(group) == 1 else "/".join(sorted({str(m.status) for m in group}))
         rows.append([ids, first.name, first.method, first.arch, seeds, first.dataset_id, status, first.salience])
-        rows[-1] += [clean, *cells]
+        rows[-1] += [clean, *cells, _warnings(group)]
+    tables = [Table(columns, rows, "Accuracy on the held-out images (mean ± sd over the seeds of a group)")]
+    evaluations = evaluations_table(models)
+    if evaluations.rows:
+        tables.append(evaluations)
     return Figure(
         key="models",
         title="Models compared",
         svg=svg,
-        tables=[Table(columns, rows, "Accuracy on the held-out images (mean ± sd over the seeds of a group)")],
+        tables=tables,
         caption="Robust accuracy under unmasked attacks (every method judged by the same adversary); solid: "
-        f"{attacks[0] if attacks else 'first attack'}, dashed: the others. One colour per model, or per group of "
-        "models that differ only by seed (drawn as mean ± sd). Salience: where the maps of SIP-AT came from "
-        "(human n/N: training images with a human map).",
+        f"{drawn[0] if drawn else 'first attack'}, dashed: the others (autoattack: the per-sample worst case "
+        "over its four attacks; its stage columns and the sanity checks' warnings are in the tables). One colour "
+        "per model, or per group of models that differ only by seed (drawn as mean ± sd). Salience: where the "
+        "maps of SIP-AT came from (human n/N: training images with a human map).",
     )

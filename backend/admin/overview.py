@@ -10,11 +10,13 @@ from fastapi.responses import JSONResponse, Response
 
 from backend.admin.comparison import ModelRow, models_figure
 from backend.admin.deps import AdminDep, AdminRoute, FormDep, render, see_other
+from backend.admin.evaluations import accuracy_table, evaluation_figure, warnings_of
 from backend.api.deps import SessionDep, SettingsDep
 from backend.models import Job, TrainedModel
 from backend.services import admin_views as views
 from backend.services import job_requests
 from backend.services import studies as study_svc
+from backend.services.errors import NotFoundError
 from backend.services.jobs import request_cancel
 from backend.services.lookups import get_or_404
 
@@ -73,7 +75,7 @@ def job_page(job_id: int, request: Request, admin: AdminDep, session: SessionDep
     job = get_or_404(session, Job, job_id)
     model_id = job_requests.models_of_jobs(session, [job.id]).get(job.id)
     model = session.get(TrainedModel, model_id) if model_id is not None else None
-    coverage, figure = None, None
+    coverage, figure, checks = None, None, []
     if model is not None:  # a readable result: salience coverage, accuracy table and curve (raw JSON folded)
         coverage = ((model.metrics or {}).get("coverage")) or (model.config or {}).get("coverage")
         row = ModelRow(
@@ -89,6 +91,10 @@ def job_page(job_id: int, request: Request, admin: AdminDep, session: SessionDep
             planned_coverage=(model.config or {}).get("coverage"),
         )
         figure = models_figure([row]) if model.metrics and "clean_acc" in model.metrics else None
+        checks = warnings_of(model.metrics)
+    evaluation = _evaluation_metrics(job)
+    if evaluation is not None:
+        checks = warnings_of(evaluation)
     return render(
         request,
         admin,
@@ -100,9 +106,31 @@ def job_page(job_id: int, request: Request, admin: AdminDep, session: SessionDep
             "coverage": coverage,
             "coverage_final": bool(model is not None and (model.metrics or {}).get("coverage")),
             "model_figure": figure,
+            "evaluation_figure": evaluation_figure(evaluation) if evaluation is not None else None,
+            "evaluation_key": (job.result or {}).get("key") if evaluation is not None else None,
+            "check_warnings": checks,
             "params_json": json.dumps(job.params, indent=2, sort_keys=True),
             "result_json": json.dumps(job.result, indent=2, sort_keys=True) if job.result is not None else None,
         },
+    )
+
+
+def _evaluation_metrics(job: Job) -> dict[str, Any] | None:
+    """The metrics an evaluate job stored in its result (None for other jobs and unfinished ones)."""
+    metrics = (job.result or {}).get("metrics") if job.kind == "evaluate" else None
+    return metrics if isinstance(metrics, dict) and "clean_acc" in metrics else None
+
+
+@router.get("/jobs/{job_id}/evaluation.csv", name="admin_evaluation_csv")
+def evaluation_csv(job_id: int, admin: AdminDep, session: SessionDep) -> Response:
+    """An evaluate job's accuracy table (one row per attack column, one column per eps) as CSV."""
+    metrics = _evaluation_metrics(get_or_404(session, Job, job_id))
+    if metrics is None:
+        raise NotFoundError(f"job {job_id} holds no evaluation result")
+    return Response(
+        accuracy_table(metrics).csv(),
+        media_type="text/csv; charset=utf-8",
+        headers={"Content-Disposition": f'attachment; filename="evaluation-job{job_id}.csv"'},
     )
 
 

@@ -12,6 +12,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from backend.services.errors import InvalidInputError
+from sipat.vocabulary import EvalAttack as RegistryAttack
 
 TrainMethod = Literal["standard", "pgd_at", "trades", "sip_at", "sip_trades"]
 MASKED_METHODS = ("sip_at", "sip_trades")
@@ -20,7 +21,7 @@ ARCHITECTURES = ("small_cnn", "cnn32", "resnet18", "resnet50", "densenet121")
 EvalAttack = Literal["pgd", "apgd", "fgsm"]
 DEFAULT_EVAL_EPS = (0.0, 1 / 255, 2 / 255, 4 / 255, 8 / 255, 16 / 255)
 _TRAIN_EVAL_ATTACKS: tuple[EvalAttack, ...] = ("pgd",)
-_EVALUATE_ATTACKS: tuple[EvalAttack, ...] = ("pgd", "apgd")
+_EVALUATE_ATTACKS: tuple[RegistryAttack, ...] = ("pgd", "apgd")
 
 
 class _Params(BaseModel):
@@ -117,14 +118,33 @@ class TrainParams(_Params):
 
 
 class EvaluateParams(_Params):
-    """An `evaluate` job: clean and robust accuracy of a stored model on a dataset's images."""
+    """An `evaluate` job: clean and robust accuracy of a stored model on a dataset's images.
+
+    The attacks are those of `sipat.attacks.registry` (`sipat.vocabulary.EVAL_ATTACKS`), with the budgets of
+    the CLI (`sipat evaluate`): PGD `steps` (20), APGD / APGD-T / FAB-T `apgd_steps` (100, AutoAttack's),
+    `n_targets` (9) and Square `square_queries` (5,000). "autoattack" is the standard ensemble; its result
+    holds the per-sample worst case beside each stage's column (see `sipat.evaluation`).
+    """
 
     model_id: int
     dataset_id: int | None = Field(default=None, description="Dataset to evaluate on; null: the model's own.")
     split: str | None = Field(default="test", description="Images of this split only; null for all images.")
     eps: list[float] = Field(default_factory=lambda: list(DEFAULT_EVAL_EPS))
-    attacks: list[EvalAttack] = Field(default_factory=lambda: list(_EVALUATE_ATTACKS), min_length=1)
-    steps: int = Field(default=20, ge=1, le=1000)
+    attacks: list[RegistryAttack] = Field(
+        default_factory=lambda: list(_EVALUATE_ATTACKS),
+        min_length=1,
+        description="Any of pgd, apgd (APGD-CE), fgsm, apgd-t, fab-t, square, autoattack (the ensemble with "
+        "its per-sample worst case).",
+    )
+    steps: int = Field(default=20, ge=1, le=1000, description="PGD iterations (step 2.5 * eps / steps).")
+    apgd_steps: int = Field(default=100, ge=1, le=1000, description="Iterations of APGD, APGD-T and FAB-T.")
+    n_targets: int = Field(default=9, ge=1, le=99, description="Target classes of APGD-T and FAB-T.")
+    square_queries: int = Field(default=5000, ge=1, le=100_000, description="Model queries per image of Square.")
+    autoattack_every_sample: bool = Field(
+        default=False,
+        description="Also run each ensemble member on every clean-correct image for its own column "
+        "('autoattack/<attack>'); costs every member in full.",
+    )
     masked: bool = Field(default=False, description="Attack only the non-salient pixels (imported maps).")
     seed: int = Field(default=0, ge=0)
     key: str | None = Field(
@@ -135,6 +155,11 @@ class EvaluateParams(_Params):
     @classmethod
     def _check_eps(cls, value: list[float]) -> list[float]:
         return _check_grid(value)
+
+    @field_validator("attacks")
+    @classmethod
+    def _unique(cls, value: list[str]) -> list[str]:
+        return list(dict.fromkeys(value))
 
 
 class GenerateStimuliParams(_Params):

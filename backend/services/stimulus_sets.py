@@ -22,7 +22,6 @@ from backend.services.lookups import get_or_404, get_referenced
 from sipat.vocabulary import LINF_ONLY_ATTACKS
 
 
-
 @dataclass(frozen=True)
 class StimulusSetSpec:
     """What `create_stimulus_set` needs (the API's `StimulusSetCreate`, checked for shape already)."""

@@ -40,9 +40,7 @@ def _attacks(old: tuple[str, ...], new: tuple[str, ...]) -> None:
         op.drop_constraint(op.f("ck_stimulus_sets_attack"), "stimulus_sets", type_="check")
         op.create_check_constraint("attack", "stimulus_sets", _check(new))
         return
-    (sql,) = bind.exec_driver_sql(
-        "SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'stimulus_sets'"
-    ).one()
+    (sql,) = bind.exec_driver_sql("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'stimulus_sets'").one()
     if _check(old) not in sql:
         raise RuntimeError(f"stimulus_sets' CHECK is not {_check(old)!r}; refusing to edit the schema")
     version = bind.exec_driver_sql("PRAGMA schema_version").scalar_one()

@@ -4,10 +4,16 @@ The metrics (`sipat.evaluation.evaluate`: unmasked attacks over the eps grid by 
 attacks only the non-salient pixels of images with an imported map) are the job's result and are merged
 into the model's `metrics["evaluations"][key]` (key default `dataset<id>/<split or all>/<masked|unmasked>`),
 so a second evaluation under another key adds to the model's record instead of replacing it.
+
+Any attack of the registry (`EvaluateParams`: apgd-t, fab-t, square and the "autoattack" ensemble included) with
+the CLI's budgets unless the params say otherwise; the result keeps the sanity checks' warnings (logits, zero
+gradients, randomness, accuracy rising with eps, black box beating white box) beside the numbers, and the
+budget it ran with. The job page and the model comparison show both (`backend.admin.evaluations`).
 """
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from typing import Any
 
 import torch
@@ -17,6 +23,7 @@ from backend.db import session_scope
 from backend.models import SalienceMap, TrainedModel
 from backend.services.job_params import EvaluateParams
 from backend.services.jobs import JobRun
+from sipat.attacks import AttackBudget
 from sipat.evaluation import evaluate
 from worker.jobs.common import JobError, Phase, image_hw, load_map, load_stored_model, trained_or_wait
 from worker.jobs.datasets import build_set, dataset_images, decode
@@ -62,18 +69,28 @@ def evaluate_job(run: JobRun, rt: Runtime) -> dict[str, Any]:
         size=size,
         salience=salience,
     )
-    result = evaluate(
-        model,
-        data,
-        eps_grid=p.eps,
-        attacks=p.attacks,
+    budget = AttackBudget(
         pgd_steps=p.steps,
-        apgd_steps=p.steps,
-        masked=p.masked,
-        seed=p.seed,
-        device=rt.device,
-        progress=Phase(run, 0.05, 0.99).callback(),
+        apgd_steps=p.apgd_steps,
+        fab_steps=p.apgd_steps,
+        n_targets=p.n_targets,
+        square_queries=p.square_queries,
     )
+    try:
+        result = evaluate(
+            model,
+            data,
+            eps_grid=p.eps,
+            attacks=p.attacks,
+            masked=p.masked,
+            seed=p.seed,
+            device=rt.device,
+            progress=Phase(run, 0.05, 0.99).callback(),
+            budget=budget,
+            autoattack_every_sample=p.autoattack_every_sample,
+        )
+    except ValueError as exc:  # e.g. APGD-T on a model of fewer than 4 classes: the reason, not a traceback
+        raise JobError(str(exc)) from None
     key = p.key or f"dataset{dataset_id}/{p.split or 'all'}/{'masked' if p.masked else 'unmasked'}"
     metrics = {
         **result.to_dict(),
@@ -81,6 +98,7 @@ def evaluate_job(run: JobRun, rt: Runtime) -> dict[str, Any]:
         "split": p.split,
         "attacks": list(p.attacks),
         "steps": p.steps,
+        "budget": asdict(budget),
         "masked": p.masked,
         "skipped_unknown_labels": len(infos) - len(known),
     }

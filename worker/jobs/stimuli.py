@@ -5,11 +5,11 @@ file's size told clean from perturbed.
 
 For each selected image (`StimulusSetOptions`: split, n_images drawn with the seed) and each level of
 `{0} ∪ eps_levels`: eps 0 is the clean image itself; otherwise the set's attack (`sipat.attacks` pgd | fgsm |
-apgd | square, L-inf; pgd also L2; `steps` are square's queries) against the set's model, untargeted on the image's label (or the model's clean
-prediction when the label is not one of the model's classes), masked by the image's salience when
-`masked=True` (`sipat.salience.to_mask` of its map; images without a map are attacked everywhere). Plus one
-`catch` stimulus per image at `backend.study.schedule.CATCH_EPS`: uniform random-sign noise of that amplitude
-(seeded by the set's seed and the image id), plainly visible.
+apgd | square, L-inf; pgd also L2; `steps` are square's queries) against the set's model, untargeted on the
+image's label (or the model's clean prediction when the label is not one of the model's classes), masked by
+the image's salience when `masked=True` (`sipat.salience.to_mask` of its map; images without a map are
+attacked everywhere). Plus one `catch` stimulus per image at `backend.study.schedule.CATCH_EPS`: uniform
+random-sign noise of that amplitude (seeded by the set's seed and the image id), plainly visible.
 
 Quantisation. Images are decoded to 8-bit values v/255, so the clean image is exact. The attack's float result
 is rounded to 8 bits and, for L-inf, clipped back into the ball in integer units, |q - v| <= floor(255 eps).
@@ -47,8 +47,8 @@ from backend.study.schedule import CATCH_EPS
 from sipat.attacks import apgd, fgsm, pgd, square
 from sipat.data import missing_salience
 from sipat.salience import to_mask
-from sipat.vocabulary import LINF_ONLY_ATTACKS
 from sipat.stimuli import norms, quantise, stimulus_png
+from sipat.vocabulary import LINF_ONLY_ATTACKS
 from worker.jobs.common import (
     JobError,
     image_hw,
