@@ -19,6 +19,7 @@ from backend.services import job_requests, model_catalog
 from backend.services.errors import InvalidInputError, ServiceError
 from backend.services.job_params import ARCHITECTURES, DEFAULT_EVAL_EPS
 from backend.services.training_coverage import compute_coverage
+from sipat.vocabulary import EVAL_ATTACKS
 
 router = APIRouter(route_class=AdminRoute)
 
@@ -48,6 +49,17 @@ DEFAULTS = {
     "eval_steps": "20",
     "salience": "imported",
     "fallback": "none",
+}
+
+
+EVAL_DEFAULTS = {
+    "eps": DEFAULTS["eval_eps"],
+    "split": "test",
+    "steps": "20",
+    "apgd_steps": "100",
+    "square_queries": "5000",
+    "attack:pgd": "on",
+    "attack:apgd": "on",
 }
 
 
@@ -85,6 +97,9 @@ def _page(request: Request, admin: Admin, session: Session, *, status_code: int 
         "job_models": job_requests.models_of_jobs(session, [j.id for j in jobs]),
         "models_figure": models_figure(models),
         "form": {**DEFAULTS, **extra.pop("form", {})},
+        "eval_form": {**EVAL_DEFAULTS, **extra.pop("eval_form", {})},
+        "eval_attacks": EVAL_ATTACKS,
+        "trained_models": models,  # one still in training can be named too: its evaluation waits for it
         **extra,
     }
     return render(request, admin, "training.html", context, status_code=status_code)
@@ -169,5 +184,45 @@ def queue_training(
     except ServiceError as exc:
         session.rollback()
         return _page(request, admin, session, status_code=exc.status_code, error=exc.message, form=form)
+    job_requests.commit_and_enqueue(session, job, enqueue)
+    return see_other(request.url_for("admin_job", job_id=job.id).path)
+
+
+def evaluate_params(form: dict[str, str]) -> dict[str, Any]:
+    """The evaluate form as `evaluate` job params (validated afterwards by `EvaluateParams` in `submit_job`):
+    one checkbox per attack of the registry (`attack:<name>`), the budgets as numbers."""
+    try:
+        eps = parse_eps_list(form["eps"]) if optional(form, "eps") else None
+    except ValueError as exc:
+        raise InvalidInputError(f"evaluation eps: {exc}") from None
+    attacks = [a for a in EVAL_ATTACKS if form.get(f"attack:{a}") == "on"]
+    if not attacks:
+        raise InvalidInputError("attacks: tick at least one attack")
+    return given(
+        {
+            "model_id": int_field(form, "model_id", label="model"),
+            "attacks": attacks,
+            "eps": eps,
+            "split": optional(form, "split"),
+            "steps": int_field(form, "steps", label="PGD steps"),
+            "apgd_steps": int_field(form, "apgd_steps", label="APGD steps"),
+            "square_queries": int_field(form, "square_queries", label="Square queries"),
+            "masked": form.get("masked") == "on",
+        }
+    )
+
+
+@router.post("/training/evaluate", name="admin_queue_evaluation")
+def queue_evaluation(
+    request: Request, admin: AdminDep, form: FormDep, session: SessionDep, enqueue: EnqueueDep
+) -> Response:
+    """An `evaluate` job for a trained model: the service of POST /api/v1/jobs (kind evaluate)."""
+    try:
+        if not optional(form, "model_id"):
+            raise InvalidInputError("model: choose the model to evaluate")
+        job = job_requests.submit_job(session, "evaluate", evaluate_params(form))
+    except ServiceError as exc:
+        session.rollback()
+        return _page(request, admin, session, status_code=exc.status_code, error=exc.message, eval_form=form)
     job_requests.commit_and_enqueue(session, job, enqueue)
     return see_other(request.url_for("admin_job", job_id=job.id).path)

@@ -6,7 +6,9 @@ from __future__ import annotations
 import csv
 import io
 
+import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from backend.admin.comparison import ModelRow, models_figure
@@ -97,3 +99,40 @@ def test_an_evaluate_jobs_page_shows_the_table_and_the_warnings(admin: TestClien
     assert admin.get(f"/admin/jobs/{train.id}/evaluation.csv").status_code == 404
     assert admin.get("/admin/jobs/99999/evaluation.csv").status_code == 404
     assert 'id="check-warnings"' not in admin.get(f"/admin/jobs/{train.id}").text
+
+
+def test_the_training_page_queues_an_evaluation_with_any_registry_attack(
+    admin: TestClient, session: Session, enqueued
+) -> None:
+    model = TrainedModel(name="m", arch="small_cnn", method="pgd_at", checkpoint_sha256="0" * 64)
+    session.add(model)
+    session.commit()
+    page = admin.get("/admin/training").text
+    assert 'id="evaluate-form"' in page and all(f'name="attack:{a}"' in page for a in ("apgd-t", "fab-t", "square"))
+    form = {
+        "csrf_token": admin.csrf,
+        "model_id": str(model.id),
+        "attack:autoattack": "on",
+        "attack:fab-t": "on",
+        "eps": "0, 2/255 8/255",
+        "split": "test",
+        "steps": "20",
+        "apgd_steps": "5",
+        "square_queries": "50",
+    }
+    r = admin.post("/admin/training/evaluate", data=form, follow_redirects=False)
+    assert r.status_code == 303
+    job = session.scalar(select(Job).where(Job.kind == "evaluate"))
+    assert r.headers["location"] == f"/admin/jobs/{job.id}" and enqueued.sent == [job.id]
+    assert job.params["attacks"] == ["fab-t", "autoattack"] and job.params["apgd_steps"] == 5
+    assert job.params["square_queries"] == 50 and job.params["eps"] == pytest.approx([0, 2 / 255, 8 / 255])
+    for change, fragment in [
+        ({"attack:autoattack": "", "attack:fab-t": ""}, "tick at least one attack"),
+        ({"apgd_steps": "0"}, "apgd_steps"),
+        ({"eps": "2/0"}, "evaluation eps"),
+        ({"model_id": "999"}, "no model with id 999"),
+        ({"model_id": ""}, "choose the model"),
+    ]:
+        bad = admin.post("/admin/training/evaluate", data={**form, **change})
+        assert bad.status_code == 422 and fragment in bad.text, (change, bad.text[-2000:])
+    assert session.scalar(select(func.count(Job.id))) == 1
