@@ -235,6 +235,30 @@ def test_researcher_runs_the_loop(server_with_broker: Any, browser: Any) -> None
     assert page.locator("#models svg polyline").count() >= 1
     shot(page, "09-training")
 
+    # -- FAB-T and Square on that model, queued from the training page (tiny budget; 2 classes: no APGD-T) ---
+    page.select_option("#e-model", str(model.id))
+    page.uncheck("input[name='attack:pgd']")
+    page.uncheck("input[name='attack:apgd']")
+    page.check("input[name='attack:fab-t']")
+    page.check("input[name='attack:square']")
+    page.fill("#e-eps", "0, 8/255")
+    page.fill("#e-split", "")
+    page.fill("#e-apgd", "2")
+    page.fill("#e-square", "10")
+    page.click("#evaluate-form button[type=submit]")
+    page.wait_for_url("**/admin/jobs/*")
+    eval_id = int(page.url.rsplit("/", 1)[1])
+    runtime = Runtime.from_settings(settings, durable=False, device="cpu")
+    try:
+        assert execute(eval_id, runtime=runtime).status == "succeeded"
+    finally:
+        runtime.close()
+    page.wait_for_selector(".badge.status-succeeded", timeout=15_000)
+    columns = page.locator("#figure-evaluation table.data tbody tr td:first-child").all_inner_texts()
+    assert columns == ["fab-t", "square"], columns
+    assert page.locator("#figure-evaluation svg polyline").count() >= 1
+    shot(page, "09b-evaluation")
+
     # -- withdrawal on request -----------------------------------------------------------------------------
     page.goto(study_url)
     page.locator("a:has-text('withdraw…')").first.click()

@@ -90,6 +90,34 @@ def test_the_sanity_checks_warn_in_the_result(rt: Runtime, model_id: int, monkey
         assert session.get(TrainedModel, model_id).metrics["evaluations"]["softmax"]["warnings"] == m["warnings"]
 
 
+def test_apgd_t_on_a_model_of_three_classes_fails_at_once_with_the_reason(
+    rt: Runtime, model_id: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from torch import nn
+
+    from worker.jobs import evaluate as job
+
+    load = job.load_stored_model
+
+    class FirstThree(nn.Module):
+        def forward(self, z):
+            return z[:, :3]
+
+    def three_classes(*args, **kwargs):
+        model, meta = load(*args, **kwargs)
+        return nn.Sequential(model, FirstThree()), {**meta, "classes": meta["classes"][:3]}
+
+    monkeypatch.setattr(job, "load_stored_model", three_classes)
+    with session_scope(rt.session_factory) as session:
+        bad = create_job(session, "evaluate", {"model_id": model_id, "attacks": ["pgd", "autoattack"], **TINY}).id
+    assert execute(bad, runtime=rt).status == "failed"
+    with session_scope(rt.session_factory) as session:
+        error = session.get(Job, bad).error
+    assert "autoattack need a model of at least 4 classes" in error and "has 3" in error, error
+    fab = _evaluate(rt, {"model_id": model_id, "attacks": ["fab-t", "square"], "eps": [0, 0.2], **TINY})["metrics"]
+    assert set(fab["robust_acc"]) == {"fab-t", "square"} and fab["n"] == 6  # the images of those 3 classes
+
+
 def test_params_take_the_registry_names_and_the_cli_budgets() -> None:
     p = validate_job_params("evaluate", {"model_id": 1})
     assert (p["attacks"], p["steps"], p["apgd_steps"], p["n_targets"], p["square_queries"]) == (

@@ -29,6 +29,9 @@ from worker.jobs.common import JobError, Phase, image_hw, load_map, load_stored_
 from worker.jobs.datasets import build_set, dataset_images, decode
 from worker.runtime import Runtime
 
+#: Attacks that run APGD-T, whose targeted DLR loss needs 4 classes: refused before any compute is spent.
+TARGETED_DLR = ("apgd-t", "autoattack")
+
 
 def evaluate_job(run: JobRun, rt: Runtime) -> dict[str, Any]:
     p = EvaluateParams.model_validate(run.params)
@@ -52,6 +55,12 @@ def evaluate_job(run: JobRun, rt: Runtime) -> dict[str, Any]:
     run.progress(0.02, f"loading model {p.model_id} and {len(infos)} images")
     model, meta = load_stored_model(rt.storage, row, rt.device)
     size = image_hw(meta)
+    targeted = [a for a in p.attacks if a in TARGETED_DLR]
+    if targeted and len(meta["classes"]) < 4:
+        raise JobError(
+            f"{' and '.join(targeted)} need a model of at least 4 classes (the targeted DLR loss of APGD-T, also a "
+            f"stage of autoattack); model {p.model_id} has {len(meta['classes'])}: use pgd, apgd, fab-t or square"
+        )
     known = [im for im in infos if im.label in set(meta["classes"])]
     if not known:
         raise JobError(f"none of the {len(infos)} images has a label among the model's classes {meta['classes']}")
