@@ -14,7 +14,7 @@ from typing import Any
 
 from backend.admin.figures import Figure, Table
 from backend.admin.plots import PALETTE, Series, line_chart
-from sipat.vocabulary import EVAL_ATTACKS, grid_labels
+from sipat.vocabulary import EVAL_ATTACKS
 
 #: The ensemble's columns: "autoattack" (the per-sample worst case), "autoattack/+<stage>" (still robust after
 #: that stage and the ones before, AutoAttack's printout) and "autoattack/<stage>" (the stage's own accuracy).
@@ -48,6 +48,13 @@ def warnings_of(metrics: dict[str, Any] | None) -> list[str]:
     return [str(w) for w in (metrics or {}).get("warnings") or []]
 
 
+def eps_label(e: float) -> str:
+    """"8/255" for a radius within 1e-3 grey levels of a whole one (stored metrics keep 6 digits: 0.0313725),
+    else the number; as the model comparison labels its columns."""
+    k = e * 255
+    return f"{round(k)}/255" if abs(k - round(k)) < 1e-3 else f"{e:.4g}"
+
+
 def _grid(metrics: dict[str, Any]) -> list[float]:
     return sorted({e for per in curves(metrics).values() for e in per if e > 0})
 
@@ -56,7 +63,7 @@ def accuracy_table(metrics: dict[str, Any], title: str = "") -> Table:
     """One row per attack column (the ensemble's worst case beside its stages), one column per eps; the
     clean accuracy and the number of images first."""
     grid = _grid(metrics)
-    labels = grid_labels(grid)
+    labels = [eps_label(e) for e in grid]
     rows: list[list[Any]] = []
     for column, per in curves(metrics).items():
         rows.append([column, metrics.get("n"), metrics.get("clean_acc"), *(per.get(e) for e in grid)])
@@ -102,7 +109,8 @@ def evaluation_figure(metrics: dict[str, Any], key: str = "evaluation") -> Figur
         if warnings
         else "Sanity checks: no warning."
     )
-    return Figure(key=key, title="Evaluation", svg=svg, tables=[accuracy_table(metrics)], caption=caption)
+    table = accuracy_table(metrics)
+    return Figure(key=key, title="Accuracy per attack and eps", svg=svg, tables=[table], caption=caption)
 
 
 def evaluations_table(models: Sequence[Any]) -> Table:
@@ -116,7 +124,7 @@ def evaluations_table(models: Sequence[Any]) -> Table:
     ]
     columns = column_order(sorted({c for _, _, ev in found for c in (ev.get("robust_acc") or {})}))
     grid = sorted({e for _, _, ev in found for e in _grid(ev)})
-    labels = grid_labels(grid)
+    labels = [eps_label(e) for e in grid]
     rows: list[list[Any]] = []
     for m, key, ev in found:
         per = curves(ev)

@@ -48,6 +48,8 @@ def test_the_worst_case_stands_beside_its_stages_in_registry_order() -> None:
     assert rows["autoattack"][3] == 0.2 and rows["pgd"][3] == 0.5 and rows["pgd"][2] == 0.9
     assert fig.svg is not None and "autoattack/+square" not in fig.svg and ">autoattack<" in fig.svg
     assert "1 warning(s)" in fig.caption
+    eight = evaluation_figure({"n": 1, "clean_acc": 1.0, "robust_acc": {"pgd": {"0.0313725": 0.5}}})
+    assert eight.tables[0].columns[-1] == "eps 8/255"  # 6 stored digits still read as 8/255
     assert "no warning" in evaluation_figure(metrics(warnings=[])).caption
 
 
