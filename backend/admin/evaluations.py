@@ -49,7 +49,7 @@ def warnings_of(metrics: dict[str, Any] | None) -> list[str]:
 
 
 def eps_label(e: float) -> str:
-    """"8/255" for a radius within 1e-3 grey levels of a whole one (stored metrics keep 6 digits: 0.0313725),
+    """ "8/255" for a radius within 1e-3 grey levels of a whole one (stored metrics keep 6 digits: 0.0313725),
     else the number; as the model comparison labels its columns."""
     k = e * 255
     return f"{round(k)}/255" if abs(k - round(k)) < 1e-3 else f"{e:.4g}"
