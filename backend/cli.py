@@ -32,10 +32,11 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 from backend import auth
+from backend.blobstores import open_blob_store
 from backend.db import make_engine, make_session_factory, session_scope
 from backend.services.errors import ServiceError
 from backend.settings import Settings, get_settings
-from backend.storage import BlobStore, StorageError
+from backend.storage import StorageError
 
 
 class CommandError(Exception):
@@ -165,7 +166,7 @@ def cmd_import_dataset(args: argparse.Namespace) -> None:
         archive = read_archive(path, max_bytes=settings.max_upload_bytes)
     except ArchiveError as exc:
         raise CommandError(str(exc)) from None
-    storage = BlobStore(settings.data_dir / "blobs")
+    storage = open_blob_store(settings)
     with _transaction(settings) as session:
         dataset = import_archive(session, storage, archive, args.name or path.stem)
         n_images = len(dataset.images)

@@ -1,14 +1,18 @@
 """Blob downloads of the research API (images, salience maps, masks, stimuli, checkpoints), written once.
 
-Served from the blob store's file with `FileResponse` (chunked reads, Content-Length, range requests), with
-the media type read from the file's first bytes. Only researchers reach these routes (bearer token).
+From a local store: the blob's file with `FileResponse` (chunked reads, Content-Length, range requests). From
+an S3 store: the object's body streamed in 1 MiB chunks with its Content-Length (no range requests). Either
+way the media type is read from the blob's first bytes, and a missing blob is known before the status line
+goes out. Only researchers reach these routes (bearer token).
 """
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Iterator
+from typing import Any, BinaryIO
 
-from fastapi.responses import FileResponse
+from fastapi.responses import FileResponse, Response, StreamingResponse
+from starlette.background import BackgroundTask
 
 from backend.services.media import media_type
 from backend.storage import BlobNotFoundError, BlobStore
@@ -28,18 +32,52 @@ def file_responses(*media_types: str, description: str) -> dict[int | str, dict[
 
 def blob_file(
     storage: BlobStore, sha256: str, *, filename: str | None = None, kind: str | None = None, cache: str = IMMUTABLE
-) -> FileResponse:
+) -> Response:
     """The blob `sha256` as a download; `kind` forces the media type (else sniffed from the bytes)."""
-    path = storage.path(sha256)
+    headers = {"Cache-Control": cache, "X-Content-Type-Options": "nosniff"}
+    disposition = "attachment" if filename else "inline"
+    path = storage.local_path(sha256)
+    if path is None:
+        return _streamed(storage, sha256, kind=kind, filename=filename, disposition=disposition, headers=headers)
     try:
         with open(path, "rb") as fh:
             head = fh.read(16)
     except FileNotFoundError:
-        raise BlobNotFoundError(f"blob {sha256} is missing from the store at {storage.root}") from None
+        raise BlobNotFoundError(f"blob {sha256} is missing from the store at {storage.location}") from None
     return FileResponse(
         path,
         media_type=kind or media_type(head),
         filename=filename,
-        content_disposition_type="attachment" if filename else "inline",
-        headers={"Cache-Control": cache, "X-Content-Type-Options": "nosniff"},
+        content_disposition_type=disposition,
+        headers=headers,
     )
+
+
+def _streamed(
+    storage: BlobStore,
+    sha256: str,
+    *,
+    kind: str | None,
+    filename: str | None,
+    disposition: str,
+    headers: dict[str, str],
+) -> StreamingResponse:
+    """A blob of a remote store, read as it is sent (in the thread pool: the iterator is synchronous)."""
+    size = storage.size(sha256)  # BlobNotFoundError here: before any byte of the answer
+    fh = storage.open(sha256)
+    head = fh.read(16)
+    headers = {**headers, "Content-Length": str(size)}
+    if filename:
+        headers["Content-Disposition"] = f'{disposition}; filename="{filename}"'
+    return StreamingResponse(
+        _chunks(head, fh), media_type=kind or media_type(head), headers=headers, background=BackgroundTask(fh.close)
+    )
+
+
+def _chunks(head: bytes, fh: BinaryIO, chunk: int = 1024 * 1024) -> Iterator[bytes]:
+    try:
+        yield head
+        while data := fh.read(chunk):
+            yield data
+    finally:
+        fh.close()

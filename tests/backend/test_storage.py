@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from backend.storage import BlobNotFoundError, BlobStore, StorageError
+from backend.storage import BlobNotFoundError, LocalBlobStore, StorageError
 
 
 def _files(root: Path) -> list[Path]:
@@ -19,7 +19,7 @@ def _files(root: Path) -> list[Path]:
 
 
 def test_put_get_layout(tmp_path: Path) -> None:
-    store = BlobStore(tmp_path / "blobs")
+    store = LocalBlobStore(tmp_path / "blobs")
     data = b"\x89PNG fake image bytes"
     sha = store.put(data)
     assert sha == hashlib.sha256(data).hexdigest()
@@ -31,7 +31,7 @@ def test_put_get_layout(tmp_path: Path) -> None:
 
 
 def test_put_is_idempotent(tmp_path: Path) -> None:
-    store = BlobStore(tmp_path)
+    store = LocalBlobStore(tmp_path)
     sha = store.put(b"same")
     stat = store.path(sha).stat()
     assert store.put(b"same") == sha
@@ -40,7 +40,7 @@ def test_put_is_idempotent(tmp_path: Path) -> None:
 
 
 def test_concurrent_puts_of_the_same_blob(tmp_path: Path) -> None:
-    store = BlobStore(tmp_path)
+    store = LocalBlobStore(tmp_path)
     data = os.urandom(1 << 16)
     results: list[str] = []
     threads = [threading.Thread(target=lambda: results.append(store.put(data))) for _ in range(8)]
@@ -53,7 +53,7 @@ def test_concurrent_puts_of_the_same_blob(tmp_path: Path) -> None:
 
 
 def test_failed_write_leaves_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    store = BlobStore(tmp_path)
+    store = LocalBlobStore(tmp_path)
 
     def crash(src: str, dst: str) -> None:
         raise OSError(errno.EIO, "I/O error")
@@ -73,7 +73,7 @@ def test_failed_write_leaves_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyP
 def test_disk_errors_become_storage_errors(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, code: int, hint: str
 ) -> None:
-    store = BlobStore(tmp_path / "blobs")
+    store = LocalBlobStore(tmp_path / "blobs")
     real_open = open
 
     def refusing_open(file, mode="r", *args, **kwargs):
@@ -91,11 +91,11 @@ def test_unwritable_root(tmp_path: Path) -> None:
     blocker = tmp_path / "file"
     blocker.write_text("not a directory")
     with pytest.raises(StorageError, match="cannot write"):
-        BlobStore(blocker / "blobs").put(b"x")
+        LocalBlobStore(blocker / "blobs").put(b"x")
 
 
 def test_missing_and_malformed_names(tmp_path: Path) -> None:
-    store = BlobStore(tmp_path)
+    store = LocalBlobStore(tmp_path)
     missing = "ab" * 32
     assert not store.exists(missing)
     with pytest.raises(BlobNotFoundError, match=missing):
@@ -106,7 +106,7 @@ def test_missing_and_malformed_names(tmp_path: Path) -> None:
 
 
 def test_put_file_streams(tmp_path: Path) -> None:
-    store = BlobStore(tmp_path)
+    store = LocalBlobStore(tmp_path)
     data = os.urandom(3 * 1024 * 1024 + 17)
     sha = store.put_file(io.BytesIO(data))
     assert sha == hashlib.sha256(data).hexdigest() and store.get(sha) == data
