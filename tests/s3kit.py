@@ -10,9 +10,11 @@ store tests talk to it through boto3 exactly as to AWS or MinIO.
 
 from __future__ import annotations
 
+import ctypes
 import json
 import secrets
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -100,7 +102,7 @@ def seaweedfs(workdir: Path, *, bucket: str = "sipat-test", start_timeout_s: flo
     ]  # fmt: skip
     log = workdir / "weed.log"
     with open(log, "wb") as fh:
-        proc = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, cwd=workdir)
+        proc = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, cwd=workdir, preexec_fn=_die_with_parent)
     server = S3Server(f"http://127.0.0.1:{ports['s3']}", key, secret, bucket, log)
     try:
         _create_bucket(server, proc, start_timeout_s)
@@ -108,6 +110,12 @@ def seaweedfs(workdir: Path, *, bucket: str = "sipat-test", start_timeout_s: flo
     finally:
         proc.kill()  # its data is thrown away; a SIGTERM would wait for its shutdown hooks (10 s and more)
         proc.wait(timeout=10)
+
+
+def _die_with_parent() -> None:
+    """Linux: SIGKILL the server when the test process dies, even by SIGKILL (no orphaned `weed` left)."""
+    if sys.platform == "linux":
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
 
 
 def _create_bucket(server: S3Server, proc: subprocess.Popen, timeout_s: float) -> None:
