@@ -1,4 +1,5 @@
-"""The blob store the settings name (`SIPAT_BLOB_URL`): one place where the API, the workers and the CLI open it.
+"""The blob store the settings name (`SIPAT_BLOB_URL`): one place where the API, the workers and the CLI open it;
+and the copy of a directory store into another store (`sipat-admin copy-blobs`, when a deployment moves to S3).
 
 A module of its own so that `backend.storage` (the contract, the local directory) never imports boto3:
 `backend.storage_s3` is imported only when an `s3://` store is configured.
@@ -6,10 +7,12 @@ A module of its own so that `backend.storage` (the contract, the local directory
 
 from __future__ import annotations
 
+import hashlib
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from backend.settings import Settings
-from backend.storage import BlobStore, LocalBlobStore
+from backend.storage import BlobStore, LocalBlobStore, check_sha256
 
 
 def open_blob_store(settings: Settings, *, durable: bool = True) -> BlobStore:
@@ -37,3 +40,49 @@ def open_blob_store(settings: Settings, *, durable: bool = True) -> BlobStore:
             addressing_style=settings.s3_addressing_style,
         )
     )
+
+
+@dataclass
+class CopyReport:
+    copied: int = 0
+    present: int = 0
+    #: Files whose bytes do not hash to their name (damaged on disk): listed, not copied under that name.
+    damaged: list[str] = field(default_factory=list)
+
+
+def copy_blobs(source: LocalBlobStore, target: BlobStore) -> CopyReport:
+    """Copy every blob of the directory store `source` into `target` (moving a deployment to S3), streamed one
+    at a time; blobs already in `target` are skipped, so an interrupted copy is resumed by running it again.
+    Each file is re-hashed on the way: one whose bytes do not match its name is reported, not copied under it.
+    Temporary files of unfinished writes (`.incoming-*`, `.<sha>.*.tmp`) are not blobs and are left alone."""
+    report = CopyReport()
+    for path in sorted(source.root.glob("??/??/*")):
+        sha = path.name
+        if not _is_blob_name(sha) or path.parent.name != sha[2:4] or path.parent.parent.name != sha[:2]:
+            continue
+        if target.exists(sha):
+            report.present += 1
+            continue
+        if _sha256_of(path) != sha:
+            report.damaged.append(sha)
+            continue
+        with open(path, "rb") as fh:
+            target.put_file(fh)
+        report.copied += 1
+    return report
+
+
+def _is_blob_name(name: str) -> bool:
+    try:
+        check_sha256(name)
+    except ValueError:
+        return False
+    return True
+
+
+def _sha256_of(path: Path) -> str:
+    hasher = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while chunk := fh.read(1024 * 1024):
+            hasher.update(chunk)
+    return hasher.hexdigest()

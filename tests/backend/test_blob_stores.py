@@ -209,3 +209,48 @@ def test_a_file_url_names_another_directory(tmp_path: Path) -> None:
     assert isinstance(blobs, LocalBlobStore) and blobs.root == tmp_path / "b"
     sha = blobs.put(b"x")
     assert (tmp_path / "b" / sha[:2] / sha[2:4] / sha).read_bytes() == b"x"
+
+
+def test_copy_blobs_moves_a_local_store_to_s3(
+    s3_server: S3Server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`sipat-admin copy-blobs DIR` into the bucket of SIPAT_BLOB_URL: every blob, once (a second run copies
+    nothing); temporary files are not blobs; a file damaged on disk is named and not copied (exit 1)."""
+    from backend.cli import main
+    from backend.settings import get_settings
+
+    old = LocalBlobStore(tmp_path / "old")
+    shas = [old.put(os.urandom(n)) for n in (10, 70_000, 2 * 1024 * 1024)]
+    (old.root / ".incoming-0123").write_bytes(b"half a blob")
+    prefix = f"t-{secrets.token_hex(6)}"
+    settings = s3_settings(s3_server, tmp_path, prefix=prefix)
+    for name, value in {
+        "SIPAT_BLOB_URL": settings.blob_url,
+        "SIPAT_S3_ENDPOINT_URL": s3_server.endpoint_url,
+        "SIPAT_S3_ACCESS_KEY_ID": s3_server.access_key_id,
+        "SIPAT_S3_SECRET_ACCESS_KEY": s3_server.secret_access_key,
+        "SIPAT_S3_REGION": "us-east-1",
+        "SIPAT_DATA_DIR": str(tmp_path / "data"),
+        "SIPAT_SECRET_KEY": "k" * 40,
+    }.items():
+        monkeypatch.setenv(name, value)
+    get_settings.cache_clear()
+    try:
+        assert main(["copy-blobs", str(old.root)]) == 0
+        assert f"copied 3 blobs to s3://{s3_server.bucket}/{prefix}; 0 were there already" in capsys.readouterr().out
+        new = open_blob_store(settings)
+        assert all(new.get(sha) == old.get(sha) for sha in shas)
+        assert len(s3_server.keys(prefix + "/")) == 3
+
+        damaged = old.put(b"will rot")
+        old.path(damaged).write_bytes(b"bit rot")
+        assert main(["copy-blobs", str(old.root)]) == 1
+        captured = capsys.readouterr()
+        assert "copied 0 blobs" in captured.out and "3 were there already" in captured.out
+        assert f"1 files do not hash to their names and were not copied: {damaged}" in captured.err
+        assert not new.exists(damaged) and len(s3_server.keys(prefix + "/")) == 3
+
+        assert main(["copy-blobs", str(tmp_path / "nowhere")]) == 1
+        assert "no directory" in capsys.readouterr().err
+    finally:
+        get_settings.cache_clear()
