@@ -25,12 +25,16 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 import boto3
+from boto3.s3.transfer import TransferConfig
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
 from backend.storage import BlobNotFoundError, BlobStore, StorageError, check_sha256, sha256_hex
 
 _CHUNK = 1024 * 1024
+#: Large uploads (checkpoints) in 8 MiB parts, 4 at a time: at most ~32 MiB of a blob in memory at once.
+_TRANSFER = TransferConfig(multipart_threshold=8 * _CHUNK, multipart_chunksize=8 * _CHUNK, max_concurrency=4)
+_TRANSFER.max_in_memory_upload_chunks = 4  # s3transfer's knob (default 10 parts read ahead); boto3 does not pass it
 _NOT_FOUND = frozenset({"404", "NoSuchKey", "NotFound"})
 _DENIED = frozenset(
     {"403", "AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "InvalidToken", "ExpiredToken"}
@@ -63,9 +67,10 @@ class S3Location:
 
 class S3BlobStore(BlobStore):
     """Blobs as objects of one bucket (which must exist). Thread-safe: one boto3 client, shared by the threads
-    of a process; a forked process builds its own store (the worker's `Runtime` does)."""
+    of a process (up to `max_connections` at once: the API's thread pool has 40); a forked process builds its
+    own store (the worker's `Runtime` does)."""
 
-    def __init__(self, where: S3Location, *, max_connections: int = 32) -> None:
+    def __init__(self, where: S3Location, *, max_connections: int = 40) -> None:
         self.where = where
         self.location = where.url
         style = where.addressing_style
@@ -113,7 +118,7 @@ class S3BlobStore(BlobStore):
 
     def put_file(self, fileobj: BinaryIO) -> str:
         """Spooled to a temporary file while hashing (the key is the hash), then sent by boto3's managed
-        transfer (multipart above 8 MiB): memory stays bounded whatever the size."""
+        transfer (`_TRANSFER`: parts of 8 MiB above 8 MiB): memory stays bounded whatever the size."""
         hasher = hashlib.sha256()
         with tempfile.TemporaryFile(prefix="sipat-blob-") as spool:
             while chunk := fileobj.read(_CHUNK):
@@ -123,7 +128,7 @@ class S3BlobStore(BlobStore):
             if not self.exists(digest):
                 spool.seek(0)
                 with self._errors(digest, "write"):
-                    self.client.upload_fileobj(spool, self.where.bucket, self.key(digest))
+                    self.client.upload_fileobj(spool, self.where.bucket, self.key(digest), Config=_TRANSFER)
         return digest
 
     def open(self, sha256: str) -> BinaryIO:
