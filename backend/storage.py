@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import errno
 import hashlib
+import io
 import os
 import re
 import secrets
@@ -21,7 +22,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 _SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
 _CHUNK = 1024 * 1024
@@ -76,6 +77,10 @@ class BlobStore(ABC):
     def open(self, sha256: str) -> BinaryIO:
         """The blob opened for binary reading, streamed (not read whole); `BlobNotFoundError` if not stored.
         It may not be seekable: readers that need to seek take `as_local_file`."""
+
+    @abstractmethod
+    def open_range(self, sha256: str, first: int, last: int) -> BinaryIO:
+        """Bytes `first`..`last` (inclusive, 0-based; `last < first` for none) of the blob, streamed."""
 
     @abstractmethod
     def size(self, sha256: str) -> int:
@@ -156,6 +161,11 @@ class LocalBlobStore(BlobStore):
         except FileNotFoundError:
             raise BlobNotFoundError(f"blob {sha256} is not in the store at {self.root}") from None
 
+    def open_range(self, sha256: str, first: int, last: int) -> BinaryIO:
+        fh = self.open(sha256)
+        fh.seek(first)
+        return io.BufferedReader(_Slice(fh, max(last - first + 1, 0)))
+
     def size(self, sha256: str) -> int:
         try:
             return self.path(sha256).stat().st_size
@@ -206,6 +216,27 @@ class LocalBlobStore(BlobStore):
 
     def _guard(self, where: Path) -> AbstractContextManager[None]:
         return _storage_errors(self.root, where)
+
+
+class _Slice(io.RawIOBase):
+    """The next `length` bytes of an open file, then end of file."""
+
+    def __init__(self, fh: BinaryIO, length: int) -> None:
+        self._fh, self._left = fh, length
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        view = memoryview(buffer).cast("B")
+        data = self._fh.read(min(len(view), self._left))
+        view[: len(data)] = data
+        self._left -= len(data)
+        return len(data)
+
+    def close(self) -> None:
+        self._fh.close()
+        super().close()
 
 
 _HINTS = {

@@ -137,6 +137,14 @@ class S3BlobStore(BlobStore):
             body = self.client.get_object(Bucket=self.where.bucket, Key=key)["Body"]
         return io.BufferedReader(_Body(body, self, sha256), buffer_size=_CHUNK)
 
+    def open_range(self, sha256: str, first: int, last: int) -> BinaryIO:
+        key = self.key(sha256)
+        if last < first:
+            return io.BytesIO(b"")
+        with self._errors(sha256, "read"):
+            body = self.client.get_object(Bucket=self.where.bucket, Key=key, Range=f"bytes={first}-{last}")["Body"]
+        return io.BufferedReader(_Body(body, self, sha256), buffer_size=_CHUNK)
+
     def delete(self, sha256: str) -> None:
         key = self.key(sha256)
         with self._errors(sha256, "delete"):

@@ -1,19 +1,19 @@
 """Blob downloads of the research API (images, salience maps, masks, stimuli, checkpoints), written once.
 
 From a local store: the blob's file with `FileResponse` (chunked reads, Content-Length, range requests). From
-an S3 store: the object's body streamed in 1 MiB chunks with its Content-Length (no range requests). Either
+an S3 store: the object's body streamed in 1 MiB chunks with its Content-Length and one byte range on request
+(`backend.api.blobstream`). Either
 way the media type is read from the blob's first bytes, and a missing blob is known before the status line
 goes out. Only researchers reach these routes (bearer token).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from typing import Any, BinaryIO
+from typing import Any
 
-from fastapi.responses import FileResponse, Response, StreamingResponse
-from starlette.background import BackgroundTask
+from fastapi.responses import FileResponse, Response
 
+from backend.api.blobstream import BlobStreamResponse
 from backend.services.media import media_type
 from backend.storage import BlobNotFoundError, BlobStore
 
@@ -61,23 +61,11 @@ def _streamed(
     filename: str | None,
     disposition: str,
     headers: dict[str, str],
-) -> StreamingResponse:
-    """A blob of a remote store, read as it is sent (in the thread pool: the iterator is synchronous)."""
-    size = storage.size(sha256)  # BlobNotFoundError here: before any byte of the answer
-    fh = storage.open(sha256)
-    head = fh.read(16)
-    headers = {**headers, "Content-Length": str(size)}
+) -> BlobStreamResponse:
+    """A blob of a remote store; its existence, size and first bytes known before the answer starts."""
+    size = storage.size(sha256)  # BlobNotFoundError here: a clean error answer
+    with storage.open_range(sha256, 0, min(15, size - 1)) as fh:
+        head = fh.read(16)
     if filename:
-        headers["Content-Disposition"] = f'{disposition}; filename="{filename}"'
-    return StreamingResponse(
-        _chunks(head, fh), media_type=kind or media_type(head), headers=headers, background=BackgroundTask(fh.close)
-    )
-
-
-def _chunks(head: bytes, fh: BinaryIO, chunk: int = 1024 * 1024) -> Iterator[bytes]:
-    try:
-        yield head
-        while data := fh.read(chunk):
-            yield data
-    finally:
-        fh.close()
+        headers = {**headers, "Content-Disposition": f'{disposition}; filename="{filename}"'}
+    return BlobStreamResponse(storage, sha256, size=size, media_type=kind or media_type(head), headers=headers)

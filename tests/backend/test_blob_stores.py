@@ -110,6 +110,19 @@ def test_open_reads_in_pieces(store: tuple[BlobStore, Stored]) -> None:
     assert head == data[:16] and b"".join(pieces) == data and len(pieces) > 2
 
 
+def test_open_range(store: tuple[BlobStore, Stored]) -> None:
+    blobs, _ = store
+    data = os.urandom(2 * 1024 * 1024 + 3)
+    sha = blobs.put(data)
+    for first, last in ((0, 0), (10, 19), (1024 * 1024 - 1, 1024 * 1024 + 5), (len(data) - 3, len(data) - 1)):
+        with blobs.open_range(sha, first, last) as fh:
+            assert fh.read() == data[first : last + 1], (first, last)
+    with blobs.open_range(sha, 5, 4) as fh:
+        assert fh.read() == b""
+    with pytest.raises(BlobNotFoundError):
+        blobs.open_range("ab" * 32, 0, 10)
+
+
 def test_as_local_file(store: tuple[BlobStore, Stored]) -> None:
     blobs, stored = store
     data = os.urandom(70_000)
@@ -149,6 +162,8 @@ def test_malformed_names(store: tuple[BlobStore, Stored]) -> None:
         for call in (blobs.exists, blobs.get, blobs.open, blobs.size, blobs.delete):
             with pytest.raises(ValueError, match="sha256"):
                 call(bad)
+        with pytest.raises(ValueError, match="sha256"):
+            blobs.open_range(bad, 0, 1)
     assert stored() == []
 
 

@@ -103,7 +103,7 @@ def test_research_downloads_are_streamed(
     with client.stream("GET", f"/api/v1/models/{model.id}/checkpoint", headers=headers) as r:
         assert r.status_code == 200
         assert r.headers["content-length"] == str(len(checkpoint))
-        assert r.headers["content-type"] == "application/octet-stream"
+        assert r.headers["content-type"] == "application/octet-stream" and r.headers["accept-ranges"] == "bytes"
         assert f'filename="model-{model.id}.pt"' in r.headers["content-disposition"]
         chunks = list(r.iter_raw())
     assert b"".join(chunks) == checkpoint
@@ -112,6 +112,47 @@ def test_research_downloads_are_streamed(
     assert r.status_code == 200 and r.content == storage.get(image.sha256)
     assert r.headers["content-type"] == "image/png" and r.headers["cache-control"].endswith("immutable")
     assert r.headers["x-content-type-options"] == "nosniff"
+    _kind(storage, settings)
+
+
+@pytest.mark.parametrize(
+    ("header", "status", "part"),
+    [
+        ("bytes=10-19", 206, (10, 19)),
+        ("bytes=3145720-", 206, (3145720, 3145738)),  # to the end
+        ("bytes=-5", 206, (3145734, 3145738)),  # the last 5
+        ("bytes=0-99999999", 206, (0, 3145738)),  # clipped to the end
+        ("bytes=3145739-", 416, None),  # starts past the end
+    ],
+)
+def test_a_byte_range_of_a_download(
+    client: TestClient,
+    session: Session,
+    storage: BlobStore,
+    settings: Settings,
+    header: str,
+    status: int,
+    part: tuple[int, int] | None,
+) -> None:
+    """One range, as a resumed download asks: the same answer from both stores (`FileResponse` locally,
+    `backend.api.blobstream` for S3)."""
+    checkpoint = secrets.token_bytes(3 * 1024 * 1024 + 11)  # 3145739 bytes
+    dataset = make_dataset(session, storage, n_images=1)
+    model = TrainedModel(
+        name="m", arch="small_cnn", method="sip_at", dataset_id=dataset.id, checkpoint_sha256=storage.put(checkpoint)
+    )
+    session.add(model)
+    session.commit()
+    r = client.get(f"/api/v1/models/{model.id}/checkpoint", headers={**_bearer(session), "Range": header})
+    assert r.status_code == status, r.text
+    if part is None:
+        assert r.headers["content-range"] == f"bytes */{len(checkpoint)}"
+    else:
+        first, last = part
+        assert r.content == checkpoint[first : last + 1]
+        assert r.headers["content-range"] == f"bytes {first}-{last}/{len(checkpoint)}"
+        assert r.headers["content-length"] == str(last - first + 1)
+        assert r.headers["accept-ranges"] == "bytes"
     _kind(storage, settings)
 
 
