@@ -7,6 +7,8 @@
     sipat-admin create-token EMAIL [--name]  print a new API token (only once; stored hashed)
     sipat-admin revoke-token TOKEN_OR_ID     revoke a token by its plaintext or its numeric id
     sipat-admin import-dataset PATH [--name] import a zip (ImageFolder or CSV manifest) as a dataset
+    sipat-admin copy-blobs DIR               copy the blobs of a local blob directory into the store of
+                                             SIPAT_BLOB_URL (e.g. an S3 bucket); resumable
 
 Exit status 0 on success, 1 when the command could not be done (message on stderr), 2 for bad usage.
 
@@ -32,10 +34,11 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 from backend import auth
+from backend.blobstores import open_blob_store
 from backend.db import make_engine, make_session_factory, session_scope
 from backend.services.errors import ServiceError
 from backend.settings import Settings, get_settings
-from backend.storage import BlobStore, StorageError
+from backend.storage import StorageError
 
 
 class CommandError(Exception):
@@ -165,11 +168,31 @@ def cmd_import_dataset(args: argparse.Namespace) -> None:
         archive = read_archive(path, max_bytes=settings.max_upload_bytes)
     except ArchiveError as exc:
         raise CommandError(str(exc)) from None
-    storage = BlobStore(settings.data_dir / "blobs")
+    storage = open_blob_store(settings)
     with _transaction(settings) as session:
         dataset = import_archive(session, storage, archive, args.name or path.stem)
         n_images = len(dataset.images)
         print(f"imported dataset {dataset.name!r} (id {dataset.id}): {n_images} images")
+
+
+def cmd_copy_blobs(args: argparse.Namespace) -> None:
+    from backend.blobstores import copy_blobs
+    from backend.storage import LocalBlobStore
+
+    source = Path(args.directory)
+    if not source.is_dir():
+        raise CommandError(f"no directory at {source}; pass the old blob directory (e.g. $SIPAT_DATA_DIR/blobs)")
+    settings = get_settings()
+    target = open_blob_store(settings)
+    if isinstance(target, LocalBlobStore) and target.root.resolve() == source.resolve():
+        raise CommandError(f"{source} is the configured store itself; set SIPAT_BLOB_URL to the new store first")
+    report = copy_blobs(LocalBlobStore(source), target)
+    print(f"copied {report.copied} blobs to {target.location}; {report.present} were there already")
+    if report.damaged:
+        raise CommandError(
+            f"{len(report.damaged)} files do not hash to their names and were not copied: "
+            + ", ".join(report.damaged[:10])
+        )
 
 
 def _safe_url(url: str) -> str:
@@ -200,6 +223,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("import-dataset", cmd_import_dataset, "import a dataset zip (ImageFolder or CSV manifest)")
     p.add_argument("path")
     p.add_argument("--name", default=None, help="dataset name (default: the file name without .zip)")
+    p = add("copy-blobs", cmd_copy_blobs, "copy a local blob directory into the store of SIPAT_BLOB_URL")
+    p.add_argument("directory", help="the old blob directory, e.g. $SIPAT_DATA_DIR/blobs")
     return parser
 
 

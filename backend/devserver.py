@@ -43,6 +43,7 @@ from sqlalchemy import select
 from sqlalchemy.engine import make_url
 
 from backend import auth
+from backend.blobstores import open_blob_store
 from backend.db import make_engine, make_session_factory, session_scope
 from backend.migrate import upgrade
 from backend.models import Job, StimulusSet, Study, User
@@ -191,7 +192,7 @@ def prepare(settings: Settings) -> Prepared:
     """Migrate, make the admin and the demo (once); the jobs still queued, to be (re-)enqueued."""
     upgrade(settings.database_url)
     engine = make_engine(settings.database_url)
-    storage = BlobStore(settings.data_dir / "blobs")
+    storage = open_blob_store(settings)
     password_file = var_dir() / "admin_password.txt"
     try:
         with session_scope(make_session_factory(engine)) as session:

@@ -23,6 +23,7 @@ from sqlalchemy.exc import DataError, DBAPIError, DisconnectionError, InterfaceE
 from backend import logredact
 from backend.admin import router as admin_router
 from backend.api import API_PREFIX, api_router
+from backend.blobstores import open_blob_store
 from backend.bodylimit import BodyLimitMiddleware, BodyLimits
 from backend.db import DB_THREADS, ENROL_THREADS, make_engine, make_session_factory
 from backend.ratelimits import RateLimits
@@ -33,7 +34,7 @@ from backend.services.masks import MAX_MASK_BYTES
 from backend.services.media import MediaCache
 from backend.services.participants import MAX_STROKES_BYTES
 from backend.settings import Settings, get_settings
-from backend.storage import BlobStore, StorageError
+from backend.storage import StorageError
 from backend.web import router as web_router
 
 log = logging.getLogger(__name__)
@@ -66,7 +67,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.session_factory = make_session_factory(engine)
     app.state.db_limiter = CapacityLimiter(DB_THREADS)
     app.state.enrol_limiter = CapacityLimiter(ENROL_THREADS)
-    app.state.storage = BlobStore(settings.data_dir / "blobs")
+    app.state.storage = open_blob_store(settings)
     app.state.media_cache = MediaCache()
     app.state.rate_limits = RateLimits(settings)
     app.include_router(api_router, prefix=API_PREFIX)

@@ -3,7 +3,8 @@
 The defaults give the embedded mode (one machine, no servers): a SQLite database, blobs and a SQLite-backed
 Celery broker under `./var/` of the working directory, resolved to absolute paths so that the API, the worker
 and the CLI started from the same directory agree. The distributed mode only changes these values
-(`SIPAT_DATABASE_URL=postgresql+psycopg://...`, `SIPAT_BROKER_URL=redis://...`, `SIPAT_DATA_DIR=/mnt/blobs`).
+(`SIPAT_DATABASE_URL=postgresql+psycopg://...`, `SIPAT_BROKER_URL=redis://...`, `SIPAT_DATA_DIR=/mnt/blobs`
+or, for hosts that share no volume, `SIPAT_BLOB_URL=s3://bucket/prefix` with `SIPAT_S3_*`).
 """
 
 from __future__ import annotations
@@ -45,6 +46,29 @@ class Settings(BaseSettings):
     data_dir: Path = Field(
         default=Path("var/data"),
         description="Directory of the content-addressed blob store and of the generated secret key.",
+    )
+    blob_url: str = Field(
+        default="",
+        description="Where blobs live: empty means the directory <data_dir>/blobs (the embedded default); "
+        "file:///abs/path another directory (e.g. a volume all containers mount); s3://bucket/prefix objects "
+        "of an S3-compatible bucket (which must exist), for an API and workers on different hosts.",
+    )
+    s3_endpoint_url: str = Field(
+        default="",
+        description="Endpoint of the S3-compatible service (e.g. http://seaweedfs:8333, https://minio.lab:9000); "
+        "empty means AWS S3.",
+    )
+    s3_region: str = Field(default="", description="S3 region; empty means boto3's default (AWS_REGION ...).")
+    s3_access_key_id: str = Field(
+        default="",
+        description="S3 access key; empty (with an empty secret) means boto3's own chain: AWS_ACCESS_KEY_ID / "
+        "AWS_SECRET_ACCESS_KEY, ~/.aws, an instance role.",
+    )
+    s3_secret_access_key: SecretStr = Field(default=SecretStr(""), description="S3 secret key (see above).")
+    s3_addressing_style: Literal["auto", "path", "virtual"] = Field(
+        default="auto",
+        description="Bucket in the path or in the host name; 'auto' is path style when an endpoint URL is set "
+        "(MinIO, SeaweedFS), boto3's choice otherwise.",
     )
     broker_url: str = Field(
         default="",
@@ -143,6 +167,9 @@ class Settings(BaseSettings):
         if "public_base_url" not in self.model_fields_set:  # not given: the address this server runs at
             self.public_base_url = f"http://localhost:{self.port}"
         self.public_base_url = self.public_base_url.rstrip("/")
+        _check_blob_url(self.blob_url)
+        if bool(self.s3_access_key_id) != bool(self.s3_secret_access_key.get_secret_value()):
+            raise ValueError("set both SIPAT_S3_ACCESS_KEY_ID and SIPAT_S3_SECRET_ACCESS_KEY, or neither")
         if self.secret_key is None or not self.secret_key.get_secret_value():
             self.secret_key = SecretStr(_load_or_create_secret(self.data_dir / "secret_key"))
         _check_secret(self.secret_key.get_secret_value(), self.env)
@@ -157,6 +184,22 @@ def _absolute_sqlite(url: str) -> str:
     if not path or path.startswith("/") or path.startswith(":memory:") or path.startswith("file:"):
         return url
     return f"{scheme}:///{(Path.cwd() / path).resolve()}"
+
+
+def _check_blob_url(url: str) -> None:
+    """Refuse a blob store URL that `backend.blobstores` could not open, at start-up rather than at the first
+    upload."""
+    if not url:
+        return
+    scheme, sep, rest = url.partition("://")
+    if scheme == "file" and sep and rest.startswith("/"):
+        return
+    if scheme == "s3" and sep and rest.split("/", 1)[0]:
+        return
+    raise ValueError(
+        f"SIPAT_BLOB_URL={url!r} is not a blob store: leave it empty (<data_dir>/blobs), or give "
+        "file:///absolute/dir or s3://bucket/prefix"
+    )
 
 
 def _check_secret(value: str, env: str) -> None:

@@ -116,10 +116,10 @@ def seed_study(url: str, data_dir: Path, *, slug: str = "bench") -> int:
     """A dataset of N_IMAGES images, a ready stimulus set (every eps + a catch stimulus), an open study."""
     from backend.db import make_engine, make_session_factory, session_scope
     from backend.models import Dataset, Image, Stimulus, StimulusSet, Study
-    from backend.storage import BlobStore
+    from backend.storage import LocalBlobStore
     from backend.study.schedule import CATCH_EPS
 
-    storage = BlobStore(data_dir / "blobs", durable=False)
+    storage = LocalBlobStore(data_dir / "blobs", durable=False)
     engine = make_engine(url)
     try:
         with session_scope(make_session_factory(engine)) as session:

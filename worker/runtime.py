@@ -14,6 +14,7 @@ from pathlib import Path
 import torch
 from sqlalchemy import Engine
 
+from backend.blobstores import open_blob_store
 from backend.db import make_engine, make_session_factory
 from backend.services.jobs import JobTimings, SessionFactory
 from backend.settings import Settings, get_settings
@@ -37,7 +38,7 @@ class Runtime:
             settings=settings,
             engine=engine,
             session_factory=make_session_factory(engine),
-            storage=BlobStore(settings.data_dir / "blobs", durable=durable),
+            storage=open_blob_store(settings, durable=durable),
             timings=JobTimings.from_settings(settings),
             device=pick_device(device),
         )

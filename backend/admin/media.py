@@ -7,7 +7,7 @@ from typing import Literal
 
 import numpy as np
 from fastapi import APIRouter
-from fastapi.responses import FileResponse, Response
+from fastapi.responses import Response
 
 from backend.admin import imaging
 from backend.admin.deps import AdminDep, AdminRoute
@@ -33,17 +33,17 @@ def _png(data: bytes) -> Response:
 
 
 @router.get("/images/{image_id}/file", name="admin_image_file")
-def image_file(image_id: int, admin: AdminDep, session: SessionDep, storage: StorageDep) -> FileResponse:
+def image_file(image_id: int, admin: AdminDep, session: SessionDep, storage: StorageDep) -> Response:
     return blob_file(storage, get_or_404(session, Image, image_id).sha256)
 
 
 @router.get("/stimuli/{stimulus_id}/file", name="admin_stimulus_file")
-def stimulus_file(stimulus_id: int, admin: AdminDep, session: SessionDep, storage: StorageDep) -> FileResponse:
+def stimulus_file(stimulus_id: int, admin: AdminDep, session: SessionDep, storage: StorageDep) -> Response:
     return blob_file(storage, get_or_404(session, Stimulus, stimulus_id).sha256)
 
 
 @router.get("/annotations/{annotation_id}/mask.png", name="admin_annotation_mask")
-def annotation_mask(annotation_id: int, admin: AdminDep, session: SessionDep, storage: StorageDep) -> FileResponse:
+def annotation_mask(annotation_id: int, admin: AdminDep, session: SessionDep, storage: StorageDep) -> Response:
     return blob_file(storage, get_or_404(session, Annotation, annotation_id).mask_sha256, kind="image/png")
 
 

@@ -1,15 +1,19 @@
 """Blob downloads of the research API (images, salience maps, masks, stimuli, checkpoints), written once.
 
-Served from the blob store's file with `FileResponse` (chunked reads, Content-Length, range requests), with
-the media type read from the file's first bytes. Only researchers reach these routes (bearer token).
+From a local store: the blob's file with `FileResponse` (chunked reads, Content-Length, range requests). From
+an S3 store: the object's body streamed in 1 MiB chunks with its Content-Length and one byte range on request
+(`backend.api.blobstream`). Either
+way the media type is read from the blob's first bytes, and a missing blob is known before the status line
+goes out. Only researchers reach these routes (bearer token).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from fastapi.responses import FileResponse
+from fastapi.responses import FileResponse, Response
 
+from backend.api.blobstream import BlobStreamResponse
 from backend.services.media import media_type
 from backend.storage import BlobNotFoundError, BlobStore
 
@@ -28,18 +32,40 @@ def file_responses(*media_types: str, description: str) -> dict[int | str, dict[
 
 def blob_file(
     storage: BlobStore, sha256: str, *, filename: str | None = None, kind: str | None = None, cache: str = IMMUTABLE
-) -> FileResponse:
+) -> Response:
     """The blob `sha256` as a download; `kind` forces the media type (else sniffed from the bytes)."""
-    path = storage.path(sha256)
+    headers = {"Cache-Control": cache, "X-Content-Type-Options": "nosniff"}
+    disposition = "attachment" if filename else "inline"
+    path = storage.local_path(sha256)
+    if path is None:
+        return _streamed(storage, sha256, kind=kind, filename=filename, disposition=disposition, headers=headers)
     try:
         with open(path, "rb") as fh:
             head = fh.read(16)
     except FileNotFoundError:
-        raise BlobNotFoundError(f"blob {sha256} is missing from the store at {storage.root}") from None
+        raise BlobNotFoundError(f"blob {sha256} is missing from the store at {storage.location}") from None
     return FileResponse(
         path,
         media_type=kind or media_type(head),
         filename=filename,
-        content_disposition_type="attachment" if filename else "inline",
-        headers={"Cache-Control": cache, "X-Content-Type-Options": "nosniff"},
+        content_disposition_type=disposition,
+        headers=headers,
     )
+
+
+def _streamed(
+    storage: BlobStore,
+    sha256: str,
+    *,
+    kind: str | None,
+    filename: str | None,
+    disposition: str,
+    headers: dict[str, str],
+) -> BlobStreamResponse:
+    """A blob of a remote store; its existence, size and first bytes known before the answer starts."""
+    size = storage.size(sha256)  # BlobNotFoundError here: a clean error answer
+    with storage.open_range(sha256, 0, min(15, size - 1)) as fh:
+        head = fh.read(16)
+    if filename:
+        headers = {**headers, "Content-Disposition": f'{disposition}; filename="{filename}"'}
+    return BlobStreamResponse(storage, sha256, size=size, media_type=kind or media_type(head), headers=headers)

@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any, Literal
 
 from fastapi import APIRouter
-from fastapi.responses import FileResponse
+from fastapi.responses import FileResponse, Response
 
 from backend.api.deps import SessionDep, StorageDep
 from backend.api.downloads import IMAGE_TYPES, REVALIDATE, blob_file, file_responses
@@ -29,7 +29,7 @@ _NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"model": ErrorOut}}
     response_class=FileResponse,
     responses={**file_responses(*IMAGE_TYPES, description="The image file as uploaded."), **_NOT_FOUND},
 )
-def image_file(image_id: int, session: SessionDep, storage: StorageDep) -> FileResponse:
+def image_file(image_id: int, session: SessionDep, storage: StorageDep) -> Response:
     return blob_file(storage, get_or_404(session, Image, image_id).sha256)
 
 
@@ -46,7 +46,7 @@ def image_salience(
     session: SessionDep,
     storage: StorageDep,
     source: Literal["imported", "gradcam", "human_mean"] | None = None,
-) -> FileResponse:
+) -> Response:
     """The newest salience map of `source`; without one: human_mean, else imported, else gradcam."""
     return blob_file(storage, salience_map(session, image_id, source).sha256, kind="image/png", cache=REVALIDATE)
 
@@ -57,7 +57,7 @@ def image_salience(
     response_class=FileResponse,
     responses={**file_responses("image/png", description="The stimulus as shown to participants."), **_NOT_FOUND},
 )
-def stimulus_file(stimulus_id: int, session: SessionDep, storage: StorageDep) -> FileResponse:
+def stimulus_file(stimulus_id: int, session: SessionDep, storage: StorageDep) -> Response:
     return blob_file(storage, get_or_404(session, Stimulus, stimulus_id).sha256)
 
 
@@ -70,5 +70,5 @@ def stimulus_file(stimulus_id: int, session: SessionDep, storage: StorageDep) ->
         **_NOT_FOUND,
     },
 )
-def annotation_mask(annotation_id: int, session: SessionDep, storage: StorageDep) -> FileResponse:
+def annotation_mask(annotation_id: int, session: SessionDep, storage: StorageDep) -> Response:
     return blob_file(storage, get_or_404(session, Annotation, annotation_id).mask_sha256, kind="image/png")

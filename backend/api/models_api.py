@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
-from fastapi.responses import FileResponse
+from fastapi.responses import FileResponse, Response
 
 from backend.api.deps import SessionDep, StorageDep
 from backend.api.downloads import blob_file, file_responses
@@ -60,6 +60,6 @@ def read_model(model_id: int, session: SessionDep) -> ModelDetail:
         409: {"model": ErrorOut, "description": "No checkpoint yet (training queued, running or failed)."},
     },
 )
-def download_checkpoint(model_id: int, session: SessionDep, storage: StorageDep) -> FileResponse:
+def download_checkpoint(model_id: int, session: SessionDep, storage: StorageDep) -> Response:
     model, sha = svc.checkpoint_sha256(session, model_id)
     return blob_file(storage, sha, filename=f"model-{model.id}.pt", kind="application/octet-stream")

@@ -337,6 +337,6 @@ def remove_unreferenced_blobs(session: Session, storage: BlobStore, shas: list[s
     returns the ones deleted."""
     removed = []
     for sha in unreferenced(session, shas):
-        storage.path(sha).unlink(missing_ok=True)
+        storage.delete(sha)
         removed.append(sha)
     return removed

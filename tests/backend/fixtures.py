@@ -29,7 +29,7 @@ from backend.main import create_app
 from backend.migrate import upgrade
 from backend.models import Base
 from backend.settings import Settings, get_settings
-from backend.storage import BlobStore
+from backend.storage import LocalBlobStore
 
 __all__ = [  # the fixtures the conftests take
     "_cheap_password_hashing",
@@ -144,9 +144,9 @@ def env_settings(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> Iterato
 
 
 @pytest.fixture
-def storage(settings: Settings) -> BlobStore:
+def storage(settings: Settings) -> LocalBlobStore:
     """The app's blob store, without fsync (atomic but not crash-safe: fast on slow test disks)."""
-    return BlobStore(settings.data_dir / "blobs", durable=False)
+    return LocalBlobStore(settings.data_dir / "blobs", durable=False)
 
 
 @pytest.fixture

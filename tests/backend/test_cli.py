@@ -15,7 +15,7 @@ from backend import auth
 from backend.cli import main
 from backend.models import ApiToken, Dataset, Image, SalienceMap, User
 from backend.settings import Settings
-from backend.storage import BlobStore
+from backend.storage import LocalBlobStore
 
 
 @pytest.fixture
@@ -121,7 +121,7 @@ def test_import_dataset(cli_env: Settings, session: Session, tmp_path: Path, cap
     assert dataset.name == "pets"
     images = session.scalars(select(Image).order_by(Image.filename)).all()
     assert sorted(i.label for i in images) == ["cat", "cat", "dog"]
-    store = BlobStore(cli_env.data_dir / "blobs")
+    store = LocalBlobStore(cli_env.data_dir / "blobs")
     assert all(store.exists(i.sha256) for i in images)
     maps = session.scalars(select(SalienceMap)).all()
     assert len(maps) == 1 and maps[0].source == "imported" and store.exists(maps[0].sha256)

@@ -24,7 +24,7 @@ from sqlalchemy.orm import Session
 
 from backend.db import make_engine, make_session_factory
 from backend.migrate import upgrade
-from backend.storage import BlobStore
+from backend.storage import LocalBlobStore
 from tests.backend.fixtures import fresh_schema
 from tests.netkit import free_port, serving, uvicorn_cmd
 
@@ -60,7 +60,7 @@ class LiveServer:
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = log_path
         self._running: ExitStack | None = None
-        self.storage = BlobStore(data_dir / "blobs", durable=False)
+        self.storage = LocalBlobStore(data_dir / "blobs", durable=False)
         self.engine: Engine = make_engine(database_url)
         self.sessions = make_session_factory(self.engine)
 

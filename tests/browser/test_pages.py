@@ -21,18 +21,18 @@ from backend.main import create_app
 from backend.migrate import upgrade
 from backend.models import Study
 from backend.settings import Settings
-from backend.storage import BlobStore
+from backend.storage import LocalBlobStore
 from backend.web.pages import CONTENT_SECURITY_POLICY
 
 
 @pytest.fixture
-def env(tmp_path: Path) -> Iterator[tuple[TestClient, Session, BlobStore]]:
+def env(tmp_path: Path) -> Iterator[tuple[TestClient, Session, LocalBlobStore]]:
     url = f"sqlite:///{tmp_path / 'web.db'}"
     upgrade(url)
     settings = Settings(database_url=url, data_dir=tmp_path / "data", secret_key="k" * 40)
     engine = make_engine(url)
     with TestClient(create_app(settings)) as client, make_session_factory(engine)() as session:
-        yield client, session, BlobStore(settings.data_dir / "blobs", durable=False)
+        yield client, session, LocalBlobStore(settings.data_dir / "blobs", durable=False)
     engine.dispose()
 
 

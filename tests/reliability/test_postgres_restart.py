@@ -17,7 +17,7 @@ from faultkit import assert_exactly_once, run_participants, uvicorn_server
 
 from backend.db import make_engine, make_session_factory
 from backend.migrate import upgrade
-from backend.storage import BlobStore
+from backend.storage import LocalBlobStore
 from tests.backend.fixtures import fresh_schema
 
 pytestmark = [pytest.mark.faults, pytest.mark.postgres, pytest.mark.timeout(120)]
@@ -80,7 +80,8 @@ def test_answers_survive_a_postgres_restart(pg_cluster: str, postgres_url: str, 
         engine = make_engine(url)
         data_dir = tmp_path / "data"
         with make_session_factory(engine)() as session:
-            make_open_study(session, BlobStore(data_dir / "blobs", durable=False), n_main=6, n_catch=2, n_annotate=1)
+            store = LocalBlobStore(data_dir / "blobs", durable=False)
+            make_open_study(session, store, n_main=6, n_catch=2, n_annotate=1)
         env = {"SIPAT_DATABASE_URL": url, "SIPAT_DATA_DIR": str(data_dir), "SIPAT_SECRET_KEY": SECRET}
         with uvicorn_server(env, tmp_path / "uvicorn.log") as (proc, base):
             restarted: list[float] = []

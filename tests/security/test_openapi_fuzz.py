@@ -29,7 +29,7 @@ from backend.db import make_engine, make_session_factory
 from backend.main import create_app
 from backend.migrate import upgrade
 from backend.settings import Settings
-from backend.storage import BlobStore
+from backend.storage import LocalBlobStore
 
 MAX_EXAMPLES = 6
 _ROOT = Path(tempfile.mkdtemp(prefix="sipat-fuzz-"))
@@ -50,7 +50,7 @@ def seeded_database() -> Iterator[None]:
         upgrade(_URL)
         engine = make_engine(_URL)
         with make_session_factory(engine)() as session:
-            study = make_open_study(session, BlobStore(_ROOT / "data" / "blobs", durable=False))
+            study = make_open_study(session, LocalBlobStore(_ROOT / "data" / "blobs", durable=False))
             _seeded["api_token"] = create_token(session, make_user(session))
             session.commit()
             _seeded["study_id"] = str(study.id)

@@ -26,7 +26,7 @@ from backend.db import make_engine, make_session_factory
 from backend.main import create_app
 from backend.migrate import upgrade
 from backend.settings import Settings
-from backend.storage import BlobStore
+from backend.storage import LocalBlobStore
 from tests.backend.fixtures import schema_url
 
 MAX_EXAMPLES = 8
@@ -51,7 +51,7 @@ def seeded_postgres(postgres_url: str) -> Iterator[None]:
         upgrade(_URL)
         engine = make_engine(_URL)
         with make_session_factory(engine)() as session:
-            make_open_study(session, BlobStore(_ROOT / "data" / "blobs", durable=False))
+            make_open_study(session, LocalBlobStore(_ROOT / "data" / "blobs", durable=False))
             _token["api"] = create_token(session, make_user(session))
             session.commit()
         engine.dispose()

@@ -28,7 +28,7 @@ from backend.services.jobs import (
     request_cancel,
     run_job,
 )
-from backend.storage import BlobStore
+from backend.storage import LocalBlobStore
 from tests.backend.fixtures import fresh_schema
 
 FAST = JobTimings(heartbeat_s=0.05, stale_after_s=60, progress_min_interval_s=1.0, wait_retry_s=2.0)
@@ -228,7 +228,7 @@ def test_a_run_that_was_taken_over_stops_and_cannot_overwrite(factory) -> None:
 def test_reaper_requeues_lost_jobs_then_fails_them(factory, tmp_path: Path) -> None:
     job_id = new_job(factory, "generate_stimuli", max_attempts=2)
     with session_scope(factory) as session:
-        store = BlobStore(tmp_path / "blobs", durable=False)
+        store = LocalBlobStore(tmp_path / "blobs", durable=False)
         sset = StimulusSet(dataset_id=make_dataset(session, store).id, eps_levels=[0.1], status="pending")
         session.add(sset)
         session.flush()
@@ -314,7 +314,7 @@ def test_reaper_cancels_a_lost_queued_job_whose_cancel_was_asked(factory) -> Non
 def test_stimuli_job_creation_points_the_set_at_its_job(factory, tmp_path: Path) -> None:
     with session_scope(factory) as session:
         sset = StimulusSet(
-            dataset_id=make_dataset(session, BlobStore(tmp_path / "b")).id, eps_levels=[0.1], status="failed"
+            dataset_id=make_dataset(session, LocalBlobStore(tmp_path / "b")).id, eps_levels=[0.1], status="failed"
         )
         session.add(sset)
         session.flush()

@@ -125,8 +125,9 @@ def load_stored_model(storage: BlobStore, row: TrainedModel, device: torch.devic
     if row.checkpoint_sha256 is None:
         raise JobError(f"model {row.id} has no checkpoint yet")
     if not storage.exists(row.checkpoint_sha256):
-        raise JobError(f"the checkpoint blob of model {row.id} is missing from the blob store at {storage.root}")
-    ckpt = read_checkpoint(storage.path(row.checkpoint_sha256))
+        raise JobError(f"the checkpoint blob of model {row.id} is missing from the blob store at {storage.location}")
+    with storage.as_local_file(row.checkpoint_sha256) as path:
+        ckpt = read_checkpoint(path)
     meta = ckpt.get("meta") or {}
     missing = [k for k in ("arch", "num_classes", "in_channels", "image_size", "classes") if k not in meta]
     if missing:
