@@ -87,6 +87,18 @@ class BlobStore:
         finally:
             tmp.unlink(missing_ok=True)
 
+    def check_writable(self) -> None:
+        """Write, sync and remove a probe file under the root (the readiness probe); `StorageError` if that fails.
+        A probe rather than `os.access`: a full disk or a read-only mount passes the permission test."""
+        self._ensure_dir(self.root)
+        probe = self.root / f".probe-{secrets.token_hex(8)}"
+        try:
+            with self._guard(probe), open(probe, "xb") as out:
+                out.write(b"ok")
+                self._sync(out)
+        finally:
+            probe.unlink(missing_ok=True)
+
     def get(self, sha256: str) -> bytes:
         with self.open(sha256) as fh:
             return fh.read()
