@@ -123,6 +123,11 @@ class Settings(BaseSettings):
         description="Seconds before a job that waits for another one (stimuli waiting for their model) looks again.",
     )
 
+    log_format: Literal["text", "json"] = Field(
+        default="text",
+        description="'json': one JSON object per log line from the API (uvicorn's loggers) and the workers (Celery's), "
+        "credentials redacted (backend.logjson); 'text': the servers' own formats.",
+    )
     max_body_bytes: int = Field(
         default=1024 * 1024,
         ge=1024,

@@ -11,9 +11,11 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from celery.signals import worker_init, worker_ready, worker_shutdown
+from celery.signals import after_setup_logger, after_setup_task_logger, worker_init, worker_ready, worker_shutdown
 
+from backend.logjson import json_on_logger
 from backend.queue import Reaper, make_celery, use_app
+from backend.settings import get_settings
 from worker.healthcheck import AliveFile
 from worker.pool import stoppable
 from worker.runtime import get_runtime
@@ -25,6 +27,14 @@ use_app(app)  # the reaper and the job tasks enqueue with this app
 
 _reaper: Reaper | None = None
 _alive: AliveFile | None = None
+
+
+@after_setup_logger.connect
+@after_setup_task_logger.connect
+def _json_logs(logger: logging.Logger | None = None, **_: Any) -> None:
+    """`SIPAT_LOG_FORMAT=json`: Celery's handlers (worker and task loggers) write JSON lines (backend.logjson)."""
+    if logger is not None and get_settings().log_format == "json":
+        json_on_logger(logger)
 
 
 @worker_init.connect

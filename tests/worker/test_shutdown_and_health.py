@@ -5,6 +5,7 @@ visibility timeout. Another worker then finishes the job from its checkpoint."""
 
 from __future__ import annotations
 
+import json
 import secrets
 import signal
 import subprocess
@@ -28,7 +29,7 @@ pytestmark = [pytest.mark.redis, pytest.mark.timeout(180)]
 EPOCHS = 400  # far longer than the test waits: the job must not finish on the stopped worker
 
 
-def start_worker(settings: Settings, log: Path, name: str) -> subprocess.Popen[bytes]:
+def start_worker(settings: Settings, log: Path, name: str, **extra_env: str) -> subprocess.Popen[bytes]:
     cmd = [
         sys.executable, "-m", "celery", "-A", "worker.app", "worker", "--pool=solo", "--loglevel=INFO",
         "--without-mingle", "--without-gossip", "-n", name, "-Q", ",".join(queue_names(settings)),
@@ -38,6 +39,7 @@ def start_worker(settings: Settings, log: Path, name: str) -> subprocess.Popen[b
         "SIPAT_WORKER_SOFT_SHUTDOWN_S": "1",
         "REMAP_SIGTERM": "SIGQUIT",  # as docker-compose.yml sets it: SIGTERM starts the (soft) cold shutdown
         "SIPAT_WORKER_ALIVE_FILE": str(log.with_suffix(".alive")),
+        **extra_env,
     }
     with open(log, "wb") as out:
         return subprocess.Popen(cmd, cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT)
@@ -99,12 +101,15 @@ def test_healthcheck_and_a_stopped_worker_hands_its_job_back(
         assert row.status == "queued" and row.attempts == 0 and "interrupted" in (row.message or ""), log_a[-3000:]
         assert broker.llen(gpu_queue) >= 1  # its message is waiting for the next worker
 
-        b = start_worker(settings, logs[1], f"b-{secrets.token_hex(3)}@test")
+        b = start_worker(settings, logs[1], f"b-{secrets.token_hex(3)}@test", SIPAT_LOG_FORMAT="json")
         try:
             wait_for("worker B to take the job", lambda: job_row(rt, job.id).attempts == 1, 60, logs)
         finally:
             stop(b)
         assert job_row(rt, job.id).status == "running" and not finished(rt, job.id)  # B had it when stopped
+        records = [json.loads(line) for line in logs[1].read_text().splitlines() if line.startswith("{")]
+        attempt = [r for r in records if r["message"].startswith(f"job {job.id} (train): attempt 1")]
+        assert attempt and attempt[0]["logger"] == "backend.services.jobs", records[-5:]  # JSON log lines
     finally:
         rt.close()
         broker.close()
