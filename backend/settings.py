@@ -108,9 +108,9 @@ class Settings(BaseSettings):
         default=10.0,
         ge=0,
         description="Celery's soft shutdown: on a cold shutdown (SIGQUIT; SIGTERM too where REMAP_SIGTERM=SIGQUIT, as "
-        "in docker-compose.yml) the running job gets this many seconds, then it is cancelled and its message "
-        "goes back to the queue (late acknowledgement) instead of the worker waiting for a training to end. "
-        "0 turns it off.",
+        "in docker-compose.yml) the running job gets this many seconds to end, then it is interrupted: its row goes "
+        "back to `queued` with a new message (worker.pool, backend.services.jobs.run_job), so another worker "
+        "resumes it from its checkpoint at once instead of this one training on for hours. 0: no grace period.",
     )
     worker_alive_file: Path = Field(
         default_factory=lambda: Path(tempfile.gettempdir()) / "sipat-worker.alive",
