@@ -254,9 +254,11 @@ def start_worker(settings: Settings) -> subprocess.Popen[bytes]:
     return subprocess.Popen(cmd, env=env, preexec_fn=_die_with_parent if sys.platform == "linux" else None)
 
 
-def stop_worker(proc: subprocess.Popen[bytes], grace_s: float = WORKER_GRACE_S) -> int | None:
-    """Warm shutdown (SIGTERM), then cold (SIGQUIT) after `grace_s`, then SIGKILL; returns the exit code."""
-    for sig, wait_s in ((signal.SIGTERM, grace_s), (signal.SIGQUIT, 5.0), (signal.SIGKILL, 5.0)):
+def stop_worker(proc: subprocess.Popen[bytes], grace_s: float = WORKER_GRACE_S, soft_s: float = 0.0) -> int | None:
+    """Warm shutdown (SIGTERM), then cold (SIGQUIT) after `grace_s`, then SIGKILL; returns the exit code.
+    The cold shutdown first waits out Celery's soft shutdown (`soft_s`, `Settings.worker_soft_shutdown_s`), then
+    hands the running job back (`worker.pool`): SIGKILL comes only 5 s after that."""
+    for sig, wait_s in ((signal.SIGTERM, grace_s), (signal.SIGQUIT, soft_s + 5.0), (signal.SIGKILL, 5.0)):
         if proc.poll() is not None:
             break
         print(f"stopping the worker ({sig.name})", file=sys.stderr, flush=True)
@@ -368,7 +370,8 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         stop_announcing.set()
         signal.signal(signal.SIGTERM, previous)
-        code = stop_worker(worker, float(os.environ.get("SIPAT_WORKER_GRACE_S", WORKER_GRACE_S)))
+        grace_s = float(os.environ.get("SIPAT_WORKER_GRACE_S", WORKER_GRACE_S))
+        code = stop_worker(worker, grace_s, settings.worker_soft_shutdown_s)
         print(f"worker stopped (exit code {code}); bye", file=sys.stderr, flush=True)
     return 0
 
