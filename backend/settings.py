@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import tempfile
 import warnings
 from functools import lru_cache
 from pathlib import Path
@@ -118,12 +119,39 @@ class Settings(BaseSettings):
         gt=0,
         description="Seconds between two runs of the stale-job reaper in each worker.",
     )
+    broker_visibility_timeout_s: float = Field(
+        default=48 * 3600.0,
+        gt=0,
+        description="Redis broker only: seconds a delivered but unacknowledged message stays invisible before "
+        "Redis gives it to another worker. Messages are acknowledged when their job ends (task_acks_late), so "
+        "this must exceed the longest job (a training run), or a job still running is delivered a second time "
+        "(a no-op thanks to claim_job, but a wasted slot). A lost worker's job does not wait for it: the reaper "
+        "re-queues it after job_stale_after_s, and a worker that stops cleanly gives its messages back at once.",
+    )
+    worker_soft_shutdown_s: float = Field(
+        default=10.0,
+        ge=0,
+        description="Celery's soft shutdown: on a cold shutdown (SIGQUIT; SIGTERM too where REMAP_SIGTERM=SIGQUIT, as "
+        "in docker-compose.yml) the running job gets this many seconds to end, then it is interrupted: its row goes "
+        "back to `queued` with a new message (worker.pool, backend.services.jobs.run_job), so another worker "
+        "resumes it from its checkpoint at once instead of this one training on for hours. 0: no grace period.",
+    )
+    worker_alive_file: Path = Field(
+        default_factory=lambda: Path(tempfile.gettempdir()) / "sipat-worker.alive",
+        description="File a worker touches every few seconds while it runs; `python -m worker.healthcheck` reads "
+        "its age. Give each worker its own when several share a host outside containers.",
+    )
     job_wait_retry_s: float = Field(
         default=10.0,
         gt=0,
         description="Seconds before a job that waits for another one (stimuli waiting for their model) looks again.",
     )
 
+    log_format: Literal["text", "json"] = Field(
+        default="text",
+        description="'json': one JSON object per log line from the API (uvicorn's loggers) and the workers (Celery's), "
+        "credentials redacted (backend.logjson); 'text': the servers' own formats.",
+    )
     max_body_bytes: int = Field(
         default=1024 * 1024,
         ge=1024,

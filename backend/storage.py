@@ -104,6 +104,10 @@ class BlobStore(ABC):
         with self.open(sha256) as fh:
             return fh.read()
 
+    @abstractmethod
+    def check_writable(self) -> None:
+        """Write and remove a probe (the readiness probe); `StorageError` naming the fix if the store refuses."""
+
 
 class LocalBlobStore(BlobStore):
     """Blobs under `root` (created on first write). Safe for several processes writing at once.
@@ -153,6 +157,18 @@ class LocalBlobStore(BlobStore):
             return digest
         finally:
             tmp.unlink(missing_ok=True)
+
+    def check_writable(self) -> None:
+        """Write, sync and remove a probe file under the root (the readiness probe); `StorageError` if that fails.
+        A probe rather than `os.access`: a full disk or a read-only mount passes the permission test."""
+        self._ensure_dir(self.root)
+        probe = self.root / f".probe-{secrets.token_hex(8)}"
+        try:
+            with self._guard(probe), open(probe, "xb") as out:
+                out.write(b"ok")
+                self._sync(out)
+        finally:
+            probe.unlink(missing_ok=True)
 
     def open(self, sha256: str) -> BinaryIO:
         path = self.path(sha256)

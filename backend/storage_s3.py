@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import secrets
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -148,6 +149,16 @@ class S3BlobStore(BlobStore):
     def delete(self, sha256: str) -> None:
         key = self.key(sha256)
         with self._errors(sha256, "delete"):
+            self.client.delete_object(Bucket=self.where.bucket, Key=key)
+
+    def check_writable(self) -> None:
+        """Put and delete a small probe object beside the blobs (the readiness probe): this proves the
+        credentials, the bucket and the write permission at once, which a HEAD on the bucket does not."""
+        name = f".probe-{secrets.token_hex(8)}"
+        key = f"{self.where.prefix}/{name}" if self.where.prefix else name
+        with self._errors(name, "write"):
+            self.client.put_object(Bucket=self.where.bucket, Key=key, Body=b"ok")
+        with self._errors(name, "delete"):
             self.client.delete_object(Bucket=self.where.bucket, Key=key)
 
     @contextmanager

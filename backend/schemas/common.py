@@ -14,3 +14,14 @@ class ErrorOut(BaseModel):
 class HealthOut(BaseModel):
     status: str
     database: str
+
+
+class LiveOut(BaseModel):
+    status: str
+
+
+class ReadyOut(BaseModel):
+    """`status` is "ok" or "unavailable"; `checks` maps database, migrations, blobs to "ok" or what to fix."""
+
+    status: str
+    checks: dict[str, str]

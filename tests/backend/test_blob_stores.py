@@ -170,6 +170,19 @@ def test_malformed_names(store: tuple[BlobStore, Stored]) -> None:
 # --- S3 only: the service's failures as StorageError naming the fix ----------------------------------------
 
 
+def test_check_writable_leaves_nothing_behind(store: tuple[BlobStore, Stored]) -> None:
+    """The readiness probe writes and removes its probe on either store."""
+    blobs, stored = store
+    blobs.check_writable()
+    assert stored() == []
+
+
+def test_check_writable_names_refused_credentials(s3_server: S3Server, tmp_path: Path) -> None:
+    blobs = open_blob_store(s3_settings(s3_server, tmp_path, prefix="x", s3_secret_access_key="not-the-secret"))
+    with pytest.raises(StorageError, match=r"access denied.*SIPAT_S3_SECRET_ACCESS_KEY"):
+        blobs.check_writable()
+
+
 def test_wrong_credentials(s3_server: S3Server, tmp_path: Path) -> None:
     blobs = open_blob_store(s3_settings(s3_server, tmp_path, prefix="x", s3_secret_access_key="not-the-secret"))
     with pytest.raises(StorageError, match=r"access denied.*SIPAT_S3_SECRET_ACCESS_KEY"):

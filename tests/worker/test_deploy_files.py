@@ -3,7 +3,10 @@ and the commands outside Docker expect."""
 
 from __future__ import annotations
 
+import os
 import re
+import subprocess
+import sys
 import tomllib
 from pathlib import Path
 
@@ -15,44 +18,103 @@ from backend.settings import Settings
 REPO = Path(__file__).resolve().parents[2]
 
 
+def compose() -> dict:
+    return yaml.safe_load((REPO / "docker-compose.yml").read_text())["services"]
+
+
+def dockerfile_stages() -> dict[str, str]:
+    dockerfile = (REPO / "Dockerfile").read_text()
+    return dict(re.findall(r"^FROM \S+ AS (\w+)\n(.*?)(?=^FROM |\Z)", dockerfile, flags=re.S | re.M))
+
+
 def test_compose_runs_the_same_commands_on_a_shared_volume() -> None:
-    compose = yaml.safe_load((REPO / "docker-compose.yml").read_text())
-    services = compose["services"]
-    assert set(services) == {"postgres", "redis", "api", "worker"}
+    services = compose()
+    assert set(services) == {"postgres", "redis", "migrate", "api", "worker"}
     api, worker = services["api"], services["worker"]
     env = api["environment"]
-    assert env is worker["environment"] or env == worker["environment"]
+    assert {k: v for k, v in worker["environment"].items() if k in env} == env  # the worker's adds to it
     assert (
         env["SIPAT_DATABASE_URL"].startswith("postgresql+psycopg://") and "@postgres:5432/" in env["SIPAT_DATABASE_URL"]
     )
     assert env["SIPAT_BROKER_URL"].startswith("redis://redis:6379/")
     for service in (api, worker):
         assert f"blobs:{env['SIPAT_DATA_DIR']}" in service["volumes"]
-    assert re.fullmatch(
-        r"alembic upgrade head && exec uvicorn --factory backend\.main:create_app --host 0\.0\.0\.0 --port 8000.*",
-        api["command"][-1],
-    )
+    assert " ".join(api["command"]).startswith("uvicorn --factory backend.main:create_app --host 0.0.0.0 --port 8000")
     command = worker["command"]
     assert command[:4] == ["celery", "-A", "worker.app", "worker"] and "--pool=solo" in command
     assert command[command.index("-Q") + 1] == ",".join(queue_names(Settings(secret_key="k" * 40)))
     (device,) = worker["deploy"]["resources"]["reservations"]["devices"]
     assert device["driver"] == "nvidia" and "gpu" in device["capabilities"]
-    assert worker["depends_on"]["api"]["condition"] == "service_healthy"  # migrated before workers claim jobs
 
 
-def test_dockerfile_installs_torch_free_api_and_the_pinned_worker() -> None:
-    dockerfile = (REPO / "Dockerfile").read_text()
-    stages = dict(re.findall(r"^FROM \S+ AS (\w+)\n(.*?)(?=^FROM |\Z)", dockerfile, flags=re.S | re.M))
-    assert "python:3.11-slim" in dockerfile and set(stages) == {"base", "api", "worker"}
-    assert "pip install -c requirements.lock . " in stages["api"] and "torch" not in stages["api"].split("&&")[0]
-    ml = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["optional-dependencies"]["ml"]
-    pins = [p for p in ml if p.startswith(("torch==", "torchvision=="))]
-    assert len(pins) == 2 and all(p in stages["worker"] for p in pins)
-    assert 'pip install -c requirements.lock ".[ml]"' in stages["worker"]
-    compose = yaml.safe_load((REPO / "docker-compose.yml").read_text())["services"]
-    assert (
-        compose["api"]["command"][-1] in stages["api"]
-        and str(compose["worker"]["command"]).replace("'", '"') in stages["worker"]
-    )
+def test_migrations_run_once_in_their_own_service_before_api_and_workers() -> None:
+    services = compose()
+    migrate = services["migrate"]
+    assert migrate["command"] == ["alembic", "upgrade", "head"] and migrate["restart"] == "no"
+    assert migrate["depends_on"]["postgres"]["condition"] == "service_healthy"
+    assert migrate["environment"] == services["api"]["environment"] and migrate["build"]["target"] == "api"
+    for name in ("api", "worker"):
+        service = services[name]
+        assert service["depends_on"]["migrate"]["condition"] == "service_completed_successfully", name
+        assert "alembic" not in " ".join(service["command"]), name  # nobody else migrates (no race on scale-up)
+
+
+def test_worker_is_health_checked_and_hands_its_job_back_when_stopped() -> None:
+    worker = compose()["worker"]
+    assert worker["healthcheck"]["test"] == ["CMD", "python", "-m", "worker.healthcheck"]
+    env = worker["environment"]
+    assert env["REMAP_SIGTERM"] == "SIGQUIT"  # docker stop's SIGTERM -> cold shutdown with the soft timeout
+    soft = float(env["SIPAT_WORKER_SOFT_SHUTDOWN_S"].split(":-")[-1].rstrip("}"))
+    grace = int(worker["stop_grace_period"].rstrip("m")) * 60
+    assert 0 < soft < grace  # the job is handed back before Docker's SIGKILL
+    visibility = float(env["SIPAT_BROKER_VISIBILITY_TIMEOUT_S"].split(":-")[-1].rstrip("}"))
+    assert visibility >= 24 * 3600
+    assert Settings(secret_key="k" * 40, broker_visibility_timeout_s=visibility).broker_visibility_timeout_s
+
+
+def test_dockerfile_installs_locked_dependencies_before_the_code() -> None:
+    stages = dockerfile_stages()
+    assert "python:3.11-slim" in (REPO / "Dockerfile").read_text()
+    assert set(stages) == {"requirements", "base", "api", "worker"}
+    for name in ("api", "worker"):
+        body = stages[name]
+        first_code_copy = body.index("COPY sipat ")
+        installs = [m.start() for m in re.finditer(r"pip install", body)]
+        deps = [i for i in installs if i < first_code_copy]
+        assert deps and "-c requirements.lock" in body[deps[-1] : first_code_copy], name
+        # after the code: only the project itself, without dependencies (a code change reinstalls nothing else)
+        assert all(body[i:].startswith("pip install --no-deps .") for i in installs if i > first_code_copy), name
+        assert "COPY pyproject.toml" not in body[: deps[-1]], name  # the lists come from `requirements`
+    assert "COPY pyproject.toml ./" in stages["requirements"] and "COPY requirements.lock ./" in stages["base"]
+
+
+def test_api_is_torch_free_and_the_worker_has_a_cpu_variant() -> None:
+    stages = dockerfile_stages()
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    assert "requirements/web.txt" in stages["api"] and "base.txt" not in stages["api"]
+    assert "torch" not in stages["api"].split("COPY pyproject.toml")[0]
+    pins = [p for p in project["dependencies"] if p.startswith(("torch==", "torchvision=="))]
+    assert len(pins) == 2  # base.txt holds exact pins for the grep of the worker stage
+    worker = stages["worker"]
+    assert "ARG TORCH_VARIANT=cuda" in worker and "https://download.pytorch.org/whl/cpu" in worker
+    assert "grep -E '^torch(vision)?==' requirements/base.txt" in worker
+    assert "-r requirements/base.txt -r requirements/web.txt" in worker
+    services = compose()
+    assert services["worker"]["build"]["args"]["TORCH_VARIANT"] == "${SIPAT_TORCH_VARIANT:-cuda}"
+    assert " ".join(services["api"]["command"]) in stages["api"].replace('", "', " ")
+    assert str(services["worker"]["command"]).replace("'", '"') in worker
     ignored = (REPO / ".dockerignore").read_text().split()
     assert {".venv", "var", ".git", "tests"} <= set(ignored)
+
+
+def test_the_requirements_stage_writes_the_groups_of_pyproject(tmp_path: Path) -> None:
+    """Run the stage's one-liner on the real pyproject.toml: the files hold the groups' specifiers."""
+    stage = dockerfile_stages()["requirements"]
+    code = re.search(r'RUN python -c "(.*?)"\n', stage, flags=re.S)
+    assert code is not None
+    (tmp_path / "pyproject.toml").write_bytes((REPO / "pyproject.toml").read_bytes())
+    script = code[1].replace("\\\n", "")
+    subprocess.run([sys.executable, "-c", script], cwd=tmp_path, check=True, env={**os.environ})
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    assert (tmp_path / "base.txt").read_text().split("\n")[:-1] == project["dependencies"]
+    assert (tmp_path / "web.txt").read_text().split("\n")[:-1] == project["optional-dependencies"]["web"]

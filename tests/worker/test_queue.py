@@ -38,6 +38,22 @@ def test_config_is_at_least_once_with_one_route_table(settings: Settings) -> Non
     assert {r["queue"] for r in prefixed["task_routes"].values()} == {"t1-gpu", "t1-cpu"}
 
 
+def test_a_stopped_worker_hands_its_job_back_and_redis_waits_out_the_longest_job(settings: Settings) -> None:
+    """Soft shutdown for every broker; on Redis a visibility timeout far above Redis's 1 h default (a training
+    run lasts hours), taken from the settings and really passed to kombu's transport."""
+    conf = celery_config(settings)
+    assert conf["worker_soft_shutdown_timeout"] == settings.worker_soft_shutdown_s > 0
+    assert "visibility_timeout" not in conf["broker_transport_options"]  # SQLite transport: no such thing
+    assert settings.broker_visibility_timeout_s >= 24 * 3600 > 10 * settings.job_stale_after_s
+    redis = settings.model_copy(update={"broker_url": "redis://127.0.0.1:1/0", "broker_visibility_timeout_s": 7200.0})
+    assert celery_config(redis)["broker_transport_options"] == {"visibility_timeout": 7200.0}
+    app = make_celery(redis)
+    assert app.conf.worker_soft_shutdown_timeout == settings.worker_soft_shutdown_s
+    assert app.connection_for_write().transport_options["visibility_timeout"] == 7200.0
+    env = Settings(_env_file=None, secret_key="k" * 40, broker_url="redis://x:6379/0", worker_soft_shutdown_s=0)
+    assert celery_config(env)["worker_soft_shutdown_timeout"] == 0
+
+
 def test_enqueue_sends_only_committed_jobs(rt: Runtime, settings: Settings) -> None:
     app = make_celery(settings)
     with session_scope(rt.session_factory) as session:
