@@ -9,6 +9,9 @@ from pydantic import BaseModel, ConfigDict, Field
 
 JobKind = Literal["generate_stimuli", "train", "evaluate"]
 JobStatus = Literal["queued", "running", "succeeded", "failed", "cancelled"]
+#: Key of a train job's result holding its per-epoch log (epoch, loss, accuracy, lr, eps, seconds; with a
+#: validation split val_clean and val_robust): written after every epoch while the job runs, kept at the end.
+TRAIN_LOG_KEY = "train_log"
 
 
 class JobCreate(BaseModel):
