@@ -10,6 +10,7 @@ from fastapi.responses import JSONResponse, Response
 
 from backend.admin.comparison import ModelRow, models_figure
 from backend.admin.deps import AdminDep, AdminRoute, FormDep, render, see_other
+from backend.admin.trainlog import job_train_log, train_log_figure
 from backend.api.deps import SessionDep, SettingsDep
 from backend.models import Job, TrainedModel
 from backend.services import admin_views as views
@@ -74,6 +75,10 @@ def job_page(job_id: int, request: Request, admin: AdminDep, session: SessionDep
     model_id = job_requests.models_of_jobs(session, [job.id]).get(job.id)
     model = session.get(TrainedModel, model_id) if model_id is not None else None
     coverage, figure = None, None
+    train_log = job_train_log(job.result, model.metrics if model is not None else None)
+    curves = None
+    if job.kind == "train" and train_log:
+        curves = train_log_figure(train_log, best_epoch=((model.metrics or {}).get("best_epoch") if model else None))
     if model is not None:  # a readable result: salience coverage, accuracy table and curve (raw JSON folded)
         coverage = ((model.metrics or {}).get("coverage")) or (model.config or {}).get("coverage")
         row = ModelRow(
@@ -100,9 +105,24 @@ def job_page(job_id: int, request: Request, admin: AdminDep, session: SessionDep
             "coverage": coverage,
             "coverage_final": bool(model is not None and (model.metrics or {}).get("coverage")),
             "model_figure": figure,
+            "train_log_figure": curves,
             "params_json": json.dumps(job.params, indent=2, sort_keys=True),
             "result_json": json.dumps(job.result, indent=2, sort_keys=True) if job.result is not None else None,
         },
+    )
+
+
+@router.get("/jobs/{job_id}/train_log.csv", name="admin_job_train_log")
+def job_train_log_csv(job_id: int, admin: AdminDep, session: SessionDep) -> Response:
+    """A train job's per-epoch log as CSV (the columns of `sipat train`'s train_log.csv)."""
+    job = get_or_404(session, Job, job_id)
+    model_id = job_requests.models_of_jobs(session, [job.id]).get(job.id)
+    model = session.get(TrainedModel, model_id) if model_id is not None else None
+    rows = job_train_log(job.result, model.metrics if model is not None else None)
+    return Response(
+        train_log_figure(rows).tables[0].csv(),
+        media_type="text/csv; charset=utf-8",
+        headers={"Content-Disposition": f'attachment; filename="job-{job.id}-train_log.csv"'},
     )
 
 
