@@ -25,18 +25,6 @@ ARCHITECTURES: Final = ("small_cnn", "cnn32", "resnet18", "resnet50", "densenet1
 #: The paper's evaluation grid: L-inf radii in [0, 1] pixel units.
 DEFAULT_EVAL_EPS: Final = (0.0, 1 / 255, 2 / 255, 4 / 255, 8 / 255, 16 / 255)
 
-#: The training recipe's knob values (`sipat.train_config.TrainConfig` fields; see its module docstring): with
-#: them every adversarial baseline trains on `shapes`. Here, not in `sipat.train_config`, so the torch-free web
-#: side fills a train job's defaults from the same dict that `sipat train --recipe` uses.
-RECIPE: Final[dict[str, Any]] = {
-    "eps_ramp_epochs": 10,
-    "warmup_epochs": 5,
-    "grad_clip": 10.0,
-    "weight_decay": 5e-4,
-    "augment": True,
-    "crop_padding": 4,
-}
-
 #: File name suffixes read as images (lower case; Pillow decodes them all).
 IMAGE_EXTENSIONS: Final = frozenset(
     {".png", ".jpg", ".jpeg", ".jfif", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm"}

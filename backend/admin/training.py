@@ -73,7 +73,7 @@ DEFAULTS = {
     "eval_steps": "20",
     "salience": "imported",
     "fallback": "none",
-    # The training recipe (advanced fold): `TrainParams`' defaults, i.e. `sipat.vocabulary.RECIPE`.
+    # The training recipe (advanced fold): `TrainParams`' defaults, i.e. `sipat.train_config.RECIPE`.
     **{name: _shown(TrainParams.model_fields[name].default) for name in RECIPE_FIELDS},
 }
 

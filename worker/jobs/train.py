@@ -19,7 +19,7 @@ Steps (job progress in brackets):
    (seeded; not stored). The threshold (`threshold`, 0.5) is applied by `sipat.training`.
 3. Training [15-85 %] with `sipat.training.train`, seeded, with the recipe knobs of the params (eps ramp,
    lr warm-up, gradient clipping, weight decay, joint augmentation, validation split with best-epoch
-   selection, early stopping; the defaults are `sipat.vocabulary.RECIPE`, as `sipat train --recipe`) and a
+   selection, early stopping; the defaults are `sipat.train_config.RECIPE`, as `sipat train --recipe`) and a
    resumable checkpoint in `<data_dir>/scratch/job-<id>/train.pt`: a job re-delivered after its worker died
    resumes after the last finished epoch. The progress callback writes the job's progress and stops the run
    when it was cancelled; after each epoch the per-epoch log so far is the job's result (`train_log`), so the

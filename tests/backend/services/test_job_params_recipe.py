@@ -6,11 +6,13 @@ from __future__ import annotations
 import pytest
 
 from backend.services.errors import InvalidInputError
+from backend.services.job_params import RECIPE as WEB_RECIPE
 from backend.services.job_params import TrainParams, validate_job_params
 from sipat.train_config import RECIPE, TrainConfig
 
 
 def test_defaults_are_the_recipe() -> None:
+    assert WEB_RECIPE == RECIPE  # the torch-free copy of the backend agrees with sipat's
     params = validate_job_params("train", {"dataset_id": 1})
     assert {k: params[k] for k in RECIPE} == RECIPE
     assert RECIPE == {  # the values that train every baseline on `shapes` (docs: sipat/train_config.py)
