@@ -60,7 +60,10 @@ class JobOut(BaseModel):
     progress: float = Field(description="Fraction done, 0..1.")
     message: str | None
     eta_s: float | None = Field(description="Estimated seconds left, while running.")
-    result: dict[str, Any] | None
+    result: dict[str, Any] | None = Field(
+        description="What the job produced; a train job's holds its per-epoch log under `train_log`, written "
+        "after every epoch while it runs (then only that key), kept next to the model's metrics at the end."
+    )
     error: str | None
     attempts: int
     max_attempts: int
