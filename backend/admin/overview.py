@@ -78,7 +78,9 @@ def job_page(job_id: int, request: Request, admin: AdminDep, session: SessionDep
     train_log = job_train_log(job.result, model.metrics if model is not None else None)
     curves = None
     if job.kind == "train" and train_log:
-        curves = train_log_figure(train_log, best_epoch=((model.metrics or {}).get("best_epoch") if model else None))
+        best = (model.metrics or {}).get("best_epoch") if model is not None else None
+        eps = job.params.get("eps")
+        curves = train_log_figure(train_log, best_epoch=best, target_eps=eps if isinstance(eps, int | float) else None)
     if model is not None:  # a readable result: salience coverage, accuracy table and curve (raw JSON folded)
         coverage = ((model.metrics or {}).get("coverage")) or (model.config or {}).get("coverage")
         row = ModelRow(

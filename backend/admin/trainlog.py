@@ -38,9 +38,12 @@ def _value(row: dict[str, Any], key: str) -> float | None:
     return float(v) if isinstance(v, int | float) and math.isfinite(v) else None
 
 
-def train_log_figure(rows: Sequence[dict[str, Any]], *, best_epoch: int | None = None) -> Figure:
+def train_log_figure(
+    rows: Sequence[dict[str, Any]], *, best_epoch: int | None = None, target_eps: float | None = None
+) -> Figure:
     """The loss and accuracy curves of `rows` (one dict per epoch) with the log as the table; `best_epoch`
-    (the epoch whose weights were kept, with a validation split) is named in the caption."""
+    (the epoch whose weights were kept, with a validation split) is named in the caption, and so is a last
+    training radius below `target_eps` (the job's eps): an eps ramp longer than the run never reaches it."""
     columns: list[str] = []
     for row in rows:
         columns += [k for k in row if k not in columns]
@@ -83,6 +86,12 @@ def train_log_figure(rows: Sequence[dict[str, Any]], *, best_epoch: int | None =
     kept = ""
     if best_epoch is not None:
         kept = f" The model holds the weights of epoch {best_epoch} (best robust validation accuracy)."
+    last_eps = _value(rows[-1], "eps")
+    if target_eps and last_eps is not None and last_eps < target_eps * (1 - 1e-6):
+        kept += (
+            f" Training ended at eps {last_eps:.4g}, below the job's eps {target_eps:.4g}: the eps ramp is longer "
+            "than the run (set fewer eps_ramp_epochs or more epochs)."
+        )
     return Figure(
         key="train_log",
         title="Training curves",

@@ -131,10 +131,10 @@ LOG = [
 
 
 def test_the_job_page_draws_the_training_curves(admin: TestClient, session: Session) -> None:
-    running = Job(kind="train", params={"dataset_id": 1}, status="running", result={"train_log": LOG[:2]})
+    running = Job(kind="train", params={"dataset_id": 1, "eps": 0.1}, status="running", result={"train_log": LOG[:2]})
     session.add(running)
     session.flush()
-    done = Job(kind="train", params={"dataset_id": 1}, status="succeeded", result={"model_id": 1})
+    done = Job(kind="train", params={"dataset_id": 1, "eps": 0.03}, status="succeeded", result={"model_id": 1})
     session.add(done)
     session.flush()  # a job finished before the log was in the result: its model's history is drawn
     session.add(
@@ -147,6 +147,7 @@ def test_the_job_page_draws_the_training_curves(admin: TestClient, session: Sess
     page = admin.get(f"/admin/jobs/{running.id}").text
     assert 'id="figure-train_log"' in page and "(the epochs so far" in page
     assert "Loss per epoch" in page and "Accuracy per epoch" in page
+    assert "Training ended at eps 0.02, below the job&#39;s eps 0.1: the eps ramp is longer than the run" in page
     assert 'data-label="validation, robust (PGD at the training eps)"' in page
     loss_line = re.search(r'data-label="training loss"><polyline points="([^"]+)"', page)
     assert loss_line is not None
@@ -155,6 +156,7 @@ def test_the_job_page_draws_the_training_curves(admin: TestClient, session: Sess
 
     page = admin.get(f"/admin/jobs/{done.id}").text
     assert 'id="figure-train_log"' in page and "weights of epoch 2 (best robust validation accuracy)" in page
+    assert "Training ended at eps" not in page  # the ramp reached the job's eps 0.03
     rows = list(csv.DictReader(io.StringIO(admin.get(f"/admin/jobs/{done.id}/train_log.csv").text)))
     assert [r["epoch"] for r in rows] == ["1", "2", "3"] and rows[2]["val_robust"] == "0.3"
     assert rows[0]["eps"] == "0.01"
