@@ -150,6 +150,7 @@ def train(
     checkpoint_meta: dict[str, Any] | None = None,
     log_csv: str | Path | None = None,
     tensorboard: str | Path | None = None,
+    on_epoch: Callable[[list[dict[str, float]]], None] | None = None,
 ) -> TrainResult:
     """Train `model` in place on `train_set` items `(image (C,H,W) in [0,1], label, salience (1,H,W))`.
 
@@ -170,6 +171,8 @@ def train(
         log_csv: the per-epoch CSV log (`sipat.runlog`); by default ``<checkpoint>.csv`` beside the
             checkpoint when one is given, else none.
         tensorboard: a directory for TensorBoard scalars, or None (default) for none.
+        on_epoch: called after each epoch (its row logged and its checkpoint written) with the history so
+            far, the rows of the CSV log; the worker shows them on the job page while the job runs.
 
     Returns:
         the history; with a validation split the model ends holding its best epoch's weights (highest robust
@@ -306,6 +309,8 @@ def train(
                         "best": best,
                     },
                 )
+            if on_epoch is not None:
+                on_epoch(list(result.history))
             if best is not None and cfg.patience is not None and epoch + 1 - best["epoch"] >= cfg.patience:
                 result.stopped_early = epoch + 1 < cfg.epochs
                 break

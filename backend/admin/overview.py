@@ -11,6 +11,7 @@ from fastapi.responses import JSONResponse, Response
 from backend.admin.comparison import ModelRow, models_figure
 from backend.admin.deps import AdminDep, AdminRoute, FormDep, render, see_other
 from backend.admin.evaluations import accuracy_table, evaluation_figure, warnings_of
+from backend.admin.trainlog import job_train_log, train_log_figure
 from backend.api.deps import SessionDep, SettingsDep
 from backend.models import Job, TrainedModel
 from backend.services import admin_views as views
@@ -76,6 +77,12 @@ def job_page(job_id: int, request: Request, admin: AdminDep, session: SessionDep
     model_id = job_requests.models_of_jobs(session, [job.id]).get(job.id)
     model = session.get(TrainedModel, model_id) if model_id is not None else None
     coverage, figure, checks = None, None, []
+    train_log = job_train_log(job.result, model.metrics if model is not None else None)
+    curves = None
+    if job.kind == "train" and train_log:
+        best = (model.metrics or {}).get("best_epoch") if model is not None else None
+        eps = job.params.get("eps")
+        curves = train_log_figure(train_log, best_epoch=best, target_eps=eps if isinstance(eps, int | float) else None)
     if model is not None:  # a readable result: salience coverage, accuracy table and curve (raw JSON folded)
         coverage = ((model.metrics or {}).get("coverage")) or (model.config or {}).get("coverage")
         row = ModelRow(
@@ -109,6 +116,7 @@ def job_page(job_id: int, request: Request, admin: AdminDep, session: SessionDep
             "evaluation_figure": evaluation_figure(evaluation) if evaluation is not None else None,
             "evaluation_key": (job.result or {}).get("key") if evaluation is not None else None,
             "check_warnings": checks,
+            "train_log_figure": curves,
             "params_json": json.dumps(job.params, indent=2, sort_keys=True),
             "result_json": json.dumps(job.result, indent=2, sort_keys=True) if job.result is not None else None,
         },
@@ -131,6 +139,20 @@ def evaluation_csv(job_id: int, admin: AdminDep, session: SessionDep) -> Respons
         accuracy_table(metrics).csv(),
         media_type="text/csv; charset=utf-8",
         headers={"Content-Disposition": f'attachment; filename="evaluation-job{job_id}.csv"'},
+    )
+
+
+@router.get("/jobs/{job_id}/train_log.csv", name="admin_job_train_log")
+def job_train_log_csv(job_id: int, admin: AdminDep, session: SessionDep) -> Response:
+    """A train job's per-epoch log as CSV (the columns of `sipat train`'s train_log.csv)."""
+    job = get_or_404(session, Job, job_id)
+    model_id = job_requests.models_of_jobs(session, [job.id]).get(job.id)
+    model = session.get(TrainedModel, model_id) if model_id is not None else None
+    rows = job_train_log(job.result, model.metrics if model is not None else None)
+    return Response(
+        train_log_figure(rows).tables[0].csv(),
+        media_type="text/csv; charset=utf-8",
+        headers={"Content-Disposition": f'attachment; filename="job-{job.id}-train_log.csv"'},
     )
 
 

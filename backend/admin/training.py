@@ -17,7 +17,7 @@ from backend.api.deps import EnqueueDep, SessionDep
 from backend.models import Dataset, StimulusSet, Study
 from backend.services import job_requests, model_catalog
 from backend.services.errors import InvalidInputError, ServiceError
-from backend.services.job_params import ARCHITECTURES, DEFAULT_EVAL_EPS
+from backend.services.job_params import ARCHITECTURES, DEFAULT_EVAL_EPS, TrainParams
 from backend.services.training_coverage import compute_coverage
 from sipat.vocabulary import EVAL_ATTACKS
 
@@ -36,6 +36,31 @@ SALIENCE = {
     "imported": "imported with the dataset",
     "none": "none",
 }
+#: The recipe's fields of `TrainParams`, in the order of the form's "advanced" fold.
+RECIPE_FIELDS = (
+    "eps_ramp_epochs",
+    "warmup_epochs",
+    "grad_clip",
+    "weight_decay",
+    "augment",
+    "crop_padding",
+    "val_share",
+    "val_steps",
+    "patience",
+)
+#: What a text field accepts for "switched off" where the param takes null (grad_clip, patience).
+_OFF = ("none", "off", "no")
+
+
+def _shown(value: Any) -> str:
+    """A default as the form shows it: null as "none", booleans as the select's values."""
+    if value is None:
+        return "none"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
 DEFAULTS = {
     "method": "sip_at",
     "epochs": "10",
@@ -49,6 +74,8 @@ DEFAULTS = {
     "eval_steps": "20",
     "salience": "imported",
     "fallback": "none",
+    # The training recipe (advanced fold): `TrainParams`' defaults, i.e. `sipat.train_config.RECIPE`.
+    **{name: _shown(TrainParams.model_fields[name].default) for name in RECIPE_FIELDS},
 }
 
 
@@ -169,7 +196,32 @@ def train_params(form: dict[str, str]) -> dict[str, Any]:
             "eval_steps": int_field(form, "eval_steps", label="evaluation steps"),
             "name": optional(form, "name"),
         }
-    )
+    ) | _recipe_params(form)
+
+
+def _recipe_params(form: dict[str, str]) -> dict[str, Any]:
+    """The advanced fold's recipe knobs; empty = the default, "none" = off for grad_clip and patience."""
+    values: dict[str, Any] = {}
+    for name in ("grad_clip", "patience"):
+        text = optional(form, name)
+        if text is not None and text.lower() in _OFF:
+            values[name] = None
+    augment = optional(form, "augment")
+    if augment is not None:
+        values["augment"] = augment.lower() in ("true", "on", "yes", "1")
+    numbers = {
+        "eps_ramp_epochs": int_field(form, "eps_ramp_epochs", label="eps ramp (epochs)"),
+        "warmup_epochs": int_field(form, "warmup_epochs", label="learning-rate warm-up (epochs)"),
+        "weight_decay": float_field(form, "weight_decay", label="weight decay"),
+        "crop_padding": int_field(form, "crop_padding", label="crop padding"),
+        "val_share": float_field(form, "val_share", label="validation share"),
+        "val_steps": int_field(form, "val_steps", label="validation attack steps"),
+    }
+    if "grad_clip" not in values:
+        numbers["grad_clip"] = float_field(form, "grad_clip", label="gradient-norm clip")
+    if "patience" not in values:
+        numbers["patience"] = int_field(form, "patience", label="patience (epochs)")
+    return {**values, **given(numbers)}
 
 
 @router.post("/training", name="admin_queue_training")

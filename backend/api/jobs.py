@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from collections.abc import Callable, Coroutine, Sequence
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, status
+from fastapi import APIRouter, Body, Query, Request, Response, status
+from fastapi.exceptions import RequestValidationError
+from fastapi.routing import APIRoute
 from sqlalchemy.orm import Session
 
 from backend.api.deps import CurrentUser, EnqueueDep, SessionDep, require_study_access
@@ -13,10 +16,48 @@ from backend.schemas.common import ErrorOut
 from backend.schemas.jobs import JobCreate, JobDetail, JobKind, JobOut, JobStatus
 from backend.schemas.paging import MAX_LIMIT, Page
 from backend.services import job_requests as svc
+from backend.services.errors import InvalidInputError
+from backend.services.job_params import PARAMS_BY_KIND
 from backend.services.jobs import request_cancel
 from backend.services.lookups import get_or_404
 
-router = APIRouter(tags=["jobs"])
+
+def params_error(errors: Sequence[Any]) -> str | None:
+    """The research API's one-line 422 for a job body whose `kind` or `params` are wrong (as
+    `job_params.validate_job_params` words it: "invalid train parameters: epochs: ..."), or None for other
+    errors (a body that is not a job at all), which keep FastAPI's list of field errors."""
+    if len(errors) == 1 and errors[0].get("type") == "union_tag_invalid":
+        kind = (errors[0].get("ctx") or {}).get("tag")
+        return f"unknown job kind {kind!r}; use one of {', '.join(PARAMS_BY_KIND)}"
+    locs = [tuple(err.get("loc") or ()) for err in errors]
+    if not errors or any(len(loc) < 3 or loc[0] != "body" or loc[2] != "params" for loc in locs):
+        return None
+    problems = "; ".join(
+        f"{'.'.join(str(p) for p in loc[3:]) or 'params'}: {err['msg']}" for loc, err in zip(locs, errors, strict=True)
+    )
+    return f"invalid {locs[0][1]} parameters: {problems}"
+
+
+class JobParamsRoute(APIRoute):
+    """A route whose bad job params answer the research API's one-line 422 (`params_error`), as the dashboard's
+    form and the worker word them, while the OpenAPI schema shows each kind's params (`JobCreate`)."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+
+        async def route(request: Request) -> Response:
+            try:
+                return await handler(request)
+            except RequestValidationError as exc:
+                message = params_error(exc.errors())
+                if message is None:
+                    raise
+                raise InvalidInputError(message) from None
+
+        return route
+
+
+router = APIRouter(tags=["jobs"], route_class=JobParamsRoute)
 
 
 def job_detail(session: Session, job: Job) -> JobDetail:
@@ -37,14 +78,18 @@ def job_detail(session: Session, job: Job) -> JobDetail:
         503: {"model": ErrorOut, "description": "The job queue cannot be reached."},
     },
 )
-def submit_job(body: JobCreate, session: SessionDep, enqueue: EnqueueDep, user: CurrentUser) -> JobDetail:
-    """Queue a job; a train job also creates its model row (`model_id`), filled in when training ends."""
-    study_id = body.params.get("study_id")
-    if isinstance(study_id, int) and not isinstance(study_id, bool):  # the owner rule before anything about
-        require_study_access(session, user, study_id)  # the study (its coverage) is checked or told
-    job = svc.submit_job(session, body.kind, body.params)
-    if job.params.get("study_id") is not None and job.params["study_id"] != study_id:  # e.g. "3" coerced to 3
-        require_study_access(session, user, job.params["study_id"])
+def submit_job(
+    body: Annotated[JobCreate, Body()], session: SessionDep, enqueue: EnqueueDep, user: CurrentUser
+) -> JobDetail:
+    """Queue a job; a train job also creates its model row (`model_id`), filled in when training ends.
+
+    The params of each kind are in the schema of the body (`kind` picks them); omitted ones take their
+    defaults, which the answer's `params` show. A train job's defaults include the training recipe
+    (`eps_ramp_epochs`, `warmup_epochs`, `grad_clip`, `weight_decay`, `augment`, ...)."""
+    study_id = getattr(body.params, "study_id", None)
+    if study_id is not None:  # the owner rule before anything about the study (its coverage) is checked or told
+        require_study_access(session, user, study_id)
+    job = svc.submit_job(session, body.kind, body.params.model_dump(mode="json"))
     svc.commit_and_enqueue(session, job, enqueue)
     return job_detail(session, job)
 

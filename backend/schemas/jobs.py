@@ -1,25 +1,53 @@
-"""Jobs as the research API takes and shows them; `params` are checked per kind by `job_params`."""
+"""Jobs as the research API takes and shows them; `params` are checked per kind by `job_params`' models."""
 
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from backend.services.job_params import EvaluateParams, GenerateStimuliParams, TrainParams
+
 JobKind = Literal["generate_stimuli", "train", "evaluate"]
 JobStatus = Literal["queued", "running", "succeeded", "failed", "cancelled"]
+#: Key of a train job's result holding its per-epoch log (epoch, loss, accuracy, lr, eps, seconds; with a
+#: validation split val_clean and val_robust): written after every epoch while the job runs, kept at the end.
+TRAIN_LOG_KEY = "train_log"
 
 
-class JobCreate(BaseModel):
+class _JobCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    kind: JobKind
-    params: dict[str, Any] = Field(
-        default_factory=dict,
-        description="Parameters of the kind: `TrainParams`, `EvaluateParams` or `GenerateStimuliParams` "
-        "(backend.services.job_params); defaults are filled in and the stored params returned.",
-    )
+
+class TrainJobCreate(_JobCreate):
+    """Train one model on a dataset with one method (and the training recipe), then evaluate it."""
+
+    kind: Literal["train"]
+    params: TrainParams
+
+
+class EvaluateJobCreate(_JobCreate):
+    """Clean and robust accuracy of a stored model on a dataset's images."""
+
+    kind: Literal["evaluate"]
+    params: EvaluateParams
+
+
+class GenerateStimuliJobCreate(_JobCreate):
+    """(Re)generate the stimuli of an existing stimulus set."""
+
+    kind: Literal["generate_stimuli"]
+    params: GenerateStimuliParams
+
+
+#: The body of `POST /api/v1/jobs`: the params' model is chosen by `kind` (a discriminated union, so the OpenAPI
+#: schema lists each kind's parameters, with their defaults and ranges); defaults are filled in and the stored
+#: params returned.
+JobCreate = Annotated[
+    TrainJobCreate | EvaluateJobCreate | GenerateStimuliJobCreate,
+    Field(discriminator="kind", description="A job: its kind and that kind's parameters."),
+]
 
 
 class JobOut(BaseModel):
@@ -32,7 +60,10 @@ class JobOut(BaseModel):
     progress: float = Field(description="Fraction done, 0..1.")
     message: str | None
     eta_s: float | None = Field(description="Estimated seconds left, while running.")
-    result: dict[str, Any] | None
+    result: dict[str, Any] | None = Field(
+        description="What the job produced; a train job's holds its per-epoch log under `train_log`, written "
+        "after every epoch while it runs (then only that key), kept next to the model's metrics at the end."
+    )
     error: str | None
     attempts: int
     max_attempts: int

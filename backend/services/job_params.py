@@ -18,6 +18,16 @@ TrainMethod = Literal["standard", "pgd_at", "trades", "sip_at", "sip_trades"]
 MASKED_METHODS = ("sip_at", "sip_trades")
 #: Architectures of `sipat.models.ARCHITECTURES` (tests/worker checks that the two lists agree).
 ARCHITECTURES = ("small_cnn", "cnn32", "resnet18", "resnet50", "densenet121")
+#: `sipat.train_config.RECIPE`, the training recipe's knob values (tests/backend/services/test_job_params_recipe.py
+#: checks that the two agree): the backend imports nothing of `sipat` (tests/backend/test_main.py).
+RECIPE: dict[str, Any] = {
+    "eps_ramp_epochs": 10,
+    "warmup_epochs": 5,
+    "grad_clip": 10.0,
+    "weight_decay": 5e-4,
+    "augment": True,
+    "crop_padding": 4,
+}
 EvalAttack = Literal["pgd", "apgd", "fgsm"]
 DEFAULT_EVAL_EPS = (0.0, 1 / 255, 2 / 255, 4 / 255, 8 / 255, 16 / 255)
 _TRAIN_EVAL_ATTACKS: tuple[EvalAttack, ...] = ("pgd",)
@@ -66,6 +76,50 @@ class TrainParams(_Params):
         description="Salience threshold of the binary mask m = (s < threshold); null for the soft mask 1 - s.",
     )
     seed: int = Field(default=0, ge=0)
+    # The training recipe (`sipat.train_config`): the defaults are `RECIPE`'s, as `sipat train --recipe`.
+    eps_ramp_epochs: int = Field(
+        default=RECIPE["eps_ramp_epochs"],
+        ge=0,
+        le=1000,
+        description="The training radius grows linearly from 0 to eps over this many epochs (alpha with it); "
+        "0 = the full radius from the first batch. A run shorter than the ramp never trains at the full eps.",
+    )
+    warmup_epochs: int = Field(
+        default=RECIPE["warmup_epochs"],
+        ge=0,
+        le=1000,
+        description="The learning rate grows linearly to lr over this many epochs; 0 = no warm-up.",
+    )
+    grad_clip: float | None = Field(
+        default=RECIPE["grad_clip"],
+        gt=0,
+        le=1e6,
+        description="Largest global L2 norm of the gradient; null = no clipping.",
+    )
+    weight_decay: float = Field(
+        default=RECIPE["weight_decay"], ge=0, le=1, description="SGD's L2 penalty (5e-4 is the AT norm)."
+    )
+    augment: bool = Field(
+        default=RECIPE["augment"],
+        description="Random crop (after zero padding by crop_padding px) and horizontal flip, of the image and "
+        "its salience map together.",
+    )
+    crop_padding: int = Field(default=RECIPE["crop_padding"], ge=0, le=256, description="Pixels, with augment.")
+    val_share: float = Field(
+        default=0.0,
+        ge=0,
+        lt=1,
+        description="Share of the training images held out (seeded) to keep the epoch of the best robust "
+        "validation accuracy (against robust overfitting); 0 = no validation, the last epoch is kept.",
+    )
+    val_steps: int = Field(default=10, ge=0, le=1000, description="PGD steps of the validation attack (at eps).")
+    patience: int | None = Field(
+        default=None,
+        ge=1,
+        le=1000,
+        description="Stop after this many epochs without a better validation score (needs val_share > 0); "
+        "null = train all epochs.",
+    )
     salience: Literal["annotations", "imported", "gradcam", "none"] = Field(
         default="imported",
         description="Where the salience maps of the sip_* methods come from: the study's annotations (mean of "
@@ -107,6 +161,8 @@ class TrainParams(_Params):
 
     @model_validator(mode="after")
     def _check_salience(self) -> TrainParams:
+        if self.patience is not None and self.val_share == 0:
+            raise ValueError("patience (early stopping) needs a validation split: set val_share > 0, e.g. 0.1")
         if self.salience == "annotations" and self.study_id is None:
             raise ValueError("salience 'annotations' needs study_id: the study whose annotations to use")
         if self.method in MASKED_METHODS and self.salience == "none" and self.fallback == "none":

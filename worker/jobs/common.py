@@ -20,6 +20,7 @@ from torch import Tensor, nn
 from backend.models import Image, Job, TrainedModel
 from backend.services.jobs import JobRun, WaitFor
 from backend.storage import BlobStore
+from sipat.imaging import pil_to_tensor, resize_map
 from sipat.models import build_model
 from sipat.stimuli import to_png
 from sipat.training import TrainConfig, read_checkpoint, save_checkpoint
@@ -59,11 +60,9 @@ def to_tensor(arrays: Sequence[np.ndarray]) -> Tensor:
 
 
 def load_map(storage: BlobStore, sha256: str, size: tuple[int, int]) -> Tensor:
-    """A grayscale map PNG (255 = salient) as (1, H, W) float32 in [0, 1] at `size` = (H, W) (bilinear)."""
-    img = open_image(storage, sha256).convert("L")
-    if img.size != (size[1], size[0]):
-        img = img.resize((size[1], size[0]), PILImage.Resampling.BILINEAR)
-    return torch.from_numpy(np.asarray(img, dtype=np.float32) / 255.0).unsqueeze(0)
+    """A grayscale map PNG (255 = salient) as (1, H, W) float32 in [0, 1] at `size` = (H, W), resized by the
+    one map path (`sipat.imaging.resize_map`: area average when shrinking, so thin strokes are not aliased away)."""
+    return resize_map(pil_to_tensor(open_image(storage, sha256), channels=1), size)
 
 
 def map_png(s: Tensor) -> bytes:

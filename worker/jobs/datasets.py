@@ -14,7 +14,8 @@ from backend.models import Dataset, Image
 from backend.services.training_coverage import training_image_ids
 from backend.storage import BlobStore
 from sipat.data import InMemoryDataset, missing_salience
-from worker.jobs.common import JobError, channels_of, open_image, to_array, to_tensor
+from sipat.imaging import pil_to_tensor
+from worker.jobs.common import JobError, channels_of, open_image
 
 
 @dataclass(frozen=True)
@@ -86,7 +87,10 @@ def build_set(
     unknown = sorted({im.label for im in infos} - set(index))
     if unknown:
         raise JobError(f"labels {unknown[:5]} are not among the model's classes {list(classes)[:10]}")
-    images = to_tensor([to_array(img, channels=channels, size=size) for img in pil])
+    # The one resize path of the CLI too (`sipat.imaging`: antialiased bicubic), so a model trained here and
+    # one trained by `sipat train` see the same pixels; at the stored size it is the decoded 8-bit values / 255.
+    tensors = [pil_to_tensor(img, channels=channels, size=size) for img in pil]
+    images = torch.stack(tensors) if tensors else torch.zeros(0, channels, *size)
     labels = torch.tensor([index[im.label] for im in infos], dtype=torch.long)
     if salience is None:
         salience = missing_salience(*size).unsqueeze(0).repeat(len(infos), 1, 1, 1)

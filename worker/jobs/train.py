@@ -17,9 +17,13 @@ Steps (job progress in brackets):
    adversarial training for them, as in the paper). The reference model is `reference_model_id` or, when
    null, a standard model of the same architecture trained `reference_epochs` on the same training images
    (seeded; not stored). The threshold (`threshold`, 0.5) is applied by `sipat.training`.
-3. Training [15-85 %] with `sipat.training.train`, seeded, with a resumable checkpoint in
-   `<data_dir>/scratch/job-<id>/train.pt`: a job re-delivered after its worker died resumes after the last
-   finished epoch. The progress callback writes the job's progress and stops the run when it was cancelled.
+3. Training [15-85 %] with `sipat.training.train`, seeded, with the recipe knobs of the params (eps ramp,
+   lr warm-up, gradient clipping, weight decay, joint augmentation, validation split with best-epoch
+   selection, early stopping; the defaults are `sipat.train_config.RECIPE`, as `sipat train --recipe`) and a
+   resumable checkpoint in `<data_dir>/scratch/job-<id>/train.pt`: a job re-delivered after its worker died
+   resumes after the last finished epoch. The progress callback writes the job's progress and stops the run
+   when it was cancelled; after each epoch the per-epoch log so far is the job's result (`train_log`), so the
+   job page draws the curves while it trains.
 4. Evaluation [85-100 %] on the held-out images with `sipat.evaluation.evaluate` (unmasked attacks over the
    eps grid).
 5. The final checkpoint (weights + meta: arch, num_classes, in_channels, image_size, classes) is stored as a
@@ -38,6 +42,7 @@ from torch import nn
 
 from backend.db import session_scope
 from backend.models import SalienceMap, Study, TrainedModel
+from backend.schemas.jobs import TRAIN_LOG_KEY
 from backend.services.job_params import TrainParams
 from backend.services.jobs import JobRun
 from backend.services.training_coverage import (
@@ -48,7 +53,7 @@ from backend.services.training_coverage import (
     required_annotators,
 )
 from sipat.evaluation import evaluate
-from sipat.models import build_model, default_arch_for, gradcam_layer
+from sipat.models import default_arch_for, gradcam_layer, new_model
 from sipat.salience import gradcam, mean_of_annotators
 from sipat.training import Progress, TrainConfig, train
 from worker.jobs.common import (
@@ -69,6 +74,7 @@ from worker.jobs.datasets import (
     decode,
     split_train_eval,
 )
+from worker.jobs.trainlog import publish_train_log
 from worker.runtime import Runtime
 
 
@@ -94,29 +100,20 @@ def train_job(run: JobRun, rt: Runtime) -> dict[str, Any]:
 
     train_set.salience, salience_counts, coverage = _salience(run, rt, p, train_set, train_infos, meta)
 
-    cfg = TrainConfig(
-        method=p.method,
-        epochs=p.epochs,
-        batch_size=p.batch_size,
-        lr=p.lr,
-        eps=p.eps,
-        alpha=p.alpha,
-        steps=p.steps,
-        threshold=p.threshold,
-        seed=p.seed,
-    )
+    cfg = train_config(p)
     model = _new_model(meta, p.seed)
     scratch = rt.scratch_dir(run.job_id)
     phase = Phase(run, 0.15, 0.85)
 
     def on_batch(pr: Progress) -> None:
+        ramp = f", eps {cfg.eps_at(pr.epoch + pr.step / pr.steps_per_epoch):.4f}" if cfg.eps_ramp_epochs else ""
         phase(
             pr.fraction,
             f"epoch {pr.epoch + 1}/{pr.epochs}, batch {pr.step}/{pr.steps_per_epoch}: "
-            f"loss {pr.loss:.3f}, accuracy {pr.accuracy:.3f}",
+            f"loss {pr.loss:.3f}, accuracy {pr.accuracy:.3f}{ramp}",
         )
 
-    history = train(
+    trained = train(
         model,
         train_set,
         cfg,
@@ -124,7 +121,9 @@ def train_job(run: JobRun, rt: Runtime) -> dict[str, Any]:
         progress=on_batch,
         checkpoint=scratch / "train.pt",
         checkpoint_meta=meta,
-    ).history
+        on_epoch=lambda history: publish_train_log(rt, run, history),
+    )
+    history = trained.history
     run.progress(0.85, "evaluating")
     result = evaluate(
         model,
@@ -145,6 +144,8 @@ def train_job(run: JobRun, rt: Runtime) -> dict[str, Any]:
         "n_train": len(train_infos),
         "held_out": held_out,
         "history": history,
+        "best_epoch": trained.best_epoch,
+        "stopped_early": trained.stopped_early,
         "salience": salience_counts,
         "coverage": coverage,
     }
@@ -161,19 +162,40 @@ def train_job(run: JobRun, rt: Runtime) -> dict[str, Any]:
         session.flush()
         model_id = row.id
     rt.clear_scratch(run.job_id)
-    return {"model_id": model_id, "checkpoint_sha256": sha, "metrics": metrics}
+    return {"model_id": model_id, "checkpoint_sha256": sha, "metrics": metrics, TRAIN_LOG_KEY: history}
+
+
+def train_config(p: TrainParams) -> TrainConfig:
+    """The `TrainConfig` of a job's params: the method's settings and the recipe knobs (defaults: `RECIPE`)."""
+    return TrainConfig(
+        method=p.method,
+        epochs=p.epochs,
+        batch_size=p.batch_size,
+        lr=p.lr,
+        eps=p.eps,
+        alpha=p.alpha,
+        steps=p.steps,
+        threshold=p.threshold,
+        seed=p.seed,
+        eps_ramp_epochs=p.eps_ramp_epochs,
+        warmup_epochs=p.warmup_epochs,
+        grad_clip=p.grad_clip,
+        weight_decay=p.weight_decay,
+        augment=p.augment,
+        crop_padding=p.crop_padding,
+        val_share=p.val_share,
+        val_steps=p.val_steps,
+        patience=p.patience,
+    )
 
 
 def _new_model(meta: dict[str, Any], seed: int) -> nn.Module:
-    """The architecture of `meta` with weights drawn from `seed` (the global RNG is left as it was)."""
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        return build_model(
-            meta["arch"],
-            num_classes=meta["num_classes"],
-            in_channels=meta["in_channels"],
-            image_size=meta["image_size"] if isinstance(meta["image_size"], int) else max(meta["image_size"]),
-        )
+    """The architecture of `meta` with weights drawn from `seed` by the CLI's factory (`sipat.models.new_model`:
+    the same seed gives the same initial weights here and in `sipat train`; the global RNG is left alone)."""
+    size = meta["image_size"]
+    return new_model(
+        meta["arch"], meta["num_classes"], meta["in_channels"], size if isinstance(size, int) else max(size), seed
+    )
 
 
 def _salience(
