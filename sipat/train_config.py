@@ -29,19 +29,11 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from sipat.vocabulary import RECIPE
+
 Method = Literal["standard", "pgd_at", "trades", "sip_at", "sip_trades"]
 METHODS: tuple[str, ...] = ("standard", "pgd_at", "trades", "sip_at", "sip_trades")
 MASKED_METHODS = frozenset({"sip_at", "sip_trades"})
-
-RECIPE: dict[str, Any] = {
-    "eps_ramp_epochs": 10,
-    "warmup_epochs": 5,
-    "grad_clip": 10.0,
-    "weight_decay": 5e-4,
-    "augment": True,
-    "crop_padding": 4,
-}
-"""The recipe's knob values: pass ``TrainConfig(**{**RECIPE, ...})`` or `TrainConfig.with_recipe`."""
 
 
 @dataclass(frozen=True)

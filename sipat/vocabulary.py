@@ -18,6 +18,19 @@ from typing import Any, Final, Literal, get_args
 METHODS: Final = ("standard", "pgd_at", "trades", "sip_at", "sip_trades")
 #: The methods whose adversary spares the salient pixels (they need salience maps).
 MASKED_METHODS: Final = frozenset({"sip_at", "sip_trades"})
+
+
+#: The training recipe's knob values (eps ramp, lr warm-up, gradient-norm clipping, weight decay, crop + flip):
+#: what `sipat train --recipe` and the web's train jobs use by default. Defined here, torch-free, so that the
+#: web's job parameters take their defaults from the same dict that `sipat.train_config` applies.
+RECIPE: dict[str, Any] = {
+    "eps_ramp_epochs": 10,
+    "warmup_epochs": 5,
+    "grad_clip": 10.0,
+    "weight_decay": 5e-4,
+    "augment": True,
+    "crop_padding": 4,
+}
 #: Attacks a robustness evaluation can run (keys of `sipat.attacks.registry.ATTACKS`); the `Literal` is what the
 #: web side's request models validate with, the tuple what everything else iterates.
 EvalAttack = Literal["pgd", "apgd", "fgsm", "apgd-t", "fab-t", "square", "autoattack"]

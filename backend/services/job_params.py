@@ -12,22 +12,13 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from backend.services.errors import InvalidInputError
+from sipat.vocabulary import RECIPE
 from sipat.vocabulary import EvalAttack as RegistryAttack
 
 TrainMethod = Literal["standard", "pgd_at", "trades", "sip_at", "sip_trades"]
 MASKED_METHODS = ("sip_at", "sip_trades")
 #: Architectures of `sipat.models.ARCHITECTURES` (tests/worker checks that the two lists agree).
 ARCHITECTURES = ("small_cnn", "cnn32", "resnet18", "resnet50", "densenet121")
-#: `sipat.train_config.RECIPE`, the training recipe's knob values (tests/backend/services/test_job_params_recipe.py
-#: checks that the two agree): the backend imports nothing of `sipat` (tests/backend/test_main.py).
-RECIPE: dict[str, Any] = {
-    "eps_ramp_epochs": 10,
-    "warmup_epochs": 5,
-    "grad_clip": 10.0,
-    "weight_decay": 5e-4,
-    "augment": True,
-    "crop_padding": 4,
-}
 EvalAttack = Literal["pgd", "apgd", "fgsm"]
 DEFAULT_EVAL_EPS = (0.0, 1 / 255, 2 / 255, 4 / 255, 8 / 255, 16 / 255)
 _TRAIN_EVAL_ATTACKS: tuple[EvalAttack, ...] = ("pgd",)
