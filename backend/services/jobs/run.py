@@ -1,8 +1,8 @@
 """One claimed run of a job in a worker: progress, cancellation checks, heartbeats and the final status
 (`JobRun`), and `run_job`, which claims, runs and records how it ended.
 
-Its own module because it is the worker's whole view of the lifecycle: `worker/` imports `JobRun` and
-`run_job` from here and nothing else of the job services.
+Its own module because it is the worker's view of the lifecycle (`worker/runner.py` calls `run_job`, the job
+functions in `worker/jobs/` receive a `JobRun`); creating and reaping jobs is no part of it.
 """
 
 from __future__ import annotations
