@@ -8,8 +8,8 @@ that long, then hands its message back) and, on Redis, a `visibility_timeout` ab
 (`Settings.broker_visibility_timeout_s`; Redis's default of 1 h would deliver a long training twice). A job may
 therefore be delivered twice, or its message may be lost: with a SIGKILLed worker (the SQLite transport keeps no
 unacknowledged copies), with a Redis without persistence that restarts, or because the send failed after the commit.
-`backend.services.jobs.claim_job` makes duplicates no-ops, and the reaper (`reap_and_requeue`, run by every worker)
-sends new messages: for jobs whose heartbeat stopped (after re-queueing them) and for jobs still `queued`
+`backend.services.jobs.claims.claim_job` makes duplicates no-ops, and the reaper (`reap_and_requeue`, run by
+every worker) sends new messages: for jobs whose heartbeat stopped (after re-queueing them) and for jobs still `queued`
 `Settings.job_requeue_after_s` after their message was due (`Job.enqueued_at`, written in the transaction that made
 the job `queued`, so sending costs no extra UPDATE). Job state lives in the database; the result backend is not used
 (`task_ignore_result`).
@@ -177,7 +177,7 @@ def _drop_pending(session: Session) -> None:
 
 
 def reap_and_requeue(session_factory: SessionFactory, settings: Settings, *, app: Celery | None = None) -> ReapResult:
-    """Run the reaper once (`backend.services.jobs.reap_stale_jobs`) and send the jobs it re-queued or found
+    """Run the reaper once (`backend.services.jobs.reaper.reap_stale_jobs`) and send the jobs it re-queued or found
     with a lost message. If a send fails (the broker is away) the job stays `queued` and the next round after
     `job_requeue_after_s` sends it again."""
     result = reap_stale_jobs(

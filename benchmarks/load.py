@@ -50,6 +50,8 @@ sys.path.insert(0, str(REPO))
 
 from tests.answers import discrepancies  # noqa: E402
 from tests.netkit import free_port, serving, uvicorn_cmd  # noqa: E402  (one server launcher for tests and benchmarks)
+from tests.seeding import Pictures, seed_ready_study  # noqa: E402  (one seed for tests and benchmarks)
+from tests.simulated_participant import take_part  # noqa: E402  (one participant for the fault tests too)
 
 SECRET = "bench-secret-" + "z" * 40
 IMAGE_SIZE = (64, 64)
@@ -112,53 +114,40 @@ def _png(seed: int, noise: float, size: tuple[int, int] = IMAGE_SIZE, mode: str 
     return out.getvalue()
 
 
+#: The benchmark's pictures: 64 px noise around a colour per image, stimuli with noise of amplitude eps.
+NOISE = Pictures(
+    IMAGE_SIZE[0],
+    IMAGE_SIZE[1],
+    label=lambda k: f"class{k % 4}",
+    image=lambda k: _png(k, 0),
+    stimulus=_png,
+    filename=lambda k: f"class{k % 4}/{k}.png",
+)
+
+
 def seed_study(url: str, data_dir: Path, *, slug: str = "bench") -> int:
-    """A dataset of N_IMAGES images, a ready stimulus set (every eps + a catch stimulus), an open study."""
+    """A dataset of N_IMAGES images, a ready stimulus set (every eps + a catch stimulus), an open study
+    (`tests.seeding.seed_ready_study`, as the tests seed theirs)."""
     from backend.db import make_engine, make_session_factory, session_scope
-    from backend.models import Dataset, Image, Stimulus, StimulusSet, Study
     from backend.storage import LocalBlobStore
-    from backend.study.schedule import CATCH_EPS
 
     storage = LocalBlobStore(data_dir / "blobs", durable=False)
     engine = make_engine(url)
     try:
         with session_scope(make_session_factory(engine)) as session:
-            dataset = Dataset(name="bench")
-            session.add(dataset)
-            session.flush()
-            images = []
-            for i in range(N_IMAGES):
-                image = Image(
-                    dataset_id=dataset.id,
-                    label=f"class{i % 4}",
-                    split="test",
-                    sha256=storage.put(_png(i, 0)),
-                    width=IMAGE_SIZE[0],
-                    height=IMAGE_SIZE[1],
-                    filename=f"class{i % 4}/{i}.png",
-                )
-                session.add(image)
-                images.append(image)
-            sset = StimulusSet(dataset_id=dataset.id, name="bench", eps_levels=EPS_LEVELS, status="ready", steps=4)
-            session.add(sset)
-            session.flush()
-            for image in images:
-                for eps, role in [*((e, "trial") for e in [0.0, *EPS_LEVELS]), (CATCH_EPS, "catch")]:
-                    session.add(
-                        Stimulus(
-                            stimulus_set_id=sset.id,
-                            image_id=image.id,
-                            eps=eps,
-                            role=role,
-                            sha256=storage.put(_png(image.id, eps)),
-                            linf=eps,
-                        )
-                    )
-            study = Study(
-                slug=slug, title="Load test", status="open", config={"stimulus_set_id": sset.id, **STUDY_CONFIG}
+            study = seed_ready_study(
+                session,
+                storage,
+                NOISE,
+                slug=slug,
+                n_images=N_IMAGES,
+                eps_levels=EPS_LEVELS,
+                title="Load test",
+                dataset_name="bench",
+                set_name="bench",
+                steps=4,
+                **STUDY_CONFIG,
             )
-            session.add(study)
-            session.flush()
             return study.id
     finally:
         engine.dispose()
@@ -321,61 +310,52 @@ def _mask(width: int, height: int, seed: int) -> str:
     return base64.b64encode(out.getvalue()).decode()
 
 
+class LoadAnswers:
+    """Participant `index`'s answers, drawn from its own RNG (also its think times): a random judgment,
+    confidence and reaction time, or a random rectangle painted with 20 stroke points."""
+
+    def __init__(self, index: int) -> None:
+        self.index = index
+        self.rng = random.Random(index)
+
+    def annotation(self, trial: dict[str, Any]) -> dict[str, Any]:
+        rng = self.rng
+        return {
+            "mask_png": _mask(trial["mask_width"], trial["mask_height"], self.index * 1000 + trial["position"]),
+            "strokes": [[[rng.randrange(64), rng.randrange(64)] for _ in range(20)]],
+            "duration_ms": round(rng.uniform(2000, 9000), 1),
+        }
+
+    def response(self, trial: dict[str, Any]) -> dict[str, Any]:
+        rng = self.rng
+        return {
+            "judgment": rng.choice(["clean", "perturbed"]),
+            "confidence": rng.randint(1, 4),
+            "rt_ms": round(rng.uniform(200, 2500), 3),
+            "client_timestamps": {"onset": 1.0, "answer": 2.0},
+        }
+
+
 async def participant(port: int, stats: Stats, index: int, *, slug: str, think_s: float, deadline: float) -> None:
+    """One session of the shared simulated participant (`tests.simulated_participant`) over its own
+    keep-alive connection, with the study page's retry policy (`call`)."""
     conn = Connection(port)
+    answers = LoadAnswers(index)
+
+    async def request(name: str, method: str, path: str, body: dict[str, Any] | None) -> Reply:
+        return await call(conn, stats, name, method, path, body)
+
     try:
-        await _session(conn, stats, index, slug=slug, think_s=think_s, deadline=deadline)
+        await take_part(
+            request,
+            stats,
+            answers,
+            slug=slug,
+            think_s=lambda: think_s * answers.rng.uniform(0.5, 1.5) if think_s else 0.0,
+            deadline=deadline,
+        )
     finally:
         await conn.close()
-
-
-async def _session(conn: Connection, stats: Stats, index: int, *, slug: str, think_s: float, deadline: float) -> None:
-    rng = random.Random(index)
-    api = "/api/v1"
-    r = await call(conn, stats, "POST sessions", "POST", f"{api}/studies/{slug}/sessions", {"consent": True})
-    if r.status_code not in (200, 201):
-        stats.errors.append(f"session: {r.status_code} {r.text[:200]}")
-        return
-    token = r.json()["token"]
-    while time.monotonic() < deadline:
-        r = await call(conn, stats, "GET next", "GET", f"{api}/sessions/{token}/next")
-        if r.status_code != 200:
-            stats.errors.append(f"next: {r.status_code} {r.text[:200]}")
-            return
-        trial = r.json()
-        if trial["done"]:
-            stats.completed += 1
-            return
-        image = await call(conn, stats, "GET media", "GET", trial["image_url"])
-        if image.status_code != 200 or not image.content.startswith(b"\x89PNG"):
-            stats.errors.append(f"media: {image.status_code}")
-            return
-        if think_s:
-            await asyncio.sleep(think_s * rng.uniform(0.5, 1.5))
-        base = f"{api}/sessions/{token}/trials/{trial['trial_id']}"
-        if trial["question"] == "annotate":
-            body = {
-                "mask_png": _mask(trial["mask_width"], trial["mask_height"], index * 1000 + trial["position"]),
-                "strokes": [[[rng.randrange(64), rng.randrange(64)] for _ in range(20)]],
-                "duration_ms": round(rng.uniform(2000, 9000), 1),
-            }
-            r = await call(conn, stats, "POST annotation", "POST", f"{base}/annotation", body)
-            ack: tuple[Any, ...] = ("annotation", body["duration_ms"])
-        else:
-            body = {
-                "judgment": rng.choice(["clean", "perturbed"]),
-                "confidence": rng.randint(1, 4),
-                "rt_ms": round(rng.uniform(200, 2500), 3),
-                "client_timestamps": {"onset": 1.0, "answer": 2.0},
-            }
-            r = await call(conn, stats, "POST response", "POST", f"{base}/response", body)
-            ack = ("response", body["judgment"], body["confidence"], body["rt_ms"])
-        if r.status_code in (200, 201):
-            stats.acknowledged[(token, trial["trial_id"])] = ack
-        else:
-            stats.errors.append(f"answer: {r.status_code} {r.text[:200]}")
-            return
-    stats.errors.append("deadline reached before the session ended")
 
 
 async def run_participants(

@@ -7,19 +7,22 @@ eps = 8/255 are measured in pixel units, and clamping to [0, 1] in the attacks i
 `new_model` is the one factory (seeded, the caller's RNG untouched). Besides the `ARCHITECTURES` registry it
 builds any torchvision classifier by name (``inception_v3`` at 299 px, as the authors use) and ``timm:<name>``
 models when timm is installed. ImageNet weights can only come from a local file (`weights_path`, a ``.pt`` state
-dict or ``.safetensors``); nothing is ever downloaded.
+dict or ``.safetensors``, read by `sipat.weights`); nothing is ever downloaded. The two hand-written small
+CNNs live in `sipat.small_cnns`.
 """
 
 from __future__ import annotations
 
-import warnings
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 import torchvision
 from torch import Tensor, nn
+
+from sipat.small_cnns import CNN32, SmallCNN
+from sipat.weights import load_weights
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -91,68 +94,6 @@ def _stats_for(mean: Sequence[float], std: Sequence[float], in_channels: int) ->
         return list(mean) * in_channels, list(std) * in_channels
     m, s = sum(mean) / len(mean), sum(std) / len(std)
     return [m] * in_channels, [s] * in_channels
-
-
-# ----------------------------------------------------------------------------------------------------------
-# small CNNs
-
-
-class SmallCNN(nn.Module):
-    """Two 3x3 conv layers (16, 32 channels, each ReLU + 2x2 max-pool), then FC 128, FC num_classes.
-
-    Made for 28x28 MNIST-like digits; about 0.21 M parameters, ~1.2 M multiply-adds per 28x28 image, so
-    10-step PGD training on a few thousand images takes seconds on a CPU. An adaptive average pool to 7x7
-    before the FC layers accepts any input of at least 4x4 pixels.
-    """
-
-    def __init__(self, in_channels: int = 1, num_classes: int = 10) -> None:
-        super().__init__()
-        self.features = nn.Sequential(
-            nn.Conv2d(in_channels, 16, 3, padding=1),
-            nn.ReLU(),
-            nn.MaxPool2d(2),
-            nn.Conv2d(16, 32, 3, padding=1),
-            nn.ReLU(),
-            nn.MaxPool2d(2),
-        )
-        self.pool = nn.AdaptiveAvgPool2d((7, 7))
-        self.classifier = nn.Sequential(
-            nn.Flatten(), nn.Linear(32 * 7 * 7, 128), nn.ReLU(), nn.Linear(128, num_classes)
-        )
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self.classifier(self.pool(self.features(x)))
-
-
-class CNN32(nn.Module):
-    """Three conv blocks (3x3 conv, BatchNorm, ReLU, 2x2 max-pool) of 16, 32, 64 channels, then FC 128, FC out.
-
-    Made for 32x32 colour images and CPU budgets (about 0.16 M parameters, ~3 M multiply-adds per image: a
-    10-step PGD epoch over 2000 images takes ~8 s on 2 cores). BatchNorm sits on
-    the conv layers only, so a training batch of one still works. An adaptive average pool to 4x4 accepts
-    other input sizes (at least 8x8).
-    """
-
-    def __init__(self, in_channels: int = 3, num_classes: int = 10) -> None:
-        super().__init__()
-        layers: list[nn.Module] = []
-        width_in = in_channels
-        for width in (16, 32, 64):
-            layers += [
-                nn.Conv2d(width_in, width, 3, padding=1, bias=False),
-                nn.BatchNorm2d(width),
-                nn.ReLU(),
-                nn.MaxPool2d(2),
-            ]
-            width_in = width
-        self.features = nn.Sequential(*layers)
-        self.pool = nn.AdaptiveAvgPool2d((4, 4))
-        self.classifier = nn.Sequential(
-            nn.Flatten(), nn.Linear(64 * 4 * 4, 128), nn.ReLU(), nn.Linear(128, num_classes)
-        )
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self.classifier(self.pool(self.features(x)))
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -405,104 +346,3 @@ def gradcam_layer(model: nn.Module) -> nn.Module:
     if not convs:
         raise ValueError(f"{type(net).__name__} has no Conv2d layer; Grad-CAM needs a convolutional model")
     return convs[-1]
-
-
-# ----------------------------------------------------------------------------------------------------------
-# weights from local files
-
-
-def _unwrap_state_dict(obj: object, path: Path) -> dict[str, Tensor]:
-    """Accept a bare state dict, a checkpoint holding one under ``state_dict``/``model``, keys with a
-    ``module.`` (DataParallel) prefix, or the state dict of a whole `NormalizedModel` (``net.`` keys)."""
-    if isinstance(obj, Mapping):
-        for key in ("state_dict", "model"):
-            if key in obj and isinstance(obj[key], Mapping):
-                obj = obj[key]
-                break
-    if not isinstance(obj, Mapping) or not all(isinstance(v, Tensor) for v in obj.values()):
-        raise ValueError(f"{path} does not hold a state dict (a mapping of parameter names to tensors)")
-    sd = dict(obj)
-    if sd and all(k.startswith("module.") for k in sd):
-        sd = {k[len("module.") :]: v for k, v in sd.items()}
-    if any(k.startswith("net.") for k in sd):
-        sd = {k[len("net.") :]: v for k, v in sd.items() if k.startswith("net.")}
-    return sd
-
-
-def load_weights(
-    net: nn.Module, weights_path: str | Path, *, head: Sequence[str] = (), stem: Sequence[str] = ()
-) -> None:
-    """Load a local state-dict file (``.pt``/``.pth`` via torch, ``.safetensors``) into ``net`` (in place).
-
-    The file must name exactly the network's parameters and buffers. Two kinds of disagreement are allowed,
-    each with a `warnings.warn` saying what was left at its random init:
-
-    - the classifier (keys starting with a ``head`` prefix) has another shape, e.g. 1000 ImageNet classes
-      against our ``num_classes``: everything else is loaded;
-    - the first conv (``stem`` prefixes) has another shape: with the same kernel but 3 input channels in
-      the file and 1 in the net, the file's weights are summed over channels (grey = R + G + B response);
-      otherwise it keeps its random init (e.g. the small-input 3x3 stem against an ImageNet 7x7 file).
-
-    Raises:
-        FileNotFoundError: the file does not exist (the message names it).
-        ValueError: the file is not a state dict, or other keys are missing, extra, or of another shape.
-    """
-    path = Path(weights_path)
-    if not path.is_file():
-        raise FileNotFoundError(f"weights file {path} does not exist (weights are only read from local files)")
-    try:
-        if path.suffix == ".safetensors":
-            from safetensors.torch import load_file
-
-            obj: object = load_file(str(path))
-        else:
-            obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch raises several types for foreign/corrupt files
-        raise ValueError(f"cannot read weights file {path}: {exc}") from exc
-    source = _unwrap_state_dict(obj, path)
-    target = net.state_dict()
-
-    missing = sorted(set(target) - set(source))
-    extra = sorted(set(source) - set(target))
-    if missing or extra:
-        raise ValueError(
-            f"weights file {path} does not fit {type(net).__name__}: missing keys {missing[:5]}"
-            f"{' ...' if len(missing) > 5 else ''}, unexpected keys {extra[:5]}{' ...' if len(extra) > 5 else ''}"
-            "; is it a state dict of the same architecture?"
-        )
-    to_load: dict[str, Tensor] = {}
-    skipped_head: list[str] = []
-    skipped_stem: list[str] = []
-    summed_stem: list[str] = []
-    for key, want in target.items():
-        have = source[key]
-        if have.shape == want.shape:
-            to_load[key] = have
-        elif key.startswith(tuple(head)):
-            skipped_head.append(key)
-        elif key.startswith(tuple(stem)):
-            if have.dim() == 4 and want.shape[1] == 1 and have.shape[1] == 3 and have.shape[2:] == want.shape[2:]:
-                to_load[key] = have.sum(dim=1, keepdim=True)
-                summed_stem.append(key)
-            else:
-                skipped_stem.append(key)
-        else:
-            raise ValueError(
-                f"weights file {path}: {key} has shape {tuple(have.shape)} but the network needs "
-                f"{tuple(want.shape)}; only the classifier and the first conv may differ"
-            )
-    net.load_state_dict({**target, **to_load})
-    if skipped_head:
-        warnings.warn(
-            f"{path}: classifier {skipped_head} has another shape (another class count?); "
-            "loaded everything else, the classifier keeps its random init",
-            stacklevel=2,
-        )
-    if summed_stem:
-        warnings.warn(f"{path}: summed the RGB first-conv weights {summed_stem} for 1-channel input", stacklevel=2)
-    if skipped_stem:
-        warnings.warn(
-            f"{path}: first conv {skipped_stem} has another shape (small-input stem or other channel count); "
-            "it keeps its random init",
-            stacklevel=2,
-        )

@@ -5,7 +5,8 @@
 * `FormDep`: the POSTed form (`application/x-www-form-urlencoded`) as a dict of strings, after its
   `csrf_token` (or an `X-CSRF-Token` header) was checked against the session (403 otherwise).
 * `AdminRoute`: the route class of the admin routers; it turns service errors and HTTP errors into HTML
-  pages and adds the security headers (strict CSP: scripts and styles only from this origin) to every answer.
+  pages and adds the dashboard's headers (no caching, same-origin referrer) to every answer; the strict CSP
+  (`backend.security.PAGE_POLICY`) is set by `backend.security`'s middleware, as on the participant pages.
 """
 
 from __future__ import annotations
@@ -31,20 +32,10 @@ from study_frontend import TEMPLATES_DIR
 LOGIN_PATH = "/admin/login"
 SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
 
-#: Like the participant pages: only this origin's files, no inline script or style, no framing.
-CONTENT_SECURITY_POLICY = (
-    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
-    "object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
-)
-#: Non-HTML answers (images, JSON, CSV) run nothing even if opened as a document.
-RESOURCE_POLICY = "default-src 'none'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
-SECURITY_HEADERS = {
-    "Content-Security-Policy": CONTENT_SECURITY_POLICY,
-    "Cache-Control": "no-store",
-    "Referrer-Policy": "same-origin",
-    "X-Content-Type-Options": "nosniff",
-    "X-Frame-Options": "DENY",
-}
+#: What the dashboard adds to `backend.security`'s headers (its middleware sets the Content-Security-Policy,
+#: the one definition for every page, and nosniff and framing on every response): no caching of pages with
+#: study data, and a referrer only within this origin.
+SECURITY_HEADERS = {"Cache-Control": "no-store", "Referrer-Policy": "same-origin"}
 
 
 # --- template filters -------------------------------------------------------------------------------------------
@@ -255,8 +246,8 @@ def error_page(request: Request, status_code: int, message: str, headers: Mappin
 
 class AdminRoute(APIRoute):
     """Admin routes answer in HTML: service errors and HTTP errors become an error page (a 303 stays a
-    redirect), and every response carries `SECURITY_HEADERS` (images, JSON and CSV the stricter
-    `RESOURCE_POLICY`); headers a route set itself are kept."""
+    redirect), and every response carries `SECURITY_HEADERS` (the CSP comes from `backend.security`, like
+    on every response); headers a route set itself are kept."""
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         handler = super().get_route_handler()
@@ -271,10 +262,7 @@ class AdminRoute(APIRoute):
                     response = RedirectResponse(exc.headers["Location"], status_code=exc.status_code)
                 else:
                     response = error_page(request, exc.status_code, str(exc.detail), exc.headers)
-            html = response.headers.get("content-type", "").startswith("text/html")
             for key, value in SECURITY_HEADERS.items():
-                if key == "Content-Security-Policy" and not html:
-                    value = RESOURCE_POLICY
                 response.headers.setdefault(key, value)
             return response
 

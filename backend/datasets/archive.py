@@ -20,6 +20,9 @@ member paths (no ``..``, absolute paths or symlinks), the declared and the actua
 the member count, image headers (pixel count before decoding), full decodes (truncation), and the
 manifest's references. Nothing is written to disk. OS litter (``__MACOSX/``, ``.DS_Store``, ``Thumbs.db``,
 dotfiles) is skipped.
+
+This module reads the layouts; the container checks live in `backend.datasets.safezip` and the checks of one
+image or map in `backend.datasets.archive_images`.
 """
 
 from __future__ import annotations
@@ -27,37 +30,20 @@ from __future__ import annotations
 import csv
 import hashlib
 import io
-import json
-import math
 import re
-import stat
 import zipfile
-import zlib
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import BinaryIO
 
-import numpy as np
-from PIL import Image, UnidentifiedImageError
+from backend.datasets.archive_images import boxes_png, open_checked, salience_png
+from backend.datasets.safezip import ArchiveError, MiB, checked_members, open_zip
 
-MiB = 1 << 20
-
-#: Pillow plugins tried on uploaded bytes: formats every browser shows. Fewer parsers, less attack surface.
-IMAGE_FORMATS = ("PNG", "JPEG", "GIF", "WEBP", "BMP")
 #: File name extensions treated as images when deciding what a stray top-level file is.
 IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".jfif", ".gif", ".webp", ".bmp", ".tif", ".tiff"})
 SPLIT_NAMES = frozenset({"train", "test", "val", "valid", "validation"})
 SALIENCE_DIR = "salience"
 MANIFEST_NAME = "manifest.csv"
-_JUNK_NAMES = frozenset({".ds_store", "thumbs.db", "desktop.ini"})
-_READ_CHUNK = 1 * MiB
-# A map whose aspect ratio differs from its image's by more than this is almost surely the wrong file (or
-# transposed), not a downscaled copy.
-_ASPECT_TOLERANCE = 0.05
-
-
-class ArchiveError(ValueError):
-    """The upload is not an acceptable dataset archive; the message names the member and what to fix."""
 
 
 @dataclass
@@ -84,223 +70,6 @@ def sha256_hex(data: bytes) -> str:
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# The zip container
-
-
-def _is_junk(path: str) -> bool:
-    parts = path.split("/")
-    name = parts[-1]
-    return "__MACOSX" in parts[:-1] or name.lower() in _JUNK_NAMES or name.startswith(".")
-
-
-def _safe_name(info: zipfile.ZipInfo) -> str:
-    """The member's normalised path; ArchiveError for traversal, absolute paths, links and encryption."""
-    raw = info.filename
-    name = raw.replace("\\", "/")
-    if name.startswith("/") or re.match(r"^[A-Za-z]:", name):
-        raise ArchiveError(f"member {raw!r} has an absolute path; archive members must have relative paths")
-    parts = [p for p in name.split("/") if p not in ("", ".")]
-    if ".." in parts:
-        raise ArchiveError(f"member {raw!r} points outside the archive ('..' in its path); remove it")
-    if stat.S_ISLNK(info.external_attr >> 16):
-        raise ArchiveError(f"member {raw!r} is a symbolic link; replace links with the files themselves")
-    if info.flag_bits & 0x1:
-        raise ArchiveError(f"member {raw!r} is encrypted; upload an archive without a password")
-    return "/".join(parts) + ("/" if info.is_dir() else "")
-
-
-#: Most an archive may inflate to, as a multiple of its compressed size (PNG and JPEG barely compress).
-MAX_COMPRESSION_RATIO = 100
-#: Inflating this much is always allowed (small archives of well-compressing files, e.g. a CSV manifest).
-MIN_INFLATE_BUDGET = 16 * MiB
-
-
-def inflate_budget(compressed_bytes: int) -> int:
-    """Bytes an archive of `compressed_bytes` may inflate to (declared and actually read)."""
-    return max(MIN_INFLATE_BUDGET, compressed_bytes * MAX_COMPRESSION_RATIO)
-
-
-class _Zip:
-    """Reads members with a running total of decompressed bytes, whatever the headers claim."""
-
-    def __init__(self, zf: zipfile.ZipFile, max_bytes: int) -> None:
-        self.zf = zf
-        self.max_bytes = max_bytes
-        self.total = 0
-
-    def read(self, info: zipfile.ZipInfo, name: str) -> bytes:
-        buf = bytearray()
-        try:
-            with self.zf.open(info) as fh:
-                while chunk := fh.read(_READ_CHUNK):
-                    buf += chunk
-                    self.total += len(chunk)
-                    if self.total > self.max_bytes:
-                        raise ArchiveError(
-                            f"the archive decompresses to more than {self.max_bytes} bytes (reached at {name!r}); "
-                            "split it into smaller uploads"
-                        )
-                    if len(buf) > info.file_size:
-                        raise ArchiveError(
-                            f"member {name!r} holds more data than the {info.file_size} bytes its header declares; "
-                            "the archive is corrupt or malicious"
-                        )
-        except ArchiveError:
-            raise
-        except (zipfile.BadZipFile, zlib.error, EOFError, OSError) as exc:
-            raise ArchiveError(
-                f"member {name!r} cannot be decompressed ({exc}); its data or declared size is wrong: re-create "
-                "the archive"
-            ) from exc
-        except NotImplementedError as exc:
-            raise ArchiveError(
-                f"member {name!r} uses an unsupported compression method ({exc}); use deflate or store"
-            ) from exc
-        if len(buf) != info.file_size:
-            raise ArchiveError(
-                f"member {name!r} holds {len(buf)} bytes but its header declares {info.file_size}; "
-                "the archive is corrupt"
-            )
-        return bytes(buf)
-
-
-def _open_zip(source: str | Path | BinaryIO, max_bytes: int) -> zipfile.ZipFile:
-    try:
-        if isinstance(source, str | Path):
-            return zipfile.ZipFile(source)
-        if not (hasattr(source, "seekable") and source.seekable()):
-            # zipfile needs to seek; an archive is at most a little larger than what it decompresses to.
-            data = source.read(max_bytes + 64 * MiB + 1)
-            if len(data) > max_bytes + 64 * MiB:
-                raise ArchiveError(f"the upload is larger than {max_bytes} bytes; split it into smaller uploads")
-            source = io.BytesIO(data)
-        return zipfile.ZipFile(source)
-    except (zipfile.BadZipFile, EOFError, ValueError) as exc:
-        if isinstance(exc, ArchiveError):
-            raise
-        raise ArchiveError(f"the upload is not a zip archive ({exc}); upload a .zip file") from exc
-    except OSError as exc:
-        raise ArchiveError(f"cannot read the upload: {exc}") from exc
-
-
-# ---------------------------------------------------------------------------------------------------------------
-# Images and salience maps
-
-
-def _open_checked(data: bytes, what: str, max_pixels: int) -> Image.Image:
-    """A fully decoded image; ArchiveError if it is no image, too large, or truncated/corrupt."""
-    try:
-        with Image.open(io.BytesIO(data), formats=IMAGE_FORMATS) as im:
-            width, height = im.size
-            if width * height > max_pixels:
-                raise ArchiveError(
-                    f"{what} is {width}x{height} = {width * height} pixels, over the limit of {max_pixels} "
-                    "(a decompression bomb or an oversized image); downscale it"
-                )
-            im.verify()
-        im = Image.open(io.BytesIO(data), formats=IMAGE_FORMATS)
-        im.load()
-        return im
-    except ArchiveError:
-        raise
-    except Image.DecompressionBombError as exc:
-        raise ArchiveError(f"{what} has too many pixels ({exc}); downscale it") from exc
-    except UnidentifiedImageError as exc:
-        raise ArchiveError(
-            f"{what} is not an image in a supported format ({', '.join(IMAGE_FORMATS)}); convert or remove it"
-        ) from exc
-    except MemoryError:
-        raise
-    except Exception as exc:  # Pillow raises many types on malformed data
-        raise ArchiveError(f"{what} is a truncated or corrupt image ({type(exc).__name__}: {exc})") from exc
-
-
-def _grayscale(im: Image.Image, what: str) -> np.ndarray:
-    """(H, W) uint8 with 255 = salient; alpha, where present, multiplies (transparent = not salient)."""
-    mode = im.mode
-    if mode in ("1", "L"):
-        return np.asarray(im.convert("L"), dtype=np.uint8)
-    if mode.startswith("I;16") or mode == "I":
-        a = np.asarray(im).astype(np.float64)
-        if a.max(initial=0) > 255:  # 16-bit data
-            a = a / 257.0
-        return np.clip(np.rint(a), 0, 255).astype(np.uint8)
-    if mode == "F":
-        a = np.asarray(im, dtype=np.float64)
-        if a.max(initial=0) <= 1.0:  # a [0, 1] map
-            a = a * 255.0
-        return np.clip(np.rint(np.nan_to_num(a)), 0, 255).astype(np.uint8)
-    if mode in ("LA", "La", "P", "PA", "RGB", "RGBA", "RGBa", "RGBX"):
-        a = np.asarray(im.convert("RGBA"), dtype=np.int16)
-        rgb, alpha = a[..., :3], a[..., 3]
-        spread = int((rgb.max(axis=2) - rgb.min(axis=2)).max(initial=0))
-        if spread > 8:
-            raise ArchiveError(
-                f"{what} is a colour image (e.g. a heat-map palette); a salience map must be grayscale with "
-                "white = salient, black = not salient"
-            )
-        gray = rgb.mean(axis=2) * (alpha / 255.0)
-        return np.clip(np.rint(gray), 0, 255).astype(np.uint8)
-    raise ArchiveError(
-        f"{what} has pixel mode {mode!r}, which is not a grayscale map; save it as an 8-bit grayscale PNG"
-    )
-
-
-def _png(gray: np.ndarray) -> bytes:
-    buf = io.BytesIO()
-    Image.fromarray(gray).save(buf, format="PNG", optimize=False)
-    return buf.getvalue()
-
-
-def _salience_png(data: bytes, what: str, size: tuple[int, int], max_pixels: int) -> bytes:
-    width, height = size
-    with _open_checked(data, what, max_pixels) as im:
-        gray = _grayscale(im, what)
-    h, w = gray.shape
-    if (h, w) != (height, width):
-        if abs((w / h) / (width / height) - 1.0) > _ASPECT_TOLERANCE:
-            raise ArchiveError(
-                f"{what} is {w}x{h} but its image is {width}x{height}; the aspect ratios differ, so it is not a "
-                "map of this image (wrong file, or width and height swapped)"
-            )
-        gray = np.asarray(Image.fromarray(gray).resize((width, height), Image.Resampling.BILINEAR), dtype=np.uint8)
-    return _png(gray)
-
-
-def _boxes_png(text: str, where: str, size: tuple[int, int]) -> bytes:
-    """JSON ``[[x, y, w, h], ...]`` (or one flat box) in image pixels -> PNG, 255 on every touched pixel."""
-    width, height = size
-    try:
-        boxes = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise ArchiveError(f"{where}: bounding_boxes is not valid JSON ({exc.msg}): {text!r}") from exc
-
-    def number(v: object) -> bool:
-        return isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
-
-    if isinstance(boxes, list) and len(boxes) == 4 and all(number(v) for v in boxes):
-        boxes = [boxes]
-    if not isinstance(boxes, list):
-        raise ArchiveError(f"{where}: bounding_boxes must be a JSON list of [x, y, w, h] boxes; got {text!r}")
-    gray = np.zeros((height, width), dtype=np.uint8)
-    tol = 1e-6
-    for box in boxes:
-        if not isinstance(box, list) or len(box) != 4 or not all(number(v) for v in box):
-            raise ArchiveError(f"{where}: bounding box {box!r} is not [x, y, w, h] with 4 finite numbers")
-        x, y, w, h = (float(v) for v in box)
-        if w < 0 or h < 0:
-            raise ArchiveError(f"{where}: bounding box {box} has a negative width or height")
-        if x < -tol or y < -tol or x + w > width + tol or y + h > height + tol:
-            raise ArchiveError(f"{where}: bounding box {box} (x, y, w, h) reaches outside the {width}x{height} image")
-        if w == 0 or h == 0:
-            continue  # marks nothing (the authors write [[0, 0, 0, 0]] for 'no salient region')
-        c0, c1 = math.floor(x + tol), math.ceil(x + w - tol)
-        r0, r1 = math.floor(y + tol), math.ceil(y + h - tol)
-        gray[max(r0, 0) : min(r1, height), max(c0, 0) : min(c1, width)] = 255
-    return _png(gray)
-
-
-# ---------------------------------------------------------------------------------------------------------------
 # Layouts
 
 
@@ -315,36 +84,8 @@ class _Candidate:
 
 class _Archive:
     def __init__(self, zf: zipfile.ZipFile, max_bytes: int, max_files: int, max_pixels: int) -> None:
-        infos = zf.infolist()
-        if len(infos) > max_files:
-            raise ArchiveError(f"the archive has {len(infos)} members, over the limit of {max_files}; split it")
-        self.reader = _Zip(zf, max_bytes)
+        self.members, self.reader = checked_members(zf, max_bytes, max_files)
         self.max_pixels = max_pixels
-        self.members: dict[str, zipfile.ZipInfo] = {}
-        declared = 0
-        for info in infos:
-            name = _safe_name(info)
-            declared += info.file_size
-            if name.endswith("/") or _is_junk(name):
-                continue
-            if name in self.members:
-                raise ArchiveError(f"member {name!r} appears twice in the archive; keep one")
-            self.members[name] = info
-        if declared > max_bytes:
-            raise ArchiveError(
-                f"the archive declares {declared} bytes uncompressed, over the limit of {max_bytes}; "
-                "split it into smaller uploads"
-            )
-        # A zip bomb: images barely compress, so an archive that inflates to many times its size is refused
-        # before a byte is inflated (declared sizes), and a lying header is caught while reading (the budget).
-        budget = inflate_budget(sum(info.compress_size for info in infos))
-        if declared > budget:
-            raise ArchiveError(
-                f"the archive declares {declared} bytes uncompressed from {sum(i.compress_size for i in infos)} "
-                f"compressed, more than {MAX_COMPRESSION_RATIO} times its size (a zip bomb?); images barely "
-                "compress: store them as PNG or JPEG"
-            )
-        self.reader.max_bytes = min(max_bytes, budget)
         if not self.members:
             raise ArchiveError("the archive holds no files; add images (one folder per class) or a manifest.csv")
         # one wrapping top folder is transparent
@@ -532,7 +273,7 @@ def read_archive(
     for name, value in (("max_bytes", max_bytes), ("max_files", max_files), ("max_pixels", max_pixels)):
         if value < 1:
             raise ValueError(f"{name} must be >= 1; got {value}")
-    zf = _open_zip(source, max_bytes)
+    zf = open_zip(source, max_bytes)
     with zf:
         archive = _Archive(zf, max_bytes, max_files, max_pixels)
         manifest = archive.manifest()
@@ -545,16 +286,16 @@ def read_archive(
             if digest in seen:
                 continue
             seen.add(digest)
-            with _open_checked(c.data, f"image {c.filename!r}", max_pixels) as im:
+            with open_checked(c.data, f"image {c.filename!r}", max_pixels) as im:
                 width, height = im.size
-            salience_png = None
+            map_png = None
             if c.salience is not None:
                 kind, where, payload = c.salience
                 if kind == "map":
-                    salience_png = _salience_png(payload, where, (width, height), max_pixels)
+                    map_png = salience_png(payload, where, (width, height), max_pixels)
                 else:
-                    salience_png = _boxes_png(payload.decode(), where, (width, height))
-            images.append(ArchiveImage(c.label, c.filename, c.data, width, height, salience_png, c.split))
+                    map_png = boxes_png(payload.decode(), where, (width, height))
+            images.append(ArchiveImage(c.label, c.filename, c.data, width, height, map_png, c.split))
 
     if not images:
         raise ArchiveError(

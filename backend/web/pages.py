@@ -17,7 +17,6 @@ from fastapi.templating import Jinja2Templates
 from backend.api import API_PREFIX
 from backend.api.deps import ParticipantDep, SessionDep, StorageDep
 from backend.api.media import NO_STORE_HEADERS
-from backend.security import PAGE_POLICY
 from backend.services import participants as svc
 from backend.services.errors import NotFoundError, ServiceError
 from backend.services.media import media_type
@@ -27,9 +26,8 @@ from study_frontend import TEMPLATES_DIR
 router = APIRouter()
 templates = Jinja2Templates(directory=TEMPLATES_DIR)
 
-#: The pages' Content-Security-Policy, set with the other security headers by `backend.security`'s middleware
-#: (one place for every response); the pages only add that they must not be cached.
-CONTENT_SECURITY_POLICY = PAGE_POLICY
+#: The pages' Content-Security-Policy (`backend.security.PAGE_POLICY`) is set with the other security headers by
+#: `backend.security`'s middleware (one place for every response); the pages only add that they must not be cached.
 SECURITY_HEADERS = {"Cache-Control": "no-store"}
 Slug = Annotated[str, Path(max_length=64)]
 

@@ -11,9 +11,9 @@ from PIL import Image as PILImage
 from sqlalchemy.orm import Session
 
 from backend.auth import create_user
-from backend.models import Dataset, Image, Stimulus, StimulusSet, Study, User
+from backend.models import Dataset, StimulusSet, Study, User
 from backend.storage import BlobStore
-from backend.study.schedule import CATCH_EPS
+from tests.seeding import Pictures, add_dataset, add_stimulus_set, add_study, seed_ready_study
 
 #: Parametrise a test that uses the `db_url` fixture (conftest.py) over SQLite and PostgreSQL.
 BOTH_DATABASES = pytest.mark.parametrize(
@@ -55,25 +55,18 @@ def mask_png(width: int = SIZE[0], height: int = SIZE[1], *, mode: str = "L", fi
     return out.getvalue()
 
 
+#: The backend tests' pictures: flat colours of 8x6 pixels, stimuli with uniform noise of amplitude eps.
+TINY = Pictures(
+    SIZE[0],
+    SIZE[1],
+    label=lambda k: f"class{k % 2}",
+    image=lambda k: png_bytes(seed=k),
+    stimulus=lambda k, eps: png_bytes(seed=k, noise=eps),
+)
+
+
 def make_dataset(session: Session, storage: BlobStore, *, n_images: int = 6, name: str = "tiny") -> Dataset:
-    dataset = Dataset(name=name)
-    session.add(dataset)
-    session.flush()
-    for i in range(n_images):
-        sha = storage.put(png_bytes(seed=i))
-        session.add(
-            Image(
-                dataset_id=dataset.id,
-                label=f"class{i % 2}",
-                split="test",
-                sha256=sha,
-                width=SIZE[0],
-                height=SIZE[1],
-                filename=f"class{i % 2}/img{i}.png",
-            )
-        )
-    session.flush()
-    return dataset
+    return add_dataset(session, storage, TINY, n_images=n_images, name=name)
 
 
 def make_stimulus_set(
@@ -87,26 +80,17 @@ def make_stimulus_set(
 ) -> StimulusSet:
     """A stimulus set with, per image, a trial stimulus at every eps (0 = clean) and a catch stimulus."""
     levels = list(EPS_LEVELS if eps_levels is None else eps_levels)
-    sset = StimulusSet(dataset_id=dataset.id, name="test set", eps_levels=levels, status=status, steps=4)
-    session.add(sset)
-    session.flush()
-    if with_stimuli:
-        for k, image in enumerate(dataset.images):
-            for eps, role in [*((e, "trial") for e in sorted({0.0, *levels})), (CATCH_EPS, "catch")]:
-                blob = png_bytes(seed=k, noise=eps)
-                session.add(
-                    Stimulus(
-                        stimulus_set_id=sset.id,
-                        image_id=image.id,
-                        eps=eps,
-                        role=role,
-                        sha256=storage.put(blob),
-                        linf=eps,
-                        l2=None,
-                    )
-                )
-        session.flush()
-    return sset
+    return add_stimulus_set(
+        session,
+        storage,
+        dataset,
+        TINY,
+        eps_levels=levels,
+        name="test set",
+        steps=4,
+        status=status,
+        with_stimuli=with_stimuli,
+    )
 
 
 SMALL_CONFIG: dict[str, Any] = {"n_main": 4, "n_practice": 2, "n_catch": 1, "n_annotate": 1}
@@ -116,23 +100,26 @@ def make_study(
     session: Session, stimulus_set: StimulusSet, *, slug: str = "pilot", status: str = "open", **config: Any
 ) -> Study:
     """A study over `stimulus_set` with a small schedule (2 practice, 4 main, 1 catch, 1 annotate)."""
-    study = Study(
-        slug=slug,
-        title=f"Study {slug}",
-        status=status,
-        config={"stimulus_set_id": stimulus_set.id, **SMALL_CONFIG, **config},
+    return add_study(
+        session, stimulus_set, slug=slug, title=f"Study {slug}", status=status, **{**SMALL_CONFIG, **config}
     )
-    session.add(study)
-    session.flush()
-    return study
 
 
 def make_open_study(session: Session, storage: BlobStore, *, slug: str = "pilot", **config: Any) -> Study:
-    """Dataset + ready stimulus set + open study, committed."""
-    dataset = make_dataset(session, storage)
-    study = make_study(session, make_stimulus_set(session, storage, dataset), slug=slug, **config)
-    session.commit()
-    return study
+    """Dataset + ready stimulus set + open study (`tests.seeding.seed_ready_study` with the tiny pictures),
+    committed."""
+    return seed_ready_study(
+        session,
+        storage,
+        TINY,
+        slug=slug,
+        n_images=6,
+        eps_levels=EPS_LEVELS,
+        title=f"Study {slug}",
+        dataset_name="tiny",
+        set_name="test set",
+        **{**SMALL_CONFIG, **config},
+    )
 
 
 def make_user(

@@ -1,6 +1,6 @@
 """A small real study for the browser tests: 64x64 RGB PNGs (a coloured disc on a gradient per class), their
 perturbed versions at graded eps (plain sign noise of amplitude eps, clearly visible at the larger levels), and
-an open study over them. Written straight to the database and blob store, as `tests/backend/factories.py` does.
+an open study over them, written by `tests.seeding.seed_ready_study` (as `tests/backend/factories.py` does).
 """
 
 from __future__ import annotations
@@ -12,9 +12,9 @@ import numpy as np
 from PIL import Image as PILImage
 from sqlalchemy.orm import Session
 
-from backend.models import Dataset, Image, Stimulus, StimulusSet, Study
+from backend.models import Study
 from backend.storage import BlobStore
-from backend.study.schedule import CATCH_EPS
+from tests.seeding import Pictures, seed_ready_study
 
 SIZE = 64
 EPS_LEVELS = [8 / 255, 32 / 255]
@@ -48,45 +48,29 @@ def png(array: np.ndarray) -> bytes:
     return out.getvalue()
 
 
+#: The browser tests' pictures: a disc whose colour says its class, stimuli with sign noise of amplitude eps.
+DISCS = Pictures(
+    SIZE,
+    SIZE,
+    label=lambda k: CLASSES[k % 2],
+    image=lambda k: png(source_image(k)),
+    stimulus=lambda k, eps: png(perturbed(source_image(k), eps, seed=k * 100 + int(eps * 255))),
+)
+
+
 def make_study(session: Session, storage: BlobStore, *, slug: str, n_images: int = 6, **config: Any) -> Study:
-    """Dataset of `n_images`, a ready stimulus set (clean, EPS_LEVELS, catch) and an open study; committed."""
-    dataset = Dataset(name=f"browser-{slug}")
-    session.add(dataset)
-    session.flush()
-    sset = StimulusSet(dataset_id=dataset.id, name="browser set", eps_levels=EPS_LEVELS, status="ready", steps=1)
-    session.add(sset)
-    session.flush()
-    for k in range(n_images):
-        clean = source_image(k)
-        image = Image(
-            dataset_id=dataset.id,
-            label=CLASSES[k % 2],
-            split="test",
-            sha256=storage.put(png(clean)),
-            width=SIZE,
-            height=SIZE,
-            filename=f"{CLASSES[k % 2]}/img{k}.png",
-        )
-        session.add(image)
-        session.flush()
-        for eps, role in [(0.0, "trial"), *((e, "trial") for e in EPS_LEVELS), (CATCH_EPS, "catch")]:
-            data = png(perturbed(clean, eps, seed=k * 100 + int(eps * 255)))
-            session.add(
-                Stimulus(
-                    stimulus_set_id=sset.id,
-                    image_id=image.id,
-                    eps=eps,
-                    role=role,
-                    sha256=storage.put(data),
-                    linf=eps,
-                )
-            )
-    study = Study(
+    """Dataset of `n_images`, a ready stimulus set (clean, EPS_LEVELS, catch) and an open study; committed
+    (`tests.seeding.seed_ready_study` with the disc pictures)."""
+    return seed_ready_study(
+        session,
+        storage,
+        DISCS,
         slug=slug,
+        n_images=n_images,
+        eps_levels=EPS_LEVELS,
         title="How do images look?",
-        status="open",
-        config={"stimulus_set_id": sset.id, **CONFIG, **config},
+        dataset_name=f"browser-{slug}",
+        set_name="browser set",
+        steps=1,
+        **{**CONFIG, **config},
     )
-    session.add(study)
-    session.commit()
-    return study

@@ -20,9 +20,9 @@ from backend.db import make_engine, make_session_factory
 from backend.main import create_app
 from backend.migrate import upgrade
 from backend.models import Study
+from backend.security import PAGE_POLICY as CONTENT_SECURITY_POLICY
 from backend.settings import Settings
 from backend.storage import LocalBlobStore
-from backend.web.pages import CONTENT_SECURITY_POLICY
 
 
 @pytest.fixture

@@ -1,5 +1,6 @@
-"""Helpers of the fault tests: the service under uvicorn in a subprocess, and participants that retry as the
-study page does (503 with Retry-After, connection errors), recording every acknowledged answer."""
+"""Helpers of the fault tests: the service under uvicorn in a subprocess, and participants
+(`tests.simulated_participant`, as in the load benchmark) that retry as the study page does (503 with
+Retry-After, connection errors), recording every acknowledged answer."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import base64
 import os
 import subprocess
 from collections import Counter
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,6 +22,7 @@ from sqlalchemy import Engine
 
 from tests.answers import discrepancies
 from tests.netkit import free_port, serving, uvicorn_cmd
+from tests.simulated_participant import Gate, take_part
 
 REPO = Path(__file__).resolve().parents[2]
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
@@ -77,45 +79,30 @@ async def _call(client: httpx.AsyncClient, out: Outcome, method: str, url: str, 
     raise RuntimeError(f"{method} {url}: still failing after 150 attempts")
 
 
-Gate = Callable[[int], Awaitable[None]]
-"""Awaited by every participant before its answer number k (0-based): lets a fault test hold answers back."""
+@dataclass(frozen=True)
+class FaultAnswers:
+    """Participant i's answers: the same every trial, distinct between participants (`tests.answers` compares)."""
+
+    i: int
+
+    def annotation(self, trial: dict[str, Any]) -> dict[str, Any]:
+        mask = base64.b64encode(mask_png(trial["mask_width"], trial["mask_height"], fill=100 + self.i)).decode()
+        return {"mask_png": mask, "duration_ms": 1000 + self.i}
+
+    def response(self, trial: dict[str, Any]) -> dict[str, Any]:
+        i = self.i
+        return {"judgment": "perturbed" if i % 2 else "clean", "confidence": 1 + i % 4, "rt_ms": 300.0 + i}
 
 
 async def _participant(
     client: httpx.AsyncClient, out: Outcome, i: int, slug: str, think_s: float, gate: Gate | None
 ) -> None:
-    r = await _call(client, out, "POST", f"/api/v1/studies/{slug}/sessions", json={"consent": True})
-    if r.status_code not in (200, 201):
-        out.errors.append(f"session {r.status_code}: {r.text[:200]}")
-        return
-    token = r.json()["token"]
-    for k in range(200):
-        r = await _call(client, out, "GET", f"/api/v1/sessions/{token}/next")
-        if r.status_code != 200:
-            out.errors.append(f"next {r.status_code}: {r.text[:200]}")
-            return
-        trial = r.json()
-        if trial["done"]:
-            out.completed += 1
-            return
-        await asyncio.sleep(think_s)
-        if gate is not None:
-            await gate(k)
-        base = f"/api/v1/sessions/{token}/trials/{trial['trial_id']}"
-        if trial["question"] == "annotate":
-            mask = base64.b64encode(mask_png(trial["mask_width"], trial["mask_height"], fill=100 + i)).decode()
-            body: dict[str, Any] = {"mask_png": mask, "duration_ms": 1000 + i}
-            r = await _call(client, out, "POST", f"{base}/annotation", json=body)
-            ack: tuple[Any, ...] = ("annotation", float(body["duration_ms"]))
-        else:
-            body = {"judgment": "perturbed" if i % 2 else "clean", "confidence": 1 + i % 4, "rt_ms": 300.0 + i}
-            r = await _call(client, out, "POST", f"{base}/response", json=body)
-            ack = ("response", body["judgment"], body["confidence"], body["rt_ms"])
-        if r.status_code not in (200, 201):
-            out.errors.append(f"answer {r.status_code}: {r.text[:200]}")
-            return
-        out.acknowledged[(token, trial["trial_id"])] = ack
-    out.errors.append("session never ended")
+    async def call(name: str, method: str, path: str, body: dict[str, Any] | None) -> httpx.Response:
+        return await _call(client, out, method, path, json=body)
+
+    await take_part(
+        call, out, FaultAnswers(i), slug=slug, think_s=lambda: think_s, fetch_media=False, gate=gate, max_trials=200
+    )
 
 
 async def run_participants(base: str, n: int, *, slug: str, think_s: float, gate: Gate | None = None) -> Outcome:

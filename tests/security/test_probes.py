@@ -218,7 +218,7 @@ def test_a_zip_bomb_with_honest_headers_is_refused_before_inflating(
     import io
     import zipfile
 
-    from backend.datasets import archive
+    from backend.datasets import safezip as archive
 
     inflated: list[str] = []
     real_read = archive._Zip.read
