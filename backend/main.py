@@ -35,6 +35,7 @@ from backend.services.participants import MAX_STROKES_BYTES
 from backend.settings import Settings, get_settings
 from backend.storage import BlobStore, StorageError
 from backend.web import router as web_router
+from backend.web.apidocs import DOCS_PATH
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +59,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         description="Participant protocol and research API of the SIP-AT human study.",
         lifespan=lifespan,
         openapi_url="/openapi.json",
-        docs_url=f"{API_PREFIX}/docs",
+        docs_url=None,  # backend.web.apidocs: the same page, Swagger UI served locally (no CDN)
         redoc_url=None,
     )
     app.state.settings = settings
@@ -80,7 +81,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_exception_handler(DataError, _unstorable_value)
     app.add_exception_handler(OverflowError, _unstorable_value)
     app.add_middleware(BodyLimitMiddleware, limits=body_limits(settings))
-    app.add_middleware(SecurityHeadersMiddleware, docs_paths=[app.docs_url or ""])  # every response, one place
+    app.add_middleware(SecurityHeadersMiddleware, docs_paths=[DOCS_PATH])  # every response, one place
     _document_error_shapes(app)
     return app
 

@@ -43,7 +43,7 @@ from backend.storage import BlobStore
 PUBLIC = {
     ("GET", "/openapi.json"),
     ("GET", "/api/v1/docs"),
-    ("GET", "/docs/oauth2-redirect"),
+    ("GET", "/api/v1/docs/assets/{name}"),
     ("GET", "/api/v1/health"),
     ("GET", "/api/v1/studies/{slug}"),
     ("POST", "/api/v1/studies/{slug}/sessions"),
