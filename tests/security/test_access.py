@@ -53,6 +53,8 @@ PUBLIC = {
     ("GET", "/api/v1/media/{media_key}"),
     ("GET", "/s/{slug}"),
     ("GET", "/s/{slug}/example/{token}/{which}"),
+    ("GET", "/s"),
+    ("GET", "/s/{rest:path}"),
     ("GET", "/static/{path:path}"),
     ("GET", "/admin/login"),
     ("POST", "/admin/login"),
