@@ -75,7 +75,8 @@ class StudyConfig(BaseModel):
         default=40,
         ge=1,
         description="Main (scored) detection trials per participant; each source image appears at most once, "
-        "so this cannot exceed the number of images in the stimulus set.",
+        "so this cannot exceed the number of images in the stimulus set. Left out when a study is created: 40, "
+        "or the set's number of images if it has fewer.",
     )
     clean_share: float | None = Field(
         default=None,
