@@ -36,7 +36,10 @@ def test_legend_names_each_model_and_its_salience_source(server: Any, browser: A
         dataset = Dataset(name="legend digits")
         s.add(dataset)
         s.flush()
-        seeds = [add_model(s, dataset.id, "human", 0.9 - k / 20, 0.5 - k / 20, salience="annotations", seed=k) for k in range(3)]  # fmt: skip
+        seeds = [
+            add_model(s, dataset.id, "human", 0.9 - k / 20, 0.5 - k / 20, salience="annotations", seed=k)
+            for k in range(3)
+        ]
         gradcam = add_model(s, dataset.id, "cam", 0.85, 0.42, salience="gradcam", seed=0)
         imported = add_model(s, dataset.id, "given maps", 0.8, 0.4, salience="imported", seed=0)
         pgd = add_model(s, dataset.id, "baseline", 0.82, 0.38, method="pgd_at", seed=0)
