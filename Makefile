@@ -13,16 +13,23 @@ CHROMIUM ?= /usr/bin/chromium
 install: $(STAMP)
 
 $(STAMP): pyproject.toml requirements.lock
-	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	@echo "make: installing into $(VENV) (first run: several minutes; later runs skip this until pyproject.toml or requirements.lock change)"
+	@test -x $(PY) || { echo "creating the virtual environment $(VENV) with $(PYTHON) ..."; $(PYTHON) -m venv $(VENV); }
+	@echo "upgrading pip ..."
 	$(PY) -m pip install --quiet --upgrade pip
 	# torch and torchvision first and pinned, so that nothing else can pull another torch.
+	@echo "installing torch and torchvision (~1 GB download the first time; the slowest step) ..."
 	$(PY) -m pip install --quiet torch==2.14.1 torchvision==0.29.1
+	@echo "installing the pinned packages of requirements.lock (FastAPI, SQLAlchemy, Celery, ...) ..."
 	$(PY) -m pip install --quiet -r requirements.lock
+	@echo "installing this project (sipat, backend, worker; editable) ..."
 	$(PY) -m pip install --quiet --no-deps -e .
 	# Test-only cross-checks and optional architectures, without their dependency pins (torchattacks pins old
 	# requests/numpy; timm would pull huggingface_hub, which nothing here uses offline).
+	@echo "installing torchattacks and timm (test cross-checks, optional architectures) ..."
 	$(PY) -m pip install --quiet --no-deps torchattacks==3.5.1 timm==1.0.31
 	@touch $(STAMP)
+	@echo "make: installed"
 
 # The browser tests drive Debian's Chromium (Playwright cannot download its own here); install it when
 # missing and we are root, otherwise they skip (and fail in CI).
@@ -46,6 +53,7 @@ test: install chromium fashion
 	$(PY) -m pytest -m faults $(PYTEST_ARGS)
 
 run: install
+	@echo "make: starting the development server, a worker and the demo study (backend/devserver.py); it prints the links, then 'demo ready' once the demo's images exist"
 	$(PY) -m backend.devserver
 
 lint: install

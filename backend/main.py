@@ -36,6 +36,7 @@ from backend.services.participants import MAX_STROKES_BYTES
 from backend.settings import Settings, get_settings
 from backend.storage import StorageError
 from backend.web import router as web_router
+from backend.web.apidocs import DOCS_PATH
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +62,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         description="Participant protocol and research API of the SIP-AT human study.",
         lifespan=lifespan,
         openapi_url="/openapi.json",
-        docs_url=f"{API_PREFIX}/docs",
+        docs_url=None,  # backend.web.apidocs: the same page, Swagger UI served locally (no CDN)
         redoc_url=None,
     )
     app.state.settings = settings
@@ -83,7 +84,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_exception_handler(DataError, _unstorable_value)
     app.add_exception_handler(OverflowError, _unstorable_value)
     app.add_middleware(BodyLimitMiddleware, limits=body_limits(settings))
-    app.add_middleware(SecurityHeadersMiddleware, docs_paths=[app.docs_url or ""])  # every response, one place
+    app.add_middleware(SecurityHeadersMiddleware, docs_paths=[DOCS_PATH])  # every response, one place
     _document_error_shapes(app)
     return app
 

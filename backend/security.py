@@ -8,8 +8,9 @@ Policies, by what the response is:
   preloaded stimuli from object URLs), no framing.
 * Everything else (JSON, images, CSV, static files): `RESOURCE_POLICY`, which allows nothing to run if a
   response is ever opened as a document, and no framing.
-* The interactive API docs (`/api/v1/docs`): FastAPI's Swagger UI needs its CDN bundle and one inline script;
-  `DOCS_POLICY` allows exactly that, for that page only (the participant pages never load a CDN).
+* The interactive API docs (`/api/v1/docs`, `backend.web.apidocs`): Swagger UI served from this origin and
+  started by a local script; `DOCS_POLICY` allows only this origin, plus `data:` images (Swagger UI's icons),
+  and no form posts or framing.
 
 Besides the CSP: `X-Content-Type-Options: nosniff`, `Referrer-Policy: no-referrer` (study links carry
 recruitment ids), `X-Frame-Options: DENY` for browsers without CSP level 2, `Cross-Origin-Opener-Policy` and
@@ -33,11 +34,9 @@ PAGE_POLICY = (
     "object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
 )
 RESOURCE_POLICY = "default-src 'none'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
-_SWAGGER_CDN = "https://cdn.jsdelivr.net"
 DOCS_POLICY = (
-    f"default-src 'none'; script-src 'self' 'unsafe-inline' {_SWAGGER_CDN}; style-src 'self' {_SWAGGER_CDN}; "
-    "img-src 'self' data: https://fastapi.tiangolo.com; connect-src 'self'; base-uri 'none'; form-action 'none'; "
-    "frame-ancestors 'none'"
+    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
+    "base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
 )
 #: Headers of every response (before the CSP, which depends on the response).
 COMMON_HEADERS = {

@@ -6,6 +6,7 @@ the same pydantic schemas and services as the research API, and their messages a
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from fractions import Fraction
 from typing import Any
 
@@ -67,9 +68,14 @@ def given(values: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in values.items() if v is not None}
 
 
-def validation_message(exc: ValidationError, prefix: str = "") -> str:
-    """A pydantic error as one line naming each field, like the research API's 422 messages."""
-    return "; ".join(
-        f"{prefix}{'.'.join(str(p) for p in err['loc']) or 'form'}: {err['msg']}"
-        for err in exc.errors(include_url=False)
-    )
+def validation_message(exc: ValidationError, prefix: str = "", labels: Mapping[str, str] | None = None) -> str:
+    """A pydantic error as one line naming each field, like the research API's 422 messages; a field whose
+    dotted location is in `labels` is named by its label on the form instead ("Main trials", not
+    "config.n_main"), so the researcher finds the box to fix."""
+    labels = labels or {}
+
+    def name(loc: tuple[int | str, ...]) -> str:
+        dotted = ".".join(str(p) for p in loc)
+        return labels.get(dotted) or f"{prefix}{dotted or 'form'}"
+
+    return "; ".join(f"{name(err['loc'])}: {err['msg']}" for err in exc.errors(include_url=False))

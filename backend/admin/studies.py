@@ -23,6 +23,7 @@ from backend.services import admin_views as views
 from backend.services import studies as svc
 from backend.services.errors import InvalidInputError, ServiceError
 from backend.services.lookups import get_child_or_404, get_or_404
+from backend.services.study_defaults import image_count
 from backend.settings import Settings
 from backend.study.config import StudyConfig
 
@@ -49,23 +50,35 @@ def prolific_url(settings: Settings, study: Study) -> str:
     return links.prolific_url(settings, study.slug)
 
 
+#: The form's label of each StudyConfig field (as `_study_fields.html` writes it): errors name the box to fix.
+CONFIG_LABELS = {
+    "stimulus_set_id": "Stimulus set",
+    "n_main": "Main trials",
+    "n_practice": "Practice trials",
+    "n_catch": "Catch trials",
+    "n_annotate": "Annotation trials",
+    "annotation_split": "Images to paint (split)",
+    "seed": "Seed",
+    "min_annotators": "Annotators per image",
+    "stimulus_duration_ms": "Stimulus shown for (ms)",
+    "completion_code": "Completion code",
+    "redirect_url": "Redirect after the end",
+    "consent_text": "Consent text",
+    "instructions": "Instructions",
+}
+INT_FIELDS = ("stimulus_set_id", "n_main", "n_practice", "n_catch", "n_annotate", "seed", "min_annotators")
+#: Labels by the location pydantic reports (`config.<field>` inside StudyCreate/StudyUpdate), plus the top ones.
+FORM_LABELS = {"slug": "Address", "title": "Title", **{f"config.{k}": v for k, v in CONFIG_LABELS.items()}}
+
+
 def _config_values(form: dict[str, str], *, clearing: bool) -> dict[str, Any]:
     """The StudyConfig fields of the form; with `clearing`, an empty nullable field means null."""
     values: dict[str, Any] = given(
         {
-            "stimulus_set_id": int_field(form, "stimulus_set_id", label="stimulus set"),
-            "n_main": int_field(form, "n_main", label="main trials"),
-            "n_practice": int_field(form, "n_practice", label="practice trials"),
-            "n_catch": int_field(form, "n_catch", label="catch trials"),
-            "n_annotate": int_field(form, "n_annotate", label="annotation trials"),
-            "annotation_split": optional(form, "annotation_split"),
-            "seed": int_field(form, "seed", label="seed"),
-            "min_annotators": int_field(form, "min_annotators", label="annotators per image"),
-            "stimulus_duration_ms": int_field(form, "stimulus_duration_ms", label="stimulus duration"),
-            "completion_code": optional(form, "completion_code"),
-            "redirect_url": optional(form, "redirect_url"),
-            "consent_text": optional(form, "consent_text"),
-            "instructions": optional(form, "instructions"),
+            name: int_field(form, name, label=CONFIG_LABELS[name])
+            if name in INT_FIELDS or name == "stimulus_duration_ms"
+            else optional(form, name)
+            for name in CONFIG_LABELS
         }
     )
     if clearing:
@@ -74,18 +87,40 @@ def _config_values(form: dict[str, str], *, clearing: bool) -> dict[str, Any]:
     return values
 
 
+def _check_main_trials(session: Session, config: StudyConfig) -> None:
+    """An explicit number of main trials the chosen set cannot serve is the form's error (each image is shown
+    at most once); left empty, the study gets as many as the set has, at most the default."""
+    n_main = config.n_main
+    sset = session.get(StimulusSet, config.stimulus_set_id)
+    if "n_main" not in config.model_fields_set or sset is None:
+        return
+    n_images = image_count(session, sset)
+    if 0 < n_images < n_main:
+        raise InvalidInputError(
+            f"{CONFIG_LABELS['n_main']}: {n_main} is more than the {n_images} images of stimulus set {sset.id} "
+            f"(each image is shown at most once); enter at most {n_images}, or leave it empty"
+        )
+
+
 def _stimulus_sets(session: Session) -> list[StimulusSet]:
     return list(session.scalars(select(StimulusSet).order_by(StimulusSet.id.desc())))
 
 
+def _set_images(session: Session, sets: list[StimulusSet]) -> dict[int, int]:
+    """Images each set offers the main trials (`study_defaults.image_count`), shown beside its name."""
+    return {s.id: image_count(session, s) for s in sets}
+
+
 def _list_page(request: Request, admin: Admin, session: Session, *, status_code: int = 200, **extra: Any) -> Response:
     studies, total = svc.list_studies(session, offset=0, limit=200)
+    sets = _stimulus_sets(session)
     progress = views.study_progress(session, [s.id for s in studies])
     context = {
         "nav": "studies",
         "studies": [(s, progress[s.id]) for s in studies],
         "total": total,
-        "stimulus_sets": _stimulus_sets(session),
+        "stimulus_sets": sets,
+        "set_images": _set_images(session, sets),
         "defaults": StudyConfig.model_fields,
         "form": {},
         **extra,
@@ -111,7 +146,8 @@ def create_study(request: Request, admin: AdminDep, form: FormDep, session: Sess
                 }
             )
         except ValidationError as exc:
-            raise InvalidInputError(validation_message(exc)) from None
+            raise InvalidInputError(validation_message(exc, labels=FORM_LABELS)) from None
+        _check_main_trials(session, body.config)
         study = svc.create_study(session, slug=body.slug, title=body.title, config=body.config)
     except ServiceError as exc:
         session.rollback()
@@ -132,6 +168,7 @@ def _study_page(
     **extra: Any,
 ) -> Response:
     rows, n_participants = svc.list_participants(session, study.id, offset=offset, limit=PARTICIPANTS_PER_PAGE)
+    sets = _stimulus_sets(session)
     try:
         readiness = svc.check_ready(session, study)
         problems, preparing = readiness.problems, readiness.preparing
@@ -150,7 +187,8 @@ def _study_page(
         "problems": problems,
         "preparing": preparing,
         "stimulus_set": session.get(StimulusSet, sset_id) if isinstance(sset_id, int) else None,
-        "stimulus_sets": _stimulus_sets(session),
+        "stimulus_sets": sets,
+        "set_images": _set_images(session, sets),
         "participant_url": participant_url(settings, study),
         "prolific_url": prolific_url(settings, study),
         "exports": [f.value for f in ExportFile],
@@ -187,7 +225,7 @@ def update_study(
                 {"title": optional(form, "title"), "config": _config_values(form, clearing=True)}
             )
         except ValidationError as exc:
-            raise InvalidInputError(validation_message(exc)) from None
+            raise InvalidInputError(validation_message(exc, labels=FORM_LABELS)) from None
         svc.update_study(session, study_id, title=body.title, config_patch=body.config_patch())
     except ServiceError as exc:
         session.rollback()

@@ -3,6 +3,7 @@
 GET /studies/{id}/export/responses.csv     one row per detection response (main, catch, practice)
 GET /studies/{id}/export/participants.json one row per participant, with progress and catch misses
 GET /studies/{id}/export/annotations.csv   one row per painted mask, with its URL and sha256
+GET /studies/{id}/annotations/{aid}/strokes the stroke record of one painted mask
 """
 
 from __future__ import annotations
@@ -15,7 +16,8 @@ from fastapi.responses import StreamingResponse
 from backend.api.deps import SessionDep, SettingsDep
 from backend.models import Study
 from backend.schemas.common import ErrorOut
-from backend.services.exports import stream_export
+from backend.schemas.studies import AnnotationStrokesOut
+from backend.services.exports import annotation_strokes, stream_export
 from backend.services.lookups import get_or_404
 from backend.settings import Settings
 
@@ -62,6 +64,17 @@ def export(
 ) -> StreamingResponse:
     """One table of the study's data, streamed in constant memory."""
     return export_response(study_id, file, request, session, settings)
+
+
+@router.get(
+    "/studies/{study_id:int}/annotations/{annotation_id:int}/strokes",
+    response_model=AnnotationStrokesOut,
+    responses={404: {"model": ErrorOut, "description": "No such annotation in this study."}},
+)
+def read_annotation_strokes(study_id: int, annotation_id: int, session: SessionDep) -> AnnotationStrokesOut:
+    """How a mask was painted: its stroke record (the mask itself is `/annotations/{annotation_id}/mask`)."""
+    get_or_404(session, Study, study_id)
+    return AnnotationStrokesOut.model_validate(annotation_strokes(session, study_id, annotation_id))
 
 
 def export_response(

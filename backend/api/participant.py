@@ -45,6 +45,7 @@ from backend.services.errors import InvalidInputError, NotFoundError, PayloadToo
 from backend.services.masks import MAX_MASK_BYTES
 from backend.services.media import MediaCache
 from backend.storage import BlobStore
+from backend.study.texts import participant_text
 
 router = APIRouter(tags=["participant"])
 #: The per-trial routes, the hot path under load: `backend.api` matches them before every other route.
@@ -66,8 +67,8 @@ def read_study(slug: str, session: SessionDep) -> StudyPublic:
         slug=study.slug,
         title=study.title,
         status=study.status,  # type: ignore[arg-type]
-        consent_text=config.consent_text,
-        instructions=config.instructions,
+        consent_text=participant_text(config.consent_text, config),
+        instructions=participant_text(config.instructions, config),
         stimulus_duration_ms=config.stimulus_duration_ms,
     )
 

@@ -96,3 +96,22 @@ class WithdrawalOut(BaseModel):
     deleted_responses: int
     deleted_annotations: int
     deleted_mask_blobs: int = Field(description="Mask files removed (those no other row used).")
+
+
+class AnnotationStrokesOut(BaseModel):
+    """The stroke record of one painted mask, as the participant's page sent it."""
+
+    annotation_id: int
+    study_id: int
+    participant_id: int
+    trial_id: int
+    image_id: int
+    width: int = Field(description="The mask's width in pixels (the image's natural width).")
+    height: int = Field(description="The mask's height in pixels.")
+    duration_ms: float = Field(description="Time from the painting screen's onset to 'Done'.")
+    strokes_length: int = Field(description="Paint and erase strokes in the record ('clear' actions left out).")
+    strokes: list[Any] | dict[str, Any] = Field(
+        description="The record: the painter's object (`actions`: {mode: paint|erase, size, pointer, points: "
+        "[[x, y, t_ms], ...]} in image pixels, undone strokes left out; {mode: clear, t}) or, from older "
+        "clients and the JSON API, a plain list of strokes."
+    )

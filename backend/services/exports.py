@@ -5,6 +5,9 @@ cursor on PostgreSQL, `fetchmany` on SQLite) and each batch is encoded and hande
 so an export of a million responses holds one batch at a time. The export opens its own session
 (`session_factory`), because the response body is produced after the request's own transaction has ended.
 
+`shown_count` (responses, annotations): how many times the trial's image was handed out; above 1 when the
+participant reloaded the page (or lost the connection) during the trial and saw it again.
+
 Cells: timestamps as ISO 8601 (UTC), booleans as true/false, JSON-valued fields (client timestamps, client
 info, recruitment ids) as compact JSON text in CSV and as objects in JSON, missing values empty (CSV) or null.
 """
@@ -24,6 +27,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from backend.csvsafe import spreadsheet_safe
 from backend.db import session_scope
 from backend.models import Annotation, Image, Participant, Response, Stimulus, StimulusSet, Trial
+from backend.services.errors import NotFoundError
 from backend.services.studies import participant_counts
 
 BATCH_ROWS = 500
@@ -33,8 +37,9 @@ Batch = list[dict[str, Any]]
 
 RESPONSE_COLUMNS = (
     "response_id", "participant_id", "participant_external_id", "participant_index", "participant_flagged",
-    "trial_id", "position", "phase", "stimulus_set_id", "stimulus_id", "image_id", "image_filename", "label",
-    "eps", "masked", "expected", "judgment", "correct", "confidence", "rt_ms", "created_at", "client_timestamps",
+    "trial_id", "position", "shown_count", "phase", "stimulus_set_id", "stimulus_id", "image_id", "image_filename",
+    "label", "eps", "masked", "expected", "judgment", "correct", "confidence", "rt_ms", "created_at",
+    "client_timestamps",
 )  # fmt: skip
 PARTICIPANT_COLUMNS = (
     "participant_id", "index", "external_id", "consent", "started_at", "completed_at", "completed",
@@ -43,7 +48,7 @@ PARTICIPANT_COLUMNS = (
 )  # fmt: skip
 ANNOTATION_COLUMNS = (
     "annotation_id", "participant_id", "participant_external_id", "participant_index", "trial_id", "position",
-    "image_id", "label", "stimulus_id", "width", "height", "mask_sha256", "mask_url", "strokes_length",
+    "shown_count", "image_id", "label", "stimulus_id", "width", "height", "mask_sha256", "mask_url", "strokes_length",
     "duration_ms", "created_at", "strokes",
 )  # fmt: skip
 COLUMNS: dict[str, tuple[str, ...]] = {
@@ -66,6 +71,7 @@ _WHO_AND_WHERE = (
     Participant.index.label("participant_index"),
     Trial.id.label("trial_id"),
     Trial.position,
+    Trial.shown_count,
 )
 
 
@@ -181,6 +187,33 @@ def stroke_count(record: Any) -> int:
     if not isinstance(actions, list):
         return 0
     return sum(1 for a in actions if not (isinstance(a, dict) and a.get("mode") == "clear"))
+
+
+def annotation_strokes(session: Session, study_id: int, annotation_id: int) -> dict[str, Any]:
+    """One annotation of study `study_id` with its stroke record (what `AnnotationStrokesOut` shows); 404 for
+    an annotation of another study, worded as for an unknown one."""
+    row = session.execute(
+        select(
+            Annotation.id.label("annotation_id"),
+            Participant.study_id,
+            Participant.id.label("participant_id"),
+            Trial.id.label("trial_id"),
+            Stimulus.image_id,
+            Annotation.width,
+            Annotation.height,
+            Annotation.duration_ms,
+            Annotation.strokes,
+        )
+        .join(Trial, Trial.id == Annotation.trial_id)
+        .join(Participant, Participant.id == Trial.participant_id)
+        .join(Stimulus, Stimulus.id == Trial.stimulus_id)
+        .where(Annotation.id == annotation_id, Participant.study_id == study_id)
+    ).first()
+    if row is None:
+        raise NotFoundError(f"no annotation {annotation_id} in study {study_id}")
+    values = row._asdict()
+    values["strokes_length"] = stroke_count(values["strokes"])
+    return values
 
 
 _SOURCES: dict[str, Callable[[Session, int, str], Iterator[Batch]]] = {

@@ -32,6 +32,13 @@ from backend.services.blob_refs import unreferenced
 from backend.services.derived import delete_maps_derived_from
 from backend.services.errors import ConflictError, InvalidInputError
 from backend.services.lookups import get_child_or_404, get_or_404, get_referenced
+from backend.services.study_defaults import (
+    complete_images,
+    fit_defaults,
+    has_catch_stimuli,
+    planned_images,
+    set_levels,
+)
 from backend.storage import BlobStore
 from backend.study.config import StudyConfig
 from backend.study.schedule import build_schedule
@@ -61,9 +68,11 @@ def _validated(config: dict[str, Any]) -> StudyConfig:
 
 
 def create_study(session: Session, *, slug: str, title: str, config: StudyConfig) -> Study:
-    """A draft study; 409 when the slug is taken, 422 when the config names no existing stimulus set.
+    """A draft study; 409 when the slug is taken, 422 when the config names no existing stimulus set. Trial
+    counts the caller left out fit the set (`study_defaults.fit_defaults`).
     Call it first in its transaction: losing a race for the slug rolls the transaction back."""
-    get_referenced(session, StimulusSet, config.stimulus_set_id, field="config.stimulus_set_id")
+    sset = get_referenced(session, StimulusSet, config.stimulus_set_id, field="config.stimulus_set_id")
+    config = fit_defaults(session, sset, config)
     if session.scalar(select(Study.id).where(Study.slug == slug)) is not None:
         raise ConflictError(f"slug {slug!r} is taken by another study; choose another one")
     study = Study(slug=slug, title=title, status="draft", config=config.model_dump(mode="json"))
@@ -137,7 +146,7 @@ def check_ready(session: Session, study: Study) -> Readiness:
     if sset is None:
         missing = f"stimulus set {config.stimulus_set_id} does not exist; PATCH config.stimulus_set_id"
         return Readiness(None, [missing], False)
-    levels = sorted({0.0, *(float(e) for e in sset.eps_levels)})
+    levels = set_levels(sset)
     if sset.status == "failed":
         job = session.get(Job, sset.job_id) if sset.job_id is not None else None
         reason = f" ({job.error})" if job is not None and job.error else ""
@@ -147,43 +156,15 @@ def check_ready(session: Session, study: Study) -> Readiness:
             False,
         )
     if sset.status in ("pending", "generating"):
-        planned = _planned_images(session, sset)
+        planned = planned_images(session, sset)
         return Readiness(sset, _schedule_problems(config, list(range(planned)), levels, catch=True), True)
-    complete = _complete_images(session, sset, levels)
+    complete = complete_images(session, sset, levels)
     problems = _schedule_problems(config, complete, levels, catch=_has_catch(session, sset, config))
     return Readiness(sset, problems, False)
 
 
-def _planned_images(session: Session, sset: StimulusSet) -> int:
-    split = (sset.params or {}).get("split")
-    n_images = (sset.params or {}).get("n_images")
-    query = select(func.count(Image.id)).where(Image.dataset_id == sset.dataset_id)
-    if split is not None:
-        query = query.where(Image.split == split)
-    available = session.scalar(query) or 0
-    return min(available, n_images) if n_images else available
-
-
-def _complete_images(session: Session, sset: StimulusSet, levels: list[float]) -> list[int]:
-    """Source images with a trial stimulus at every level (others cannot be scheduled at every level)."""
-    have: dict[int, set[float]] = {}
-    for image_id, eps in session.execute(
-        select(Stimulus.image_id, Stimulus.eps).where(Stimulus.stimulus_set_id == sset.id, Stimulus.role == "trial")
-    ):
-        have.setdefault(image_id, set()).add(round(eps, 9))
-    wanted = {round(e, 9) for e in levels}
-    return sorted(image_id for image_id, got in have.items() if wanted <= got)
-
-
 def _has_catch(session: Session, sset: StimulusSet, config: StudyConfig) -> bool:
-    if config.n_catch == 0:
-        return True
-    return (
-        session.scalar(
-            select(Stimulus.id).where(Stimulus.stimulus_set_id == sset.id, Stimulus.role == "catch").limit(1)
-        )
-        is not None
-    )
+    return config.n_catch == 0 or has_catch_stimuli(session, sset)
 
 
 def _schedule_problems(config: StudyConfig, image_ids: list[int], levels: list[float], *, catch: bool) -> list[str]:

@@ -14,7 +14,7 @@ DEFAULT_CONSENT_TEXT = (
     "You are invited to take part in a research study on how people perceive small changes to images. "
     "You will see a series of images and judge whether each one has been digitally altered, and you may be "
     "asked to mark the parts of some images that matter most for recognising them. The study takes about "
-    "15 minutes. Participation is voluntary and you may stop at any time without giving a reason. We record "
+    "{minutes} minutes. Participation is voluntary and you may stop at any time without giving a reason. We record "
     "your answers, response times and markings, but no name or contact details; the anonymised data may be "
     "published for research. By continuing you confirm that you are at least 18 years old and agree to take "
     "part."
@@ -75,7 +75,8 @@ class StudyConfig(BaseModel):
         default=40,
         ge=1,
         description="Main (scored) detection trials per participant; each source image appears at most once, "
-        "so this cannot exceed the number of images in the stimulus set.",
+        "so this cannot exceed the number of images in the stimulus set. Left out when a study is created: 40, "
+        "or the set's number of images if it has fewer.",
     )
     clean_share: float | None = Field(
         default=None,
@@ -137,7 +138,9 @@ class StudyConfig(BaseModel):
     consent_text: str = Field(
         default=DEFAULT_CONSENT_TEXT,
         min_length=1,
-        description="Consent text the participant must accept before the first trial.",
+        description="Consent text the participant must accept before the first trial; '{minutes}' in it "
+        "(and in the instructions) is shown as the session's estimated length in minutes, computed from the trial "
+        "counts and stimulus duration (backend.study.texts).",
     )
     instructions: str = Field(
         default=DEFAULT_INSTRUCTIONS,

@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Request
-from fastapi.responses import HTMLResponse, Response
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 
 from backend.api import API_PREFIX
@@ -20,6 +20,7 @@ from backend.api.media import NO_STORE_HEADERS
 from backend.services import participants as svc
 from backend.services.errors import NotFoundError, ServiceError
 from backend.services.media import media_type
+from backend.study.texts import participant_text
 from backend.web.examples import Which, example_stimulus
 from study_frontend import TEMPLATES_DIR
 
@@ -29,12 +30,18 @@ templates = Jinja2Templates(directory=TEMPLATES_DIR)
 #: The pages' Content-Security-Policy (`backend.security.PAGE_POLICY`) is set with the other security headers by
 #: `backend.security`'s middleware (one place for every response); the pages only add that they must not be cached.
 SECURITY_HEADERS = {"Cache-Control": "no-store"}
-Slug = Annotated[str, Path(max_length=64)]
+MAX_SLUG = 64
+Slug = Annotated[str, Path(max_length=MAX_SLUG)]
 
 
 @router.get("/s/{slug}", response_class=HTMLResponse, name="study_page")
-def study_page(slug: Slug, request: Request, session: SessionDep) -> Response:
-    """The study's page; a short explanation instead when the study does not exist, is a draft or is broken."""
+def study_page(slug: str, request: Request, session: SessionDep) -> Response:
+    """The study's page; a short explanation instead when the study does not exist, is a draft or is broken.
+
+    `slug` is not bounded in the path (a 422 would be bare JSON to a participant with a mangled link): a slug
+    longer than any study's is simply unknown."""
+    if len(slug) > MAX_SLUG:
+        return _unknown(request)
     try:
         study = svc.get_study(session, slug)
         if study.status == "draft":
@@ -46,8 +53,8 @@ def study_page(slug: Slug, request: Request, session: SessionDep) -> Response:
         "slug": study.slug,
         "title": study.title,
         "status": study.status,
-        "consent_text": config.consent_text,
-        "instructions": config.instructions,
+        "consent_text": participant_text(config.consent_text, config),
+        "instructions": participant_text(config.instructions, config),
         "stimulus_duration_ms": config.stimulus_duration_ms,
         "api": API_PREFIX,
         "example_url": str(request.url_for("example_image", slug=study.slug, token="TOKEN", which="WHICH").path),
@@ -68,6 +75,25 @@ def example_image(
     with storage.open(stimulus.sha256) as fh:
         data = fh.read()
     return Response(data, media_type=media_type(data[:16]), headers=NO_STORE_HEADERS)
+
+
+@router.get("/s", response_class=HTMLResponse)
+@router.get("/s/{rest:path}", response_class=HTMLResponse)
+def unknown_study_path(request: Request, rest: str = "") -> Response:
+    """Any other address under `/s/` (a link cut short, a stray slash, a wrong path) gets the styled page a
+    participant can read, not the API's JSON 404. `/s/<slug>/` with a trailing slash goes to the study's page,
+    query (the recruitment ids) kept."""
+    slug = rest.rstrip("/")
+    if rest.endswith("/") and slug and "/" not in slug:
+        url = request.url_for("study_page", slug=slug).path
+        return RedirectResponse(f"{url}?{request.url.query}" if request.url.query else url, status_code=307)
+    return _unknown(request)
+
+
+def _unknown(request: Request) -> Response:
+    return _message(
+        request, "This study is not available", "There is no study at this address; check the link you were given.", 404
+    )
 
 
 def _message(request: Request, heading: str, text: str, status_code: int) -> Response:

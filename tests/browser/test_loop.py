@@ -195,6 +195,10 @@ def test_links_follow_the_port_the_server_runs_at(
         page.goto(f"{server.url}/admin/studies/{study_id}")
         assert server.port != 8000
         assert page.input_value("#prolific-url").startswith(f"http://localhost:{server.port}/s/port?PROLIFIC_PID=")
+        participant = page.input_value("#participant-url")
+        assert participant == f"http://localhost:{server.port}/s/port"
+        page.goto(participant)  # the link leads to the study on this server
+        assert page.locator("#study-config").count() == 1
         page.context.close()
     finally:
         server.close()

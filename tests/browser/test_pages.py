@@ -102,3 +102,19 @@ def test_example_pair_is_one_image_clean_and_most_perturbed(env) -> None:
     assert client.get(f"/s/ex1/example/{token}/other").status_code == 422
     assert client.get(f"/s/other/example/{token}/clean").status_code == 404
     assert client.get("/s/ex1/example/not-a-token/clean").status_code == 404
+
+
+def test_api_docs_page_loads_no_cdn_and_no_inline_script(env) -> None:
+    client, _, _ = env
+    r = client.get("/api/v1/docs")
+    assert r.status_code == 200 and r.headers["content-type"].startswith("text/html")
+    assert "https://" not in r.text and "http://" not in r.text, "a remote URL in the docs page"
+    scripts = re.findall(r"<script\b[^>]*>", r.text)
+    assert scripts and all("src=" in s for s in scripts), "no inline script may run"
+    policy = r.headers["content-security-policy"]
+    assert "https:" not in policy and "unsafe-inline" not in policy.split("style-src")[0]
+    for src in re.findall(r'(?:src|href)="([^"]+)"', r.text):
+        asset = client.get(src)
+        assert asset.status_code == 200 and len(asset.content) > 0, src
+    assert client.get("/api/v1/docs/assets/index.html").status_code == 404  # only the files the page uses
+    assert client.get("/api/v1/docs/assets/..%2Fswagger-ui.js").status_code == 404

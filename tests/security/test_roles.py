@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 
 from backend.api.deps import get_enqueuer
 from backend.auth import create_token
-from backend.models import Job, Participant, StimulusSet, Study
+from backend.models import Annotation, Job, Participant, StimulusSet, Study
 from backend.storage import BlobStore
 
 
@@ -50,8 +50,10 @@ def test_another_researcher_cannot_touch_a_study(
 ) -> None:
     sid = _alices_open_study(client, session, storage, people["alice"])
     pid = session.scalar(select(Participant.id))
+    aid = session.scalar(select(Annotation.id))
     bob = people["bob"]
     probes = [
+        ("GET", f"/api/v1/studies/{sid}/annotations/{aid}/strokes"),
         ("GET", f"/api/v1/studies/{sid}"),
         ("GET", f"/api/v1/studies/{sid}/export/responses.csv"),
         ("GET", f"/api/v1/studies/{sid}/export/participants.json"),
@@ -71,6 +73,7 @@ def test_another_researcher_cannot_touch_a_study(
 
     for who in ("alice", "admin"):  # the owner and an administrator may
         assert client.get(f"/api/v1/studies/{sid}/export/responses.csv", headers=people[who]).status_code == 200
+        assert client.get(f"/api/v1/studies/{sid}/annotations/{aid}/strokes", headers=people[who]).status_code == 200
         assert client.get("/api/v1/studies", headers=people[who]).json()["total"] == 1
     assert client.delete(f"/api/v1/studies/{sid}/participants/{pid}", headers=people["alice"]).status_code == 200
     assert client.post(f"/api/v1/studies/{sid}/close", headers=people["admin"]).status_code == 200

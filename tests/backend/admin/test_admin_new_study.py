@@ -1,0 +1,59 @@
+"""The new-study form: defaults that fit the chosen stimulus set, and errors named by the form's labels."""
+
+from __future__ import annotations
+
+from factories import make_dataset, make_stimulus_set
+from fastapi.testclient import TestClient
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from backend.models import Study
+from backend.storage import BlobStore
+
+
+def form(admin: TestClient, sset_id: int, slug: str, **fields: str) -> dict[str, str]:
+    """The form as a browser sends it untouched: "Main trials" empty (its placeholder), the other defaults."""
+    base = {"csrf_token": admin.csrf, "title": "T", "slug": slug, "stimulus_set_id": str(sset_id), "n_main": ""}
+    return {**base, "n_practice": "2", "n_catch": "1", "n_annotate": "1", "seed": "0", "min_annotators": "1", **fields}
+
+
+def test_main_trials_default_to_the_images_of_a_small_set(
+    admin: TestClient, session: Session, storage: BlobStore
+) -> None:
+    sset = make_stimulus_set(session, storage, make_dataset(session, storage, n_images=7))
+    session.commit()
+    page = admin.get("/admin/studies").text
+    assert "7 images)" in page and 'name="n_main"' in page and "at most the set" in page
+    r = admin.post("/admin/studies", data=form(admin, sset.id, "small"), follow_redirects=False)
+    assert r.status_code == 303, r.text
+    study = session.scalar(select(Study).where(Study.slug == "small"))
+    assert study.config["n_main"] == 7  # not the 40 of StudyConfig, which this set could not serve
+    opened = admin.post(f"/admin/studies/{study.id}/open", data={"csrf_token": admin.csrf})
+    assert opened.status_code == 200  # the defaults give a study that can open as it is
+
+
+def test_too_many_main_trials_is_the_forms_error(admin: TestClient, session: Session, storage: BlobStore) -> None:
+    sset = make_stimulus_set(session, storage, make_dataset(session, storage, n_images=5))
+    session.commit()
+    r = admin.post("/admin/studies", data=form(admin, sset.id, "big", n_main="9"))
+    assert r.status_code == 422
+    assert "Main trials: 9 is more than the 5 images of stimulus set" in r.text
+    assert session.scalar(select(Study).where(Study.slug == "big")) is None
+    ok = admin.post("/admin/studies", data=form(admin, sset.id, "fits", n_main="5"), follow_redirects=False)
+    assert ok.status_code == 303
+
+
+def test_errors_name_the_fields_as_the_form_labels_them(
+    admin: TestClient, session: Session, storage: BlobStore
+) -> None:
+    sset = make_stimulus_set(session, storage, make_dataset(session, storage))
+    session.commit()
+    bad = {"n_practice": "-1", "stimulus_duration_ms": "20", "redirect_url": "ftp://x", "title": ""}
+    r = admin.post("/admin/studies", data=form(admin, sset.id, "labels", **bad))
+    assert r.status_code == 422
+    for label in ("Practice trials:", "Stimulus shown for (ms):", "Redirect after the end:", "Title:"):
+        assert label in r.text, label
+    for internal in ("config.", "n_practice", "stimulus_duration_ms", "redirect_url:"):
+        assert internal not in r.text.split("<form")[0], internal  # the message above the form
+    r = admin.post("/admin/studies", data=form(admin, sset.id, "labels", n_annotate="two"))
+    assert r.status_code == 422 and "Annotation trials: &#39;two&#39; is not a whole number" in r.text
