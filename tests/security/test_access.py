@@ -46,6 +46,8 @@ PUBLIC = {
     ("GET", "/api/v1/docs"),
     ("GET", "/api/v1/docs/assets/{name}"),
     ("GET", "/api/v1/health"),
+    ("GET", "/api/v1/health/live"),
+    ("GET", "/api/v1/health/ready"),
     ("GET", "/api/v1/studies/{slug}"),
     ("POST", "/api/v1/studies/{slug}/sessions"),
     ("GET", "/api/v1/sessions/{token}/next"),
