@@ -41,7 +41,7 @@ from backend.services.errors import ConflictError, InvalidInputError, NotFoundEr
 from backend.services.masks import image_size, normalize_mask
 from backend.services.resume import check_resume
 from backend.storage import BlobStore, sha256_hex
-from backend.study.analysis import MAX_CATCH_ERRORS
+from backend.study.analysis import catch_exclusions
 from backend.study.config import StudyConfig
 from backend.study.schedule import TrialSpec, build_schedule
 
@@ -411,17 +411,15 @@ def _complete(session: Session, participant: Participant) -> None:
     config = study_config(participant.study)
     participant.completed_at = utcnow()
     participant.completion_code = config.completion_code or secrets.token_hex(4).upper()
-    catch = (
-        session.execute(
-            select(Response.judgment)
-            .join(Trial, Trial.id == Response.trial_id)
-            .where(Trial.participant_id == participant.id, Trial.phase == "catch")
-        )
-        .scalars()
-        .all()
-    )
-    misses = sum(1 for judgment in catch if judgment != "perturbed")
-    participant.flagged = misses > MAX_CATCH_ERRORS
+    # The study's own rule (`ExclusionRules.max_catch_errors`) through the one function that defines a miss
+    # and the limit, so the completion flag and the results page's exclusion can never disagree.
+    catch = session.execute(
+        select(Trial.participant_id, Response.judgment, Trial.phase)
+        .join(Response, Response.trial_id == Trial.id)
+        .where(Trial.participant_id == participant.id, Trial.phase == "catch")
+    ).all()
+    rows = [{"participant_id": pid, "judgment": judgment, "phase": phase} for pid, judgment, phase in catch]
+    participant.flagged = bool(catch_exclusions(rows, max_catch_errors=config.exclusions.max_catch_errors))
     session.flush()
 
 

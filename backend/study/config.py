@@ -10,6 +10,8 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from backend.study.analysis import MAX_CATCH_ERRORS
+
 DEFAULT_CONSENT_TEXT = (
     "You are invited to take part in a research study on how people perceive small changes to images. "
     "You will see a series of images and judge whether each one has been digitally altered, and you may be "
@@ -38,7 +40,9 @@ class ExclusionRules(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     max_catch_errors: int = Field(
-        default=1, ge=0, description="Participants who miss more attention-check (catch) trials than this."
+        default=MAX_CATCH_ERRORS,
+        ge=0,
+        description="Participants who miss more attention-check (catch) trials than this.",
     )
     min_rt_ms: float | None = Field(
         default=None,
