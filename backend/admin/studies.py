@@ -5,6 +5,7 @@ through `backend.services.studies`, the service of the research API."""
 from __future__ import annotations
 
 from typing import Annotated, Any
+from urllib.parse import urlencode
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response, StreamingResponse
@@ -16,7 +17,8 @@ from backend import links
 from backend.admin.deps import Admin, AdminDep, AdminRoute, FormDep, render, see_other
 from backend.admin.forms import given, int_field, optional, validation_message
 from backend.api.deps import SessionDep, SettingsDep, StorageDep
-from backend.api.exports import ExportFile, export_response
+from backend.api.exports import ExportFile, IncludeSimulated, export_response
+from backend.api.simulation import service_secret, simulate_grant
 from backend.models import Participant, StimulusSet, Study
 from backend.schemas.studies import StudyCreate, StudyUpdate
 from backend.services import admin_views as views
@@ -254,9 +256,24 @@ def withdraw(
     return see_other(request.url_for("admin_study", study_id=study_id).path + "?notice=withdrawn")
 
 
+@router.get("/studies/{study_id}/simulate", name="admin_simulate")
+def simulate(study_id: int, request: Request, admin: AdminDep, session: SessionDep) -> Response:
+    """The study's page in simulate mode (a robot participant, for piloting), with a grant for this researcher:
+    the dashboard's cookie does not reach the participant page (`backend.api.simulation`)."""
+    study = get_or_404(session, Study, study_id)
+    query = urlencode({"simulate": "1", "grant": simulate_grant(service_secret(request), study.slug)})
+    return see_other(f"{request.url_for('study_page', slug=study.slug).path}?{query}")
+
+
 @router.get("/studies/{study_id}/export/{file}", name="admin_export")
 def export(
-    study_id: int, file: ExportFile, request: Request, admin: AdminDep, session: SessionDep, settings: SettingsDep
+    study_id: int,
+    file: ExportFile,
+    request: Request,
+    admin: AdminDep,
+    session: SessionDep,
+    settings: SettingsDep,
+    include_simulated: IncludeSimulated = False,
 ) -> StreamingResponse:
     """The study's data, streamed (the same export as GET /api/v1/studies/{id}/export/{file})."""
-    return export_response(study_id, file, request, session, settings)
+    return export_response(study_id, file, request, session, settings, include_simulated=include_simulated)

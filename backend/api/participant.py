@@ -28,6 +28,7 @@ from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
 
 from backend.api.deps import SessionDep, in_transaction
+from backend.api.simulation import check_simulate
 from backend.schemas.common import ErrorOut
 from backend.schemas.participant import (
     AnnotationOut,
@@ -82,6 +83,10 @@ def read_study(slug: str, session: SessionDep) -> StudyPublic:
             "description": "An existing session of this external id, resumed (new token).",
         },
         **_ERRORS,
+        403: {
+            "model": ErrorOut,
+            "description": "simulate is true, the study is not a draft and no researcher is logged in.",
+        },
         429: {"model": ErrorOut, "description": "Too many session starts; see Retry-After."},
         503: {"model": ErrorOut, "description": "The study is being prepared; see Retry-After."},
     },
@@ -92,6 +97,8 @@ async def create_session(slug: str, body: SessionCreate, request: Request, respo
     client.setdefault("user_agent", request.headers.get("user-agent", "")[:1024])
 
     def start(session: Session) -> SessionOut:
+        if body.simulate:
+            check_simulate(request, session, svc.get_study(session, slug), body.simulate_grant)
         enrolment = svc.start_session(
             session,
             slug,
@@ -99,6 +106,7 @@ async def create_session(slug: str, body: SessionCreate, request: Request, respo
             external_id=body.external_id,
             recruitment=body.recruitment.model_dump(exclude_none=True) if body.recruitment else None,
             client_info=client,
+            simulated=body.simulate,
         )
         token = enrolment.token
         if enrolment.trials is not None:  # new: nothing answered yet, no need to ask the database

@@ -58,6 +58,14 @@ class SessionCreate(BaseModel):
     )
     recruitment: Recruitment | None = None
     client: ClientInfo = Field(default_factory=ClientInfo)
+    simulate: bool = Field(
+        default=False,
+        description="A researcher's pilot run (`?simulate=1`): allowed while the study is a draft or for a "
+        "logged-in researcher (403 otherwise); the session is marked and left out of results and exports.",
+    )
+    simulate_grant: Annotated[str, StringConstraints(max_length=64)] | None = Field(
+        default=None, description="The grant of the dashboard's 'Pilot' link (`backend.api.simulation`)."
+    )
 
     @field_validator("consent")
     @classmethod

@@ -15,6 +15,7 @@ import csv
 import io
 import json
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
@@ -39,7 +40,7 @@ RESPONSE_COLUMNS = (
 PARTICIPANT_COLUMNS = (
     "participant_id", "index", "external_id", "consent", "started_at", "completed_at", "completed",
     "completion_code", "flagged", "trials_total", "trials_answered", "catch_trials", "catch_errors",
-    "client_info", "recruitment",
+    "client_info", "recruitment", "simulated",
 )  # fmt: skip
 ANNOTATION_COLUMNS = (
     "annotation_id", "participant_id", "participant_external_id", "participant_index", "trial_id", "position",
@@ -69,6 +70,17 @@ _WHO_AND_WHERE = (
 )
 
 
+@dataclass(frozen=True)
+class _Options:
+    mask_url: str  # formatted with `annotation_id`
+    include_simulated: bool  # researchers' pilot runs (`Participant.simulated`) too
+
+
+def _people(query: Select[Any], options: _Options) -> Select[Any]:
+    """`query` without the simulated sessions unless they are asked for."""
+    return query if options.include_simulated else query.where(Participant.simulated.is_(False))
+
+
 def _answers(model: type[Response | Annotation], study_id: int, *columns: Any) -> Select[Any]:
     """`columns` of the answers (`model`) of study `study_id`, joined with their trial, participant, stimulus and
     image, in session and trial order."""
@@ -84,7 +96,7 @@ def _answers(model: type[Response | Annotation], study_id: int, *columns: Any) -
     )
 
 
-def _response_batches(session: Session, study_id: int, _mask_url: str) -> Iterator[Batch]:
+def _response_batches(session: Session, study_id: int, options: _Options) -> Iterator[Batch]:
     query = _answers(
         Response,
         study_id,
@@ -112,10 +124,10 @@ def _response_batches(session: Session, study_id: int, _mask_url: str) -> Iterat
         values["correct"] = row.judgment == expected
         return values
 
-    return _batches(session, query, to_row)
+    return _batches(session, _people(query, options), to_row)
 
 
-def _participant_batches(session: Session, study_id: int, _mask_url: str) -> Iterator[Batch]:
+def _participant_batches(session: Session, study_id: int, options: _Options) -> Iterator[Batch]:
     counts = participant_counts(study_id)
     query = (
         select(Participant, counts.c.total, counts.c.answered, counts.c.catch_trials, counts.c.catch_errors)
@@ -142,12 +154,13 @@ def _participant_batches(session: Session, study_id: int, _mask_url: str) -> Ite
             "catch_errors": int(catch_errors or 0),
             "client_info": person.client_info,
             "recruitment": person.recruitment,
+            "simulated": person.simulated,
         }
 
-    return _batches(session, query, to_row)
+    return _batches(session, _people(query, options), to_row)
 
 
-def _annotation_batches(session: Session, study_id: int, mask_url: str) -> Iterator[Batch]:
+def _annotation_batches(session: Session, study_id: int, options: _Options) -> Iterator[Batch]:
     query = _answers(
         Annotation,
         study_id,
@@ -167,10 +180,10 @@ def _annotation_batches(session: Session, study_id: int, mask_url: str) -> Itera
     def to_row(row: Any) -> dict[str, Any]:
         values = row._asdict()
         values["strokes_length"] = stroke_count(values["strokes"])  # and the record itself (JSON text in CSV)
-        values["mask_url"] = mask_url.format(annotation_id=row.annotation_id)
+        values["mask_url"] = options.mask_url.format(annotation_id=row.annotation_id)
         return values
 
-    return _batches(session, query, to_row)
+    return _batches(session, _people(query, options), to_row)
 
 
 def stroke_count(record: Any) -> int:
@@ -183,7 +196,7 @@ def stroke_count(record: Any) -> int:
     return sum(1 for a in actions if not (isinstance(a, dict) and a.get("mode") == "clear"))
 
 
-_SOURCES: dict[str, Callable[[Session, int, str], Iterator[Batch]]] = {
+_SOURCES: dict[str, Callable[[Session, int, _Options], Iterator[Batch]]] = {
     "responses": _response_batches,
     "participants": _participant_batches,
     "annotations": _annotation_batches,
@@ -249,11 +262,14 @@ def stream_export(
     fmt: ExportFormat,
     *,
     mask_url: str = "{annotation_id}",
+    include_simulated: bool = False,
 ) -> Iterator[bytes]:
     """The export `table` of study `study_id` as `fmt` chunks; `mask_url` is formatted with `annotation_id`
-    to give each annotation's mask link. Check that the study exists before starting to stream."""
+    to give each annotation's mask link. Simulated sessions (researchers' pilot runs) are left out unless
+    `include_simulated`. Check that the study exists before starting to stream."""
     if table not in COLUMNS:
         raise ValueError(f"unknown export {table!r}; use one of {', '.join(COLUMNS)}")
     encode = {"csv": csv_chunks, "json": json_chunks, "ndjson": ndjson_chunks}[fmt]
     with session_scope(session_factory) as session:
-        yield from encode(COLUMNS[table], _SOURCES[table](session, study_id, mask_url))
+        options = _Options(mask_url=mask_url, include_simulated=include_simulated)
+        yield from encode(COLUMNS[table], _SOURCES[table](session, study_id, options))

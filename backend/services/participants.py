@@ -100,6 +100,7 @@ def start_session(
     external_id: str | None = None,
     recruitment: dict[str, Any] | None = None,
     client_info: dict[str, Any] | None = None,
+    simulated: bool = False,
 ) -> Enrolment:
     """A new session of study `slug` with its schedule, or the existing one of `external_id` (created False).
 
@@ -111,6 +112,10 @@ def start_session(
     then the session and its trials are written in the caller's transaction. An index whose session could not
     be written (a failure, or a race with a simultaneous start of the same external id) is not reused: indices
     are unique and increasing, with rare gaps, which shift the rotation as a dropout does.
+
+    `simulated`: a researcher's pilot run (the caller checked who may: `backend.api.simulation`); it may also
+    start while the study is a draft, and its session is marked so results and exports leave it out. It takes
+    an index like any session (a pilot on an open study shifts the rotation as a dropout does).
     """
     if consent is not True:
         raise InvalidInputError("consent must be true: the participant has to accept the consent text first")
@@ -122,16 +127,20 @@ def start_session(
             existing = session.scalar(
                 select(Participant).where(Participant.study_id == study.id, Participant.external_id == external_id)
             )
+            if existing is not None and existing.simulated != simulated:
+                kind = "a simulated" if existing.simulated else "a real participant's"
+                raise ConflictError(f"external id {external_id!r} belongs to {kind} session; use another id")
             if existing is not None:  # a new token: only its hash is stored, and the old one stops working
                 check_resume(session, existing)  # 409 while the session is in progress (backend.services.resume)
                 token = secrets.token_urlsafe(24)
                 existing.token_hash = token_hash(token)
                 return Enrolment(existing, token, created=False)
-        if study.status != "open":
+        statuses = _SIMULATE_STATUSES if simulated else ("open",)
+        if study.status not in statuses:
             raise ConflictError(f"study {slug!r} is {study.status}, not open; it does not accept participants now")
         stimuli = _StimulusIndex.load(session, study_config(study).stimulus_set_id)  # 503 before taking an index
         try:
-            index, config = _take_index(session, study)
+            index, config = _take_index(session, study, statuses)
             if config.stimulus_set_id != stimuli.stimulus_set.id:  # changed in the meantime
                 stimuli = _StimulusIndex.load(session, config.stimulus_set_id)
             specs = stimuli.schedule(config, index)
@@ -145,6 +154,7 @@ def start_session(
                 consent=True,
                 client_info=client_info or {},
                 recruitment=recruitment,
+                simulated=simulated,
             )
             session.add(participant)
             session.flush()
@@ -170,19 +180,23 @@ def start_session(
     raise ConflictError("too many participants are joining at this moment; try again in a few seconds")
 
 
-#: Hands out the next participant index of an open study: the row is locked for this statement and its commit.
+#: Where a simulated session may start: a researcher pilots a draft before opening it.
+_SIMULATE_STATUSES = ("open", "draft")
+
+#: Hands out the next participant index of a study in one of `statuses` (open; for a simulated session, draft
+#: too): the row is locked for this statement and its commit.
 _TAKE_INDEX = (
     update(Study)
-    .where(Study.id == bindparam("study_id"), Study.status == "open")
+    .where(Study.id == bindparam("study_id"), Study.status.in_(bindparam("statuses", expanding=True)))
     .values(next_index=Study.next_index + 1)
     .returning(Study.next_index, Study.config)
     .execution_options(synchronize_session=False)
 )
 
 
-def _take_index(session: Session, study: Study) -> tuple[int, StudyConfig]:
+def _take_index(session: Session, study: Study, statuses: tuple[str, ...]) -> tuple[int, StudyConfig]:
     """(index, configuration) for a new participant of `study`, committed at once (see `start_session`)."""
-    row = session.execute(_TAKE_INDEX, {"study_id": study.id}).first()
+    row = session.execute(_TAKE_INDEX, {"study_id": study.id, "statuses": list(statuses)}).first()
     session.commit()
     if row is None:
         raise ConflictError(f"study {study.slug!r} was closed just now; it does not accept participants now")

@@ -17,9 +17,10 @@ from fastapi.templating import Jinja2Templates
 from backend.api import API_PREFIX
 from backend.api.deps import ParticipantDep, SessionDep, StorageDep
 from backend.api.media import NO_STORE_HEADERS
+from backend.api.simulation import SIMULATE_REFUSED, may_simulate
 from backend.security import PAGE_POLICY
 from backend.services import participants as svc
-from backend.services.errors import NotFoundError, ServiceError
+from backend.services.errors import ForbiddenError, NotFoundError, ServiceError
 from backend.services.media import media_type
 from backend.web.examples import Which, example_stimulus
 from study_frontend import TEMPLATES_DIR
@@ -36,10 +37,17 @@ Slug = Annotated[str, Path(max_length=64)]
 
 @router.get("/s/{slug}", response_class=HTMLResponse, name="study_page")
 def study_page(slug: Slug, request: Request, session: SessionDep) -> Response:
-    """The study's page; a short explanation instead when the study does not exist, is a draft or is broken."""
+    """The study's page; a short explanation instead when the study does not exist, is a draft or is broken.
+
+    `?simulate=1` runs a robot participant (`static/js/simulate.js`) for piloting, also on a draft; only where
+    `backend.api.simulation.may_simulate` allows it (403 page otherwise)."""
+    simulate = request.query_params.get("simulate") == "1"
+    grant = request.query_params.get("grant") if simulate else None
     try:
         study = svc.get_study(session, slug)
-        if study.status == "draft":
+        if simulate and not may_simulate(request, session, study, grant):
+            raise ForbiddenError(SIMULATE_REFUSED)
+        if study.status == "draft" and not simulate:
             raise NotFoundError(f"study {slug!r} is not open yet")
         config = svc.study_config(study)
     except ServiceError as exc:
@@ -51,6 +59,8 @@ def study_page(slug: Slug, request: Request, session: SessionDep) -> Response:
         "consent_text": config.consent_text,
         "instructions": config.instructions,
         "stimulus_duration_ms": config.stimulus_duration_ms,
+        "simulate": simulate,
+        "simulate_grant": grant,
         "api": API_PREFIX,
         "example_url": str(request.url_for("example_image", slug=study.slug, token="TOKEN", which="WHICH").path),
     }

@@ -61,7 +61,8 @@ function explain(err) {
 }
 
 async function main() {
-  const simulate = new URL(window.location.href).searchParams.get("simulate") === "1";
+  // The server decides (`backend.api.simulation`): only a draft or a logged-in researcher gets simulate mode.
+  const simulate = config.simulate === true;
   const recruitment = simulate ? {} : recruitmentFromUrl();
   const externalId = simulate
     ? `simulated-${Math.random().toString(36).slice(2, 12)}`
@@ -89,7 +90,7 @@ async function main() {
 
   const hadSession = Boolean(store.token);
   if (!hadSession) {
-    if (config.status !== "open") {
+    if (config.status !== "open" && !(simulate && config.status === "draft")) {
       return finalScreen("closed", "This study is closed", "It does not accept participants any more. Thank you for your interest.");
     }
     const { consent: agreed } = await runTrial(consent, { title: config.title, text: config.consent_text }, root);
@@ -104,7 +105,7 @@ async function main() {
     showScreen(root, "starting", [h("p", { class: "loading", role: "status" }, "Starting the study…")]);
     const body = { consent: true, client: clientInfo(await refreshRate) };
     if (Object.keys(recruitment).length) body.recruitment = recruitment;
-    if (simulate) body.external_id = externalId;
+    if (simulate) Object.assign(body, { external_id: externalId, simulate: true, simulate_grant: config.simulate_grant });
     try {
       const { data } = await withRetry(() => api.createSession(body), { sleep, onRetry });
       store.setToken(data.token);

@@ -1,6 +1,7 @@
 // Simulate mode (`?simulate=1`): a robot participant for piloting a study end to end. It drives the real page,
 // with the same screens, buttons and canvas pointer events a person would use, so every trial module,
-// timer and request runs as in a real session. Its sessions are marked by an external id "simulated-...".
+// timer and request runs as in a real session. Its sessions are started with `simulate: true` (the server marks
+// them and leaves them out of results and exports) and get an external id "simulated-...".
 // The browser tests do not use it: they type, click and touch through Playwright.
 
 const PRIMARY = "main button.primary";
