@@ -40,8 +40,18 @@ RESPONSE_COLUMNS = (
 PARTICIPANT_COLUMNS = (
     "participant_id", "index", "external_id", "consent", "started_at", "completed_at", "completed",
     "completion_code", "flagged", "trials_total", "trials_answered", "catch_trials", "catch_errors",
-    "client_info", "recruitment", "simulated",
+    "prolific_pid", "prolific_study_id", "prolific_session_id", "mturk_worker_id", "mturk_assignment_id",
+    "mturk_hit_id", "client_info", "recruitment", "simulated",
 )  # fmt: skip
+#: The recruitment ids as columns of their own (the `recruitment` object keeps them all as sent).
+RECRUITMENT_COLUMNS = {
+    "prolific_pid": "PROLIFIC_PID",
+    "prolific_study_id": "STUDY_ID",
+    "prolific_session_id": "SESSION_ID",
+    "mturk_worker_id": "workerId",
+    "mturk_assignment_id": "assignmentId",
+    "mturk_hit_id": "hitId",
+}
 ANNOTATION_COLUMNS = (
     "annotation_id", "participant_id", "participant_external_id", "participant_index", "trial_id", "position",
     "image_id", "label", "stimulus_id", "width", "height", "mask_sha256", "mask_url", "strokes_length",
@@ -154,6 +164,7 @@ def _participant_batches(session: Session, study_id: int, options: _Options) -> 
             "catch_errors": int(catch_errors or 0),
             "client_info": person.client_info,
             "recruitment": person.recruitment,
+            **{column: (person.recruitment or {}).get(key) for column, key in RECRUITMENT_COLUMNS.items()},
             "simulated": person.simulated,
         }
 

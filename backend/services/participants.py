@@ -18,7 +18,6 @@ from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar, cast
-from urllib.parse import quote
 
 from pydantic import ValidationError
 from sqlalchemy import Select, Table, and_, bindparam, exists, func, insert, select, update
@@ -415,16 +414,12 @@ def outcome(participant: Participant) -> Outcome:
     if participant.completed_at is None or participant.completion_code is None:
         raise ConflictError("the session is not finished; answer the remaining trials first")
     code = participant.completion_code
-    redirect = study_config(participant.study).redirect_url
-    if redirect is not None:
-        redirect = redirect.replace("{completion_code}", quote(code, safe=""))
-    return Outcome(completion_code=code, redirect_url=redirect)
+    return Outcome(completion_code=code, redirect_url=study_config(participant.study).return_url(code))
 
 
 def _complete(session: Session, participant: Participant) -> None:
     config = study_config(participant.study)
     participant.completed_at = utcnow()
-    participant.completion_code = config.completion_code or secrets.token_hex(4).upper()
     # The study's own rule (`ExclusionRules.max_catch_errors`) through the one function that defines a miss
     # and the limit, so the completion flag and the results page's exclusion can never disagree.
     catch = session.execute(
@@ -434,6 +429,10 @@ def _complete(session: Session, participant: Participant) -> None:
     ).all()
     rows = [{"participant_id": pid, "judgment": judgment, "phase": phase} for pid, judgment, phase in catch]
     participant.flagged = bool(catch_exclusions(rows, max_catch_errors=config.exclusions.max_catch_errors))
+    if participant.flagged and config.failed_attention_code:  # Prolific's separate code for failed checks
+        participant.completion_code = config.failed_attention_code
+    else:
+        participant.completion_code = config.completion_code or secrets.token_hex(4).upper()
     session.flush()
 
 

@@ -59,6 +59,8 @@ def study_page(slug: Slug, request: Request, session: SessionDep) -> Response:
         "consent_text": config.consent_text,
         "instructions": config.instructions,
         "stimulus_duration_ms": config.stimulus_duration_ms,
+        "declined_code": config.declined_code,  # shown (or sent back to Prolific) on declining consent
+        "declined_url": config.return_url(config.declined_code) if config.declined_code else None,
         "simulate": simulate,
         "simulate_grant": grant,
         "api": API_PREFIX,

@@ -94,6 +94,7 @@ async function main() {
       return finalScreen("closed", "This study is closed", "It does not accept participants any more. Thank you for your interest.");
     }
     const { consent: agreed } = await runTrial(consent, { title: config.title, text: config.consent_text }, root);
+    if (!agreed && config.declined_code) return declined(config.declined_code, config.declined_url);
     if (!agreed) {
       return finalScreen(
         "declined",
@@ -231,6 +232,20 @@ async function main() {
 
   progress.set(next.total, next.total);
   await runTrial(completion, { code: next.completion_code, redirect_url: next.redirect_url }, root);
+}
+
+/** Declined consent with a platform code (Prolific's "no consent" code): shown, and the participant is sent
+ * back with it when the platform's return link is known. Nothing is stored. */
+async function declined(code, url) {
+  progress.hide();
+  status.clear();
+  const parts = [
+    h("h1", { id: "final-heading" }, "Thank you for your time"),
+    h("p", {}, "You chose not to take part, and nothing has been recorded. Your code for the study platform is:"),
+    h("p", { class: "code-line" }, h("output", { class: "code", id: "declined-code" }, code)),
+  ];
+  if (url) parts.push(h("a", { class: "button primary", id: "declined-return", href: url }, "Return to the study platform"));
+  showScreen(root, "declined", [h("section", { class: "screen-text", "aria-labelledby": "final-heading" }, ...parts)]);
 }
 
 /** The fixation cross for at least `minMs` while the trial's image loads; resolves with the loaded image. */
