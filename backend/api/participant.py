@@ -5,6 +5,7 @@
     GET  /sessions/{token}/next                          the next trial, or the completion code
     POST /sessions/{token}/trials/{trial_id}/response    judgment of a detection trial
     POST /sessions/{token}/trials/{trial_id}/annotation  painted mask of an annotation trial
+    POST /sessions/{token}/questionnaire                 the study's questionnaire, after the last trial
 
 Answers are idempotent: the same answer again gives 200 and is stored once; a different one gives 409.
 """
@@ -34,6 +35,8 @@ from backend.schemas.participant import (
     AnnotationOut,
     AnnotationSubmit,
     NextTrial,
+    QuestionnaireOut,
+    QuestionnaireSubmit,
     ResponseOut,
     ResponseSubmit,
     SessionCreate,
@@ -42,6 +45,7 @@ from backend.schemas.participant import (
     StudyPublic,
 )
 from backend.services import participants as svc
+from backend.services import questionnaire
 from backend.services.errors import InvalidInputError, NotFoundError, PayloadTooLargeError, ServiceError
 from backend.services.masks import MAX_MASK_BYTES
 from backend.services.media import MediaCache
@@ -146,7 +150,10 @@ def _next(
         svc.finish(session, participant)
         outcome = svc.outcome(participant)
         return SessionDone(
-            total=progress.total, completion_code=outcome.completion_code, redirect_url=outcome.redirect_url
+            total=progress.total,
+            completion_code=outcome.completion_code,
+            redirect_url=outcome.redirect_url,
+            questionnaire_pending=bool(progress.config.questionnaire) and participant.questionnaire is None,
         )
     media.remember(trial.media_key, trial.sha256)  # the image request that follows needs no query
     svc.mark_shown(session, trial.id)
@@ -181,6 +188,27 @@ async def submit_response(
     def store(session: Session) -> tuple[ResponseOut, bool]:
         stored, created = svc.submit_response(session, token, trial_id, **body.model_dump())
         return ResponseOut.model_validate(stored), created
+
+    out, created = await in_transaction(request, store)
+    if not created:
+        response.status_code = status.HTTP_200_OK
+    return out
+
+
+@sessions_router.post(
+    "/sessions/{token}/questionnaire",
+    response_model=QuestionnaireOut,
+    status_code=status.HTTP_201_CREATED,
+    responses={200: {"model": QuestionnaireOut, "description": "The same answers were already stored."}, **_ERRORS},
+)
+async def submit_questionnaire(
+    token: str, body: QuestionnaireSubmit, request: Request, response: HTTPResponse
+) -> QuestionnaireOut:
+    """The study's questionnaire, after the last trial; stored once (see `backend.services.questionnaire`)."""
+
+    def store(session: Session) -> tuple[QuestionnaireOut, bool]:
+        stored, created = questionnaire.submit_questionnaire(session, token, body.answers)
+        return QuestionnaireOut(answers=stored), created
 
     out, created = await in_transaction(request, store)
     if not created:

@@ -136,6 +136,23 @@ class SessionDone(BaseModel):
     total: int
     completion_code: str
     redirect_url: str | None
+    questionnaire_pending: bool = Field(
+        default=False, description="The study's questionnaire comes now (POST .../questionnaire), before the code."
+    )
+
+
+class QuestionnaireSubmit(BaseModel):
+    """Answers to the study's questionnaire: item id -> the chosen option or the text; null or absent: blank."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    answers: dict[
+        Annotated[str, StringConstraints(max_length=32)], Annotated[str, StringConstraints(max_length=5000)] | None
+    ] = Field(max_length=20)
+
+
+class QuestionnaireOut(BaseModel):
+    answers: dict[str, str | None]
 
 
 class ResponseSubmit(BaseModel):

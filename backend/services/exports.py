@@ -41,7 +41,7 @@ PARTICIPANT_COLUMNS = (
     "participant_id", "index", "external_id", "consent", "started_at", "completed_at", "completed",
     "completion_code", "flagged", "trials_total", "trials_answered", "catch_trials", "catch_errors",
     "prolific_pid", "prolific_study_id", "prolific_session_id", "mturk_worker_id", "mturk_assignment_id",
-    "mturk_hit_id", "client_info", "recruitment", "simulated",
+    "mturk_hit_id", "questionnaire", "client_info", "recruitment", "simulated",
 )  # fmt: skip
 #: The recruitment ids as columns of their own (the `recruitment` object keeps them all as sent).
 RECRUITMENT_COLUMNS = {
@@ -164,6 +164,7 @@ def _participant_batches(session: Session, study_id: int, options: _Options) -> 
             "catch_errors": int(catch_errors or 0),
             "client_info": person.client_info,
             "recruitment": person.recruitment,
+            "questionnaire": person.questionnaire,
             **{column: (person.recruitment or {}).get(key) for column, key in RECRUITMENT_COLUMNS.items()},
             "simulated": person.simulated,
         }

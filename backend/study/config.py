@@ -11,6 +11,7 @@ from urllib.parse import quote, urlsplit
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from backend.study.analysis import MAX_CATCH_ERRORS
+from backend.study.questionnaire import QuestionnaireItem, check_items
 
 DEFAULT_CONSENT_TEXT = (
     "You are invited to take part in a research study on how people perceive small changes to images. "
@@ -187,11 +188,23 @@ class StudyConfig(BaseModel):
     exclusions: ExclusionRules = Field(
         default_factory=ExclusionRules, description="Exclusion rules applied when the results are analysed."
     )
+    questionnaire: list[QuestionnaireItem] = Field(
+        default_factory=list,
+        max_length=20,
+        description="A short questionnaire shown after the trials (items of kind age_range, vision_corrected, "
+        "device, free_text; see backend.study.questionnaire); its answers are stored with the session and "
+        "exported. Empty: none.",
+    )
     min_annotators: int = Field(
         default=1,
         ge=1,
         description="Annotations an image needs before its averaged salience map is used for SIP-AT training.",
     )
+
+    @field_validator("questionnaire")
+    @classmethod
+    def _distinct_items(cls, value: list[QuestionnaireItem]) -> list[QuestionnaireItem]:
+        return check_items(value)
 
     @model_validator(mode="after")
     def _prolific_needs_a_code(self) -> StudyConfig:

@@ -61,6 +61,7 @@ def study_page(slug: Slug, request: Request, session: SessionDep) -> Response:
         "stimulus_duration_ms": config.stimulus_duration_ms,
         "declined_code": config.declined_code,  # shown (or sent back to Prolific) on declining consent
         "declined_url": config.return_url(config.declined_code) if config.declined_code else None,
+        "questionnaire": [item.model_dump() for item in config.questionnaire],
         "simulate": simulate,
         "simulate_grant": grant,
         "api": API_PREFIX,

@@ -11,6 +11,7 @@ import { Outbox, SessionStore } from "./outbox.js";
 import { startSimulation } from "./simulate.js";
 import * as annotate from "./trials/annotate.js";
 import * as judgment from "./trials/judgment.js";
+import { questionnaire } from "./trials/questionnaire.js";
 import { completion, consent, instructions, notice } from "./trials/screens.js";
 import { Progress, StatusLine, h, paragraphs, showScreen } from "./ui.js";
 
@@ -231,6 +232,13 @@ async function main() {
   }
 
   progress.set(next.total, next.total);
+  if (next.questionnaire_pending && (config.questionnaire || []).length) {
+    // The study's questionnaire (trials/questionnaire.js), once, before the completion code.
+    const { answers } = await runTrial(questionnaire, { items: config.questionnaire }, root);
+    showScreen(root, "saving", [h("p", { class: "loading", role: "status" }, "Saving your answers…")]);
+    await withRetry(() => api.questionnaire(store.token, answers), { sleep, onRetry });
+    status.clear();
+  }
   await runTrial(completion, { code: next.completion_code, redirect_url: next.redirect_url }, root);
 }
 

@@ -134,6 +134,7 @@ def test_completion_code_only_after_every_answer(client: TestClient, session: Se
         "total": TOTAL,
         "completion_code": "C0DE42",
         "redirect_url": None,
+        "questionnaire_pending": False,
     }
 
 
