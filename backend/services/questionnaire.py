@@ -13,6 +13,7 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from backend.db import rowcount
 from backend.models import Participant
 from backend.services.errors import ConflictError, InvalidInputError
 from backend.services.participants import participant_by_token, study_config
@@ -40,7 +41,7 @@ def submit_questionnaire(session: Session, token: str, answers: dict[str, Any]) 
             .values(questionnaire=checked)
             .execution_options(synchronize_session=False)
         )
-        if getattr(written, "rowcount", 0) == 1:
+        if rowcount(written) == 1:
             return checked, True
     stored = session.scalar(
         select(Participant.questionnaire)

@@ -20,6 +20,7 @@ from backend.db import make_session_factory, session_scope
 from backend.models import Response
 from backend.services import participants as svc
 from backend.services.errors import ConflictError
+from backend.services.participants import answers
 from backend.storage import BlobStore
 
 
@@ -49,7 +50,7 @@ def _race(engine: Engine, token: str, trial_id: int, judgments: list[str]) -> li
 def both_read_first(monkeypatch: pytest.MonkeyPatch) -> threading.Barrier:
     """Every `submit_response` waits, after reading its trial, until two have read it."""
     barrier = threading.Barrier(2)
-    real = svc._target
+    real = answers._target
 
     def target_then_wait(*args: Any, **kwargs: Any) -> Any:
         found = real(*args, **kwargs)
@@ -57,7 +58,7 @@ def both_read_first(monkeypatch: pytest.MonkeyPatch) -> threading.Barrier:
         barrier.wait(timeout=30)
         return found
 
-    monkeypatch.setattr(svc, "_target", target_then_wait)
+    monkeypatch.setattr(answers, "_target", target_then_wait)
     return barrier
 
 
