@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 
 from backend import links
 from backend.admin.deps import Admin, AdminDep, AdminRoute, FormDep, render, see_other
-from backend.admin.forms import given, int_field, optional, validation_message
+from backend.admin.forms import checkbox, given, int_field, optional, validation_message
 from backend.api.deps import SessionDep, SettingsDep, StorageDep
 from backend.api.exports import ExportFile, IncludeSimulated, export_response
 from backend.api.simulation import service_secret, simulate_grant
@@ -32,7 +32,7 @@ router = APIRouter(route_class=AdminRoute)
 
 PARTICIPANTS_PER_PAGE = 100
 #: Config fields that may be cleared on the form (empty = null), and those whose empty field keeps the default.
-NULLABLE = ("stimulus_duration_ms", "completion_code", "redirect_url")
+NULLABLE = ("stimulus_duration_ms", "completion_code", "redirect_url", "declined_code", "failed_attention_code")
 NOTICES = {
     "created": "The study was created as a draft. Check its settings, then open it.",
     "saved": "The settings were saved.",
@@ -66,6 +66,9 @@ def _config_values(form: dict[str, str], *, clearing: bool) -> dict[str, Any]:
             "stimulus_duration_ms": int_field(form, "stimulus_duration_ms", label="stimulus duration"),
             "completion_code": optional(form, "completion_code"),
             "redirect_url": optional(form, "redirect_url"),
+            "prolific": checkbox(form, "prolific"),
+            "declined_code": optional(form, "declined_code"),
+            "failed_attention_code": optional(form, "failed_attention_code"),
             "consent_text": optional(form, "consent_text"),
             "instructions": optional(form, "instructions"),
         }
