@@ -53,6 +53,16 @@ export function startSimulation(life, { delayMs = 80, random = Math.random } = {
         life.timeout(() => click("button.done"), delayMs);
         break;
       }
+      case "questionnaire": {
+        // One random option per choice item and a short text, then submit (trials/questionnaire.js).
+        for (const group of document.querySelectorAll("fieldset.q-item")) {
+          const options = group.querySelectorAll("input[type=radio]");
+          if (options.length) options[Math.floor(random() * options.length)].checked = true;
+        }
+        for (const area of document.querySelectorAll(".questionnaire textarea")) area.value = "simulated";
+        click("#questionnaire-submit");
+        break;
+      }
       default:
         break;
     }
