@@ -98,3 +98,27 @@ def test_simulate_on_a_draft_and_kept_out_of_results_and_exports(
     assert flags == {"person-1": False, "simulated-abc": True}
     csv = client.get(f"/api/v1/studies/{study.id}/export/responses.csv").text
     assert "simulated-abc" not in csv and "person-1" in csv
+
+
+def test_simulated_paintings_feed_no_training_map_and_no_annotation_view(
+    client: TestClient, session: Session, storage: BlobStore
+) -> None:
+    """A pilot's paintings (the robot's one random stroke) must not become SIP-AT's human salience maps, nor
+    appear in the dashboard's annotation views and COCO export (all read `painted_masks`)."""
+    from backend.services.admin_views import painted_masks
+    from backend.services.training_coverage import annotation_masks
+
+    dataset = make_dataset(session, storage)
+    study = make_study(session, make_stimulus_set(session, storage, dataset), status="draft")
+    every_image = [image.id for image in dataset.images]
+    session.commit()
+    finish(client, start(client, simulate=True, external_id="simulated-1").json()["token"])
+    study.status = "open"
+    session.commit()
+    finish(client, start(client, external_id="person-1").json()["token"])
+    session.expire_all()
+    painted = painted_masks(session, study_id=study.id)
+    assert [m.participant.external_id for m in painted] == ["person-1"]
+    masks = annotation_masks(session, study.id, every_image)
+    assert sum(len(v) for v in masks.values()) == 1
+    assert masks == {painted[0].image.id: [painted[0].annotation.mask_sha256]}
