@@ -89,7 +89,8 @@ def read_study(slug: str, session: SessionDep) -> StudyPublic:
         **_ERRORS,
         403: {
             "model": ErrorOut,
-            "description": "simulate is true, the study is not a draft and no researcher is logged in.",
+            "description": "simulate is true on an open study without the dashboard's grant or a researcher's "
+            "token (backend.api.simulation).",
         },
         429: {"model": ErrorOut, "description": "Too many session starts; see Retry-After."},
         503: {"model": ErrorOut, "description": "The study is being prepared; see Retry-After."},

@@ -7,6 +7,9 @@ so an export of a million responses holds one batch at a time. The export opens 
 
 Cells: timestamps as ISO 8601 (UTC), booleans as true/false, JSON-valued fields (client timestamps, client
 info, recruitment ids) as compact JSON text in CSV and as objects in JSON, missing values empty (CSV) or null.
+The participants table also has the recruitment ids (Prolific's PID, study and session ids; MTurk's worker,
+assignment and HIT ids) as columns of their own, and the questionnaire's answers. Simulated sessions (a
+researcher's pilot runs, `backend.api.simulation`) are left out unless `include_simulated`.
 """
 
 from __future__ import annotations
