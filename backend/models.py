@@ -27,6 +27,7 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    false,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
@@ -244,6 +245,10 @@ class Participant(Base):
     completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     completion_code: Mapped[str | None] = mapped_column(String(200))
     flagged: Mapped[bool] = mapped_column(Boolean, default=False)
+    #: A researcher's pilot run (`?simulate=1`): left out of results and exports unless asked for.
+    simulated: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    #: The end-of-study questionnaire's answers (`StudyConfig.questionnaire`), item id -> value; None before.
+    questionnaire: Mapped[dict[str, Any] | None] = mapped_column(JSON)
 
     study: Mapped[Study] = relationship()
     trials: Mapped[list[Trial]] = relationship(

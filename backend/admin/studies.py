@@ -5,6 +5,7 @@ through `backend.services.studies`, the service of the research API."""
 from __future__ import annotations
 
 from typing import Annotated, Any
+from urllib.parse import urlencode
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response, StreamingResponse
@@ -14,9 +15,10 @@ from sqlalchemy.orm import Session
 
 from backend import links
 from backend.admin.deps import Admin, AdminDep, AdminRoute, FormDep, render, see_other
-from backend.admin.forms import given, int_field, optional, validation_message
+from backend.admin.forms import checkbox, given, int_field, optional, validation_message
 from backend.api.deps import SessionDep, SettingsDep, StorageDep
-from backend.api.exports import ExportFile, export_response
+from backend.api.exports import ExportFile, IncludeSimulated, export_response
+from backend.api.simulation import service_secret, simulate_grant
 from backend.models import Participant, StimulusSet, Study
 from backend.schemas.studies import StudyCreate, StudyUpdate
 from backend.services import admin_views as views
@@ -31,7 +33,7 @@ router = APIRouter(route_class=AdminRoute)
 
 PARTICIPANTS_PER_PAGE = 100
 #: Config fields that may be cleared on the form (empty = null), and those whose empty field keeps the default.
-NULLABLE = ("stimulus_duration_ms", "completion_code", "redirect_url")
+NULLABLE = ("stimulus_duration_ms", "completion_code", "redirect_url", "declined_code", "failed_attention_code")
 NOTICES = {
     "created": "The study was created as a draft. Check its settings, then open it.",
     "saved": "The settings were saved.",
@@ -63,10 +65,14 @@ CONFIG_LABELS = {
     "stimulus_duration_ms": "Stimulus shown for (ms)",
     "completion_code": "Completion code",
     "redirect_url": "Redirect after the end",
+    "prolific": "Runs on Prolific",
+    "declined_code": "Code for declined consent",
+    "failed_attention_code": "Code for failed attention checks",
     "consent_text": "Consent text",
     "instructions": "Instructions",
 }
 INT_FIELDS = ("stimulus_set_id", "n_main", "n_practice", "n_catch", "n_annotate", "seed", "min_annotators")
+CHECKBOX_FIELDS = ("prolific",)
 #: Labels by the location pydantic reports (`config.<field>` inside StudyCreate/StudyUpdate), plus the top ones.
 FORM_LABELS = {"slug": "Address", "title": "Title", **{f"config.{k}": v for k, v in CONFIG_LABELS.items()}}
 
@@ -77,6 +83,8 @@ def _config_values(form: dict[str, str], *, clearing: bool) -> dict[str, Any]:
         {
             name: int_field(form, name, label=CONFIG_LABELS[name])
             if name in INT_FIELDS or name == "stimulus_duration_ms"
+            else checkbox(form, name)
+            if name in CHECKBOX_FIELDS
             else optional(form, name)
             for name in CONFIG_LABELS
         }
@@ -292,9 +300,24 @@ def withdraw(
     return see_other(request.url_for("admin_study", study_id=study_id).path + "?notice=withdrawn")
 
 
+@router.get("/studies/{study_id}/simulate", name="admin_simulate")
+def simulate(study_id: int, request: Request, admin: AdminDep, session: SessionDep) -> Response:
+    """The study's page in simulate mode (a robot participant, for piloting), with a grant for this researcher:
+    the dashboard's cookie does not reach the participant page (`backend.api.simulation`)."""
+    study = get_or_404(session, Study, study_id)
+    query = urlencode({"simulate": "1", "grant": simulate_grant(service_secret(request), study.slug)})
+    return see_other(f"{request.url_for('study_page', slug=study.slug).path}?{query}")
+
+
 @router.get("/studies/{study_id}/export/{file}", name="admin_export")
 def export(
-    study_id: int, file: ExportFile, request: Request, admin: AdminDep, session: SessionDep, settings: SettingsDep
+    study_id: int,
+    file: ExportFile,
+    request: Request,
+    admin: AdminDep,
+    session: SessionDep,
+    settings: SettingsDep,
+    include_simulated: IncludeSimulated = False,
 ) -> StreamingResponse:
     """The study's data, streamed (the same export as GET /api/v1/studies/{id}/export/{file})."""
-    return export_response(study_id, file, request, session, settings)
+    return export_response(study_id, file, request, session, settings, include_simulated=include_simulated)

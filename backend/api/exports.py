@@ -9,8 +9,9 @@ GET /studies/{id}/annotations/{aid}/strokes the stroke record of one painted mas
 from __future__ import annotations
 
 from enum import StrEnum
+from typing import Annotated
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import StreamingResponse
 
 from backend.api.deps import SessionDep, SettingsDep
@@ -34,6 +35,12 @@ class ExportFile(StrEnum):
     responses_ndjson = "responses.ndjson"
     participants_ndjson = "participants.ndjson"
     annotations_ndjson = "annotations.ndjson"
+
+
+#: The query parameter that puts simulated sessions (researchers' pilot runs) into an export.
+IncludeSimulated = Annotated[
+    bool, Query(description="Include simulated sessions (researchers' pilot runs, `?simulate=1`); left out by default.")
+]
 
 
 _MEDIA_TYPES = {"csv": "text/csv; charset=utf-8", "json": "application/json", "ndjson": "application/x-ndjson"}
@@ -60,10 +67,15 @@ def mask_url_template(request: Request, settings: Settings) -> str:
     },
 )
 def export(
-    study_id: int, file: ExportFile, request: Request, session: SessionDep, settings: SettingsDep
+    study_id: int,
+    file: ExportFile,
+    request: Request,
+    session: SessionDep,
+    settings: SettingsDep,
+    include_simulated: IncludeSimulated = False,
 ) -> StreamingResponse:
     """One table of the study's data, streamed in constant memory."""
-    return export_response(study_id, file, request, session, settings)
+    return export_response(study_id, file, request, session, settings, include_simulated=include_simulated)
 
 
 @router.get(
@@ -78,7 +90,13 @@ def read_annotation_strokes(study_id: int, annotation_id: int, session: SessionD
 
 
 def export_response(
-    study_id: int, file: ExportFile, request: Request, session: SessionDep, settings: Settings
+    study_id: int,
+    file: ExportFile,
+    request: Request,
+    session: SessionDep,
+    settings: Settings,
+    *,
+    include_simulated: bool = False,
 ) -> StreamingResponse:
     """The streamed download of one export table; the admin dashboard serves the same."""
     study = get_or_404(session, Study, study_id)
@@ -89,6 +107,7 @@ def export_response(
         table,  # type: ignore[arg-type]
         fmt,  # type: ignore[arg-type]
         mask_url=mask_url_template(request, settings),
+        include_simulated=include_simulated,
     )
     headers = {
         "Content-Disposition": f'attachment; filename="{study.slug}-{file.value}"',

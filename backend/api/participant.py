@@ -5,6 +5,7 @@
     GET  /sessions/{token}/next                          the next trial, or the completion code
     POST /sessions/{token}/trials/{trial_id}/response    judgment of a detection trial
     POST /sessions/{token}/trials/{trial_id}/annotation  painted mask of an annotation trial
+    POST /sessions/{token}/questionnaire                 the study's questionnaire, after the last trial
 
 Answers are idempotent: the same answer again gives 200 and is stored once; a different one gives 409.
 """
@@ -28,11 +29,14 @@ from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
 
 from backend.api.deps import SessionDep, in_transaction
+from backend.api.simulation import check_simulate
 from backend.schemas.common import ErrorOut
 from backend.schemas.participant import (
     AnnotationOut,
     AnnotationSubmit,
     NextTrial,
+    QuestionnaireOut,
+    QuestionnaireSubmit,
     ResponseOut,
     ResponseSubmit,
     SessionCreate,
@@ -41,6 +45,7 @@ from backend.schemas.participant import (
     StudyPublic,
 )
 from backend.services import participants as svc
+from backend.services import questionnaire
 from backend.services.errors import InvalidInputError, NotFoundError, PayloadTooLargeError, ServiceError
 from backend.services.masks import MAX_MASK_BYTES
 from backend.services.media import MediaCache
@@ -83,6 +88,11 @@ def read_study(slug: str, session: SessionDep) -> StudyPublic:
             "description": "An existing session of this external id, resumed (new token).",
         },
         **_ERRORS,
+        403: {
+            "model": ErrorOut,
+            "description": "simulate is true on an open study without the dashboard's grant or a researcher's "
+            "token (backend.api.simulation).",
+        },
         429: {"model": ErrorOut, "description": "Too many session starts; see Retry-After."},
         503: {"model": ErrorOut, "description": "The study is being prepared; see Retry-After."},
     },
@@ -93,6 +103,8 @@ async def create_session(slug: str, body: SessionCreate, request: Request, respo
     client.setdefault("user_agent", request.headers.get("user-agent", "")[:1024])
 
     def start(session: Session) -> SessionOut:
+        if body.simulate:
+            check_simulate(request, session, svc.get_study(session, slug), body.simulate_grant)
         enrolment = svc.start_session(
             session,
             slug,
@@ -100,6 +112,7 @@ async def create_session(slug: str, body: SessionCreate, request: Request, respo
             external_id=body.external_id,
             recruitment=body.recruitment.model_dump(exclude_none=True) if body.recruitment else None,
             client_info=client,
+            simulated=body.simulate,
         )
         token = enrolment.token
         if enrolment.trials is not None:  # new: nothing answered yet, no need to ask the database
@@ -139,7 +152,10 @@ def _next(
         svc.finish(session, participant)
         outcome = svc.outcome(participant)
         return SessionDone(
-            total=progress.total, completion_code=outcome.completion_code, redirect_url=outcome.redirect_url
+            total=progress.total,
+            completion_code=outcome.completion_code,
+            redirect_url=outcome.redirect_url,
+            questionnaire_pending=bool(progress.config.questionnaire) and participant.questionnaire is None,
         )
     media.remember(trial.media_key, trial.sha256)  # the image request that follows needs no query
     svc.mark_shown(session, trial.id)
@@ -174,6 +190,27 @@ async def submit_response(
     def store(session: Session) -> tuple[ResponseOut, bool]:
         stored, created = svc.submit_response(session, token, trial_id, **body.model_dump())
         return ResponseOut.model_validate(stored), created
+
+    out, created = await in_transaction(request, store)
+    if not created:
+        response.status_code = status.HTTP_200_OK
+    return out
+
+
+@sessions_router.post(
+    "/sessions/{token}/questionnaire",
+    response_model=QuestionnaireOut,
+    status_code=status.HTTP_201_CREATED,
+    responses={200: {"model": QuestionnaireOut, "description": "The same answers were already stored."}, **_ERRORS},
+)
+async def submit_questionnaire(
+    token: str, body: QuestionnaireSubmit, request: Request, response: HTTPResponse
+) -> QuestionnaireOut:
+    """The study's questionnaire, after the last trial; stored once (see `backend.services.questionnaire`)."""
+
+    def store(session: Session) -> tuple[QuestionnaireOut, bool]:
+        stored, created = questionnaire.submit_questionnaire(session, token, body.answers)
+        return QuestionnaireOut(answers=stored), created
 
     out, created = await in_transaction(request, store)
     if not created:

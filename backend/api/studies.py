@@ -159,10 +159,15 @@ def read_results(
         bool, Query(description="Count participants who fail the catch trials too (they are listed either way).")
     ] = False,
     n_boot: Annotated[int, Query(ge=0, le=2000, description="Bootstrap resamples of the psychometric fit.")] = 200,
+    include_simulated: Annotated[
+        bool, Query(description="Count simulated sessions (researchers' pilot runs, `?simulate=1`) too.")
+    ] = False,
 ) -> ResultsOut:
     """Main-phase detection per eps (rates with Wilson 95% intervals, hit/false-alarm rates, d', RT and
     confidence), catch-trial exclusions, and the psychometric fit with eps at 50%/75%."""
-    r = study_results(session, study_id, include_excluded=include_excluded, n_boot=n_boot)
+    r = study_results(
+        session, study_id, include_excluded=include_excluded, n_boot=n_boot, include_simulated=include_simulated
+    )
     sset = r.stimulus_set
     fields: dict[str, Any] = {
         "stimulus_set_id": sset.id if sset else None,

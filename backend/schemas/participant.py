@@ -58,6 +58,14 @@ class SessionCreate(BaseModel):
     )
     recruitment: Recruitment | None = None
     client: ClientInfo = Field(default_factory=ClientInfo)
+    simulate: bool = Field(
+        default=False,
+        description="A researcher's pilot run (`?simulate=1`): allowed while the study is a draft or for a "
+        "logged-in researcher (403 otherwise); the session is marked and left out of results and exports.",
+    )
+    simulate_grant: Annotated[str, StringConstraints(max_length=64)] | None = Field(
+        default=None, description="The grant of the dashboard's 'Pilot' link (`backend.api.simulation`)."
+    )
 
     @field_validator("consent")
     @classmethod
@@ -128,6 +136,23 @@ class SessionDone(BaseModel):
     total: int
     completion_code: str
     redirect_url: str | None
+    questionnaire_pending: bool = Field(
+        default=False, description="The study's questionnaire comes now (POST .../questionnaire), before the code."
+    )
+
+
+class QuestionnaireSubmit(BaseModel):
+    """Answers to the study's questionnaire: item id -> the chosen option or the text; null or absent: blank."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    answers: dict[
+        Annotated[str, StringConstraints(max_length=32)], Annotated[str, StringConstraints(max_length=5000)] | None
+    ] = Field(max_length=20)
+
+
+class QuestionnaireOut(BaseModel):
+    answers: dict[str, str | None]
 
 
 class ResponseSubmit(BaseModel):

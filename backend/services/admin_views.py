@@ -135,13 +135,14 @@ class PaintedMask:
 
 def painted_masks(session: Session, *, study_id: int | None = None, image_id: int | None = None) -> list[PaintedMask]:
     """The annotations of a study and/or of an image with their participant and source image, ordered by image
-    and then annotation."""
+    and then annotation; simulated sessions (researchers' pilot runs) are not data and are left out."""
     query = (
         select(Annotation, Participant, Image)
         .join(Trial, Trial.id == Annotation.trial_id)
         .join(Participant, Participant.id == Trial.participant_id)
         .join(Stimulus, Stimulus.id == Trial.stimulus_id)
         .join(Image, Image.id == Stimulus.image_id)
+        .where(Participant.simulated.is_(False))
         .order_by(Image.id, Annotation.id)
     )
     if study_id is not None:

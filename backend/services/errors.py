@@ -18,6 +18,10 @@ class NotFoundError(ServiceError):
     status_code = 404
 
 
+class ForbiddenError(ServiceError):
+    status_code = 403
+
+
 class ConflictError(ServiceError):
     status_code = 409
 

@@ -10,6 +10,9 @@ participant reloaded the page (or lost the connection) during the trial and saw 
 
 Cells: timestamps as ISO 8601 (UTC), booleans as true/false, JSON-valued fields (client timestamps, client
 info, recruitment ids) as compact JSON text in CSV and as objects in JSON, missing values empty (CSV) or null.
+The participants table also has the recruitment ids (Prolific's PID, study and session ids; MTurk's worker,
+assignment and HIT ids) as columns of their own, and the questionnaire's answers. Simulated sessions (a
+researcher's pilot runs, `backend.api.simulation`) are left out unless `include_simulated`.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import csv
 import io
 import json
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
@@ -44,8 +48,18 @@ RESPONSE_COLUMNS = (
 PARTICIPANT_COLUMNS = (
     "participant_id", "index", "external_id", "consent", "started_at", "completed_at", "completed",
     "completion_code", "flagged", "trials_total", "trials_answered", "catch_trials", "catch_errors",
-    "client_info", "recruitment",
+    "prolific_pid", "prolific_study_id", "prolific_session_id", "mturk_worker_id", "mturk_assignment_id",
+    "mturk_hit_id", "questionnaire", "client_info", "recruitment", "simulated",
 )  # fmt: skip
+#: The recruitment ids as columns of their own (the `recruitment` object keeps them all as sent).
+RECRUITMENT_COLUMNS = {
+    "prolific_pid": "PROLIFIC_PID",
+    "prolific_study_id": "STUDY_ID",
+    "prolific_session_id": "SESSION_ID",
+    "mturk_worker_id": "workerId",
+    "mturk_assignment_id": "assignmentId",
+    "mturk_hit_id": "hitId",
+}
 ANNOTATION_COLUMNS = (
     "annotation_id", "participant_id", "participant_external_id", "participant_index", "trial_id", "position",
     "shown_count", "image_id", "label", "stimulus_id", "width", "height", "mask_sha256", "mask_url", "strokes_length",
@@ -75,6 +89,17 @@ _WHO_AND_WHERE = (
 )
 
 
+@dataclass(frozen=True)
+class _Options:
+    mask_url: str  # formatted with `annotation_id`
+    include_simulated: bool  # researchers' pilot runs (`Participant.simulated`) too
+
+
+def _people(query: Select[Any], options: _Options) -> Select[Any]:
+    """`query` without the simulated sessions unless they are asked for."""
+    return query if options.include_simulated else query.where(Participant.simulated.is_(False))
+
+
 def _answers(model: type[Response | Annotation], study_id: int, *columns: Any) -> Select[Any]:
     """`columns` of the answers (`model`) of study `study_id`, joined with their trial, participant, stimulus and
     image, in session and trial order."""
@@ -90,7 +115,7 @@ def _answers(model: type[Response | Annotation], study_id: int, *columns: Any) -
     )
 
 
-def _response_batches(session: Session, study_id: int, _mask_url: str) -> Iterator[Batch]:
+def _response_batches(session: Session, study_id: int, options: _Options) -> Iterator[Batch]:
     query = _answers(
         Response,
         study_id,
@@ -118,10 +143,10 @@ def _response_batches(session: Session, study_id: int, _mask_url: str) -> Iterat
         values["correct"] = row.judgment == expected
         return values
 
-    return _batches(session, query, to_row)
+    return _batches(session, _people(query, options), to_row)
 
 
-def _participant_batches(session: Session, study_id: int, _mask_url: str) -> Iterator[Batch]:
+def _participant_batches(session: Session, study_id: int, options: _Options) -> Iterator[Batch]:
     counts = participant_counts(study_id)
     query = (
         select(Participant, counts.c.total, counts.c.answered, counts.c.catch_trials, counts.c.catch_errors)
@@ -148,12 +173,15 @@ def _participant_batches(session: Session, study_id: int, _mask_url: str) -> Ite
             "catch_errors": int(catch_errors or 0),
             "client_info": person.client_info,
             "recruitment": person.recruitment,
+            "questionnaire": person.questionnaire,
+            **{column: (person.recruitment or {}).get(key) for column, key in RECRUITMENT_COLUMNS.items()},
+            "simulated": person.simulated,
         }
 
-    return _batches(session, query, to_row)
+    return _batches(session, _people(query, options), to_row)
 
 
-def _annotation_batches(session: Session, study_id: int, mask_url: str) -> Iterator[Batch]:
+def _annotation_batches(session: Session, study_id: int, options: _Options) -> Iterator[Batch]:
     query = _answers(
         Annotation,
         study_id,
@@ -173,10 +201,10 @@ def _annotation_batches(session: Session, study_id: int, mask_url: str) -> Itera
     def to_row(row: Any) -> dict[str, Any]:
         values = row._asdict()
         values["strokes_length"] = stroke_count(values["strokes"])  # and the record itself (JSON text in CSV)
-        values["mask_url"] = mask_url.format(annotation_id=row.annotation_id)
+        values["mask_url"] = options.mask_url.format(annotation_id=row.annotation_id)
         return values
 
-    return _batches(session, query, to_row)
+    return _batches(session, _people(query, options), to_row)
 
 
 def stroke_count(record: Any) -> int:
@@ -216,7 +244,7 @@ def annotation_strokes(session: Session, study_id: int, annotation_id: int) -> d
     return values
 
 
-_SOURCES: dict[str, Callable[[Session, int, str], Iterator[Batch]]] = {
+_SOURCES: dict[str, Callable[[Session, int, _Options], Iterator[Batch]]] = {
     "responses": _response_batches,
     "participants": _participant_batches,
     "annotations": _annotation_batches,
@@ -282,11 +310,14 @@ def stream_export(
     fmt: ExportFormat,
     *,
     mask_url: str = "{annotation_id}",
+    include_simulated: bool = False,
 ) -> Iterator[bytes]:
     """The export `table` of study `study_id` as `fmt` chunks; `mask_url` is formatted with `annotation_id`
-    to give each annotation's mask link. Check that the study exists before starting to stream."""
+    to give each annotation's mask link. Simulated sessions (researchers' pilot runs) are left out unless
+    `include_simulated`. Check that the study exists before starting to stream."""
     if table not in COLUMNS:
         raise ValueError(f"unknown export {table!r}; use one of {', '.join(COLUMNS)}")
     encode = {"csv": csv_chunks, "json": json_chunks, "ndjson": ndjson_chunks}[fmt]
     with session_scope(session_factory) as session:
-        yield from encode(COLUMNS[table], _SOURCES[table](session, study_id, mask_url))
+        options = _Options(mask_url=mask_url, include_simulated=include_simulated)
+        yield from encode(COLUMNS[table], _SOURCES[table](session, study_id, options))

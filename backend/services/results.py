@@ -74,8 +74,8 @@ class StudyResults:
     rules: list[RuleCount] = field(default_factory=list)
 
 
-def _rows(session: Session, study_id: int, phase: str) -> list[dict[str, Any]]:
-    rows = session.execute(
+def _rows(session: Session, study_id: int, phase: str, include_simulated: bool = False) -> list[dict[str, Any]]:
+    query = (
         select(
             Stimulus.eps,
             Response.judgment,
@@ -90,8 +90,10 @@ def _rows(session: Session, study_id: int, phase: str) -> list[dict[str, Any]]:
         .join(Stimulus, Stimulus.id == Trial.stimulus_id)
         .join(StimulusSet, StimulusSet.id == Stimulus.stimulus_set_id)
         .where(Participant.study_id == study_id, Trial.phase == phase)
-    ).all()
-    return [row._asdict() for row in rows]
+    )
+    if not include_simulated:  # a researcher's pilot runs are not data (`backend.api.simulation`)
+        query = query.where(Participant.simulated.is_(False))
+    return [row._asdict() for row in session.execute(query).all()]
 
 
 def study_results(
@@ -103,21 +105,23 @@ def study_results(
     seed: int = 0,
     masked: bool | None = None,
     participant_level: bool = True,
+    include_simulated: bool = False,
 ) -> StudyResults:
     """Results of the main phase; participants failing the catch trials are left out unless
     `include_excluded` (they are listed either way). The psychometric fit needs two positive eps levels with
     data; otherwise it is None and `psychometric_reason` says why. `masked` True/False keeps only the perturbed
     trials of masked/unmasked stimuli (with every clean trial, the false-alarm floor of both).
     `participant_level` adds the participant bootstrap (``n_boot`` resamples, ``seed``) and the GEE model;
-    False skips them (they cost about a second per 200 resamples)."""
+    False skips them (they cost about a second per 200 resamples). Simulated sessions (a researcher's pilot
+    runs) are left out unless `include_simulated`."""
     study = get_or_404(session, Study, study_id)
     sset_id = (study.config or {}).get("stimulus_set_id")
     sset = session.get(StimulusSet, sset_id) if isinstance(sset_id, int) else None
 
     config = ExclusionRules.model_validate((study.config or {}).get("exclusions") or {})
-    main = _rows(session, study.id, "main")
-    catch = _rows(session, study.id, "catch")
-    flagged, rules, fast = _apply_rules(session, study.id, config, main, catch)
+    main = _rows(session, study.id, "main", include_simulated)
+    catch = _rows(session, study.id, "catch", include_simulated)
+    flagged, rules, fast = _apply_rules(session, study.id, config, main, catch, include_simulated)
     excluded = _describe(session, flagged, catch)
     drop = set() if include_excluded else set(flagged)
     kept = [row for row in main if row["participant_id"] not in drop and id(row) not in fast]
@@ -150,6 +154,7 @@ def _apply_rules(
     config: ExclusionRules,
     main: list[dict[str, Any]],
     catch: list[dict[str, Any]],
+    include_simulated: bool = False,
 ) -> tuple[dict[int, tuple[str, ...]], list[RuleCount], set[int]]:
     """Who each rule excludes: participant id -> the rules that exclude them; per-rule counts; and the ids
     (`id(row)`) of the too-fast main responses to drop (dropped even with `include_excluded`: a response
@@ -172,11 +177,12 @@ def _apply_rules(
                 reasons.setdefault(pid, []).append("fast_responses")
     by_time: list[int] = []
     if config.min_completion_s is not None:
-        people = session.execute(
-            select(Participant.id, Participant.started_at, Participant.completed_at).where(
-                Participant.study_id == study_id, Participant.completed_at.is_not(None)
-            )
-        ).all()
+        query = select(Participant.id, Participant.started_at, Participant.completed_at).where(
+            Participant.study_id == study_id, Participant.completed_at.is_not(None)
+        )
+        if not include_simulated:
+            query = query.where(Participant.simulated.is_(False))
+        people = session.execute(query).all()
         limit_s = config.min_completion_s
         by_time = sorted(pid for pid, start, end in people if end is not None and _seconds(start, end) < limit_s)
         for pid in by_time:

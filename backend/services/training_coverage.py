@@ -47,7 +47,8 @@ def training_image_ids(images: Sequence[tuple[int, str | None]], seed: int) -> t
 
 def annotation_masks(session: Session, study_id: int, image_ids: Sequence[int]) -> dict[int, list[str]]:
     """image id -> mask blobs (sha256, in annotation order) painted on it in `study_id` by participants not
-    flagged by the catch trials; images nobody painted are absent."""
+    flagged by the catch trials, simulated sessions (researchers' pilot runs) left out; images nobody painted
+    are absent."""
     rows = session.execute(
         select(Stimulus.image_id, Annotation.mask_sha256)
         .join(Trial, Annotation.trial_id == Trial.id)
@@ -56,6 +57,7 @@ def annotation_masks(session: Session, study_id: int, image_ids: Sequence[int]) 
         .where(
             Participant.study_id == study_id,
             Participant.flagged.is_(False),
+            Participant.simulated.is_(False),
             Stimulus.image_id.in_(list(image_ids)),
         )
         .order_by(Annotation.id)

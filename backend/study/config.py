@@ -6,9 +6,12 @@ field descriptions show up in the OpenAPI schema of the research API.
 
 from __future__ import annotations
 
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from backend.study.analysis import MAX_CATCH_ERRORS
+from backend.study.questionnaire import QuestionnaireItem, check_items
 
 DEFAULT_CONSENT_TEXT = (
     "You are invited to take part in a research study on how people perceive small changes to images. "
@@ -29,6 +32,21 @@ DEFAULT_INSTRUCTIONS = (
 )
 
 
+#: Where Prolific takes participants back; `?cc=<code>` tells it the outcome (complete, declined, failed checks).
+PROLIFIC_COMPLETE_URL = "https://app.prolific.com/submissions/complete"
+_PROLIFIC_HOSTS = ("prolific.com", "prolific.co", "prolific.ac")
+
+
+def prolific_return_url(code: str) -> str:
+    """Prolific's return link for `code` (`...?cc=CODE`): built here so the researcher need not type it."""
+    return f"{PROLIFIC_COMPLETE_URL}?cc={quote(code, safe='')}"
+
+
+def _goes_to_prolific(url: str | None) -> bool:
+    host = (urlsplit(url).hostname or "").lower() if url else ""
+    return any(host == h or host.endswith("." + h) for h in _PROLIFIC_HOSTS)
+
+
 class ExclusionRules(BaseModel):
     """Who and what the results leave out (the results page shows how many each rule excludes).
 
@@ -38,7 +56,9 @@ class ExclusionRules(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     max_catch_errors: int = Field(
-        default=1, ge=0, description="Participants who miss more attention-check (catch) trials than this."
+        default=MAX_CATCH_ERRORS,
+        ge=0,
+        description="Participants who miss more attention-check (catch) trials than this.",
     )
     min_rt_ms: float | None = Field(
         default=None,
@@ -129,7 +149,28 @@ class StudyConfig(BaseModel):
         default=None,
         max_length=2000,
         description="http(s) URL the participant is sent to after finishing (e.g. the recruiting platform's "
-        "completion link); null shows a thank-you page instead.",
+        "completion link; `{completion_code}` is replaced by their code); null shows a thank-you page instead, "
+        "or with `prolific` set, Prolific's return link with `?cc=<code>`. A Prolific URL needs completion_code.",
+    )
+    prolific: bool = Field(
+        default=False,
+        description="The study runs on Prolific: participants go back to Prolific's return link with "
+        "`?cc=<code>` of their outcome (completion_code; failed_attention_code; declined_code), built from the "
+        "codes, so redirect_url stays null. Needs completion_code.",
+    )
+    declined_code: str | None = Field(
+        default=None,
+        max_length=200,
+        pattern=r"^[A-Za-z0-9_\-]+$",
+        description="Code for participants who decline consent (Prolific: 'no consent', the submission is "
+        "returned); with `prolific` they are sent back with it, else it is shown. Null: a thank-you page only.",
+    )
+    failed_attention_code: str | None = Field(
+        default=None,
+        max_length=200,
+        pattern=r"^[A-Za-z0-9_\-]+$",
+        description="Code given instead of completion_code to participants who miss more attention checks "
+        "than exclusions.max_catch_errors (Prolific: 'failed attention checks', to reject or return them).",
     )
     seed: int = Field(
         default=0,
@@ -150,11 +191,48 @@ class StudyConfig(BaseModel):
     exclusions: ExclusionRules = Field(
         default_factory=ExclusionRules, description="Exclusion rules applied when the results are analysed."
     )
+    questionnaire: list[QuestionnaireItem] = Field(
+        default_factory=list,
+        max_length=20,
+        description="A short questionnaire shown after the trials (items of kind age_range, vision_corrected, "
+        "device, free_text; see backend.study.questionnaire); its answers are stored with the session and "
+        "exported. Empty: none.",
+    )
     min_annotators: int = Field(
         default=1,
         ge=1,
         description="Annotations an image needs before its averaged salience map is used for SIP-AT training.",
     )
+
+    @field_validator("questionnaire")
+    @classmethod
+    def _distinct_items(cls, value: list[QuestionnaireItem]) -> list[QuestionnaireItem]:
+        return check_items(value)
+
+    @model_validator(mode="after")
+    def _prolific_needs_a_code(self) -> StudyConfig:
+        if (self.prolific or _goes_to_prolific(self.redirect_url)) and not self.completion_code:
+            raise ValueError(
+                "a study that sends participants back to Prolific needs a fixed completion_code (the one "
+                "Prolific shows in the study's settings), else nobody's submission can be confirmed"
+            )
+        if self.prolific and self.redirect_url is not None:
+            raise ValueError(
+                "with prolific set, leave redirect_url null: the return link (?cc=<code>) is built from the codes"
+            )
+        codes = [c for c in (self.completion_code, self.declined_code, self.failed_attention_code) if c]
+        if len(set(codes)) < len(codes):
+            raise ValueError("completion_code, declined_code and failed_attention_code must differ from each other")
+        return self
+
+    def return_url(self, code: str) -> str | None:
+        """Where a participant with `code` goes afterwards: Prolific's return link, the redirect_url with
+        `{completion_code}` filled in, or None (a thank-you page)."""
+        if self.prolific:
+            return prolific_return_url(code)
+        if self.redirect_url is None:
+            return None
+        return self.redirect_url.replace("{completion_code}", quote(code, safe=""))
 
     @field_validator("redirect_url")
     @classmethod

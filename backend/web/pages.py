@@ -17,8 +17,9 @@ from fastapi.templating import Jinja2Templates
 from backend.api import API_PREFIX
 from backend.api.deps import ParticipantDep, SessionDep, StorageDep
 from backend.api.media import NO_STORE_HEADERS
+from backend.api.simulation import SIMULATE_REFUSED, may_simulate
 from backend.services import participants as svc
-from backend.services.errors import NotFoundError, ServiceError
+from backend.services.errors import ForbiddenError, NotFoundError, ServiceError
 from backend.services.media import media_type
 from backend.study.texts import participant_text
 from backend.web.examples import Which, example_stimulus
@@ -39,12 +40,18 @@ def study_page(slug: str, request: Request, session: SessionDep) -> Response:
     """The study's page; a short explanation instead when the study does not exist, is a draft or is broken.
 
     `slug` is not bounded in the path (a 422 would be bare JSON to a participant with a mangled link): a slug
-    longer than any study's is simply unknown."""
+    longer than any study's is simply unknown. `?simulate=1` runs a robot participant (`static/js/simulate.js`)
+    for piloting, also on a draft; only where `backend.api.simulation.may_simulate` allows it (403 page
+    otherwise)."""
     if len(slug) > MAX_SLUG:
         return _unknown(request)
+    simulate = request.query_params.get("simulate") == "1"
+    grant = request.query_params.get("grant") if simulate else None
     try:
         study = svc.get_study(session, slug)
-        if study.status == "draft":
+        if simulate and not may_simulate(request, session, study, grant):
+            raise ForbiddenError(SIMULATE_REFUSED)
+        if study.status == "draft" and not simulate:
             raise NotFoundError(f"study {slug!r} is not open yet")
         config = svc.study_config(study)
     except ServiceError as exc:
@@ -56,6 +63,11 @@ def study_page(slug: str, request: Request, session: SessionDep) -> Response:
         "consent_text": participant_text(config.consent_text, config),
         "instructions": participant_text(config.instructions, config),
         "stimulus_duration_ms": config.stimulus_duration_ms,
+        "declined_code": config.declined_code,  # shown (or sent back to Prolific) on declining consent
+        "declined_url": config.return_url(config.declined_code) if config.declined_code else None,
+        "questionnaire": [item.model_dump() for item in config.questionnaire],
+        "simulate": simulate,
+        "simulate_grant": grant,
         "api": API_PREFIX,
         "example_url": str(request.url_for("example_image", slug=study.slug, token="TOKEN", which="WHICH").path),
     }

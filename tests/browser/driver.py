@@ -27,6 +27,7 @@ INTERACTIVE = (
     "confidence",
     "feedback",
     "annotate",
+    "questionnaire",
     "done",
 )
 

@@ -7,9 +7,11 @@ from __future__ import annotations
 import time
 from typing import Any
 
+import httpx
 import numpy as np
 import pytest
 import seed
+from conftest import TEST_SECRET
 from driver import (
     PageWatch,
     answer_until,
@@ -23,6 +25,7 @@ from driver import (
 )
 from sqlalchemy import func, select
 
+from backend.api.simulation import simulate_grant
 from backend.models import Participant, Study, Trial
 
 pytestmark = pytest.mark.browser
@@ -306,14 +309,21 @@ def _check_fits(page: Any, selector: str) -> None:
 
 
 def test_simulate_mode_drives_the_page_to_the_end(server: Any, slug: str, new_page: Any) -> None:
+    """On an open study simulate mode needs the dashboard's grant (`backend.api.simulation`); with it the robot
+    runs the real page to the end and its session is marked simulated."""
+    items = [{"id": "age", "kind": "age_range", "required": True}, {"id": "note", "kind": "free_text"}]
     with server.session() as s:
-        seed.make_study(s, server.storage, slug=slug)
+        seed.make_study(s, server.storage, slug=slug, questionnaire=items)
+    assert httpx.get(f"{server.url}/s/{slug}?simulate=1").status_code == 403
     page, watch = new_page()
-    page.goto(f"{server.url}/s/{slug}?simulate=1")
+    grant = simulate_grant(TEST_SECRET, slug)
+    page.goto(f"{server.url}/s/{slug}?simulate=1&grant={grant}")
     wait_screen(page, "done", timeout=30_000)
     with server.session() as s:
         [participant] = s.scalars(select(Participant).join(Study).where(Study.slug == slug)).all()
         assert participant.external_id.startswith("simulated-") and participant.completed_at is not None
+        assert participant.simulated is True
+        assert participant.questionnaire is not None and participant.questionnaire["note"] == "simulated"
         answered = s.scalar(
             select(func.count())
             .select_from(Trial)

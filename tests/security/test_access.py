@@ -53,6 +53,7 @@ PUBLIC = {
     ("GET", "/api/v1/sessions/{token}/next"),
     ("POST", "/api/v1/sessions/{token}/trials/{trial_id}/response"),
     ("POST", "/api/v1/sessions/{token}/trials/{trial_id}/annotation"),
+    ("POST", "/api/v1/sessions/{token}/questionnaire"),
     ("GET", "/api/v1/media/{media_key}"),
     ("GET", "/s/{slug}"),
     ("GET", "/s/{slug}/example/{token}/{which}"),

@@ -112,4 +112,10 @@ export class Api {
     const url = `${this.base}/sessions/${encodeURIComponent(token)}/trials/${item.trial_id}/${item.kind}`;
     return requestJSON("POST", url, item.body, signal);
   }
+
+  /** The questionnaire's answers (after the last trial; a repeat of the same answers is acknowledged). */
+  questionnaire(token, answers, signal) {
+    const url = `${this.base}/sessions/${encodeURIComponent(token)}/questionnaire`;
+    return requestJSON("POST", url, { answers }, signal);
+  }
 }

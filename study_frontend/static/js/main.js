@@ -11,6 +11,7 @@ import { Outbox, SessionStore } from "./outbox.js";
 import { startSimulation } from "./simulate.js";
 import * as annotate from "./trials/annotate.js";
 import * as judgment from "./trials/judgment.js";
+import { questionnaire } from "./trials/questionnaire.js";
 import { completion, consent, instructions, notice } from "./trials/screens.js";
 import { Progress, StatusLine, h, paragraphs, showScreen } from "./ui.js";
 
@@ -61,7 +62,8 @@ function explain(err) {
 }
 
 async function main() {
-  const simulate = new URL(window.location.href).searchParams.get("simulate") === "1";
+  // The server decides (`backend.api.simulation`): only a draft or a logged-in researcher gets simulate mode.
+  const simulate = config.simulate === true;
   const recruitment = simulate ? {} : recruitmentFromUrl();
   const externalId = simulate
     ? `simulated-${Math.random().toString(36).slice(2, 12)}`
@@ -89,10 +91,11 @@ async function main() {
 
   const hadSession = Boolean(store.token);
   if (!hadSession) {
-    if (config.status !== "open") {
+    if (config.status !== "open" && !(simulate && config.status === "draft")) {
       return finalScreen("closed", "This study is closed", "It does not accept participants any more. Thank you for your interest.");
     }
     const { consent: agreed } = await runTrial(consent, { title: config.title, text: config.consent_text }, root);
+    if (!agreed && config.declined_code) return declined(config.declined_code, config.declined_url);
     if (!agreed) {
       return finalScreen(
         "declined",
@@ -104,7 +107,7 @@ async function main() {
     showScreen(root, "starting", [h("p", { class: "loading", role: "status" }, "Starting the study…")]);
     const body = { consent: true, client: clientInfo(await refreshRate) };
     if (Object.keys(recruitment).length) body.recruitment = recruitment;
-    if (simulate) body.external_id = externalId;
+    if (simulate) Object.assign(body, { external_id: externalId, simulate: true, simulate_grant: config.simulate_grant });
     try {
       const { data } = await withRetry(() => api.createSession(body), { sleep, onRetry });
       store.setToken(data.token);
@@ -229,7 +232,28 @@ async function main() {
   }
 
   progress.set(next.total, next.total);
+  if (next.questionnaire_pending && (config.questionnaire || []).length) {
+    // The study's questionnaire (trials/questionnaire.js), once, before the completion code.
+    const { answers } = await runTrial(questionnaire, { items: config.questionnaire }, root);
+    showScreen(root, "saving", [h("p", { class: "loading", role: "status" }, "Saving your answers…")]);
+    await withRetry(() => api.questionnaire(store.token, answers), { sleep, onRetry });
+    status.clear();
+  }
   await runTrial(completion, { code: next.completion_code, redirect_url: next.redirect_url }, root);
+}
+
+/** Declined consent with a platform code (Prolific's "no consent" code): shown, and the participant is sent
+ * back with it when the platform's return link is known. Nothing is stored. */
+async function declined(code, url) {
+  progress.hide();
+  status.clear();
+  const parts = [
+    h("h1", { id: "final-heading" }, "Thank you for your time"),
+    h("p", {}, "You chose not to take part, and nothing has been recorded. Your code for the study platform is:"),
+    h("p", { class: "code-line" }, h("output", { class: "code", id: "declined-code" }, code)),
+  ];
+  if (url) parts.push(h("a", { class: "button primary", id: "declined-return", href: url }, "Return to the study platform"));
+  showScreen(root, "declined", [h("section", { class: "screen-text", "aria-labelledby": "final-heading" }, ...parts)]);
 }
 
 /** The fixation cross for at least `minMs` while the trial's image loads; resolves with the loaded image. */

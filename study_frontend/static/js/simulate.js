@@ -1,6 +1,7 @@
 // Simulate mode (`?simulate=1`): a robot participant for piloting a study end to end. It drives the real page,
 // with the same screens, buttons and canvas pointer events a person would use, so every trial module,
-// timer and request runs as in a real session. Its sessions are marked by an external id "simulated-...".
+// timer and request runs as in a real session. Its sessions are started with `simulate: true` (the server marks
+// them and leaves them out of results and exports) and get an external id "simulated-...".
 // The browser tests do not use it: they type, click and touch through Playwright.
 
 const PRIMARY = "main button.primary";
@@ -50,6 +51,16 @@ export function startSimulation(life, { delayMs = 80, random = Math.random } = {
         const canvas = document.querySelector("canvas.paint-overlay");
         if (canvas) paintStroke(canvas, random);
         life.timeout(() => click("button.done"), delayMs);
+        break;
+      }
+      case "questionnaire": {
+        // One random option per choice item and a short text, then submit (trials/questionnaire.js).
+        for (const group of document.querySelectorAll("fieldset.q-item")) {
+          const options = group.querySelectorAll("input[type=radio]");
+          if (options.length) options[Math.floor(random() * options.length)].checked = true;
+        }
+        for (const area of document.querySelectorAll(".questionnaire textarea")) area.value = "simulated";
+        click("#questionnaire-submit");
         break;
       }
       default:

@@ -60,7 +60,10 @@ def finish(client: TestClient, token: str) -> dict[str, Any]:
 @BOTH_DATABASES
 def test_whole_session(client: TestClient, session: Session, storage: BlobStore) -> None:
     study = make_open_study(
-        session, storage, redirect_url="https://app.prolific.com/submissions/complete?cc={completion_code}"
+        session,
+        storage,
+        redirect_url="https://app.prolific.com/submissions/complete?cc={completion_code}",
+        completion_code="C0DE42",  # required when the redirect goes to Prolific
     )
     info = client.get("/api/v1/studies/pilot").json()
     assert info["status"] == "open" and info["consent_text"] and info["instructions"]
@@ -99,7 +102,7 @@ def test_whole_session(client: TestClient, session: Session, storage: BlobStore)
     done = next_trial(client, token)
     assert done["done"] is True and done["total"] == TOTAL
     code = done["completion_code"]
-    assert code and done["redirect_url"] == f"https://app.prolific.com/submissions/complete?cc={code}"
+    assert code == "C0DE42" and done["redirect_url"] == f"https://app.prolific.com/submissions/complete?cc={code}"
     assert next_trial(client, token) == done  # stable
 
     session.expire_all()
@@ -131,6 +134,7 @@ def test_completion_code_only_after_every_answer(client: TestClient, session: Se
         "total": TOTAL,
         "completion_code": "C0DE42",
         "redirect_url": None,
+        "questionnaire_pending": False,
     }
 
 
