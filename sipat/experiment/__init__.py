@@ -52,6 +52,7 @@ config's data and views of it), `runner` (training and evaluating the runs), `st
 """
 
 from sipat.data import SubsetOf
+from sipat.experiment.arms import ATTACKED_METHODS, CONTROLS, TRADES_METHODS, Arm
 from sipat.experiment.config import (
     _RESULT_FIELDS,
     CONTROL_METHODS,
@@ -71,7 +72,15 @@ from sipat.experiment.config import (
     run_settings,
 )
 from sipat.experiment.datasets import WithSalience, load_data, subset
-from sipat.experiment.maps import MapSet, cyclic_permutation, dataset_maps, shuffle_maps, unannotate, variant_maps
+from sipat.experiment.maps import (
+    MapSet,
+    control_maps,
+    cyclic_permutation,
+    dataset_maps,
+    shuffle_maps,
+    unannotate,
+    variant_maps,
+)
 from sipat.experiment.report import (
     _diverged_note,
     _fmt,
@@ -80,15 +89,19 @@ from sipat.experiment.report import (
     _metric_columns,
     _plot,
     _value,
+    arm_name,
     report_only,
     summarise,
     write_report,
 )
 from sipat.experiment.runner import _execute, _SeedContext, run_experiment
+from sipat.experiment.sources import PredictedMaps, predicted_maps
 from sipat.experiment.store import _atomic_write, _diff, _read_json, finished_runs, run_path
 from sipat.vocabulary import EVAL_ATTACKS, eps_label, in_255ths
 
 __all__ = [
+    "ATTACKED_METHODS",
+    "CONTROLS",
     "CONTROL_METHODS",
     "EVAL_ATTACKS",
     "EXPERIMENT_METHODS",
@@ -97,10 +110,13 @@ __all__ = [
     "PER_RUN_FIELDS",
     "SALIENCE_METHODS",
     "SOURCES",
+    "TRADES_METHODS",
     "TRAIN_FIELDS",
     "_RESULT_FIELDS",
+    "Arm",
     "ExperimentConfig",
     "MapSet",
+    "PredictedMaps",
     "RunSpec",
     "SubsetOf",
     "Variant",
@@ -117,6 +133,8 @@ __all__ = [
     "_plot",
     "_read_json",
     "_value",
+    "arm_name",
+    "control_maps",
     "cyclic_permutation",
     "dataset_maps",
     "eps_label",
@@ -126,6 +144,7 @@ __all__ = [
     "parse_number",
     "plan_items",
     "plan_runs",
+    "predicted_maps",
     "report_only",
     "run_experiment",
     "run_path",

@@ -43,10 +43,10 @@ def summarise(cfg: ExperimentConfig, payloads: Sequence[dict[str, Any]]) -> list
     Diverged runs (training loss became NaN) are counted in `diverged` and left out of the means and seeds.
     """
     groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
-    for m, variant in plan_items(cfg):
-        groups[(m, variant.name)] = []
+    for arm, variant in plan_items(cfg):
+        groups[(arm.name, variant.name)] = []
     for p in payloads:
-        groups.setdefault((p["method"], p["variant"]), []).append(p)
+        groups.setdefault((arm_name(p), p["variant"]), []).append(p)
     rows = []
     for (m, v), ps in groups.items():
         if not ps:
@@ -60,7 +60,7 @@ def summarise(cfg: ExperimentConfig, payloads: Sequence[dict[str, Any]]) -> list
             "seeds": " ".join(str(p["seed"]) for p in ps),
             "diverged": len(diverged),
         }
-        shares = [p["clean_share"] if m == "clean_mix" else (p["salient_share"] or 0.0) for p in ps or diverged]
+        shares = [_unperturbed(p) for p in ps or diverged]
         row["unperturbed_share"] = round(float(np.mean(shares)), 6)
         for key, a, masked, e in _metric_columns(cfg):
             vals = np.array([_value(p, a, masked, e) for p in ps], dtype=float)
@@ -68,6 +68,15 @@ def summarise(cfg: ExperimentConfig, payloads: Sequence[dict[str, Any]]) -> list
             row[f"{key}_std"] = round(float(vals.std(ddof=1)), 6) if len(vals) > 1 else math.nan
         rows.append(row)
     return rows
+
+
+def arm_name(payload: dict[str, Any]) -> str:
+    """The arm of a finished run (``pgd_at@eps=0.5x``); runs written before arms existed name the method only."""
+    return payload.get("arm") or payload["method"]
+
+
+def _unperturbed(p: dict[str, Any]) -> float:
+    return p["clean_share"] if p["method"] == "clean_mix" else (p["salient_share"] or 0.0)
 
 
 def _diverged_note(n: int) -> str:
@@ -147,7 +156,7 @@ def _plot(cfg: ExperimentConfig, rows: list[dict[str, Any]], stem: Path) -> list
             label = r["method"] if r["variant"] == "none" else f"{r['method']} ({r['variant']})"
             offset = (i - (len(rows) - 1) / 2) * 0.004 * (xs.max() - xs.min() or 1)  # keep error bars apart
             ax.errorbar(
-                xs + offset, mean, yerr=std, label=label, color=colours[i], linestyle=styles.get(r["method"], "-"),
+                xs + offset, mean, yerr=std, label=label, color=colours[i], linestyle=styles.get(r["method"].split("@")[0], "-"),
                 marker="o", markersize=3, capsize=2, linewidth=1.2,
             )  # fmt: skip
         ax.set_title(f"{titles[a]}, {'masked (non-salient pixels)' if masked else 'unmasked'}")
@@ -186,9 +195,8 @@ def write_report(
         writer = csv.writer(f)
         writer.writerow(["method", "variant", "seed", "unperturbed_share", *[k for k, *_ in cols],
                          "train_seconds", "eval_seconds"])  # fmt: skip
-        for p in sorted(payloads, key=lambda p: (p["method"], p["variant"], p["seed"])):
-            share = p["clean_share"] if p["method"] == "clean_mix" else (p["salient_share"] or 0.0)
-            writer.writerow([p["method"], p["variant"], p["seed"], round(share, 6),
+        for p in sorted(payloads, key=lambda p: (arm_name(p), p["variant"], p["seed"])):
+            writer.writerow([arm_name(p), p["variant"], p["seed"], round(_unperturbed(p), 6),
                              *[_value(p, a, m, e) for _, a, m, e in cols],
                              round(p["train_seconds"], 1), round(p["eval_seconds"], 1)])  # fmt: skip
     png, svg = _plot(cfg, rows, out / "accuracy_vs_eps")
