@@ -52,26 +52,32 @@ config's data and views of it), `runner` (training and evaluating the runs), `st
 """
 
 from sipat.data import SubsetOf
-from sipat.experiment.arms import ATTACKED_METHODS, CONTROLS, TRADES_METHODS, Arm
+from sipat.experiment.arms import (
+    ATTACKED_METHODS,
+    CONTROLS,
+    NO_SALIENCE,
+    SOURCES,
+    TRADES_METHODS,
+    Arm,
+    Variant,
+    parse_number,
+)
 from sipat.experiment.config import (
     _RESULT_FIELDS,
     CONTROL_METHODS,
     EXPERIMENT_METHODS,
     EXTERNAL_DATASETS,
-    NO_SALIENCE,
     PER_RUN_FIELDS,
     SALIENCE_METHODS,
-    SOURCES,
     TRAIN_FIELDS,
     ExperimentConfig,
     RunSpec,
-    Variant,
-    parse_number,
     plan_items,
     plan_runs,
     run_settings,
 )
 from sipat.experiment.datasets import WithSalience, load_data, subset
+from sipat.experiment.decide import decide, robust_eps, robust_value
 from sipat.experiment.maps import (
     MapSet,
     control_maps,
@@ -88,15 +94,13 @@ from sipat.experiment.report import (
     _markdown,
     _metric_columns,
     _plot,
-    _value,
-    arm_name,
     report_only,
     summarise,
     write_report,
 )
 from sipat.experiment.runner import _execute, _SeedContext, run_experiment
 from sipat.experiment.sources import PredictedMaps, predicted_maps
-from sipat.experiment.store import _atomic_write, _diff, _read_json, finished_runs, run_path
+from sipat.experiment.store import _atomic_write, _diff, _read_json, _value, arm_name, finished_runs, run_path
 from sipat.vocabulary import EVAL_ATTACKS, eps_label, in_255ths
 
 __all__ = [
@@ -137,6 +141,7 @@ __all__ = [
     "control_maps",
     "cyclic_permutation",
     "dataset_maps",
+    "decide",
     "eps_label",
     "finished_runs",
     "in_255ths",
@@ -146,6 +151,8 @@ __all__ = [
     "plan_runs",
     "predicted_maps",
     "report_only",
+    "robust_eps",
+    "robust_value",
     "run_experiment",
     "run_path",
     "run_settings",

@@ -301,7 +301,7 @@ def plan_runs(cfg: ExperimentConfig) -> list[RunSpec]:
 # TrainConfig's defaults, so runs made before these knobs existed (with the defaults) stay finished
 _RECIPE_FIELDS = ("eps_ramp_epochs", "warmup_epochs", "grad_clip", "augment", "crop_padding", "val_share",
                   "val_steps", "patience")  # fmt: skip
-_TRAIN_DEFAULTS = TrainConfig()
+_DEFAULTS = {k: getattr(TrainConfig(), k) for k in _RECIPE_FIELDS}
 
 
 def run_settings(cfg: ExperimentConfig, run: RunSpec) -> dict[str, Any]:
@@ -313,12 +313,10 @@ def run_settings(cfg: ExperimentConfig, run: RunSpec) -> dict[str, Any]:
     """
     settings = {k: getattr(cfg, k) for k in _RESULT_FIELDS}
     settings.update(method=run.method, variant=run.variant.name, seed=run.seed, alpha=cfg.train_alpha)
-    settings.update({k: getattr(cfg.train, k) for k in _RECIPE_FIELDS if getattr(cfg.train, k) != getattr(
-        _TRAIN_DEFAULTS, k)})  # fmt: skip
+    settings.update({k: getattr(cfg.train, k) for k in _RECIPE_FIELDS if getattr(cfg.train, k) != _DEFAULTS[k]})
     if run.eps_factor is not None:
-        settings.update(
-            arm=run.arm.name, train_eps=cfg.eps * run.eps_factor, train_alpha=cfg.train_alpha * run.eps_factor
-        )
+        f = run.eps_factor
+        settings.update(arm=run.arm.name, train_eps=cfg.eps * f, train_alpha=cfg.train_alpha * f)
     if run.beta is not None:
         settings.update(arm=run.arm.name, trades_beta=run.beta)
     if run.variant.source == "gradcam" or cfg.dataset in ("cifar10", "cifar100", "fashion"):

@@ -12,7 +12,8 @@ from typing import Any
 import numpy as np
 
 from sipat.experiment.config import ExperimentConfig, plan_items, plan_runs
-from sipat.experiment.store import _atomic_write, finished_runs
+from sipat.experiment.decide import decide
+from sipat.experiment.store import _atomic_write, _unperturbed, _value, arm_name, finished_runs
 from sipat.vocabulary import eps_label, in_255ths
 
 
@@ -28,13 +29,6 @@ def _metric_columns(cfg: ExperimentConfig) -> list[tuple[str, str, bool, float |
             for e in cfg.eval_eps:
                 cols.append((_key(cfg, a, masked, e), a, masked, e))
     return cols
-
-
-def _value(payload: dict[str, Any], attack: str, masked: bool, eps: float | None) -> float:
-    if eps is None:
-        return payload["clean_acc"]
-    grid = payload["robust_acc_masked" if masked else "robust_acc"] or {}
-    return grid.get(attack, {}).get(f"{eps:.6g}", math.nan)
 
 
 def summarise(cfg: ExperimentConfig, payloads: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -68,15 +62,6 @@ def summarise(cfg: ExperimentConfig, payloads: Sequence[dict[str, Any]]) -> list
             row[f"{key}_std"] = round(float(vals.std(ddof=1)), 6) if len(vals) > 1 else math.nan
         rows.append(row)
     return rows
-
-
-def arm_name(payload: dict[str, Any]) -> str:
-    """The arm of a finished run (``pgd_at@eps=0.5x``); runs written before arms existed name the method only."""
-    return payload.get("arm") or payload["method"]
-
-
-def _unperturbed(p: dict[str, Any]) -> float:
-    return p["clean_share"] if p["method"] == "clean_mix" else (p["salient_share"] or 0.0)
 
 
 def _diverged_note(n: int) -> str:
@@ -155,8 +140,9 @@ def _plot(cfg: ExperimentConfig, rows: list[dict[str, Any]], stem: Path) -> list
             std = np.nan_to_num(np.array([r[f"{k}_std"] for k in keys]))
             label = r["method"] if r["variant"] == "none" else f"{r['method']} ({r['variant']})"
             offset = (i - (len(rows) - 1) / 2) * 0.004 * (xs.max() - xs.min() or 1)  # keep error bars apart
+            style = styles.get(r["method"].split("@")[0], "-")
             ax.errorbar(
-                xs + offset, mean, yerr=std, label=label, color=colours[i], linestyle=styles.get(r["method"].split("@")[0], "-"),
+                xs + offset, mean, yerr=std, label=label, color=colours[i], linestyle=style,
                 marker="o", markersize=3, capsize=2, linewidth=1.2,
             )  # fmt: skip
         ax.set_title(f"{titles[a]}, {'masked (non-salient pixels)' if masked else 'unmasked'}")
@@ -201,6 +187,7 @@ def write_report(
                              round(p["train_seconds"], 1), round(p["eval_seconds"], 1)])  # fmt: skip
     png, svg = _plot(cfg, rows, out / "accuracy_vs_eps")
     files.update(png=png, svg=svg)
+    files.update(decide(cfg, payloads, out))  # with PGD-AT at >= 2 radii: the paired decision report
     return files
 
 

@@ -15,7 +15,8 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from sipat.data import contract, side
-from sipat.experiment.config import SALIENCE_METHODS, ExperimentConfig, RunSpec, Variant, plan_runs, run_settings
+from sipat.experiment.arms import Variant
+from sipat.experiment.config import SALIENCE_METHODS, ExperimentConfig, RunSpec, plan_runs, run_settings
 from sipat.experiment.datasets import WithSalience, load_data, subset
 from sipat.experiment.maps import MapSet, dataset_maps, variant_maps
 from sipat.experiment.report import write_report
