@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -186,11 +187,12 @@ def test_predicted_fills_exactly_the_images_without_human_maps(premise_train):
     human = MapSet.from_float(premise_train.salience)
     human = MapSet(human.values, human.has & (torch.arange(len(human)) % 4 != 0))  # a quarter never painted
     out = predicted_maps(premise_train, human, unannotated=0.5, seed=0, settings={"epochs": 1, "width": 8})
-    kept = unannotate(human, 0.5, __import__("numpy").random.default_rng([0, 101]))  # what human+unannotated blanks
+    kept = unannotate(human, 0.5, np.random.default_rng([0, 101]))  # what human+unannotated blanks
     assert torch.equal(out.predicted, ~kept.has) and bool(out.maps.has.all())
     assert torch.equal(out.maps.values[kept.has], human.values[kept.has])  # human maps kept as they were
     rec = out.record()
-    assert rec["human"] == int(kept.has.sum()) and rec["predicted_images"] == torch.nonzero(~kept.has).flatten().tolist()
+    assert rec["human"] == int(kept.has.sum())
+    assert rec["predicted_images"] == torch.nonzero(~kept.has).flatten().tolist()
     blank = variant_maps(human, Variant.parse("human+unannotated=0.5"), seed=0)
     assert torch.equal(blank.has, kept.has)  # the same images as the human variant at that share
     with pytest.raises(ValueError, match="needs human maps to learn from"):
