@@ -5,12 +5,16 @@
 
 What runs
 ---------
-A *run* is (method, salience variant, seed). `standard`, `pgd_at` and `trades` use no salience (variant
-``none``); `sip_at`, `sip_trades` and the control `clean_mix` run once per variant of the config (an entry
-``"sip_trades@human"`` in ``methods`` runs with that variant only). Every run of one seed starts from the same
+A *run* is (arm, salience variant, seed); an arm is a method with optional modifiers (`arms.Arm`:
+``pgd_at@eps=0.5x`` trains at half the radius, ``trades@beta=1`` with TRADES beta 1). `standard`, `pgd_at` and
+`trades` use no salience (variant ``none``); `sip_at`, `sip_trades` and the control `clean_mix` run once per
+variant of the config (an entry ``"sip_trades@human"`` in ``methods`` runs with that variant only). Every run of one seed starts from the same
 initial weights, sees the same data and has the same budget (epochs, eps, steps, alpha, batch size, lr schedule).
 
-Salience variants, written ``<source>[+shuffled][+unannotated=<share>]``:
+Salience variants, written ``<source>[+top=<share>][+shuffled|+displaced|+random][+unannotated=<share>]``
+(`arms.Variant`; ``top`` binarises to a fixed share of pixels; ``displaced`` / ``random`` move each map off its
+salient region / to random pixels at equal coverage, `sipat.controls`; source ``predicted`` fills the images
+without a human map with a salience predictor's maps, `sources`):
 
 - ``human``: the dataset's own maps (mnist5k strokes, shapes object masks, CUB-200 segmentations).
 - ``gradcam``: Grad-CAM (`sipat.salience.gradcam` at `sipat.models.gradcam_layer`, target = the label) of a
@@ -46,7 +50,11 @@ Grad-CAM maps); ``results.md`` and ``results.csv`` (mean and sample standard dev
 variant), ``runs.csv`` (one row per run) and ``accuracy_vs_eps.png`` / ``.svg``. A re-run skips every run
 whose JSON exists with the same settings and refuses, naming the differences, one made with other settings.
 
-Modules: `config` (settings, variants, the plan), `maps` (salience maps and their variants), `datasets` (the
+The decision report (`decide`): with PGD-AT at >= 2 radii, each arm's margin over the PGD-AT frontier and its
+paired comparison with its controls (`sipat.paired`), in ``decision.md``, ``decision_seeds.csv``, ``frontier.png``.
+
+Modules: `config` (settings, the plan), `arms` (arms and variants), `maps` (salience maps and their variants),
+`sources` (the predicted source), `decide` (the decision report), `datasets` (the
 config's data and views of it), `runner` (training and evaluating the runs), `store` (finished runs on disk) and
 `report` (tables and plot). The command line is `sipat.cli.experiment`.
 """

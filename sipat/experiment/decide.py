@@ -47,7 +47,8 @@ def robust_eps(cfg: ExperimentConfig) -> float:
 def robust_value(cfg: ExperimentConfig, payload: dict[str, Any], eps: float) -> float:
     """A run's robust accuracy at ``eps``: AutoAttack's worst case, else the least over its attacks."""
     attacks = ["autoattack"] if "autoattack" in cfg.eval_attacks else list(cfg.eval_attacks)
-    return min(_value(payload, a, False, eps) for a in attacks)
+    values = [_value(payload, a, False, eps) for a in attacks]
+    return math.nan if any(math.isnan(v) for v in values) else min(values)  # a missing attack: no value
 
 
 def _label(payload: dict[str, Any]) -> str:
