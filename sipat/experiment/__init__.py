@@ -8,8 +8,9 @@ What runs
 A *run* is (arm, salience variant, seed); an arm is a method with optional modifiers (`arms.Arm`:
 ``pgd_at@eps=0.5x`` trains at half the radius, ``trades@beta=1`` with TRADES beta 1). `standard`, `pgd_at` and
 `trades` use no salience (variant ``none``); `sip_at`, `sip_trades` and the control `clean_mix` run once per
-variant of the config (an entry ``"sip_trades@human"`` in ``methods`` runs with that variant only). Every run of one seed starts from the same
-initial weights, sees the same data and has the same budget (epochs, eps, steps, alpha, batch size, lr schedule).
+variant of the config (an entry ``"sip_trades@human"`` in ``methods`` runs with that variant only). Every run
+of one seed starts from the same initial weights, sees the same data and has the same budget (epochs, eps,
+steps, alpha, batch size, lr schedule; an arm's modifiers change only its own radius or beta).
 
 Salience variants, written ``<source>[+top=<share>][+shuffled|+displaced|+random][+unannotated=<share>]``
 (`arms.Variant`; ``top`` binarises to a fixed share of pixels; ``displaced`` / ``random`` move each map off its
