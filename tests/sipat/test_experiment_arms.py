@@ -198,3 +198,14 @@ def test_predicted_fills_exactly_the_images_without_human_maps(premise_train):
     with pytest.raises(ValueError, match="needs human maps to learn from"):
         predicted_maps(premise_train, MapSet(human.values, torch.zeros_like(human.has)), unannotated=0, seed=0,
                        settings={})  # fmt: skip
+
+
+def test_the_cli_dry_run_lists_every_arm_of_the_fashion_config(tmp_path, capsys):
+    from sipat.cli import main
+
+    assert main(["experiment", "--config", str(CONFIGS / "fashion.json"), "--out", str(tmp_path), "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    for run in ("pgd_at@eps=0.5x__none__seed0", "trades@beta=1__none__seed3", "clean_mix__gradcam+top=0.25__seed7",
+                "sip_at__gradcam+top=0.25+displaced__seed7", "sip_trades__gradcam+top=0.25__seed1"):  # fmt: skip
+        assert f"todo  {run}" in out
+    assert "88 runs (0 finished)" in out
