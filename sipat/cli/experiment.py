@@ -30,8 +30,10 @@ def add_arguments(p: Any) -> None:
     p.add_argument("--set", dest="params", action="append", default=[], metavar="KEY=VALUE",
                    help="a dataset parameter, value as JSON, e.g. --set texture_correlation=0.25")  # fmt: skip
     p.add_argument("--seeds", type=int, nargs="+")
-    p.add_argument("--methods", nargs="+", help=f"of {', '.join(EXPERIMENT_METHODS)}; method@variant for one variant")
-    p.add_argument("--variants", nargs="+", help="e.g. human gradcam human+shuffled human+unannotated=0.5")
+    p.add_argument("--methods", nargs="+", help=f"of {', '.join(EXPERIMENT_METHODS)}; arms pgd_at@eps=0.5x, "
+                   "trades@beta=1; sip_at@human for one variant")  # fmt: skip
+    p.add_argument("--variants", nargs="+", help="e.g. human gradcam+top=0.25 human+displaced human+random "
+                   "human+shuffled human+unannotated=0.5 predicted+unannotated=0.9")  # fmt: skip
     p.add_argument("--arch")
     p.add_argument("--weights-path", help="a local state-dict file every model starts from (never downloaded)")
     p.add_argument("--epochs", type=int)
@@ -53,7 +55,8 @@ def add_arguments(p: Any) -> None:
     p.add_argument("--num-workers", type=int)
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda when present)")
     p.add_argument("--threads", type=int, help="torch CPU threads (1 is fastest for small CNNs on a busy machine)")
-    p.add_argument("--plan", action="store_true", help="list the runs (and which are finished) and stop")
+    p.add_argument("--plan", "--dry-run", dest="plan", action="store_true",
+                   help="list the runs (and which are finished) and stop")  # fmt: skip
     p.add_argument("--report-only", action="store_true", help="rewrite the report from the finished runs")
     p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bars")
 

@@ -5,12 +5,17 @@
 
 What runs
 ---------
-A *run* is (method, salience variant, seed). `standard`, `pgd_at` and `trades` use no salience (variant
-``none``); `sip_at`, `sip_trades` and the control `clean_mix` run once per variant of the config (an entry
-``"sip_trades@human"`` in ``methods`` runs with that variant only). Every run of one seed starts from the same
-initial weights, sees the same data and has the same budget (epochs, eps, steps, alpha, batch size, lr schedule).
+A *run* is (arm, salience variant, seed); an arm is a method with optional modifiers (`arms.Arm`:
+``pgd_at@eps=0.5x`` trains at half the radius, ``trades@beta=1`` with TRADES beta 1). `standard`, `pgd_at` and
+`trades` use no salience (variant ``none``); `sip_at`, `sip_trades` and the control `clean_mix` run once per
+variant of the config (an entry ``"sip_trades@human"`` in ``methods`` runs with that variant only). Every run
+of one seed starts from the same initial weights, sees the same data and has the same budget (epochs, eps,
+steps, alpha, batch size, lr schedule; an arm's modifiers change only its own radius or beta).
 
-Salience variants, written ``<source>[+shuffled][+unannotated=<share>]``:
+Salience variants, written ``<source>[+top=<share>][+shuffled|+displaced|+random][+unannotated=<share>]``
+(`arms.Variant`; ``top`` binarises to a fixed share of pixels; ``displaced`` / ``random`` move each map off its
+salient region / to random pixels at equal coverage, `sipat.controls`; source ``predicted`` fills the images
+without a human map with a salience predictor's maps, `sources`):
 
 - ``human``: the dataset's own maps (mnist5k strokes, shapes object masks, CUB-200 segmentations).
 - ``gradcam``: Grad-CAM (`sipat.salience.gradcam` at `sipat.models.gradcam_layer`, target = the label) of a
@@ -46,32 +51,51 @@ Grad-CAM maps); ``results.md`` and ``results.csv`` (mean and sample standard dev
 variant), ``runs.csv`` (one row per run) and ``accuracy_vs_eps.png`` / ``.svg``. A re-run skips every run
 whose JSON exists with the same settings and refuses, naming the differences, one made with other settings.
 
-Modules: `config` (settings, variants, the plan), `maps` (salience maps and their variants), `datasets` (the
+The decision report (`decide`): with PGD-AT at >= 2 radii, each arm's margin over the PGD-AT frontier and its
+paired comparison with its controls (`sipat.paired`), in ``decision.md``, ``decision_seeds.csv``, ``frontier.png``.
+
+Modules: `config` (settings, the plan), `arms` (arms and variants), `maps` (salience maps and their variants),
+`sources` (the predicted source), `decide` (the decision report), `datasets` (the
 config's data and views of it), `runner` (training and evaluating the runs), `store` (finished runs on disk) and
 `report` (tables and plot). The command line is `sipat.cli.experiment`.
 """
 
 from sipat.data import SubsetOf
+from sipat.experiment.arms import (
+    ATTACKED_METHODS,
+    CONTROLS,
+    NO_SALIENCE,
+    SOURCES,
+    TRADES_METHODS,
+    Arm,
+    Variant,
+    parse_number,
+)
 from sipat.experiment.config import (
     _RESULT_FIELDS,
     CONTROL_METHODS,
     EXPERIMENT_METHODS,
     EXTERNAL_DATASETS,
-    NO_SALIENCE,
     PER_RUN_FIELDS,
     SALIENCE_METHODS,
-    SOURCES,
     TRAIN_FIELDS,
     ExperimentConfig,
     RunSpec,
-    Variant,
-    parse_number,
     plan_items,
     plan_runs,
     run_settings,
 )
 from sipat.experiment.datasets import WithSalience, load_data, subset
-from sipat.experiment.maps import MapSet, cyclic_permutation, dataset_maps, shuffle_maps, unannotate, variant_maps
+from sipat.experiment.decide import decide, robust_eps, robust_value
+from sipat.experiment.maps import (
+    MapSet,
+    control_maps,
+    cyclic_permutation,
+    dataset_maps,
+    shuffle_maps,
+    unannotate,
+    variant_maps,
+)
 from sipat.experiment.report import (
     _diverged_note,
     _fmt,
@@ -79,16 +103,18 @@ from sipat.experiment.report import (
     _markdown,
     _metric_columns,
     _plot,
-    _value,
     report_only,
     summarise,
     write_report,
 )
 from sipat.experiment.runner import _execute, _SeedContext, run_experiment
-from sipat.experiment.store import _atomic_write, _diff, _read_json, finished_runs, run_path
+from sipat.experiment.sources import PredictedMaps, predicted_maps
+from sipat.experiment.store import _atomic_write, _diff, _read_json, _value, arm_name, finished_runs, run_path
 from sipat.vocabulary import EVAL_ATTACKS, eps_label, in_255ths
 
 __all__ = [
+    "ATTACKED_METHODS",
+    "CONTROLS",
     "CONTROL_METHODS",
     "EVAL_ATTACKS",
     "EXPERIMENT_METHODS",
@@ -97,10 +123,13 @@ __all__ = [
     "PER_RUN_FIELDS",
     "SALIENCE_METHODS",
     "SOURCES",
+    "TRADES_METHODS",
     "TRAIN_FIELDS",
     "_RESULT_FIELDS",
+    "Arm",
     "ExperimentConfig",
     "MapSet",
+    "PredictedMaps",
     "RunSpec",
     "SubsetOf",
     "Variant",
@@ -117,8 +146,11 @@ __all__ = [
     "_plot",
     "_read_json",
     "_value",
+    "arm_name",
+    "control_maps",
     "cyclic_permutation",
     "dataset_maps",
+    "decide",
     "eps_label",
     "finished_runs",
     "in_255ths",
@@ -126,7 +158,10 @@ __all__ = [
     "parse_number",
     "plan_items",
     "plan_runs",
+    "predicted_maps",
     "report_only",
+    "robust_eps",
+    "robust_value",
     "run_experiment",
     "run_path",
     "run_settings",

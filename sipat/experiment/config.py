@@ -12,18 +12,18 @@ import dataclasses
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from fractions import Fraction
 from pathlib import Path
 from typing import Any, cast
 
 from sipat.data import BUILTIN_DATASETS
+from sipat.experiment.arms import NO_SALIENCE, Arm, Variant, parse_number
+from sipat.predictor.train import PredictorConfig
 from sipat.training import METHODS, Method, TrainConfig
 from sipat.vocabulary import DEFAULT_EVAL_EPS, EVAL_ATTACKS, parse_eps, parse_eps_list
 
 CONTROL_METHODS = ("clean_mix",)
 EXPERIMENT_METHODS = (*METHODS, *CONTROL_METHODS)
 SALIENCE_METHODS = frozenset({"sip_at", "sip_trades", "clean_mix"})
-SOURCES = ("human", "gradcam")
 EXTERNAL_DATASETS = ("cifar10", "cifar100", "cub200")
 
 #: TrainConfig fields that differ between the runs of one experiment (set by `ExperimentConfig.train_config`).
@@ -34,76 +34,23 @@ TRAIN_FIELDS = tuple(f.name for f in dataclasses.fields(TrainConfig) if f.name n
 _BUDGET = {"epochs": 10, "steps": 10}
 
 
-def parse_number(value: Any, name: str) -> float:
-    """A number or a fraction string such as "3/4" -> float, for settings that are not radii (radii go through
-    `sipat.vocabulary.parse_eps`, which also refuses negatives)."""
-    if isinstance(value, bool):
-        raise TypeError(f"{name} must be a number, got {value!r}")
-    if isinstance(value, int | float):
-        return float(value)
-    if isinstance(value, str):
-        try:
-            return float(Fraction(value.strip()))
-        except (ValueError, ZeroDivisionError):
-            pass
-    raise ValueError(f"{name} must be a number or a fraction like 8/255, got {value!r}")
-
-
-@dataclass(frozen=True)
-class Variant:
-    """A salience variant: its ``source`` (``none``, ``human`` or ``gradcam``), whether its maps are shuffled
-    across images, and the share of annotated training images whose map is removed."""
-
-    source: str = "none"
-    shuffled: bool = False
-    unannotated: float = 0.0
-
-    @classmethod
-    def parse(cls, text: str) -> Variant:
-        """``human``, ``gradcam+shuffled``, ``human+unannotated=0.5`` ... (tokens after the source in any order)."""
-        source, *mods = [t.strip() for t in str(text).split("+")]
-        if source == "none" and not mods:
-            return cls()
-        if source not in SOURCES:
-            raise ValueError(f"salience variant {text!r}: the source must be one of {', '.join(SOURCES)}")
-        shuffled, unannotated = False, 0.0
-        for mod in mods:
-            key, _, value = mod.partition("=")
-            if key == "shuffled" and not value:
-                shuffled = True
-            elif key == "unannotated" and value:
-                unannotated = parse_number(value, f"{text}: unannotated")
-                if not 0 <= unannotated <= 1:
-                    raise ValueError(f"salience variant {text!r}: unannotated must be a share in [0, 1]")
-            else:
-                raise ValueError(
-                    f"salience variant {text!r}: unknown part {mod!r}; write e.g. human, gradcam+shuffled, "
-                    "human+unannotated=0.5"
-                )
-        return cls(source, shuffled, unannotated)
-
-    @property
-    def name(self) -> str:
-        parts = [self.source]
-        if self.shuffled:
-            parts.append("shuffled")
-        if self.unannotated:
-            parts.append(f"unannotated={self.unannotated:g}")
-        return "+".join(parts)
-
-
-NO_SALIENCE = Variant()
-
-
 @dataclass(frozen=True)
 class RunSpec:
+    """One run: the training method with its modifiers (`Arm`), the salience variant and the seed."""
+
     method: str
     variant: Variant
     seed: int
+    eps_factor: float | None = None
+    beta: float | None = None
+
+    @property
+    def arm(self) -> Arm:
+        return Arm(self.method, self.eps_factor, self.beta)
 
     @property
     def run_id(self) -> str:
-        return f"{self.method}__{self.variant.name}__seed{self.seed}"
+        return f"{self.arm.name}__{self.variant.name}__seed{self.seed}"
 
 
 # settings that decide a run's numbers (a changed one makes a finished run stale); the rest (device, out,
@@ -155,6 +102,9 @@ class ExperimentConfig:
     variants: tuple[str, ...] = ("human",)
     reference_epochs: int = 3
     """Epochs of ``standard`` training of the Grad-CAM reference model."""
+    predictor: dict[str, Any] = field(default_factory=dict)
+    """`sipat.predictor.PredictorConfig` settings (not ``seed``: each run's seed) of the salience predictor that
+    fills the images without a human map in ``predicted`` variants."""
     eval_eps: tuple[float, ...] = DEFAULT_EVAL_EPS
     eval_attacks: tuple[str, ...] = ("pgd", "apgd")
     eval_pgd_steps: int = 20
@@ -209,6 +159,13 @@ class ExperimentConfig:
         put("variants", tuple(Variant.parse(v).name for v in self.variants))
         put("eval_attacks", tuple(self.eval_attacks))
         put("dataset_params", dict(self.dataset_params or {}))
+        put("predictor", dict(self.predictor or {}))
+        known = [f.name for f in dataclasses.fields(PredictorConfig) if f.name != "seed"]
+        if sorted(set(self.predictor) - set(known)):
+            raise ValueError(
+                f"unknown predictor settings {sorted(set(self.predictor) - set(known))}; known are {known}"
+            )
+        PredictorConfig(**self.predictor)  # its own checks
         if self.dataset not in BUILTIN_DATASETS and self.dataset not in EXTERNAL_DATASETS:
             raise ValueError(
                 f"dataset must be one of {', '.join([*BUILTIN_DATASETS, *EXTERNAL_DATASETS])}; got {self.dataset!r}"
@@ -290,41 +247,80 @@ class ExperimentConfig:
         return dataclasses.replace(self, **{k: v for k, v in changes.items() if v is not None})
 
 
-def plan_items(cfg: ExperimentConfig) -> list[tuple[str, Variant]]:
-    """(method, variant) pairs in config order, without duplicates."""
+def _split_entry(entry: str) -> tuple[str, list[str], list[str] | None]:
+    """``method@mod@...@variant,variant`` -> (method, modifier texts, variant texts or None when not given).
+    A part after ``@`` is a modifier when it starts with ``eps=`` or ``beta=``, else a list of variants."""
+    name, *parts = [p.strip() for p in str(entry).split("@")]
+    mods = [p for p in parts if p.startswith(("eps=", "beta="))]
+    lists = [p for p in parts if not p.startswith(("eps=", "beta="))]
+    if len(lists) > 1:
+        raise ValueError(f"{entry!r}: give the variants once, comma-separated (e.g. sip_at@human,gradcam)")
+    return name, mods, ([v for v in lists[0].split(",")] if lists else None)
+
+
+def plan_items(cfg: ExperimentConfig) -> list[tuple[Arm, Variant]]:
+    """(arm, variant) pairs in config order, without duplicates.
+
+    A ``methods`` entry is ``<method>[@eps=<factor>x][@beta=<value>][@<variant>,<variant>...]``: the modifiers
+    make an `Arm`; a salience method runs with the listed variants, else with every one of ``variants``.
+    ``clean_mix`` depends only on coverage, which a control (shuffled, displaced, random) keeps: it skips them.
+    """
     variants = [Variant.parse(v) for v in cfg.variants]
-    items: list[tuple[str, Variant]] = []
+    items: list[tuple[Arm, Variant]] = []
     for entry in cfg.methods:
-        name, at, only = str(entry).partition("@")
+        name, mods, only = _split_entry(entry)
         if name not in EXPERIMENT_METHODS:
             raise ValueError(f"unknown method {name!r} in methods; choose from {', '.join(EXPERIMENT_METHODS)}")
+        arm = Arm.parse(name, mods, str(entry))
         if name not in SALIENCE_METHODS:
-            if at:
+            if only is not None:
                 raise ValueError(f"{entry!r}: {name} uses no salience, so it takes no @variant")
-            items.append((name, NO_SALIENCE))
+            items.append((arm, NO_SALIENCE))
             continue
-        chosen = [Variant.parse(v) for v in only.split(",")] if at else variants
+        chosen = [Variant.parse(v) for v in only] if only is not None else variants
         if not chosen:
             raise ValueError(f"{name} needs at least one salience variant (variants, or {name}@human)")
         for v in chosen:
-            if name == "clean_mix" and v.shuffled:
-                if at:
-                    raise ValueError(f"{entry!r}: clean_mix depends only on coverage, which shuffling keeps")
+            if v.source == "none":
+                raise ValueError(f"{entry!r}: {name} needs maps; give it a source (human, gradcam, predicted)")
+            if name == "clean_mix" and v.moved:
+                if only is not None:
+                    raise ValueError(f"{entry!r}: clean_mix depends only on coverage, which {v.control} keeps")
                 continue
-            items.append((name, v))
+            items.append((arm, v))
     return list(dict.fromkeys(items))
 
 
 def plan_runs(cfg: ExperimentConfig) -> list[RunSpec]:
     """All runs, seed by seed (so an interrupted experiment has whole seeds first)."""
     items = plan_items(cfg)
-    return [RunSpec(m, v, s) for s in cfg.seeds for m, v in items]
+    return [RunSpec(a.method, v, s, a.eps_factor, a.beta) for s in cfg.seeds for a, v in items]
+
+
+# TrainConfig fields of the recipe and the validation split: in a run's settings only where they differ from
+# TrainConfig's defaults, so runs made before these knobs existed (with the defaults) stay finished
+_RECIPE_FIELDS = ("eps_ramp_epochs", "warmup_epochs", "grad_clip", "augment", "crop_padding", "val_share",
+                  "val_steps", "patience")  # fmt: skip
+_DEFAULTS = {k: getattr(TrainConfig(), k) for k in _RECIPE_FIELDS}
 
 
 def run_settings(cfg: ExperimentConfig, run: RunSpec) -> dict[str, Any]:
-    """Everything that decides a run's numbers, as JSON values (compared on resume)."""
+    """Everything that decides a run's numbers, as JSON values (compared on resume).
+
+    An arm's modifiers enter as the radius and step it trains with (``train_eps``, ``train_alpha``) and its
+    ``trades_beta``; the recipe knobs where set; the reference epochs where Grad-CAM is used; the predictor's
+    settings for a ``predicted`` variant.
+    """
     settings = {k: getattr(cfg, k) for k in _RESULT_FIELDS}
     settings.update(method=run.method, variant=run.variant.name, seed=run.seed, alpha=cfg.train_alpha)
-    if run.variant.source == "gradcam" or cfg.dataset in ("cifar10", "cifar100"):
+    settings.update({k: getattr(cfg.train, k) for k in _RECIPE_FIELDS if getattr(cfg.train, k) != _DEFAULTS[k]})
+    if run.eps_factor is not None:
+        f = run.eps_factor
+        settings.update(arm=run.arm.name, train_eps=cfg.eps * f, train_alpha=cfg.train_alpha * f)
+    if run.beta is not None:
+        settings.update(arm=run.arm.name, trades_beta=run.beta)
+    if run.variant.source == "gradcam" or cfg.dataset in ("cifar10", "cifar100", "fashion"):
         settings["reference_epochs"] = cfg.reference_epochs
+    if run.variant.source == "predicted":
+        settings["predictor"] = dict(cfg.predictor)
     return json.loads(json.dumps(settings))

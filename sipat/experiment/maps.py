@@ -1,5 +1,8 @@
-"""The salience maps of a dataset, compact (`MapSet`), and the variants an experiment makes of them: some maps
-removed (``+unannotated``), or moved to other images (``+shuffled``, by a seeded random cyclic permutation)."""
+"""The salience maps of a dataset, compact (`MapSet`), and the variants an experiment makes of them: binarised to
+a fixed share of pixels (``+top=<share>``, `sipat.controls.topshare_maps`), some maps removed
+(``+unannotated``), or moved at equal coverage: to other images (``+shuffled``, a seeded random cyclic
+permutation), off their own salient region (``+displaced``, `sipat.controls.displace_maps`) or to random pixels
+(``+random``, `sipat.controls.random_maps`)."""
 
 from __future__ import annotations
 
@@ -11,8 +14,9 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
+from sipat.controls import displace_maps, random_maps, topshare_maps
 from sipat.data import InMemoryDataset
-from sipat.experiment.config import Variant
+from sipat.experiment.arms import Variant
 from sipat.salience import has_salience, to_mask
 
 
@@ -90,13 +94,41 @@ def shuffle_maps(maps: MapSet, rng: np.random.Generator) -> MapSet:
     return MapSet(values, maps.has.clone())
 
 
-def variant_maps(base: MapSet, variant: Variant, seed: int) -> MapSet:
-    """The maps of ``variant`` made from its source's maps ``base``: blanking first, then shuffling; seeded."""
+def _per_chunk(maps: MapSet, fn, chunk: int = 4096) -> MapSet:
+    """Apply ``fn`` ((k, 1, H, W) float maps, NaN = none -> same) chunk by chunk, so a large set (60,000
+    Fashion-MNIST maps) never needs all its maps as float32 at once; the chunks are processed in order, so
+    a seeded generator passed to ``fn`` gives the same result on every call."""
+    parts = [MapSet.from_float(fn(maps.to_float(slice(i, i + chunk)))) for i in range(0, len(maps), chunk)]
+    return MapSet.cat(parts) if parts else maps
+
+
+def control_maps(maps: MapSet, control: str, seed: int, threshold: float | None = 0.5) -> MapSet:
+    """``maps`` moved by ``control`` (shuffled, displaced or random), seeded; each keeps every image's coverage
+    (shuffled: the multiset of coverages) at ``threshold`` (None, the soft budget: 0.5 decides what is salient)."""
+    t = 0.5 if threshold is None else threshold
+    if control == "shuffled":
+        return shuffle_maps(maps, np.random.default_rng([seed, 102]))
+    gen = torch.Generator().manual_seed(seed * 1009 + 103)
+    if control == "displaced":
+        return _per_chunk(maps, lambda s: displace_maps(s, margin=1, threshold=t, generator=gen))
+    if control == "random":
+        return _per_chunk(maps, lambda s: random_maps(s, threshold=t, generator=gen))
+    raise ValueError(f"unknown control {control!r}; use shuffled, displaced or random")
+
+
+def variant_maps(base: MapSet, variant: Variant, seed: int, threshold: float | None = 0.5) -> MapSet:
+    """The maps of ``variant`` made from its source's maps ``base``, in this order: binarised to the top share,
+    blanked (not for ``predicted``: its source maps are already filled, see `sipat.experiment.sources`), then
+    moved by the control; every random step seeded by ``seed``."""
     maps = base
-    if variant.unannotated:
+    if variant.top is not None:
+        gen = torch.Generator().manual_seed(seed * 1009 + 104)
+        share = variant.top
+        maps = _per_chunk(maps, lambda s: topshare_maps(s, share, generator=gen))
+    if variant.unannotated and variant.source != "predicted":
         maps = unannotate(maps, variant.unannotated, np.random.default_rng([seed, 101]))
-    if variant.shuffled:
-        maps = shuffle_maps(maps, np.random.default_rng([seed, 102]))
+    if variant.control is not None:
+        maps = control_maps(maps, variant.control, seed, threshold)
     return maps
 
 

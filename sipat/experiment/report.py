@@ -12,7 +12,8 @@ from typing import Any
 import numpy as np
 
 from sipat.experiment.config import ExperimentConfig, plan_items, plan_runs
-from sipat.experiment.store import _atomic_write, finished_runs
+from sipat.experiment.decide import decide
+from sipat.experiment.store import _atomic_write, _unperturbed, _value, arm_name, finished_runs
 from sipat.vocabulary import eps_label, in_255ths
 
 
@@ -30,23 +31,16 @@ def _metric_columns(cfg: ExperimentConfig) -> list[tuple[str, str, bool, float |
     return cols
 
 
-def _value(payload: dict[str, Any], attack: str, masked: bool, eps: float | None) -> float:
-    if eps is None:
-        return payload["clean_acc"]
-    grid = payload["robust_acc_masked" if masked else "robust_acc"] or {}
-    return grid.get(attack, {}).get(f"{eps:.6g}", math.nan)
-
-
 def summarise(cfg: ExperimentConfig, payloads: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     """One row per (method, variant) in plan order: seeds, mean and sample std (ddof 1; NaN for one seed).
 
     Diverged runs (training loss became NaN) are counted in `diverged` and left out of the means and seeds.
     """
     groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
-    for m, variant in plan_items(cfg):
-        groups[(m, variant.name)] = []
+    for arm, variant in plan_items(cfg):
+        groups[(arm.name, variant.name)] = []
     for p in payloads:
-        groups.setdefault((p["method"], p["variant"]), []).append(p)
+        groups.setdefault((arm_name(p), p["variant"]), []).append(p)
     rows = []
     for (m, v), ps in groups.items():
         if not ps:
@@ -60,7 +54,7 @@ def summarise(cfg: ExperimentConfig, payloads: Sequence[dict[str, Any]]) -> list
             "seeds": " ".join(str(p["seed"]) for p in ps),
             "diverged": len(diverged),
         }
-        shares = [p["clean_share"] if m == "clean_mix" else (p["salient_share"] or 0.0) for p in ps or diverged]
+        shares = [_unperturbed(p) for p in ps or diverged]
         row["unperturbed_share"] = round(float(np.mean(shares)), 6)
         for key, a, masked, e in _metric_columns(cfg):
             vals = np.array([_value(p, a, masked, e) for p in ps], dtype=float)
@@ -146,8 +140,9 @@ def _plot(cfg: ExperimentConfig, rows: list[dict[str, Any]], stem: Path) -> list
             std = np.nan_to_num(np.array([r[f"{k}_std"] for k in keys]))
             label = r["method"] if r["variant"] == "none" else f"{r['method']} ({r['variant']})"
             offset = (i - (len(rows) - 1) / 2) * 0.004 * (xs.max() - xs.min() or 1)  # keep error bars apart
+            style = styles.get(r["method"].split("@")[0], "-")
             ax.errorbar(
-                xs + offset, mean, yerr=std, label=label, color=colours[i], linestyle=styles.get(r["method"], "-"),
+                xs + offset, mean, yerr=std, label=label, color=colours[i], linestyle=style,
                 marker="o", markersize=3, capsize=2, linewidth=1.2,
             )  # fmt: skip
         ax.set_title(f"{titles[a]}, {'masked (non-salient pixels)' if masked else 'unmasked'}")
@@ -186,13 +181,13 @@ def write_report(
         writer = csv.writer(f)
         writer.writerow(["method", "variant", "seed", "unperturbed_share", *[k for k, *_ in cols],
                          "train_seconds", "eval_seconds"])  # fmt: skip
-        for p in sorted(payloads, key=lambda p: (p["method"], p["variant"], p["seed"])):
-            share = p["clean_share"] if p["method"] == "clean_mix" else (p["salient_share"] or 0.0)
-            writer.writerow([p["method"], p["variant"], p["seed"], round(share, 6),
+        for p in sorted(payloads, key=lambda p: (arm_name(p), p["variant"], p["seed"])):
+            writer.writerow([arm_name(p), p["variant"], p["seed"], round(_unperturbed(p), 6),
                              *[_value(p, a, m, e) for _, a, m, e in cols],
                              round(p["train_seconds"], 1), round(p["eval_seconds"], 1)])  # fmt: skip
     png, svg = _plot(cfg, rows, out / "accuracy_vs_eps")
     files.update(png=png, svg=svg)
+    files.update(decide(cfg, payloads, out))  # with PGD-AT at >= 2 radii: the paired decision report
     return files
 
 

@@ -15,10 +15,12 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from sipat.data import contract, side
-from sipat.experiment.config import SALIENCE_METHODS, ExperimentConfig, RunSpec, Variant, plan_runs, run_settings
+from sipat.experiment.arms import Variant
+from sipat.experiment.config import SALIENCE_METHODS, ExperimentConfig, RunSpec, plan_runs, run_settings
 from sipat.experiment.datasets import WithSalience, load_data, subset
 from sipat.experiment.maps import MapSet, dataset_maps, variant_maps
 from sipat.experiment.report import write_report
+from sipat.experiment.sources import PredictedMaps, predicted_maps
 from sipat.experiment.store import _atomic_write, finished_runs, run_path
 from sipat.training import model_meta, save_checkpoint, train
 
@@ -34,6 +36,7 @@ class _SeedContext:
         self._human: MapSet | None = None
         self._reference: dict[str, MapSet] | None = None
         self._maps: dict[str, MapSet] = {}
+        self._predicted: dict[float, PredictedMaps] = {}
         self._masked_test: Dataset | None = None
 
     def new_model(self, seed: int):
@@ -115,10 +118,24 @@ class _SeedContext:
         self._reference = result
         return result
 
+    def predicted(self, unannotated: float) -> PredictedMaps:
+        """The ``predicted`` source's maps after blanking ``unannotated`` of the human ones (cached per share)."""
+        if unannotated not in self._predicted:
+            self._predicted[unannotated] = predicted_maps(
+                self.train, self.human(), unannotated=unannotated, seed=self.seed, settings=self.cfg.predictor,
+                device=self.device, log=self.log,
+            )  # fmt: skip
+        return self._predicted[unannotated]
+
     def maps(self, variant: Variant) -> MapSet:
         if variant.name not in self._maps:
-            base = self.human() if variant.source == "human" else self.reference()["train"]
-            self._maps[variant.name] = variant_maps(base, variant, self.seed)
+            if variant.source == "human":
+                base = self.human()
+            elif variant.source == "predicted":
+                base = self.predicted(variant.unannotated).maps
+            else:
+                base = self.reference()["train"]
+            self._maps[variant.name] = variant_maps(base, variant, self.seed, self.cfg.train.threshold)
         return self._maps[variant.name]
 
     def masked_test(self) -> Dataset:
@@ -134,9 +151,11 @@ def _execute(run: RunSpec, ctx: _SeedContext, out: Path, bar_factory: Callable |
 
     cfg = ctx.cfg
     train_set: Dataset = ctx.train
-    salient_share = annotated_share = None
+    salient_share = annotated_share = map_source = None
     clean_share = 0.0
     if run.method in SALIENCE_METHODS:
+        if run.variant.source == "predicted":
+            map_source = ctx.predicted(run.variant.unannotated).record()
         maps = ctx.maps(run.variant)
         cover = maps.coverage(cfg.train.threshold)
         salient_share = float(cover.mean())
@@ -146,7 +165,12 @@ def _execute(run: RunSpec, ctx: _SeedContext, out: Path, bar_factory: Callable |
             clean_share = salient_share
             if clean_share >= 1:
                 raise ValueError(f"{run.run_id}: the maps cover every pixel, so clean_mix would never perturb")
-    tcfg = cfg.train_config("pgd_at" if run.method == "clean_mix" else run.method, run.seed, clean_share=clean_share)
+    changes: dict[str, Any] = {"clean_share": clean_share}
+    if run.eps_factor is not None:  # the arm's radius; the PGD step scales with it (alpha / eps kept)
+        changes.update(eps=cfg.eps * run.eps_factor, alpha=cfg.train_alpha * run.eps_factor)
+    if run.beta is not None:
+        changes["trades_beta"] = run.beta
+    tcfg = cfg.train_config("pgd_at" if run.method == "clean_mix" else run.method, run.seed, **changes)
     model, meta = ctx.new_model(run.seed)
     ckpt = out / "checkpoints" / f"{run.run_id}.pt"
     bar = None
@@ -165,6 +189,10 @@ def _execute(run: RunSpec, ctx: _SeedContext, out: Path, bar_factory: Callable |
     record = {
         "run": run.run_id,
         "method": run.method,
+        "arm": run.arm.name,
+        "eps_factor": run.eps_factor or 1.0,
+        "train_eps": tcfg.eps,
+        "trades_beta": tcfg.trades_beta,
         "variant": run.variant.name,
         "seed": run.seed,
         "settings": run_settings(cfg, run),
@@ -173,6 +201,7 @@ def _execute(run: RunSpec, ctx: _SeedContext, out: Path, bar_factory: Callable |
         "salient_share": salient_share,
         "annotated_share": annotated_share,
         "clean_share": clean_share,
+        "map_source": map_source,
         "train_config": tcfg.to_dict(),
     }
     try:

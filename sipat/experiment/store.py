@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,22 @@ def _read_json(path: Path) -> dict[str, Any] | None:
 
 def _diff(a: dict[str, Any], b: dict[str, Any]) -> list[str]:
     return sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
+
+
+def _value(payload: dict[str, Any], attack: str, masked: bool, eps: float | None) -> float:
+    if eps is None:
+        return payload["clean_acc"]
+    grid = payload["robust_acc_masked" if masked else "robust_acc"] or {}
+    return grid.get(attack, {}).get(f"{eps:.6g}", math.nan)
+
+
+def arm_name(payload: dict[str, Any]) -> str:
+    """The arm of a finished run (``pgd_at@eps=0.5x``); runs written before arms existed name the method only."""
+    return payload.get("arm") or payload["method"]
+
+
+def _unperturbed(p: dict[str, Any]) -> float:
+    return p["clean_share"] if p["method"] == "clean_mix" else (p["salient_share"] or 0.0)
 
 
 def run_path(out: Path, run: RunSpec) -> Path:

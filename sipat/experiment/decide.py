@@ -1,0 +1,199 @@
+"""The decision report of an experiment (``decision.md``, ``decision_seeds.csv``, ``frontier.png``): is an arm
+above the PGD-AT frontier, and does it beat its controls? Paired over seeds, with `sipat.paired`.
+
+Why here and in this form: sparing pixels perturbs less, and perturbing less also buys clean accuracy. PGD-AT at
+several radii (``pgd_at``, ``pgd_at@eps=0.75x``, ``pgd_at@eps=0.5x``) traces what "perturbing less" buys, per
+seed; an arm's *margin* is its clean accuracy minus the frontier's at the arm's robust accuracy
+(`sipat.paired.frontier_margin`). SIP-AT wins on a dataset only if its margin is significantly positive
+(`frontier_check`: ``above``) *and* significantly larger than each control's (`compare_margins`): the same maps
+displaced off the salient region, random maps, both at equal coverage, and ``clean_mix`` at the same unperturbed
+share (docs/experiments-decisive.md, "The decision rule"). This module computes those numbers; it states no
+verdict about the paper beyond what the tests say, and with few seeds the tests cannot reject anything.
+
+The robust accuracy used is, per run, at the training eps (the largest evaluation eps not above it): the
+``autoattack`` column (per-sample worst case) when evaluated, else the minimum over the evaluated attacks of
+their accuracies, an upper bound on the per-sample worst case.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import math
+import warnings
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from sipat.experiment.arms import CONTROLS, Variant
+from sipat.experiment.config import ExperimentConfig
+from sipat.experiment.store import _atomic_write, _value, arm_name
+from sipat.paired import PairedResult, compare_margins, frontier_check, frontier_plot, paired_difference
+from sipat.vocabulary import eps_label, in_255ths
+
+
+def robust_eps(cfg: ExperimentConfig) -> float:
+    """The evaluation eps of the decision: the largest of ``eval_eps`` not above the training eps (or the
+    smallest positive one when all are above it)."""
+    positive = [e for e in cfg.eval_eps if e > 0]
+    if not positive:
+        raise ValueError("the decision needs a robust accuracy: give eval_eps a radius > 0")
+    below = [e for e in positive if e <= cfg.eps + 1e-12]
+    return max(below) if below else min(positive)
+
+
+def robust_value(cfg: ExperimentConfig, payload: dict[str, Any], eps: float) -> float:
+    """A run's robust accuracy at ``eps``: AutoAttack's worst case, else the least over its attacks."""
+    attacks = ["autoattack"] if "autoattack" in cfg.eval_attacks else list(cfg.eval_attacks)
+    values = [_value(payload, a, False, eps) for a in attacks]
+    return math.nan if any(math.isnan(v) for v in values) else min(values)  # a missing attack: no value
+
+
+def _label(payload: dict[str, Any]) -> str:
+    v = payload["variant"]
+    return arm_name(payload) if v == "none" else f"{arm_name(payload)} [{v}]"
+
+
+def _per_seed(cfg: ExperimentConfig, payloads: Sequence[dict[str, Any]], eps: float) -> dict[str, dict[int, tuple]]:
+    """label -> seed -> (clean, robust), diverged runs left out."""
+    table: dict[str, dict[int, tuple[float, float]]] = {}
+    for p in payloads:
+        if p.get("diverged"):
+            continue
+        table.setdefault(_label(p), {})[int(p["seed"])] = (float(p["clean_acc"]), robust_value(cfg, p, eps))
+    return table
+
+
+def _frontier_labels(table: dict[str, dict[int, tuple]]) -> list[str]:
+    """The PGD-AT arms (one per training radius), by radius."""
+
+    def factor(label: str) -> float:
+        mod = label.partition("@eps=")[2]
+        return float(mod.rstrip("x")) if mod else 1.0
+
+    return sorted((k for k in table if k == "pgd_at" or k.startswith("pgd_at@eps=")), key=factor)
+
+
+def _controls(label: str, table: dict[str, dict[int, tuple]]) -> list[tuple[str, str]]:
+    """(control name, label) for an arm ``<arm> [<variant>]`` whose variant moves no map: the same arm with the
+    variant displaced, random and shuffled, and clean_mix with the same variant and eps factor, where run."""
+    arm, sep, variant = label.removesuffix("]").partition(" [")
+    if not sep or arm.startswith("clean_mix") or Variant.parse(variant).moved:
+        return []
+    found = []
+    for control in CONTROLS:
+        moved = dataclasses.replace(Variant.parse(variant), control=control).name
+        if f"{arm} [{moved}]" in table:
+            found.append((control, f"{arm} [{moved}]"))
+    mix = "@".join(["clean_mix", *[p for p in arm.split("@")[1:] if p.startswith("eps=")]])
+    if f"{mix} [{variant}]" in table:
+        found.append(("clean_mix", f"{mix} [{variant}]"))
+    return found
+
+
+def _safe(fn: Callable[..., PairedResult], *args: Any) -> PairedResult | str:
+    """``fn(*args)``, a paired result, or why there is none (too few seeds, an arm outside the frontier ...)."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return fn(*args)
+    except (ValueError, FloatingPointError) as exc:
+        return f"n/a ({exc})"
+
+
+def _fmt(res: PairedResult | str) -> str:
+    return res if isinstance(res, str) else res.summary()
+
+
+def decide(cfg: ExperimentConfig, payloads: Sequence[dict[str, Any]], out: str | Path) -> dict[str, Path]:
+    """Write decision.md, decision_seeds.csv and frontier.png from finished runs; {} without >= 2 PGD-AT radii."""
+    out = Path(out)
+    eps = robust_eps(cfg)
+    table = _per_seed(cfg, payloads, eps)
+    radii = _frontier_labels(table)
+    if len(radii) < 2:
+        return {}
+    seeds = sorted(set.intersection(*(set(table[r]) for r in radii)))
+    arms = [k for k in table if k not in radii and k != "standard"]
+    e = eps_label(eps, in_255ths([eps]))
+    worst = "autoattack" in cfg.eval_attacks
+    metric = "AutoAttack (worst case)" if worst else f"min over {', '.join(cfg.eval_attacks)}"
+    lines = [
+        f"# Decision report of `{cfg.name}` on {cfg.dataset}",
+        "",
+        f"Robust accuracy: {metric}, unmasked, at eps {e}; clean accuracy on the same "
+        f"{'all' if cfg.eval_limit is None else cfg.eval_limit} test images. PGD-AT frontier: {', '.join(radii)}; "
+        f"seeds with every radius: {', '.join(map(str, seeds)) or 'none'}. Cells: mean paired difference "
+        "[95 % BCa bootstrap interval] (paired t-test p, Wilcoxon signed-rank p, seeds), in percentage points. "
+        "An arm is `above` the frontier only if both tests reject 0; with few seeds they cannot.",
+        "",
+        "## Frontier margins (arm clean minus PGD-AT frontier clean at the arm's robust accuracy)",
+        "",
+        "| arm | seeds | clean | robust | margin | verdict | clean vs pgd_at | robust vs pgd_at |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    fc = lambda s: [table[r][s][0] for r in radii]  # noqa: E731
+    fr = lambda s: [table[r][s][1] for r in radii]  # noqa: E731
+    checks: dict[str, list[tuple[str, str]]] = {}
+    for arm in arms:
+        common = [s for s in seeds if s in table[arm]]
+        c = [table[arm][s][0] for s in common]
+        r = [table[arm][s][1] for s in common]
+        margin, verdict = "n/a", "n/a"
+        if len(common) >= 2:
+            try:
+                chk = frontier_check(c, r, [fc(s) for s in common], [fr(s) for s in common])
+                verdict = chk.verdict
+                margin = _fmt(chk.result) if chk.result is not None else "outside the traced frontier"
+            except ValueError as exc:
+                margin = f"n/a ({exc})"
+        base = [table["pgd_at"][s] for s in common] if "pgd_at" in table else []
+        dc = _safe(paired_difference, c, [b[0] for b in base])
+        dr = _safe(paired_difference, r, [b[1] for b in base])
+        lines.append(
+            f"| {arm} | {len(common)} | {np.mean(c):.3f} | {np.mean(r):.3f} | {margin} | {verdict} | "
+            f"{_fmt(dc)} | {_fmt(dr)} |"
+            if common
+            else f"| {arm} | 0 | – | – | n/a | n/a | n/a | n/a |"
+        )
+        rows = []
+        for name, control in _controls(arm, table):
+            both = [s for s in common if s in table[control]]
+            res = _safe(
+                compare_margins,
+                ([table[arm][s][0] for s in both], [table[arm][s][1] for s in both]),
+                ([table[control][s][0] for s in both], [table[control][s][1] for s in both]),
+                [fc(s) for s in both],
+                [fr(s) for s in both],
+            )
+            rows.append((f"{name}: {control}", _fmt(res)))
+        if rows:
+            checks[arm] = rows
+    lines += ["", "## Against the controls (margin of the arm minus margin of the control)", ""]
+    lines += ["| arm | control | difference of margins |", "|---|---|---|"]
+    for arm, rows in checks.items():
+        for name, text in rows:
+            lines.append(f"| {arm} | {name} | {text} |")
+    if not checks:
+        lines.append("| – | – | no arm with controls in this experiment |")
+    files = {"decision": out / "decision.md", "decision_seeds": out / "decision_seeds.csv"}
+    with files["decision_seeds"].open("w", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f)
+        writer.writerow(["arm", "seed", "clean_acc", f"robust_acc_eps={e}"])
+        for label, per in table.items():
+            for s, (c, r) in sorted(per.items()):
+                writer.writerow([label, s, c, r])
+    lines += ["", f"Per-seed values: `{files['decision_seeds'].name}`; plot: `frontier.png`.", ""]
+    _atomic_write(files["decision"], "\n".join(lines))
+    frontier = {r: ([table[r][s][0] for s in seeds], [table[r][s][1] for s in seeds]) for r in radii}
+    plotted = {a: ([v[0] for v in table[a].values()], [v[1] for v in table[a].values()]) for a in arms}
+    if all(not math.isnan(x) for c, r in frontier.values() for x in (*c, *r)) and seeds:
+        png = frontier_plot(out / "frontier.png", frontier, plotted, title=f"{cfg.name}: clean vs robust (eps {e})")
+        if png is not None:
+            files["frontier"] = png
+    return files
+
+
+__all__ = ["decide", "robust_eps", "robust_value"]

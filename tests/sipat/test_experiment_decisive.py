@@ -1,0 +1,144 @@
+"""The decisive experiment end to end at a tiny scale (one arm of each kind on `premise`), and the decision
+report's paired statistics on constructed per-seed numbers whose answer is known."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from sipat.experiment import ExperimentConfig, decide, plan_runs, run_experiment
+
+TINY = dict(
+    name="tiny-decisive",
+    dataset="premise",
+    dataset_params={"n_train": 120, "n_test": 60, "clutter": 2},
+    data_seed=0,
+    arch="cnn32",
+    epochs=1,
+    steps=2,
+    eps="8/255",
+    lr=0.01,
+    eps_ramp_epochs=1,
+    grad_clip=10.0,
+    seeds=[0, 1],
+    methods=["pgd_at", "pgd_at@eps=0.5x", "trades@beta=1", "sip_at", "clean_mix@human"],
+    variants=["human", "human+displaced", "human+random", "predicted+unannotated=0.5", "gradcam+top=0.25"],
+    predictor={"epochs": 1, "width": 8},
+    reference_epochs=1,
+    eval_eps=[0, "8/255"],
+    eval_attacks=["pgd"],
+    eval_pgd_steps=2,
+    eval_masked=False,
+    eval_limit=40,
+    save_models=False,
+)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    out = tmp_path_factory.mktemp("decisive")
+    cfg = ExperimentConfig.from_dict(TINY)
+    files = run_experiment(cfg, out, device="cpu", progress=False, log=lambda _m: None)
+    runs = {p.stem: json.loads(p.read_text()) for p in sorted((out / "runs").glob("*.json"))}
+    return cfg, out, files, runs
+
+
+def test_every_arm_runs_and_its_record_names_what_it_trained_with(tiny):
+    cfg, _, files, runs = tiny
+    assert sorted(runs) == sorted(r.run_id for r in plan_runs(cfg)) and len(runs) == 2 * 9
+    for s in (0, 1):
+        full, half = runs[f"pgd_at__none__seed{s}"], runs[f"pgd_at@eps=0.5x__none__seed{s}"]
+        assert full["train_config"]["eps"] == pytest.approx(8 / 255) == 2 * half["train_config"]["eps"]
+        assert half["train_config"]["alpha"] == pytest.approx(full["train_config"]["alpha"] / 2)
+        assert (half["arm"], half["method"], half["eps_factor"]) == ("pgd_at@eps=0.5x", "pgd_at", 0.5)
+        beta = runs[f"trades@beta=1__none__seed{s}"]
+        assert beta["train_config"]["trades_beta"] == 1.0 == beta["trades_beta"] and cfg.trades_beta == 6.0
+    with open(files["csv"], newline="") as f:
+        rows = {(r["method"], r["variant"]) for r in csv.DictReader(f)}
+    assert {("pgd_at@eps=0.5x", "none"), ("trades@beta=1", "none"), ("sip_at", "human+displaced")} <= rows
+
+
+def test_controls_keep_the_coverage_and_top_share_fixes_it(tiny):
+    _, _, _, runs = tiny
+    for s in (0, 1):
+        human = runs[f"sip_at__human__seed{s}"]["salient_share"]
+        assert 0.1 < human < 0.35
+        for control in ("displaced", "random"):
+            assert runs[f"sip_at__human+{control}__seed{s}"]["salient_share"] == pytest.approx(human, abs=1e-9)
+        assert runs[f"clean_mix__human__seed{s}"]["clean_share"] == pytest.approx(human, abs=1e-9)
+        assert runs[f"sip_at__gradcam+top=0.25__seed{s}"]["salient_share"] == pytest.approx(0.25)
+
+
+def test_the_predicted_run_records_which_image_got_which_source(tiny):
+    _, _, _, runs = tiny
+    for s in (0, 1):
+        rec = runs[f"sip_at__predicted+unannotated=0.5__seed{s}"]
+        src = rec["map_source"]
+        assert (src["human"], src["predicted"], len(src["predicted_images"])) == (60, 60, 60)
+        assert rec["annotated_share"] == 1.0 and rec["settings"]["predictor"] == {"epochs": 1, "width": 8}
+        assert runs[f"sip_at__human__seed{s}"]["map_source"] is None
+
+
+def test_the_decision_report_traces_the_frontier_and_names_the_controls(tiny):
+    cfg, out, files, _ = tiny
+    md = files["decision"].read_text()
+    assert "PGD-AT frontier: pgd_at@eps=0.5x, pgd_at; seeds with every radius: 0, 1" in md
+    for control in ("displaced: sip_at [human+displaced]", "random: sip_at [human+random]",
+                    "clean_mix: clean_mix [human]"):  # fmt: skip
+        assert f"| sip_at [human] | {control} |" in md
+    with open(files["decision_seeds"], newline="") as f:
+        assert len(list(csv.DictReader(f))) == 2 * 9
+    assert files["frontier"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    again: list[str] = []
+    run_experiment(cfg, out, device="cpu", progress=False, log=again.append)  # resumes: nothing to redo
+    assert again[0].startswith("18 of 18 runs already finished")
+
+
+# ----------------------------------------------------------------------------------------------------------
+# the decision's statistics on numbers with a known answer
+
+
+def _payload(arm: str, variant: str, seed: int, clean: float, robust: float) -> dict:
+    return {"method": arm.split("@")[0], "arm": arm, "variant": variant, "seed": seed, "clean_acc": clean,
+            "robust_acc": {"pgd": {"0.1": robust}, "apgd": {"0.1": robust + 0.01}}}  # fmt: skip
+
+
+def test_an_arm_above_the_frontier_beats_its_controls_and_one_below_does_not(tmp_path: Path):
+    cfg = ExperimentConfig(eps=0.1, eval_eps=[0, 0.1], eval_attacks=["pgd", "apgd"], seeds=list(range(8)))
+    rng = np.random.default_rng(0)
+    payloads = []
+    for s in range(8):
+        shift = rng.normal(0, 0.02)  # seed noise shared by every arm of the seed: what pairing removes
+        for arm, clean, robust in (("pgd_at@eps=0.5x", 0.90, 0.30), ("pgd_at@eps=0.75x", 0.85, 0.40),
+                                   ("pgd_at", 0.80, 0.50)):  # fmt: skip
+            payloads.append(_payload(arm, "none", s, clean + shift, robust))
+        # at robust 0.45 the frontier's clean accuracy is 0.825: sip_at lies 6 points above it, the controls on it
+        for arm, variant, clean in (("sip_at", "human", 0.885), ("sip_at", "human+displaced", 0.825),
+                                    ("sip_at", "human+random", 0.82), ("clean_mix", "human", 0.825),
+                                    ("sip_trades", "human", 0.70)):  # fmt: skip
+            payloads.append(_payload(arm, variant, s, clean + shift + rng.normal(0, 0.005), 0.45))
+    files = decide(cfg, payloads, tmp_path)
+    md = files["decision"].read_text()
+    margins = md.split("## Frontier margins")[1].split("## Against")[0]
+    rows = {line.split(" | ")[0].lstrip("| "): line for line in margins.splitlines() if line.startswith("| ")}
+    assert "min over pgd, apgd" in md  # the robust metric: the least over the attacks
+    assert "| above |" in rows["sip_at [human]"] and "| below |" in rows["sip_trades [human]"]
+    assert rows["sip_at [human]"].split(" | ")[4].startswith("+6.")  # the margin, in points
+    controls = [line for line in md.split("## Against")[1].splitlines() if line.startswith("| sip_at [human] |")]
+    assert len(controls) == 3
+    for line in controls:  # 6 points of margin over each control; all 8 seeds agree: Wilcoxon's least p, 2/256
+        diff = line.rstrip(" |").rsplit(" | ", 1)[1]
+        assert diff.startswith(("+6.", "+5.9")) and "W p=0.00781" in diff
