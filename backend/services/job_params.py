@@ -255,10 +255,41 @@ class StimulusSetOptions(_Params):
     batch_size: int = Field(default=64, ge=1, le=4096)
 
 
+class RankPaintingsParams(_Params):
+    """A `rank_paintings` job: which of a study's unpainted training images people should paint next.
+
+    A salience predictor (`sipat.predictor`) is trained on the study's mean human maps (images with at least
+    `min_annotators` paintings); every other training image is scored by the predictor's MC-dropout spread and
+    its disagreement with Grad-CAM of a reference classifier, and the `top` best are listed class by class in
+    turn (`sipat.predictor.active`). The ranking is only stored and shown: studies still draw images at random.
+    """
+
+    study_id: int = Field(description="Study whose paintings train the predictor; its stimulus set's dataset.")
+    min_annotators: int | None = Field(
+        default=None, ge=1, description="Paintings an image needs to count as painted; null: the study's setting."
+    )
+    top: int = Field(default=50, ge=1, le=10_000, description="How many images the stored ranking lists.")
+    image_size: int | None = Field(default=None, ge=8, le=1024, description="As for train jobs.")
+    seed: int = Field(default=0, ge=0, description="Seeds the hold-out, predictor, MC-dropout and tie-breaks.")
+    predictor_epochs: int = Field(default=20, ge=1, le=500)
+    predictor_batch_size: int = Field(default=32, ge=1, le=4096)
+    samples: int = Field(default=16, ge=2, le=256, description="MC-dropout passes per image.")
+    weight: float = Field(
+        default=0.5, ge=0, le=1, description="Share of the uncertainty's rank in the score (the rest: Grad-CAM)."
+    )
+    reference_model_id: int | None = Field(
+        default=None, description="Model whose Grad-CAM is compared; null trains a quick standard model first."
+    )
+    reference_epochs: int = Field(default=1, ge=1, le=100)
+    batch_size: int = Field(default=32, ge=1, le=4096, description="Batch size of that reference model.")
+    lr: float = Field(default=0.1, gt=0, le=10, description="Learning rate of that reference model.")
+
+
 PARAMS_BY_KIND: dict[str, type[_Params]] = {
     "train": TrainParams,
     "evaluate": EvaluateParams,
     "generate_stimuli": GenerateStimuliParams,
+    "rank_paintings": RankPaintingsParams,
 }
 
 

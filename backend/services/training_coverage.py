@@ -21,7 +21,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from backend.models import Annotation, Image, Participant, Stimulus, Study, Trial
+from backend.models import Annotation, Image, Participant, Stimulus, StimulusSet, Study, Trial
 from backend.services.errors import InvalidInputError
 from backend.services.job_params import STUDY_SOURCES  # sources that read a study's paintings
 
@@ -217,3 +217,34 @@ def flagged_paintings(session: Session, study_id: int, image_ids: Sequence[int])
         )
         or 0
     )
+
+
+def painting_pool(session: Session, study_id: int, seed: int, min_annotators: int | None) -> dict[str, Any]:
+    """What a `rank_paintings` job ranks: the study's dataset, its training images (the train job's rule with
+    `seed`), those with >= min_annotators paintings (the predictor's data) and the rest (the candidates).
+    422 for a study without a stimulus set, or one whose paintings cover no training image (nothing to learn)."""
+    study = session.get(Study, study_id)
+    set_id = (study.config or {}).get("stimulus_set_id") if study is not None else None
+    dataset_id = session.scalar(select(StimulusSet.dataset_id).where(StimulusSet.id == set_id)) if set_id else None
+    if dataset_id is None:
+        raise InvalidInputError(f"params.study_id: study {study_id} has no stimulus set, so no dataset to rank")
+    images = session.execute(select(Image.id, Image.split).where(Image.dataset_id == dataset_id).order_by(Image.id))
+    try:
+        train_ids, _ = training_image_ids([(i, s) for i, s in images.all()], seed)
+    except ValueError as exc:
+        raise InvalidInputError(f"params.study_id: the dataset of study {study_id}: {exc}") from None
+    need = required_annotators(session, study_id, min_annotators)
+    masks = annotation_masks(session, study_id, train_ids)
+    painted = sorted(i for i, shas in masks.items() if len(shas) >= need)
+    if not painted:
+        raise InvalidInputError(
+            f"no training image of study {study_id}'s dataset has {need} or more paintings (0 of {len(train_ids)}), "
+            "so the salience predictor has nothing to learn from; let participants paint training images first"
+        )
+    return {
+        "dataset_id": dataset_id,
+        "train_ids": train_ids,
+        "painted": painted,
+        "candidates": [i for i in train_ids if i not in set(painted)],
+        "min_annotators": need,
+    }

@@ -28,7 +28,7 @@ from sipat.training import Progress
 from worker.jobs.common import Phase
 
 
-def _pad4(x: Tensor) -> tuple[Tensor, tuple[int, int]]:
+def pad4(x: Tensor) -> tuple[Tensor, tuple[int, int]]:
     """x padded at the bottom and right (edge replication) to sides divisible by 4, and the original size."""
     h, w = x.shape[-2:]
     ph, pw = (-h) % 4, (-w) % 4
@@ -58,8 +58,8 @@ def predict_missing(
     """
     if len(image_ids) != images.shape[0]:
         raise ValueError(f"{len(image_ids)} image ids for {images.shape[0]} images")
-    x, (h, w) = _pad4(images.float())
-    s, _ = _pad4(human.float())  # an all-NaN map stays all NaN: padding replicates its edge
+    x, (h, w) = pad4(images.float())
+    s, _ = pad4(human.float())  # an all-NaN map stays all NaN: padding replicates its edge
     cfg = PredictorConfig(epochs=epochs, batch_size=batch_size, seed=seed)
 
     def on_batch(pr: Progress) -> None:
@@ -89,4 +89,4 @@ def predict_missing(
     return maps, record
 
 
-__all__ = ["predict_missing"]
+__all__ = ["pad4", "predict_missing"]

@@ -46,7 +46,7 @@ from torch import nn
 from backend.db import session_scope
 from backend.models import SalienceMap, Study, TrainedModel
 from backend.schemas.jobs import TRAIN_LOG_KEY
-from backend.services.job_params import TrainParams
+from backend.services.job_params import RankPaintingsParams, TrainParams
 from backend.services.jobs import JobRun
 from backend.services.training_coverage import (
     SALIENCE_METHODS,
@@ -258,7 +258,7 @@ def _salience(
     missing = torch.isnan(s).flatten(1).all(dim=1)
     if p.salience == "gradcam" or (p.fallback == "gradcam" and missing.any()):
         todo = missing.nonzero().squeeze(1)
-        reference = _reference_model(run, rt, p, train_set, meta)
+        reference = reference_model(run, rt, p, train_set, meta)
         run.progress(0.13, f"Grad-CAM of {len(todo)} images")
         x = train_set.images[todo].to(rt.device)
         y = train_set.labels[todo].to(rt.device)
@@ -279,7 +279,17 @@ def _salience(
     return s, dict(counts), coverage, sources
 
 
-def _reference_model(run: JobRun, rt: Runtime, p: TrainParams, train_set: Any, meta: dict[str, Any]) -> nn.Module:
+def reference_model(
+    run: JobRun,
+    rt: Runtime,
+    p: TrainParams | RankPaintingsParams,
+    train_set: Any,
+    meta: dict[str, Any],
+    phase: Phase | None = None,
+) -> nn.Module:
+    """The classifier whose Grad-CAM gives automatic salience: `p.reference_model_id` (checked against the
+    data), or a standard model trained `p.reference_epochs` on `train_set` (seeded; not stored). Shared by
+    the train job and the `rank_paintings` job (both params carry the same reference fields)."""
     if p.reference_model_id is not None:
         with session_scope(rt.session_factory) as session:
             row = session.get(TrainedModel, p.reference_model_id)
@@ -295,7 +305,7 @@ def _reference_model(run: JobRun, rt: Runtime, p: TrainParams, train_set: Any, m
         return model
     model = _new_model(meta, p.seed)
     cfg = TrainConfig(method="standard", epochs=p.reference_epochs, batch_size=p.batch_size, lr=p.lr, seed=p.seed)
-    phase = Phase(run, 0.07, 0.13)
+    phase = phase or Phase(run, 0.07, 0.13)
     train(
         model, train_set, cfg, device=rt.device, progress=lambda pr: phase(pr.fraction, "training the Grad-CAM model")
     )
