@@ -59,7 +59,9 @@ def rank_paintings_job(run: JobRun, rt: Runtime) -> dict[str, Any]:
     classes = sorted({im.label for im in infos})
     if len(classes) < 2:
         raise JobError(f"dataset {pool['dataset_id']} has a single class; Grad-CAM needs a classifier")
-    meta = model_meta(default_arch_for(max(size), channels), classes, channels, size[0] if size[0] == size[1] else list(size))
+    meta = model_meta(
+        default_arch_for(max(size), channels), classes, channels, size[0] if size[0] == size[1] else list(size)
+    )
     train_set = build_set(pil, train_infos, classes=classes, channels=channels, size=size, name=dataset_name)
     human = torch.full((len(train_infos), 1, *size), float("nan"))
     for k, im in enumerate(train_infos):
