@@ -1,5 +1,6 @@
-"""The study page's "paint next" card: queueing a rank_paintings job (422 when nothing is painted enough) and
-the top of the newest ranking with its thumbnails."""
+"""The dashboard's side of the salience predictor (issue 20): the study page's "paint next" card (queueing a
+rank_paintings job, 422 when nothing is painted enough; the top of the newest ranking with its thumbnails) and
+the training form's `predicted` source."""
 
 from __future__ import annotations
 
@@ -67,3 +68,35 @@ def test_the_study_page_shows_the_top_of_the_newest_ranking(
     assert shown == list(range(12))  # the first 12, in ranking order
     assert page.index("/admin/images/900/file") < page.index("/admin/images/901/file")
     assert "1 painted (at least 2 annotators), 15 candidates of 16 training images" in " ".join(page.split())
+
+
+def test_the_training_form_queues_a_predicted_job_and_refuses_one_without_paintings(
+    admin: TestClient, session: Session, seeded: Callable[..., Seeded], enqueued: Enqueued
+) -> None:
+    s = seeded()
+    _split_painted_into_training(session, s)
+    dataset_id = session.scalar(select(Image.dataset_id))
+    form = {
+        "csrf_token": admin.csrf,
+        "dataset_id": str(dataset_id),
+        "method": "sip_at",
+        "salience": "predicted",
+        "study_id": str(s.study.id),
+        "predictor_epochs": "7",
+        "epochs": "1",
+    }
+    page = admin.get("/admin/training").text
+    assert '<option value="predicted"' in page and 'name="predictor_epochs"' in page
+    _set_min_annotators(session, s, 3)
+    r = admin.post("/admin/training", data=form, follow_redirects=False)
+    assert r.status_code == 422 and "nothing to learn from" in r.text and enqueued.sent == []
+    _set_min_annotators(session, s, 2)
+    r = admin.post("/admin/training", data=form, follow_redirects=False)
+    assert r.status_code == 303, r.text
+    job = session.scalars(select(Job)).one()
+    assert (job.params["salience"], job.params["study_id"], job.params["predictor_epochs"]) == (
+        "predicted",
+        s.study.id,
+        7,
+    )
+    assert job.message is not None and "the salience predictor's maps" in job.message
