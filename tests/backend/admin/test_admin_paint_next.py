@@ -100,3 +100,5 @@ def test_the_training_form_queues_a_predicted_job_and_refuses_one_without_painti
         7,
     )
     assert job.message is not None and "the salience predictor's maps" in job.message
+    job_page = " ".join(admin.get(f"/admin/jobs/{job.id}").text.split())
+    assert "get the maps of a salience predictor trained on the human ones" in job_page
