@@ -51,7 +51,7 @@ STIMULUS_ROLES = ("trial", "catch", "annotate")
 STUDY_STATUSES = ("draft", "open", "closed")
 TRIAL_PHASES = ("practice", "main", "catch", "annotate")
 JUDGMENTS = ("perturbed", "clean")
-JOB_KINDS = ("generate_stimuli", "train", "evaluate")
+JOB_KINDS = ("generate_stimuli", "train", "evaluate", "rank_paintings")  # 0013 widened the CHECK
 JOB_STATUSES = ("queued", "running", "succeeded", "failed", "cancelled")
 
 

@@ -15,7 +15,7 @@ the job `queued`, so sending costs no extra UPDATE). Job state lives in the data
 (`task_ignore_result`).
 
 Routes: one table. Queue `gpu` (with `Settings.queue_prefix` in front) takes the heavy tasks
-(generate_stimuli, train, evaluate), queue `cpu` the light ones (the reaper task). Start workers with
+(generate_stimuli, train, evaluate, rank_paintings), queue `cpu` the light ones (the reaper task). Start workers with
 `celery -A worker.app worker -Q gpu,cpu --pool=solo` (or `--pool=prefork --concurrency=N` on the CPU).
 Tasks are sent by name (`send_task`), so the API never imports `worker` or torch.
 """
@@ -44,6 +44,7 @@ TASK_NAMES = {
     "generate_stimuli": "sipat.generate_stimuli",
     "train": "sipat.train",
     "evaluate": "sipat.evaluate",
+    "rank_paintings": "sipat.rank_paintings",
 }
 REAP_TASK = "sipat.reap"
 GPU, CPU = "gpu", "cpu"

@@ -29,6 +29,7 @@ def _job_task(kind: str) -> Task:
 generate_stimuli = _job_task("generate_stimuli")
 train = _job_task("train")
 evaluate = _job_task("evaluate")
+rank_paintings = _job_task("rank_paintings")
 
 
 @app.task(name=REAP_TASK)

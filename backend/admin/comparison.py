@@ -41,16 +41,17 @@ class ModelRow:
 
     @property
     def salience(self) -> str:
-        """Where its maps came from: 'human n/N' (of the training images), 'Grad-CAM', 'imported', 'none'."""
+        """Where its maps came from: 'human n/N' (of the training images; '+ predicted' when a salience
+        predictor filled the rest), 'Grad-CAM', 'imported', 'none'."""
         params = self.params or {}
         if self.method not in SALIENCE_METHODS:
             return "none"
         source = params.get("salience", "none")
         coverage = (self.metrics or {}).get("coverage") or self.planned_coverage
         fallback = " + Grad-CAM" if params.get("fallback") == "gradcam" and source != "gradcam" else ""
-        if source == "annotations":
+        if source in ("annotations", "predicted"):
             human = f"human {coverage['human']}/{coverage['n_train']}" if coverage else "human"
-            return human + fallback
+            return human + (" + predicted" if source == "predicted" else fallback)
         return {"gradcam": "Grad-CAM", "imported": "imported"}.get(source, "none") + fallback
 
     def group_key(self) -> tuple[Any, ...]:

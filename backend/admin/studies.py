@@ -16,12 +16,14 @@ from sqlalchemy.orm import Session
 from backend import links
 from backend.admin.deps import Admin, AdminDep, AdminRoute, FormDep, render, see_other
 from backend.admin.forms import checkbox, given, int_field, optional, validation_message
-from backend.api.deps import SessionDep, SettingsDep, StorageDep
+from backend.admin.painting_pool import latest_ranking
+from backend.api.deps import EnqueueDep, SessionDep, SettingsDep, StorageDep
 from backend.api.exports import ExportFile, IncludeSimulated, export_response
 from backend.api.simulation import service_secret, simulate_grant
 from backend.models import Participant, StimulusSet, Study
 from backend.schemas.studies import StudyCreate, StudyUpdate
 from backend.services import admin_views as views
+from backend.services import job_requests
 from backend.services import studies as svc
 from backend.services.errors import InvalidInputError, ServiceError
 from backend.services.lookups import get_child_or_404, get_or_404
@@ -40,6 +42,7 @@ NOTICES = {
     "opened": "The study is open: participants can take part at its link.",
     "closed": "The study is closed: nobody new can start; sessions already started can be finished.",
     "withdrawn": "The participant's data were deleted.",
+    "ranking": "A job ranking the unpainted training images is queued; its top appears below when it is done.",
 }
 
 
@@ -202,6 +205,7 @@ def _study_page(
         "exports": [f.value for f in ExportFile],
         "schedule_fields": svc.SCHEDULE_FIELDS,
         "form": {},
+        "paint_next": latest_ranking(session, study.id),
         **extra,
     }
     return render(request, admin, "study.html", context, status_code=status_code)
@@ -257,6 +261,27 @@ def open_study(
         return _study_page(request, admin, session, settings, study, status_code=exc.status_code, error=exc.message)
     session.commit()
     return see_other(request.url_for("admin_study", study_id=study_id).path + "?notice=opened")
+
+
+@router.post("/studies/{study_id}/rank", name="admin_rank_paintings")
+def rank_paintings(
+    study_id: int,
+    request: Request,
+    admin: AdminDep,
+    form: FormDep,
+    session: SessionDep,
+    settings: SettingsDep,
+    enqueue: EnqueueDep,
+) -> Response:
+    """Queue a `rank_paintings` job for the study (POST /api/v1/jobs, kind rank_paintings, default params)."""
+    try:
+        job = job_requests.submit_job(session, "rank_paintings", {"study_id": study_id})
+    except ServiceError as exc:
+        session.rollback()
+        study = get_or_404(session, Study, study_id)
+        return _study_page(request, admin, session, settings, study, status_code=exc.status_code, error=exc.message)
+    job_requests.commit_and_enqueue(session, job, enqueue)
+    return see_other(request.url_for("admin_study", study_id=study_id).path + "?notice=ranking")
 
 
 @router.post("/studies/{study_id}/close", name="admin_close_study")

@@ -17,7 +17,7 @@ from backend.api.deps import EnqueueDep, SessionDep
 from backend.models import Dataset, StimulusSet, Study
 from backend.services import job_requests, model_catalog
 from backend.services.errors import InvalidInputError, ServiceError
-from backend.services.job_params import ARCHITECTURES, DEFAULT_EVAL_EPS, TrainParams
+from backend.services.job_params import ARCHITECTURES, DEFAULT_EVAL_EPS, STUDY_SOURCES, TrainParams
 from backend.services.training_coverage import compute_coverage
 from sipat.vocabulary import EVAL_ATTACKS
 
@@ -32,6 +32,7 @@ METHODS = {
 }
 SALIENCE = {
     "annotations": "this study's annotations (mean of the participants' masks)",
+    "predicted": "this study's annotations, a predictor trained on them for the other images",
     "gradcam": "Grad-CAM of a reference model",
     "imported": "imported with the dataset",
     "none": "none",
@@ -74,6 +75,7 @@ DEFAULTS = {
     "eval_steps": "20",
     "salience": "imported",
     "fallback": "none",
+    "predictor_epochs": str(TrainParams.model_fields["predictor_epochs"].default),
     # The training recipe (advanced fold): `TrainParams`' defaults, i.e. `sipat.train_config.RECIPE`.
     **{name: _shown(TrainParams.model_fields[name].default) for name in RECIPE_FIELDS},
 }
@@ -190,7 +192,10 @@ def train_params(form: dict[str, str]) -> dict[str, Any]:
             "batch_size": int_field(form, "batch_size", label="batch size"),
             "lr": float_field(form, "lr", label="learning rate"),
             "salience": salience,
-            "study_id": int_field(form, "study_id", label="study") if salience == "annotations" else None,
+            "study_id": int_field(form, "study_id", label="study") if salience in STUDY_SOURCES else None,
+            "predictor_epochs": int_field(form, "predictor_epochs", label="predictor epochs")
+            if salience == "predicted"
+            else None,
             "fallback": optional(form, "fallback"),
             "eval_eps": eval_eps,
             "eval_steps": int_field(form, "eval_steps", label="evaluation steps"),

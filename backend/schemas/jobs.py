@@ -7,9 +7,9 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from backend.services.job_params import EvaluateParams, GenerateStimuliParams, TrainParams
+from backend.services.job_params import EvaluateParams, GenerateStimuliParams, RankPaintingsParams, TrainParams
 
-JobKind = Literal["generate_stimuli", "train", "evaluate"]
+JobKind = Literal["generate_stimuli", "train", "evaluate", "rank_paintings"]
 JobStatus = Literal["queued", "running", "succeeded", "failed", "cancelled"]
 #: Key of a train job's result holding its per-epoch log (epoch, loss, accuracy, lr, eps, seconds; with a
 #: validation split val_clean and val_robust): written after every epoch while the job runs, kept at the end.
@@ -41,11 +41,18 @@ class GenerateStimuliJobCreate(_JobCreate):
     params: GenerateStimuliParams
 
 
+class RankPaintingsJobCreate(_JobCreate):
+    """Rank a study's unpainted training images for painting next (stored in the job's result)."""
+
+    kind: Literal["rank_paintings"]
+    params: RankPaintingsParams
+
+
 #: The body of `POST /api/v1/jobs`: the params' model is chosen by `kind` (a discriminated union, so the OpenAPI
 #: schema lists each kind's parameters, with their defaults and ranges); defaults are filled in and the stored
 #: params returned.
 JobCreate = Annotated[
-    TrainJobCreate | EvaluateJobCreate | GenerateStimuliJobCreate,
+    TrainJobCreate | EvaluateJobCreate | GenerateStimuliJobCreate | RankPaintingsJobCreate,
     Field(discriminator="kind", description="A job: its kind and that kind's parameters."),
 ]
 

@@ -17,6 +17,8 @@ from sipat.vocabulary import EvalAttack as RegistryAttack
 
 TrainMethod = Literal["standard", "pgd_at", "trades", "sip_at", "sip_trades"]
 MASKED_METHODS = ("sip_at", "sip_trades")
+#: Salience sources that read a study's paintings (and need `study_id`).
+STUDY_SOURCES = ("annotations", "predicted")
 #: Architectures of `sipat.models.ARCHITECTURES` (tests/worker checks that the two lists agree).
 ARCHITECTURES = ("small_cnn", "cnn32", "resnet18", "resnet50", "densenet121")
 EvalAttack = Literal["pgd", "apgd", "fgsm"]
@@ -111,12 +113,16 @@ class TrainParams(_Params):
         description="Stop after this many epochs without a better validation score (needs val_share > 0); "
         "null = train all epochs.",
     )
-    salience: Literal["annotations", "imported", "gradcam", "none"] = Field(
+    salience: Literal["annotations", "predicted", "imported", "gradcam", "none"] = Field(
         default="imported",
         description="Where the salience maps of the sip_* methods come from: the study's annotations (mean of "
-        "the annotators' masks), the dataset's imported maps, Grad-CAM of a reference model, or none.",
+        "the annotators' masks), 'predicted' (those annotations where an image has min_annotators, the maps of "
+        "a salience predictor trained on them for every other image), the dataset's imported maps, Grad-CAM "
+        "of a reference model, or none.",
     )
-    study_id: int | None = Field(default=None, description="Study whose annotations are used (salience=annotations).")
+    study_id: int | None = Field(
+        default=None, description="Study whose annotations are used (salience=annotations or predicted)."
+    )
     min_annotators: int | None = Field(
         default=None,
         ge=1,
@@ -125,7 +131,8 @@ class TrainParams(_Params):
     fallback: Literal["gradcam", "none"] = Field(
         default="none",
         description="Salience of images without a map of the chosen source (too few annotations, nothing "
-        "imported): Grad-CAM of the reference model, or none (mask 1: plain adversarial training for them).",
+        "imported): Grad-CAM of the reference model, or none (mask 1: plain adversarial training for them). "
+        "Not used with salience=predicted, where the predictor fills every such image.",
     )
     reference_model_id: int | None = Field(
         default=None,
@@ -133,6 +140,14 @@ class TrainParams(_Params):
         "(reference_epochs) on the same training images first.",
     )
     reference_epochs: int = Field(default=1, ge=1, le=100)
+    predictor_epochs: int = Field(
+        default=20,
+        ge=1,
+        le=500,
+        description="salience=predicted: epochs of the salience predictor (`sipat.predictor`) on the images "
+        "with a human map (seeded with seed).",
+    )
+    predictor_batch_size: int = Field(default=32, ge=1, le=4096, description="salience=predicted: its batch size.")
     eval_eps: list[float] = Field(default_factory=lambda: list(DEFAULT_EVAL_EPS))
     eval_attacks: list[EvalAttack] = Field(default_factory=lambda: list(_TRAIN_EVAL_ATTACKS), min_length=1)
     eval_steps: int = Field(default=20, ge=1, le=1000, description="Steps of the evaluation attacks.")
@@ -154,8 +169,8 @@ class TrainParams(_Params):
     def _check_salience(self) -> TrainParams:
         if self.patience is not None and self.val_share == 0:
             raise ValueError("patience (early stopping) needs a validation split: set val_share > 0, e.g. 0.1")
-        if self.salience == "annotations" and self.study_id is None:
-            raise ValueError("salience 'annotations' needs study_id: the study whose annotations to use")
+        if self.salience in STUDY_SOURCES and self.study_id is None:
+            raise ValueError(f"salience '{self.salience}' needs study_id: the study whose annotations to use")
         if self.method in MASKED_METHODS and self.salience == "none" and self.fallback == "none":
             raise ValueError(
                 f"method {self.method} without salience is plain adversarial training; set salience to "
@@ -240,10 +255,41 @@ class StimulusSetOptions(_Params):
     batch_size: int = Field(default=64, ge=1, le=4096)
 
 
+class RankPaintingsParams(_Params):
+    """A `rank_paintings` job: which of a study's unpainted training images people should paint next.
+
+    A salience predictor (`sipat.predictor`) is trained on the study's mean human maps (images with at least
+    `min_annotators` paintings); every other training image is scored by the predictor's MC-dropout spread and
+    its disagreement with Grad-CAM of a reference classifier, and the `top` best are listed class by class in
+    turn (`sipat.predictor.active`). The ranking is only stored and shown: studies still draw images at random.
+    """
+
+    study_id: int = Field(description="Study whose paintings train the predictor; its stimulus set's dataset.")
+    min_annotators: int | None = Field(
+        default=None, ge=1, description="Paintings an image needs to count as painted; null: the study's setting."
+    )
+    top: int = Field(default=50, ge=1, le=10_000, description="How many images the stored ranking lists.")
+    image_size: int | None = Field(default=None, ge=8, le=1024, description="As for train jobs.")
+    seed: int = Field(default=0, ge=0, description="Seeds the hold-out, predictor, MC-dropout and tie-breaks.")
+    predictor_epochs: int = Field(default=20, ge=1, le=500)
+    predictor_batch_size: int = Field(default=32, ge=1, le=4096)
+    samples: int = Field(default=16, ge=2, le=256, description="MC-dropout passes per image.")
+    weight: float = Field(
+        default=0.5, ge=0, le=1, description="Share of the uncertainty's rank in the score (the rest: Grad-CAM)."
+    )
+    reference_model_id: int | None = Field(
+        default=None, description="Model whose Grad-CAM is compared; null trains a quick standard model first."
+    )
+    reference_epochs: int = Field(default=1, ge=1, le=100)
+    batch_size: int = Field(default=32, ge=1, le=4096, description="Batch size of that reference model.")
+    lr: float = Field(default=0.1, gt=0, le=10, description="Learning rate of that reference model.")
+
+
 PARAMS_BY_KIND: dict[str, type[_Params]] = {
     "train": TrainParams,
     "evaluate": EvaluateParams,
     "generate_stimuli": GenerateStimuliParams,
+    "rank_paintings": RankPaintingsParams,
 }
 
 

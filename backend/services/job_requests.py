@@ -21,6 +21,7 @@ from backend.services.job_params import validate_job_params
 from backend.services.jobs import create_job, create_train_job
 from backend.services.lookups import get_referenced
 from backend.services.stimulus_sets import regenerate
+from backend.services.training_coverage import painting_pool
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +39,8 @@ def submit_job(session: Session, kind: str, params: dict[str, Any]) -> Job:
     """A queued job of `kind` with validated `params` (not committed, not enqueued).
 
     `train` also creates its model row (see `create_train_job`); `generate_stimuli` (re)generates an
-    existing stimulus set (409 while it has a job queued or running).
+    existing stimulus set (409 while it has a job queued or running); `rank_paintings` needs painted training
+    images (422 otherwise).
     """
     clean = validate_job_params(kind, params)
     for name, model in _REFERENCES.items():
@@ -49,6 +51,8 @@ def submit_job(session: Session, kind: str, params: dict[str, Any]) -> Job:
         return job
     if kind == "generate_stimuli":
         return regenerate(session, clean["stimulus_set_id"])
+    if kind == "rank_paintings":  # 422 before queueing when the predictor would have nothing to learn from
+        painting_pool(session, clean["study_id"], clean["seed"], clean["min_annotators"])
     return create_job(session, kind, clean)
 
 

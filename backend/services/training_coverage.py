@@ -21,8 +21,9 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from backend.models import Annotation, Image, Participant, Stimulus, Study, Trial
+from backend.models import Annotation, Image, Participant, Stimulus, StimulusSet, Study, Trial
 from backend.services.errors import InvalidInputError
+from backend.services.job_params import STUDY_SOURCES  # sources that read a study's paintings
 
 HOLDOUT_FRACTION = 0.2
 #: Below this share of training images with a human map, coverage comes with a warning.
@@ -89,10 +90,13 @@ def coverage_summary(
 ) -> dict[str, Any]:
     """The coverage record (JSON) shown before and after training.
 
-    `human` of `n_train` training images have a human map; the others fall back to `fallback` ('gradcam' or
-    'none': mask 1, plain adversarial training). `warning` is set when the human share is below
-    `LOW_COVERAGE`, saying what it means for the model."""
+    `human` of `n_train` training images have a human map; the others fall back to `fallback` ('gradcam',
+    'none': mask 1, plain adversarial training, or 'predicted': the salience predictor's maps, always so for
+    source 'predicted'). `warning` is set when the human share is below `LOW_COVERAGE`, saying what it means
+    for the model."""
     human = len(human_ids)
+    if source == "predicted":
+        fallback = "predicted"
     out: dict[str, Any] = {
         "source": source,
         "study_id": study_id,
@@ -106,20 +110,29 @@ def coverage_summary(
         "human_image_ids": sorted(human_ids),
         "warning": None,
     }
-    if source == "annotations" and n_train and human / n_train < LOW_COVERAGE:
+    if source in STUDY_SOURCES and n_train and human / n_train < LOW_COVERAGE:
         out["warning"] = (
             f"low coverage: only {human} of {n_train} training images ({human / n_train:.0%}) have a human map; "
-            f"the other {n_train - human} get {'Grad-CAM maps' if fallback == 'gradcam' else 'no map'}, so the "
+            f"the other {n_train - human} get {_FALLBACK_WORDS.get(fallback, 'no map')}, so the "
             "model mostly learns from those"
         )
     return out
 
 
+_FALLBACK_WORDS = {
+    "gradcam": "Grad-CAM maps",
+    "none": "no map",
+    "predicted": "maps of a predictor trained on the human ones",
+}
+
+
 def describe(coverage: dict[str, Any]) -> str:
     """One line for people: 'salience: 12 of 240 training images have a human map (>= 1 annotator); ...'."""
-    if coverage["source"] != "annotations":
+    if coverage["source"] not in STUDY_SOURCES:
         return f"salience: {coverage['source']} for {coverage['n_train']} training images"
-    fallback = "Grad-CAM" if coverage["fallback"] == "gradcam" else "none (mask 1)"
+    fallback = {"gradcam": "Grad-CAM", "predicted": "the salience predictor's maps"}.get(
+        coverage["fallback"], "none (mask 1)"
+    )
     line = (
         f"salience: {coverage['human']} of {coverage['n_train']} training images have a human map "
         f"(>= {coverage['min_annotators']} annotators); {coverage['fallback_count']} fall back to {fallback}"
@@ -141,11 +154,11 @@ def compute_coverage(session: Session, params: dict[str, Any]) -> dict[str, Any]
     except ValueError as exc:
         raise InvalidInputError(f"params.dataset_id: {exc}") from None
     source, fallback = str(params.get("salience", "none")), str(params.get("fallback", "none"))
-    if source != "annotations":
+    if source not in STUDY_SOURCES:
         return coverage_summary(source=source, n_train=len(train_ids), human_ids=[], fallback=fallback)
     study_id = params.get("study_id")
     if study_id is None:
-        raise InvalidInputError("params.study_id: salience 'annotations' needs the study whose paintings to use")
+        raise InvalidInputError(f"params.study_id: salience '{source}' needs the study whose paintings to use")
     need = required_annotators(session, study_id, params.get("min_annotators"))
     masks = annotation_masks(session, study_id, train_ids)
     human = [i for i, shas in masks.items() if len(shas) >= need]
@@ -163,9 +176,10 @@ def compute_coverage(session: Session, params: dict[str, Any]) -> dict[str, Any]
 
 def plan_coverage(session: Session, params: dict[str, Any]) -> dict[str, Any] | None:
     """`compute_coverage`, refusing (InvalidInputError, 422) a job that trains on a study's annotations of
-    which no training image has enough: it would silently be plain adversarial training (or Grad-CAM only)."""
+    which no training image has enough: it would silently be plain adversarial training (or Grad-CAM only),
+    and with source 'predicted' the predictor would have nothing to learn from."""
     coverage = compute_coverage(session, params)
-    if coverage is None or coverage["source"] != "annotations" or coverage["human"]:
+    if coverage is None or coverage["source"] not in STUDY_SOURCES or coverage["human"]:
         return coverage
     need, too_few = coverage["min_annotators"], ""
     if coverage["painted_too_few"]:
@@ -177,6 +191,8 @@ def plan_coverage(session: Session, params: dict[str, Any]) -> dict[str, Any] | 
         too_few += (
             f"; {coverage['flagged_paintings']} paintings of participants flagged by the catch trials are left out"
         )
+    if coverage["source"] == "predicted":
+        too_few += "; salience 'predicted' trains its predictor on these maps, so it has nothing to learn from"
     raise InvalidInputError(
         f"no training image of dataset {params['dataset_id']} has a human map from study {coverage['study_id']} "
         f"(0 of {coverage['n_train']} with at least {need} annotations{too_few}), so the model would not learn "
@@ -201,3 +217,34 @@ def flagged_paintings(session: Session, study_id: int, image_ids: Sequence[int])
         )
         or 0
     )
+
+
+def painting_pool(session: Session, study_id: int, seed: int, min_annotators: int | None) -> dict[str, Any]:
+    """What a `rank_paintings` job ranks: the study's dataset, its training images (the train job's rule with
+    `seed`), those with >= min_annotators paintings (the predictor's data) and the rest (the candidates).
+    422 for a study without a stimulus set, or one whose paintings cover no training image (nothing to learn)."""
+    study = session.get(Study, study_id)
+    set_id = (study.config or {}).get("stimulus_set_id") if study is not None else None
+    dataset_id = session.scalar(select(StimulusSet.dataset_id).where(StimulusSet.id == set_id)) if set_id else None
+    if dataset_id is None:
+        raise InvalidInputError(f"params.study_id: study {study_id} has no stimulus set, so no dataset to rank")
+    images = session.execute(select(Image.id, Image.split).where(Image.dataset_id == dataset_id).order_by(Image.id))
+    try:
+        train_ids, _ = training_image_ids([(i, s) for i, s in images.all()], seed)
+    except ValueError as exc:
+        raise InvalidInputError(f"params.study_id: the dataset of study {study_id}: {exc}") from None
+    need = required_annotators(session, study_id, min_annotators)
+    masks = annotation_masks(session, study_id, train_ids)
+    painted = sorted(i for i, shas in masks.items() if len(shas) >= need)
+    if not painted:
+        raise InvalidInputError(
+            f"no training image of study {study_id}'s dataset has {need} or more paintings (0 of {len(train_ids)}), "
+            "so the salience predictor has nothing to learn from; let participants paint training images first"
+        )
+    return {
+        "dataset_id": dataset_id,
+        "train_ids": train_ids,
+        "painted": painted,
+        "candidates": [i for i in train_ids if i not in set(painted)],
+        "min_annotators": need,
+    }

@@ -10,7 +10,13 @@
 See docs/salience-model.md.
 """
 
-from sipat.predictor.active import acquisition_scores, select_active, select_balanced, select_random
+from sipat.predictor.active import (
+    acquisition_scores,
+    acquisition_signals,
+    select_active,
+    select_balanced,
+    select_random,
+)
 from sipat.predictor.annotators import AnnotatorProfile, human_mean, simulate_annotators
 from sipat.predictor.fill import FilledMaps, fill_maps, fill_with_predictor, uses_human
 from sipat.predictor.metrics import centre_prior, compare, evaluate_maps, uniform_map
@@ -24,6 +30,7 @@ __all__ = [
     "PredictorResult",
     "SaliencyNet",
     "acquisition_scores",
+    "acquisition_signals",
     "centre_prior",
     "compare",
     "evaluate_maps",

@@ -121,16 +121,44 @@ def select_active(
     n = images.shape[0]
     cand = _candidates(n, candidates)
     _check_k(k, int(cand.sum()))
+    signals = acquisition_signals(
+        model, images, gradcam_maps, candidates=cand, seed=seed, samples=samples, weight=weight
+    )
+    return select_balanced(signals["score"], labels.cpu(), k, candidates=cand, seed=seed)
+
+
+def acquisition_signals(
+    model: nn.Module,
+    images: Tensor,
+    gradcam_maps: Tensor,
+    *,
+    candidates: Tensor | None = None,
+    seed: int = 0,
+    samples: int = 16,
+    weight: float = 0.5,
+) -> dict[str, Tensor]:
+    """The per-image signals `select_active` ranks by, each (N,) float64: spread, disagreement and score.
+
+    Why separate: a caller that shows the ranking (the dashboard's painting pool) needs the numbers behind
+    each pick, not only the order. Non-candidates get NaN signals and a score of -1.
+    """
+    n = images.shape[0]
+    cand = _candidates(n, candidates)
     if gradcam_maps.shape != (n, 1, *images.shape[-2:]):
         raise ValueError(f"gradcam_maps must be (N, 1, H, W) for the images; got {tuple(gradcam_maps.shape)}")
-    scores = torch.full((n,), -1.0, dtype=torch.float64)
+    out = {
+        "spread": torch.full((n,), float("nan"), dtype=torch.float64),
+        "disagreement": torch.full((n,), float("nan"), dtype=torch.float64),
+        "score": torch.full((n,), -1.0, dtype=torch.float64),
+    }
     idx = torch.nonzero(cand).flatten()
     if idx.numel():
         mean, std = mc_dropout(model, images[idx], samples=samples, seed=seed)
         spread = std.flatten(1).mean(1).double().cpu()
         disagreement = (1 - cc(mean.cpu(), gradcam_maps[idx].cpu())).double()
-        scores[idx] = acquisition_scores(spread, disagreement, weight=weight, seed=seed)
-    return select_balanced(scores, labels.cpu(), k, candidates=cand, seed=seed)
+        out["spread"][idx], out["disagreement"][idx] = spread, disagreement
+        out["score"][idx] = acquisition_scores(spread, disagreement, weight=weight, seed=seed)
+    return out
 
 
-__all__ = ["acquisition_scores", "select_active", "select_balanced", "select_random"]
+__all__ = ["acquisition_scores", "acquisition_signals", "select_active", "select_balanced", "select_random"]

@@ -103,3 +103,34 @@ def test_a_training_job_cannot_use_another_researchers_annotations(
     # job is refused for its coverage (issue 14), which tells the owner, and only the owner, about the study.
     r = client.post("/api/v1/jobs", json={"kind": "train", "params": params}, headers=people["alice"])
     assert r.status_code == 422 and "no training image of dataset" in r.json()["detail"], r.text
+
+
+@pytest.mark.parametrize(
+    ("kind", "extra", "refusal"),
+    [
+        ("train", {"salience": "predicted"}, "nothing to learn from"),
+        ("rank_paintings", {}, "nothing to learn from"),
+    ],
+)
+def test_predictor_jobs_cannot_use_another_researchers_paintings(
+    client: TestClient,
+    app: FastAPI,
+    session: Session,
+    storage: BlobStore,
+    people: dict[str, dict[str, str]],
+    kind: str,
+    extra: dict[str, str],
+    refusal: str,
+) -> None:
+    """The salience predictor's jobs (issue 20) read a study's paintings: the owner rule first, then the 422
+    of a study that painted no training image."""
+    app.dependency_overrides[get_enqueuer] = lambda: lambda job: f"message-{job.id}"
+    sid = _alices_open_study(client, session, storage, people["alice"])
+    params = {"study_id": sid, **extra}
+    if kind == "train":
+        params["dataset_id"] = session.scalar(select(StimulusSet.dataset_id))
+    r = client.post("/api/v1/jobs", json={"kind": kind, "params": params}, headers=people["bob"])
+    assert r.status_code == 403, r.text
+    assert session.scalar(select(func.count()).select_from(Job)) == 0
+    r = client.post("/api/v1/jobs", json={"kind": kind, "params": params}, headers=people["alice"])
+    assert r.status_code == 422 and refusal in r.json()["detail"], r.text

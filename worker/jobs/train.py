@@ -10,6 +10,9 @@ Steps (job progress in brackets):
      catch trials left out), averaged (`sipat.salience.mean_of_annotators`) where an image has at least
      `min_annotators` (default: the study's setting). The means are also stored as `human_mean` salience
      maps (at the image's own size), e.g. for masked stimulus sets.
+   - `predicted`: the study's means as for `annotations`; a salience predictor (`sipat.predictor`, seeded,
+     `predictor_epochs`) trained on them fills every other training image (`worker/jobs/predicted.py`); the
+     metrics' `salience_sources` list which image got a human map and which a predicted one.
    - `imported`: the newest `imported` salience map of each image.
    - `gradcam`: Grad-CAM (`sipat.salience.gradcam`) of a reference model for every image.
    - `none`: no maps.
@@ -43,7 +46,7 @@ from torch import nn
 from backend.db import session_scope
 from backend.models import SalienceMap, Study, TrainedModel
 from backend.schemas.jobs import TRAIN_LOG_KEY
-from backend.services.job_params import TrainParams
+from backend.services.job_params import RankPaintingsParams, TrainParams
 from backend.services.jobs import JobRun
 from backend.services.training_coverage import (
     SALIENCE_METHODS,
@@ -74,6 +77,7 @@ from worker.jobs.datasets import (
     decode,
     split_train_eval,
 )
+from worker.jobs.predicted import predict_missing
 from worker.jobs.trainlog import publish_train_log
 from worker.runtime import Runtime
 
@@ -98,7 +102,7 @@ def train_job(run: JobRun, rt: Runtime) -> dict[str, Any]:
     eval_set = build_set(pil_eval, eval_infos, classes=classes, channels=channels, size=size, name=dataset_name)
     run.progress(0.05, f"{len(train_infos)} training images, {len(eval_infos)} held out ({held_out})")
 
-    train_set.salience, salience_counts, coverage = _salience(run, rt, p, train_set, train_infos, meta)
+    train_set.salience, salience_counts, coverage, sources = _salience(run, rt, p, train_set, train_infos, meta)
 
     cfg = train_config(p)
     model = _new_model(meta, p.seed)
@@ -148,6 +152,7 @@ def train_job(run: JobRun, rt: Runtime) -> dict[str, Any]:
         "stopped_early": trained.stopped_early,
         "salience": salience_counts,
         "coverage": coverage,
+        **({"salience_sources": sources} if sources else {}),
     }
     run.check()
     with session_scope(rt.session_factory) as session:
@@ -200,27 +205,44 @@ def _new_model(meta: dict[str, Any], seed: int) -> nn.Module:
 
 def _salience(
     run: JobRun, rt: Runtime, p: TrainParams, train_set: Any, infos: list[ImageInfo], meta: dict[str, Any]
-) -> tuple[torch.Tensor, dict[str, int], dict[str, Any] | None]:
-    """(N, 1, H, W) maps of the training images (NaN = none), how many came from each source, and the
-    coverage record (`backend.services.training_coverage.coverage_summary`; None when the method uses none)."""
+) -> tuple[torch.Tensor, dict[str, int], dict[str, Any] | None, dict[str, Any] | None]:
+    """(N, 1, H, W) maps of the training images (NaN = none), how many came from each source, the coverage
+    record (`backend.services.training_coverage.coverage_summary`; None when the method uses none) and, for
+    salience 'predicted', the record of which image got which map (`predicted.predict_missing`)."""
     n, size = len(infos), tuple(train_set.images.shape[-2:])
     s = train_set.salience.clone()  # all NaN
     counts: dict[str, int] = defaultdict(int)
     if p.method not in SALIENCE_METHODS:
-        return s, {"none": n}, None
+        return s, {"none": n}, None, None
     human_ids: list[int] = []
     need, too_few, flagged = None, 0, 0
+    sources: dict[str, Any] | None = None
     if p.salience == "none" and p.fallback == "none":
         counts["none"] = n
-        return s, dict(counts), coverage_summary(source="none", n_train=n, human_ids=[], fallback="none")
+        return s, dict(counts), coverage_summary(source="none", n_train=n, human_ids=[], fallback="none"), None
     run.progress(0.06, f"salience maps ({p.salience})")
-    if p.salience == "annotations":
+    if p.salience in ("annotations", "predicted"):
         have, need, too_few, flagged = _annotation_means(rt, p, infos, size)
         for k, im in enumerate(infos):
             if im.id in have:
                 s[k] = have[im.id]
-                counts["annotations"] += 1
+                counts["human" if p.salience == "predicted" else "annotations"] += 1
                 human_ids.append(im.id)
+    if p.salience == "predicted":
+        if not human_ids:
+            raise JobError(f"no training image has {need} or more paintings in study {p.study_id}; nothing to learn")
+        s, sources = predict_missing(
+            train_set.images,
+            s,
+            [im.id for im in infos],
+            epochs=p.predictor_epochs,
+            batch_size=p.predictor_batch_size,
+            seed=p.seed,
+            device=rt.device,
+            phase=Phase(run, 0.06, 0.14),
+            checkpoint=rt.scratch_dir(run.job_id) / "predictor.pt",
+        )
+        counts["predicted"] = sources["counts"]["predicted"]
     elif p.salience == "imported":
         with session_scope(rt.session_factory) as session:
             rows = session.execute(
@@ -236,7 +258,7 @@ def _salience(
     missing = torch.isnan(s).flatten(1).all(dim=1)
     if p.salience == "gradcam" or (p.fallback == "gradcam" and missing.any()):
         todo = missing.nonzero().squeeze(1)
-        reference = _reference_model(run, rt, p, train_set, meta)
+        reference = reference_model(run, rt, p, train_set, meta)
         run.progress(0.13, f"Grad-CAM of {len(todo)} images")
         x = train_set.images[todo].to(rt.device)
         y = train_set.labels[todo].to(rt.device)
@@ -254,10 +276,20 @@ def _salience(
         flagged_paintings=flagged,
     )
     run.progress(0.15, "salience ready: " + ", ".join(f"{v} {k}" for k, v in counts.items()))
-    return s, dict(counts), coverage
+    return s, dict(counts), coverage, sources
 
 
-def _reference_model(run: JobRun, rt: Runtime, p: TrainParams, train_set: Any, meta: dict[str, Any]) -> nn.Module:
+def reference_model(
+    run: JobRun,
+    rt: Runtime,
+    p: TrainParams | RankPaintingsParams,
+    train_set: Any,
+    meta: dict[str, Any],
+    phase: Phase | None = None,
+) -> nn.Module:
+    """The classifier whose Grad-CAM gives automatic salience: `p.reference_model_id` (checked against the
+    data), or a standard model trained `p.reference_epochs` on `train_set` (seeded; not stored). Shared by
+    the train job and the `rank_paintings` job (both params carry the same reference fields)."""
     if p.reference_model_id is not None:
         with session_scope(rt.session_factory) as session:
             row = session.get(TrainedModel, p.reference_model_id)
@@ -273,7 +305,7 @@ def _reference_model(run: JobRun, rt: Runtime, p: TrainParams, train_set: Any, m
         return model
     model = _new_model(meta, p.seed)
     cfg = TrainConfig(method="standard", epochs=p.reference_epochs, batch_size=p.batch_size, lr=p.lr, seed=p.seed)
-    phase = Phase(run, 0.07, 0.13)
+    phase = phase or Phase(run, 0.07, 0.13)
     train(
         model, train_set, cfg, device=rt.device, progress=lambda pr: phase(pr.fraction, "training the Grad-CAM model")
     )

@@ -16,7 +16,7 @@ from backend.services.jobs.common import FINISHED, settle_stimulus_set
 
 
 def create_job(session: Session, kind: str, params: dict[str, Any], *, max_attempts: int = 3) -> Job:
-    """A queued job of `kind` ('generate_stimuli' | 'train' | 'evaluate') with JSON `params`; not committed."""
+    """A queued job of `kind` (one of `JOB_KINDS`) with JSON `params`; not committed."""
     if kind not in JOB_KINDS:
         raise InvalidInputError(f"unknown job kind {kind!r}; use one of {', '.join(JOB_KINDS)}")
     if max_attempts < 1:

@@ -27,7 +27,7 @@ def test_openapi_describes_the_params_of_each_kind(api: TestClient) -> None:
         kind: spec["components"]["schemas"][ref.rsplit("/", 1)[-1]]
         for kind, ref in body["discriminator"]["mapping"].items()
     }
-    assert set(kinds) == {"train", "evaluate", "generate_stimuli"}
+    assert set(kinds) == {"train", "evaluate", "generate_stimuli", "rank_paintings"}
     train = _resolve(spec, kinds["train"]["properties"]["params"])
     fields = train["properties"]
     for knob, default in RECIPE.items():  # the recipe's knobs under the train kind, with its defaults
@@ -39,6 +39,9 @@ def test_openapi_describes_the_params_of_each_kind(api: TestClient) -> None:
     assert train["required"] == ["dataset_id"]
     evaluate = _resolve(spec, kinds["evaluate"]["properties"]["params"])
     assert "model_id" in evaluate["properties"] and "eps_ramp_epochs" not in evaluate["properties"]
+    assert "predicted" in fields["salience"]["enum"] and fields["predictor_epochs"]["default"] == 20
+    rank = _resolve(spec, kinds["rank_paintings"]["properties"]["params"])
+    assert rank["required"] == ["study_id"] and rank["properties"]["top"]["default"] == 50
 
 
 def test_bad_params_are_a_422_naming_the_field(
