@@ -77,6 +77,12 @@ class ExclusionRules(BaseModel):
         ge=0,
         description="Participants who completed the session in less than this (seconds) are excluded.",
     )
+    max_focus_lost_trials: int | None = Field(
+        default=None,
+        ge=0,
+        description="Participants with more than this many detection trials (main and catch) during which the "
+        "window lost focus or the page was hidden are excluded (the page counts both per trial); null: none.",
+    )
 
 
 class StudyConfig(BaseModel):

@@ -77,9 +77,7 @@ def test_focus_losses_and_the_device_pixel_ratio_are_recorded(
     assert not watch.errors, watch.errors
 
 
-def test_the_inter_trial_interval_and_the_backward_mask_are_followed(
-    server: Any, slug: str, new_page: Any
-) -> None:
+def test_the_inter_trial_interval_and_the_backward_mask_are_followed(server: Any, slug: str, new_page: Any) -> None:
     iti_ms, duration_ms, mask_ms = 1200, 300, 250
     with server.session() as s:
         seed.make_study(

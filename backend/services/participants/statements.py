@@ -87,8 +87,14 @@ MARK_SHOWN = (
 #: those the submission gives).
 ANSWER_COLUMNS: dict[type[Response | Annotation], tuple[str, ...]] = {
     Response: (
-        "judgment", "confidence", "rt_ms", "client_timestamps", "focus_losses", "visibility_losses",
-        "fullscreen_exits", "created_at",
+        "judgment",
+        "confidence",
+        "rt_ms",
+        "client_timestamps",
+        "focus_losses",
+        "visibility_losses",
+        "fullscreen_exits",
+        "created_at",
     ),  # fmt: skip
     Annotation: ("mask_sha256", "strokes", "duration_ms", "width", "height", "created_at"),
 }

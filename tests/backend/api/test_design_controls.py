@@ -11,7 +11,7 @@ import json
 import pytest
 from factories import make_open_study, make_user
 from fastapi.testclient import TestClient
-from protocol_steps import CLIENT, finish, next_trial, start
+from protocol_steps import CLIENT, answer, finish, next_trial, start
 from pydantic import ValidationError
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -128,3 +128,33 @@ def test_timing_settings_reach_the_page_and_a_mask_needs_a_timed_stimulus(
         StudyConfig.model_validate({"stimulus_set_id": 1, "mask_ms": 100})
     with pytest.raises(ValidationError, match="iti_ms"):
         StudyConfig.model_validate({"stimulus_set_id": 1, "iti_ms": -1})
+
+
+def _finish_losing_focus(client: TestClient, token: str, lost_trials: int, **losses: int) -> None:
+    """Answer every trial; the first `lost_trials` scored detection trials (not practice) with `losses`."""
+    while not (trial := next_trial(client, token))["done"]:
+        if trial["question"] == "annotate":
+            assert answer(client, token, trial).status_code == 201
+            continue
+        counts = losses if lost_trials > 0 and trial["phase"] != "practice" else {}
+        lost_trials -= bool(counts)
+        body = {"judgment": "perturbed", "confidence": 3, "rt_ms": 800.0, "client_timestamps": {}, **counts}
+        r = client.post(f"/api/v1/sessions/{token}/trials/{trial['trial_id']}/response", json=body)
+        assert r.status_code == 201, r.text
+
+
+def test_the_focus_loss_rule_excludes_and_is_counted(client: TestClient, session: Session, storage: BlobStore) -> None:
+    """At most 1 trial with a focus or visibility loss: p2 (2 such trials, one only hidden) is excluded; p1
+    (none) and p3 (one trial, blurred three times) are kept."""
+    study = make_open_study(session, storage, exclusions={"max_focus_lost_trials": 1})
+    for pid, lost, losses in (("p1", 0, {}), ("p2", 2, {"visibility_losses": 1}), ("p3", 1, {"focus_losses": 3})):
+        _finish_losing_focus(client, start(client, external_id=pid).json()["token"], lost, **losses)
+    client.headers["Authorization"] = f"Bearer {create_token(session, make_user(session))}"
+    session.commit()
+    res = client.get(f"/api/v1/studies/{study.id}/results", params={"n_boot": 0, "participant_level": False})
+    assert res.status_code == 200, res.text
+    body = res.json()
+    rule = next(r for r in body["rules"] if r["rule"] == "max_focus_lost_trials")
+    assert (rule["setting"], rule["participants"]) == (1, 1)
+    assert [(e["external_id"], e["reasons"]) for e in body["excluded"]] == [("p2", ["focus_losses"])]
+    assert body["n_participants_included"] == 2
