@@ -95,7 +95,7 @@ ANSWER_COLUMNS: dict[type[Response | Annotation], tuple[str, ...]] = {
         "visibility_losses",
         "fullscreen_exits",
         "created_at",
-    ),  # fmt: skip
+    ),
     Annotation: ("mask_sha256", "strokes", "duration_ms", "width", "height", "created_at"),
 }
 
