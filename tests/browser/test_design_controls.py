@@ -9,7 +9,12 @@ from typing import Any
 
 import pytest
 import seed
+from conftest import TEST_SECRET
 from driver import PageWatch, answer_until, position, stored, wait_screen
+from sqlalchemy import select
+
+from backend.api.simulation import simulate_grant
+from backend.models import Participant, Study
 
 pytestmark = pytest.mark.browser
 
@@ -147,4 +152,32 @@ def test_card_calibration_stores_px_per_mm(server: Any, slug: str, new_page: Any
     page.locator("#card-done").click()
     wait_screen(page, "instructions")
     assert stored(server, "pid-card")["participant"]["client_info"]["px_per_mm"] == pytest.approx(428 / 85.6)
+    assert not watch.errors, watch.errors
+
+
+def test_the_pilot_robot_gets_through_the_display_screens(server: Any, slug: str, new_page: Any) -> None:
+    """Simulate mode on a study with every display setting: the robot's click is no user gesture, so the
+    browser refuses fullscreen once and the session goes on (not asked again); the calibration keeps its
+    default outline."""
+    with server.session() as s:
+        seed.make_study(
+            s,
+            server.storage,
+            slug=slug,
+            n_annotate=0,
+            require_fullscreen=True,
+            card_calibration=True,
+            stimulus_duration_ms=200,
+            mask_ms=100,
+        )
+    page, watch = new_page()
+    page.goto(f"{server.url}/s/{slug}?simulate=1&grant={simulate_grant(TEST_SECRET, slug)}")
+    wait_screen(page, "done", timeout=60_000)
+    with server.session() as s:
+        [participant] = s.scalars(select(Participant).join(Study).where(Study.slug == slug)).all()
+        assert participant.simulated and participant.completed_at is not None
+        assert participant.client_info["px_per_mm"] == pytest.approx(320 / 85.6, abs=1e-3)
+    responses = stored(server, participant.external_id)["responses"].values()
+    assert len(responses) == seed.TOTAL - 1
+    assert all(r.fullscreen_exits == 0 for r in responses)
     assert not watch.errors, watch.errors
