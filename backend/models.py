@@ -281,7 +281,12 @@ class Trial(Base):
 
 
 class Response(Base):
-    """A detection judgment; `rt_ms` from stimulus onset to answer (ms), confidence 1 (guess) .. 4 (sure)."""
+    """A detection judgment; `rt_ms` from stimulus onset to answer (ms), confidence 1 (guess) .. 4 (sure).
+
+    `focus_losses`, `visibility_losses`, `fullscreen_exits`: how often during the trial the window lost focus,
+    the page was hidden (another tab, minimised) and fullscreen was left; null when the page did not report
+    them (answers through the API, older pages).
+    """
 
     __tablename__ = "responses"
     __table_args__ = (
@@ -296,6 +301,9 @@ class Response(Base):
     confidence: Mapped[int] = mapped_column(Integer)
     rt_ms: Mapped[float] = mapped_column(Float)
     client_timestamps: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    focus_losses: Mapped[int | None] = mapped_column(Integer)
+    visibility_losses: Mapped[int | None] = mapped_column(Integer)
+    fullscreen_exits: Mapped[int | None] = mapped_column(Integer)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
     trial: Mapped[Trial] = relationship(back_populates="response")

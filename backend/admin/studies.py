@@ -35,7 +35,10 @@ router = APIRouter(route_class=AdminRoute)
 
 PARTICIPANTS_PER_PAGE = 100
 #: Config fields that may be cleared on the form (empty = null), and those whose empty field keeps the default.
-NULLABLE = ("stimulus_duration_ms", "completion_code", "redirect_url", "declined_code", "failed_attention_code")
+NULLABLE = (
+    "stimulus_duration_ms", "mask_ms", "target_participants", "completion_code", "redirect_url", "declined_code",
+    "failed_attention_code",
+)  # fmt: skip
 NOTICES = {
     "created": "The study was created as a draft. Check its settings, then open it.",
     "saved": "The settings were saved.",
@@ -66,6 +69,11 @@ CONFIG_LABELS = {
     "seed": "Seed",
     "min_annotators": "Annotators per image",
     "stimulus_duration_ms": "Stimulus shown for (ms)",
+    "mask_ms": "Noise mask after it (ms)",
+    "iti_ms": "Pause between trials (ms)",
+    "require_fullscreen": "Ask for fullscreen",
+    "card_calibration": "Card calibration",
+    "target_participants": "Close after participants",
     "completion_code": "Completion code",
     "redirect_url": "Redirect after the end",
     "prolific": "Runs on Prolific",
@@ -74,8 +82,11 @@ CONFIG_LABELS = {
     "consent_text": "Consent text",
     "instructions": "Instructions",
 }
-INT_FIELDS = ("stimulus_set_id", "n_main", "n_practice", "n_catch", "n_annotate", "seed", "min_annotators")
-CHECKBOX_FIELDS = ("prolific",)
+INT_FIELDS = (
+    "stimulus_set_id", "n_main", "n_practice", "n_catch", "n_annotate", "seed", "min_annotators",
+    "stimulus_duration_ms", "mask_ms", "iti_ms", "target_participants",
+)  # fmt: skip
+CHECKBOX_FIELDS = ("prolific", "require_fullscreen", "card_calibration")
 #: Labels by the location pydantic reports (`config.<field>` inside StudyCreate/StudyUpdate), plus the top ones.
 FORM_LABELS = {"slug": "Address", "title": "Title", **{f"config.{k}": v for k, v in CONFIG_LABELS.items()}}
 
@@ -85,7 +96,7 @@ def _config_values(form: dict[str, str], *, clearing: bool) -> dict[str, Any]:
     values: dict[str, Any] = given(
         {
             name: int_field(form, name, label=CONFIG_LABELS[name])
-            if name in INT_FIELDS or name == "stimulus_duration_ms"
+            if name in INT_FIELDS
             else checkbox(form, name)
             if name in CHECKBOX_FIELDS
             else optional(form, name)

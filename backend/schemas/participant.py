@@ -42,6 +42,13 @@ class ClientInfo(BaseModel):
     viewport_height: int | None = Field(default=None, ge=1, le=100_000, description="CSS pixels")
     device_pixel_ratio: float | None = Field(default=None, gt=0, le=16, allow_inf_nan=False)
     refresh_rate_hz: float | None = Field(default=None, gt=0, le=1000, allow_inf_nan=False)
+    px_per_mm: float | None = Field(
+        default=None,
+        ge=0.5,
+        le=100,
+        allow_inf_nan=False,
+        description="CSS pixels per mm from the card calibration (a credit card, 85.60 mm wide); null: none.",
+    )
     language: Annotated[str, StringConstraints(max_length=64)] | None = None
     timezone: Annotated[str, StringConstraints(max_length=64)] | None = None
 
@@ -166,6 +173,15 @@ class ResponseSubmit(BaseModel):
         max_length=32,
         description="Client-side event times, e.g. {'onset': performance.now(), 'answer': ...}",
     )
+    focus_losses: int | None = Field(
+        default=None, ge=0, le=10_000, description="Times the window lost focus (blur) during the trial."
+    )
+    visibility_losses: int | None = Field(
+        default=None, ge=0, le=10_000, description="Times the page was hidden (visibilitychange) during the trial."
+    )
+    fullscreen_exits: int | None = Field(
+        default=None, ge=0, le=10_000, description="Times fullscreen was left during the trial."
+    )
 
 
 class ResponseOut(BaseModel):
@@ -176,6 +192,9 @@ class ResponseOut(BaseModel):
     confidence: int
     rt_ms: float
     client_timestamps: dict[str, Any]
+    focus_losses: int | None = None
+    visibility_losses: int | None = None
+    fullscreen_exits: int | None = None
     created_at: datetime
 
 

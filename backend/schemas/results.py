@@ -48,11 +48,15 @@ class ExcludedParticipantOut(BaseModel):
     external_id: str | None
     catch_trials: int = Field(description="Catch trials answered.")
     catch_errors: int = Field(description="Catch trials answered 'clean'.")
-    reasons: list[str] = Field(description="Rules that exclude them: catch, fast_responses, completion_time.")
+    reasons: list[str] = Field(
+        description="Rules that exclude them: catch, fast_responses, completion_time, focus_losses."
+    )
 
 
 class RuleOut(BaseModel):
-    rule: str = Field(description="max_catch_errors | min_rt_ms | max_fast_share | min_completion_s")
+    rule: str = Field(
+        description="max_catch_errors | min_rt_ms | max_fast_share | min_completion_s | max_focus_lost_trials"
+    )
     setting: float | None = Field(description="The study's setting; null: the rule is off.")
     participants: int = Field(description="Participants this rule excludes on its own (rules overlap).")
     responses: int = Field(description="Main-phase responses it removes on its own.")

@@ -11,7 +11,9 @@ participant reloaded the page (or lost the connection) during the trial and saw 
 Cells: timestamps as ISO 8601 (UTC), booleans as true/false, JSON-valued fields (client timestamps, client
 info, recruitment ids) as compact JSON text in CSV and as objects in JSON, missing values empty (CSV) or null.
 The participants table also has the recruitment ids (Prolific's PID, study and session ids; MTurk's worker,
-assignment and HIT ids) as columns of their own, and the questionnaire's answers. Simulated sessions (a
+assignment and HIT ids) and the display (device pixel ratio, screen and viewport size, the card calibration's
+px per mm) as columns of their own, and the questionnaire's answers. Responses have the trial's focus,
+visibility and fullscreen losses as the page counted them (null: not reported). Simulated sessions (a
 researcher's pilot runs, `backend.api.simulation`) are left out unless `include_simulated`.
 """
 
@@ -43,13 +45,19 @@ RESPONSE_COLUMNS = (
     "response_id", "participant_id", "participant_external_id", "participant_index", "participant_flagged",
     "trial_id", "position", "shown_count", "phase", "stimulus_set_id", "stimulus_id", "image_id", "image_filename",
     "label", "eps", "masked", "expected", "judgment", "correct", "confidence", "rt_ms", "created_at",
-    "client_timestamps",
+    "focus_losses", "visibility_losses", "fullscreen_exits", "client_timestamps",
 )  # fmt: skip
 PARTICIPANT_COLUMNS = (
     "participant_id", "index", "external_id", "consent", "started_at", "completed_at", "completed",
     "completion_code", "flagged", "trials_total", "trials_answered", "catch_trials", "catch_errors",
     "prolific_pid", "prolific_study_id", "prolific_session_id", "mturk_worker_id", "mturk_assignment_id",
-    "mturk_hit_id", "questionnaire", "client_info", "recruitment", "simulated",
+    "mturk_hit_id", "device_pixel_ratio", "screen_width", "screen_height", "viewport_width", "viewport_height",
+    "px_per_mm", "questionnaire", "client_info", "recruitment", "simulated",
+)  # fmt: skip
+#: The display as the page reported it at enrolment (`ClientInfo`), as columns of their own (`client_info`
+#: keeps the whole object): a stimulus's size in device pixels, and with `px_per_mm` (card calibration) in mm.
+DISPLAY_COLUMNS = (
+    "device_pixel_ratio", "screen_width", "screen_height", "viewport_width", "viewport_height", "px_per_mm",
 )  # fmt: skip
 #: The recruitment ids as columns of their own (the `recruitment` object keeps them all as sent).
 RECRUITMENT_COLUMNS = {
@@ -134,6 +142,9 @@ def _response_batches(session: Session, study_id: int, options: _Options) -> Ite
         Response.confidence,
         Response.rt_ms,
         Response.created_at,
+        Response.focus_losses,
+        Response.visibility_losses,
+        Response.fullscreen_exits,
         Response.client_timestamps,
     ).join(StimulusSet, StimulusSet.id == Stimulus.stimulus_set_id)
 
@@ -175,6 +186,7 @@ def _participant_batches(session: Session, study_id: int, options: _Options) -> 
             "recruitment": person.recruitment,
             "questionnaire": person.questionnaire,
             **{column: (person.recruitment or {}).get(key) for column, key in RECRUITMENT_COLUMNS.items()},
+            **{column: (person.client_info or {}).get(column) for column in DISPLAY_COLUMNS},
             "simulated": person.simulated,
         }
 

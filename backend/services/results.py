@@ -84,6 +84,8 @@ def _rows(session: Session, study_id: int, phase: str, include_simulated: bool =
             Response.confidence,
             Response.rt_ms,
             Trial.phase,
+            Response.focus_losses,
+            Response.visibility_losses,
         )
         .join(Trial, Trial.id == Response.trial_id)
         .join(Participant, Participant.id == Trial.participant_id)
@@ -188,6 +190,16 @@ def _apply_rules(
         for pid in by_time:
             reasons.setdefault(pid, []).append("completion_time")
 
+    by_focus: list[int] = []
+    if config.max_focus_lost_trials is not None:
+        lost: dict[int, int] = {}
+        for r in (*main, *catch):  # a trial during which the window lost focus or the page was hidden
+            if (r.get("focus_losses") or 0) + (r.get("visibility_losses") or 0) > 0:
+                lost[r["participant_id"]] = lost.get(r["participant_id"], 0) + 1
+        by_focus = sorted(pid for pid, n in lost.items() if n > config.max_focus_lost_trials)
+        for pid in by_focus:
+            reasons.setdefault(pid, []).append("focus_losses")
+
     def responses_of(ids: list[int]) -> int:
         people = set(ids)
         return sum(r["participant_id"] in people for r in main)
@@ -197,6 +209,7 @@ def _apply_rules(
         RuleCount("min_rt_ms", config.min_rt_ms, 0, len(fast_rows)),
         RuleCount("max_fast_share", config.max_fast_share, len(by_fast), responses_of(by_fast)),
         RuleCount("min_completion_s", config.min_completion_s, len(by_time), responses_of(by_time)),
+        RuleCount("max_focus_lost_trials", config.max_focus_lost_trials, len(by_focus), responses_of(by_focus)),
     ]
     return {pid: tuple(v) for pid, v in sorted(reasons.items())}, rules, fast_rows
 

@@ -77,6 +77,12 @@ class ExclusionRules(BaseModel):
         ge=0,
         description="Participants who completed the session in less than this (seconds) are excluded.",
     )
+    max_focus_lost_trials: int | None = Field(
+        default=None,
+        ge=0,
+        description="Participants with more than this many detection trials (main and catch) during which the "
+        "window lost focus or the page was hidden are excluded (the page counts both per trial); null: none.",
+    )
 
 
 class StudyConfig(BaseModel):
@@ -139,6 +145,41 @@ class StudyConfig(BaseModel):
         le=10_000,
         description="How long each stimulus stays on screen in milliseconds (50..10000); null shows it until "
         "the participant answers.",
+    )
+    iti_ms: int = Field(
+        default=500,
+        ge=0,
+        le=10_000,
+        description="Inter-trial interval in milliseconds (0..10000): the fixation cross shown before each "
+        "detection trial, at least this long (the next image loads meanwhile, so a slow load can lengthen it; "
+        "the page records the real interval as client_timestamps.iti_ms).",
+    )
+    mask_ms: int | None = Field(
+        default=None,
+        ge=16,
+        le=2_000,
+        description="Backward mask in milliseconds (16..2000): a fresh random-noise pattern of the stimulus's "
+        "size shown right after a timed stimulus disappears, so no afterimage extends the viewing time; needs "
+        "stimulus_duration_ms. Null: no mask.",
+    )
+    require_fullscreen: bool = Field(
+        default=False,
+        description="The page asks the participant to switch to fullscreen before the trials (and again before "
+        "a trial after they left it); exits are counted per trial (responses' fullscreen_exits).",
+    )
+    card_calibration: bool = Field(
+        default=False,
+        description="Before the session starts, the participant resizes a rectangle on screen to a credit card "
+        "(85.60 mm wide): the page stores CSS px per mm (client_info.px_per_mm, exported), so a stimulus's size "
+        "in mm, and at a known viewing distance in degrees of visual angle, can be computed.",
+    )
+    target_participants: int | None = Field(
+        default=None,
+        ge=1,
+        le=100_000,
+        description="Close the study automatically once this many real participants completed it without "
+        "failing the attention checks (completed, not simulated, not flagged). Sessions already started may "
+        "still finish, so the final count can exceed it by the sessions in progress. Null: close by hand.",
     )
     completion_code: str | None = Field(
         default=None,
@@ -208,6 +249,15 @@ class StudyConfig(BaseModel):
     @classmethod
     def _distinct_items(cls, value: list[QuestionnaireItem]) -> list[QuestionnaireItem]:
         return check_items(value)
+
+    @model_validator(mode="after")
+    def _mask_needs_timing(self) -> StudyConfig:
+        if self.mask_ms is not None and self.stimulus_duration_ms is None:
+            raise ValueError(
+                "mask_ms needs stimulus_duration_ms: a backward mask follows a timed stimulus; set a stimulus "
+                "duration or leave mask_ms null"
+            )
+        return self
 
     @model_validator(mode="after")
     def _prolific_needs_a_code(self) -> StudyConfig:

@@ -18,7 +18,8 @@ from backend.study.config import StudyConfig
 MINUTES_PLACEHOLDER = "{minutes}"
 #: Consent, instructions with the example pair, the end screen.
 FIXED_S = 90.0
-#: One detection trial after the image: the clean/perturbed answer and the confidence rating.
+#: One detection trial after the image: the clean/perturbed answer and the confidence rating (the inter-trial
+#: interval and the backward mask, `iti_ms` and `mask_ms`, are added as configured).
 ANSWER_S = 5.0
 #: How long an image is looked at when the study does not time it (`stimulus_duration_ms` null).
 UNTIMED_VIEW_S = 2.0
@@ -31,7 +32,7 @@ ANNOTATE_S = 30.0
 def estimated_seconds(config: StudyConfig) -> float:
     """Expected duration of one session of `config`, in seconds (see the module docstring for the parts)."""
     view_s = UNTIMED_VIEW_S if config.stimulus_duration_ms is None else config.stimulus_duration_ms / 1000
-    detection_s = view_s + ANSWER_S
+    detection_s = view_s + ANSWER_S + (config.iti_ms + (config.mask_ms or 0)) / 1000
     return (
         FIXED_S
         + config.n_practice * (detection_s + FEEDBACK_S)

@@ -63,6 +63,10 @@ def study_page(slug: str, request: Request, session: SessionDep) -> Response:
         "consent_text": participant_text(config.consent_text, config),
         "instructions": participant_text(config.instructions, config),
         "stimulus_duration_ms": config.stimulus_duration_ms,
+        "iti_ms": config.iti_ms,  # the fixation before each detection trial
+        "mask_ms": config.mask_ms,  # the backward mask after a timed stimulus
+        "require_fullscreen": config.require_fullscreen,
+        "card_calibration": config.card_calibration,
         "declined_code": config.declined_code,  # shown (or sent back to Prolific) on declining consent
         "declined_url": config.return_url(config.declined_code) if config.declined_code else None,
         "questionnaire": [item.model_dump() for item in config.questionnaire],

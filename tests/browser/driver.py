@@ -28,6 +28,8 @@ INTERACTIVE = (
     "feedback",
     "annotate",
     "questionnaire",
+    "fullscreen",
+    "calibration",
     "done",
 )
 
@@ -127,6 +129,8 @@ def answer_until(
             page.keyboard.press("Enter")
         elif name in ("instructions", "resume", "phase-main", "phase-annotate", "feedback"):
             page.keyboard.press("Space")
+        elif name in ("fullscreen", "calibration"):  # a click: fullscreen needs a user gesture
+            page.locator("main button.primary").click()
         elif name == "judgment":
             page.keyboard.press(judgment_key(pos))
         elif name == "confidence":

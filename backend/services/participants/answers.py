@@ -43,9 +43,21 @@ def submit_response(
     confidence: int,
     rt_ms: float,
     client_timestamps: dict[str, Any],
+    focus_losses: int | None = None,
+    visibility_losses: int | None = None,
+    fullscreen_exits: int | None = None,
 ) -> tuple[dict[str, Any], bool]:
-    """Store the detection answer of a trial; (stored answer, created). Identical repeats are not stored again."""
-    values = {"judgment": judgment, "confidence": confidence, "rt_ms": rt_ms, "client_timestamps": client_timestamps}
+    """Store the detection answer of a trial; (stored answer, created). Identical repeats are not stored again
+    (the focus, visibility and fullscreen counts are part of the answer: a retry sends the same ones)."""
+    values = {
+        "judgment": judgment,
+        "confidence": confidence,
+        "rt_ms": rt_ms,
+        "client_timestamps": client_timestamps,
+        "focus_losses": focus_losses,
+        "visibility_losses": visibility_losses,
+        "fullscreen_exits": fullscreen_exits,
+    }
     return _store_once(session, token, trial_id, Response, lambda _target: _NewAnswer(values))
 
 

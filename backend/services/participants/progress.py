@@ -9,13 +9,14 @@ from __future__ import annotations
 import secrets
 from dataclasses import dataclass
 
-from sqlalchemy import select
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session, joinedload
 
 from backend.auth import token_hash
 from backend.models import (
     Participant,
     Response,
+    Study,
     Trial,
     utcnow,
 )
@@ -133,3 +134,34 @@ def _complete(session: Session, participant: Participant) -> None:
     else:
         participant.completion_code = config.completion_code or secrets.token_hex(4).upper()
     session.flush()
+    if config.target_participants is not None and not participant.simulated and not participant.flagged:
+        close_when_full(session, participant.study_id, config.target_participants)
+
+
+def close_when_full(session: Session, study_id: int, target: int) -> bool:
+    """Close the open study `study_id` once `target` real participants completed it without failing the
+    attention checks; whether it was closed now.
+
+    Counted: completed, not simulated (a pilot is no data), not flagged (a failed attention check is usually
+    rejected and replaced on the platform, so it should not take a place). The other exclusion rules (too-fast
+    responses, completion time) are applied at analysis time and can change afterwards, so they cannot decide
+    a close. The close is one conditional UPDATE (open -> closed), so two completions at once close it once;
+    enrolment already refuses a study that is not open (`TAKE_INDEX`), and sessions in progress can finish.
+    """
+    done = session.scalar(
+        select(func.count(Participant.id)).where(
+            Participant.study_id == study_id,
+            Participant.completed_at.is_not(None),
+            Participant.simulated.is_(False),
+            Participant.flagged.is_(False),
+        )
+    )
+    if (done or 0) < target:
+        return False
+    closed = session.execute(
+        update(Study)
+        .where(Study.id == study_id, Study.status == "open")
+        .values(status="closed")
+        .execution_options(synchronize_session=False)
+    )
+    return bool(getattr(closed, "rowcount", 0))

@@ -86,7 +86,16 @@ MARK_SHOWN = (
 #: The columns of each kind of answer that the routes return (the ones an identical repeat is compared on are
 #: those the submission gives).
 ANSWER_COLUMNS: dict[type[Response | Annotation], tuple[str, ...]] = {
-    Response: ("judgment", "confidence", "rt_ms", "client_timestamps", "created_at"),
+    Response: (
+        "judgment",
+        "confidence",
+        "rt_ms",
+        "client_timestamps",
+        "focus_losses",
+        "visibility_losses",
+        "fullscreen_exits",
+        "created_at",
+    ),
     Annotation: ("mask_sha256", "strokes", "duration_ms", "width", "height", "created_at"),
 }
 

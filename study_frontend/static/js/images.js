@@ -53,11 +53,37 @@ export async function loadImage(url, signal) {
 }
 
 /**
- * CSS size of an image of natural size (w, h) fitted into a box (bw, bh): upscaled by a whole factor (every
- * image pixel the same size, perturbations not blurred) or downscaled to fit.
+ * CSS size of an image of natural size (w, h) fitted into a box (bw, bh) CSS px on a display of `dpr` device
+ * pixels per CSS pixel (`window.devicePixelRatio`): where it fits, every image pixel becomes n x n whole device
+ * pixels (CSS size = natural size / dpr * n, n the largest whole number that fits), so a perturbation of one
+ * pixel is never smeared over a fractional device pixel; only an image larger than the box is downscaled.
+ * {width, height} in CSS px, `scale` CSS px per image pixel, `devicePixels` device px per image pixel (n).
  */
-export function fitSize(w, h, bw, bh) {
-  const scale = Math.min(bw / w, bh / h);
-  const k = scale >= 1 ? Math.floor(scale) : scale;
-  return { width: Math.max(1, Math.round(w * k)), height: Math.max(1, Math.round(h * k)), scale: k };
+export function fitSize(w, h, bw, bh, dpr = 1) {
+  const ratio = Number.isFinite(dpr) && dpr > 0 ? dpr : 1;
+  const fits = Math.min(bw / w, bh / h);
+  const n = Math.floor(fits * ratio + 1e-9);
+  if (n >= 1) return { width: (w * n) / ratio, height: (h * n) / ratio, scale: n / ratio, devicePixels: n };
+  return { width: Math.max(1, Math.round(w * fits)), height: Math.max(1, Math.round(h * fits)), scale: fits, devicePixels: fits * ratio };
+}
+
+/** A canvas of `w` x `h` random grey pixels, shown at the stimulus's CSS size: the backward mask. */
+export function noiseMask(w, h, width, height) {
+  const canvas = document.createElement("canvas");
+  canvas.width = w;
+  canvas.height = h;
+  canvas.className = "stimulus stimulus-mask";
+  canvas.style.width = `${width}px`;
+  canvas.style.height = `${height}px`;
+  const ctx = canvas.getContext("2d");
+  const pixels = ctx.createImageData(w, h);
+  const grey = new Uint8Array(w * h);
+  crypto.getRandomValues(grey.subarray(0, Math.min(grey.length, 65536)));
+  for (let i = 65536; i < grey.length; i += 65536) crypto.getRandomValues(grey.subarray(i, Math.min(grey.length, i + 65536)));
+  for (let i = 0; i < grey.length; i += 1) {
+    pixels.data[4 * i] = pixels.data[4 * i + 1] = pixels.data[4 * i + 2] = grey[i];
+    pixels.data[4 * i + 3] = 255;
+  }
+  ctx.putImageData(pixels, 0, 0);
+  return canvas;
 }

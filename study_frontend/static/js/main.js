@@ -4,22 +4,26 @@
 // the first unanswered trial and the completion code appears only after every answer is stored.
 
 import { Api, HttpError, backoffDelay, withRetry } from "./api.js";
+import { inFullscreen } from "./attention.js";
 import { clientInfo, estimateRefreshRate } from "./clientinfo.js";
 import { loadImage } from "./images.js";
 import { Lifecycle, runTrial } from "./lifecycle.js";
 import { Outbox, SessionStore } from "./outbox.js";
 import { startSimulation } from "./simulate.js";
 import * as annotate from "./trials/annotate.js";
+import { calibration, fullscreen } from "./trials/display.js";
 import * as judgment from "./trials/judgment.js";
 import { questionnaire } from "./trials/questionnaire.js";
 import { completion, consent, instructions, notice } from "./trials/screens.js";
 import { Progress, StatusLine, h, paragraphs, showScreen } from "./ui.js";
 
-/** Shortest inter-trial interval (fixation cross) between detection trials, ms; the next image loads meanwhile. */
+/** Shortest inter-trial interval (fixation cross) between detection trials, ms, when the page config has none
+ * (the study's `iti_ms`); the next image loads meanwhile. */
 const ITI_MS = 500;
 const RECRUITMENT_KEYS = ["PROLIFIC_PID", "STUDY_ID", "SESSION_ID", "workerId", "assignmentId", "hitId"];
 
 const config = JSON.parse(document.getElementById("study-config").textContent);
+const itiMs = Number.isInteger(config.iti_ms) && config.iti_ms >= 0 ? config.iti_ms : ITI_MS;
 const root = document.getElementById("app");
 const progress = new Progress(document.getElementById("progress"));
 const status = new StatusLine(document.getElementById("status"));
@@ -106,6 +110,10 @@ async function main() {
     }
     showScreen(root, "starting", [h("p", { class: "loading", role: "status" }, "Starting the study…")]);
     const body = { consent: true, client: clientInfo(await refreshRate) };
+    if (config.card_calibration) {
+      const { px_per_mm } = await runTrial(calibration, {}, root); // the virtual chinrest, before the session
+      if (px_per_mm >= 0.5 && px_per_mm <= 100) body.client.px_per_mm = px_per_mm;
+    }
     if (Object.keys(recruitment).length) body.recruitment = recruitment;
     if (simulate) Object.assign(body, { external_id: externalId, simulate: true, simulate_grant: config.simulate_grant });
     try {
@@ -166,6 +174,7 @@ async function main() {
   }
 
   let previousPhase = null; // after a resume, the intro of the annotation phase is shown again
+  let fullscreenState = document.fullscreenEnabled ? "unasked" : "refused";
   while (!next.done) {
     progress.set(next.position, next.total);
     document.body.dataset.trialPosition = String(next.position);
@@ -196,7 +205,14 @@ async function main() {
         root,
       );
     }
-    const loaded = await waitWithFixation(image, next.phase === "annotate" ? 0 : ITI_MS);
+    if (config.require_fullscreen && next.phase !== "annotate" && !inFullscreen() && fullscreenState !== "refused") {
+      // Before the first trial, and again after an exit; a browser that refused (or has none: iPhones) is
+      // not asked again, its trials record the state.
+      const { entered } = await runTrial(fullscreen, { again: fullscreenState === "entered" }, root);
+      fullscreenState = entered ? "entered" : "refused";
+    }
+    const fixationAt = performance.now();
+    const loaded = await waitWithFixation(image, next.phase === "annotate" ? 0 : itiMs);
     let item;
     try {
       if (next.phase === "annotate") {
@@ -213,12 +229,18 @@ async function main() {
             image: loaded,
             phase: next.phase,
             stimulus_duration_ms: next.stimulus_duration_ms,
+            mask_ms: next.stimulus_duration_ms !== null ? (config.mask_ms ?? null) : null,
+            fixation_at: fixationAt,
             feedback_expected: next.phase === "practice" ? next.feedback_expected : null,
           },
           root,
         );
         const { judgment: answer, confidence: conf, rt_ms, client_timestamps } = data;
-        item = { kind: "response", body: { judgment: answer, confidence: conf, rt_ms, client_timestamps } };
+        const { focus_losses, visibility_losses, fullscreen_exits } = data;
+        item = {
+          kind: "response",
+          body: { judgment: answer, confidence: conf, rt_ms, client_timestamps, focus_losses, visibility_losses, fullscreen_exits },
+        };
       }
     } finally {
       loaded.revoke();

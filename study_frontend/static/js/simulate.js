@@ -39,6 +39,8 @@ export function startSimulation(life, { delayMs = 80, random = Math.random } = {
       case "phase-main":
       case "phase-annotate":
       case "feedback":
+      case "fullscreen": // a robot's click is no user gesture: fullscreen is refused and the session goes on
+      case "calibration": // the outline's default size
         click(PRIMARY);
         break;
       case "judgment":

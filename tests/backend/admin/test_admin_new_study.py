@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from factories import make_dataset, make_stimulus_set
 from fastapi.testclient import TestClient
 from sqlalchemy import select
@@ -57,3 +59,53 @@ def test_errors_name_the_fields_as_the_form_labels_them(
         assert internal not in r.text.split("<form")[0], internal  # the message above the form
     r = admin.post("/admin/studies", data=form(admin, sset.id, "labels", n_annotate="two"))
     assert r.status_code == 422 and "Annotation trials: &#39;two&#39; is not a whole number" in r.text
+
+
+def test_catch_trials_left_empty_follow_the_set(admin: TestClient, session: Session, storage: BlobStore) -> None:
+    """The form no longer pre-fills 4 catch trials: empty, a set without catch stimuli gets none (it could not
+    open with 4), one with them gets StudyConfig's 4."""
+    from sqlalchemy import delete
+
+    from backend.models import Stimulus
+
+    with_catch = make_stimulus_set(session, storage, make_dataset(session, storage, n_images=6))
+    without = make_stimulus_set(session, storage, make_dataset(session, storage, n_images=6))
+    session.execute(delete(Stimulus).where(Stimulus.stimulus_set_id == without.id, Stimulus.role == "catch"))
+    session.commit()
+    page = admin.get("/admin/studies").text
+    catch_input = re.search(r'<input id="f-catch"[^>]*>', page)
+    assert catch_input is not None and 'value=""' in catch_input.group(0)
+    for sset, slug, expected in ((without, "nocatch", 0), (with_catch, "catch", 4)):
+        r = admin.post("/admin/studies", data=form(admin, sset.id, slug, n_catch=""), follow_redirects=False)
+        assert r.status_code == 303, r.text
+        assert session.scalar(select(Study).where(Study.slug == slug)).config["n_catch"] == expected
+    opened = admin.post(
+        f"/admin/studies/{session.scalar(select(Study.id).where(Study.slug == 'nocatch'))}/open",
+        data={"csrf_token": admin.csrf},
+    )
+    assert opened.status_code == 200
+
+
+def test_the_design_settings_from_the_form(admin: TestClient, session: Session, storage: BlobStore) -> None:
+    sset = make_stimulus_set(session, storage, make_dataset(session, storage, n_images=6))
+    session.commit()
+    fields = {
+        "stimulus_duration_ms": "300",
+        "mask_ms": "100",
+        "iti_ms": "800",
+        "require_fullscreen": "1",
+        "card_calibration": "1",
+        "target_participants": "30",
+    }
+    r = admin.post("/admin/studies", data=form(admin, sset.id, "design", **fields), follow_redirects=False)
+    assert r.status_code == 303, r.text
+    config = session.scalar(select(Study).where(Study.slug == "design")).config
+    assert {k: config[k] for k in ("mask_ms", "iti_ms", "require_fullscreen", "card_calibration")} == {
+        "mask_ms": 100,
+        "iti_ms": 800,
+        "require_fullscreen": True,
+        "card_calibration": True,
+    }
+    assert config["target_participants"] == 30
+    bad = admin.post("/admin/studies", data=form(admin, sset.id, "nomask", mask_ms="100"))
+    assert bad.status_code == 422 and "mask_ms needs stimulus_duration_ms" in bad.text

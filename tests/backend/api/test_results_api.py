@@ -171,6 +171,7 @@ def test_exclusion_rules_from_the_study_config(api: TestClient, session: Session
         "min_rt_ms": (300, 0, 11),
         "max_fast_share": (0.5, 1, 10),
         "min_completion_s": (60, 1, 10),
+        "max_focus_lost_trials": (None, 0, 0),
     }
     assert [(e["external_id"], e["reasons"]) for e in res["excluded"]] == [
         ("p1", ["fast_responses"]),

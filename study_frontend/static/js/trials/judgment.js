@@ -3,7 +3,8 @@
 // after the decoded image was put on the page (`performance.now()` in that frame's callback) to the
 // judgment's input event (`event.timeStamp`, the same clock).
 
-import { fitSize } from "../images.js";
+import { watchAttention } from "../attention.js";
+import { fitSize, noiseMask } from "../images.js";
 import { h, showScreen, waitForChoice } from "../ui.js";
 
 export const CONFIDENCE_LABELS = ["Guessing", "Unsure", "Fairly sure", "Certain"];
@@ -18,6 +19,18 @@ export const info = {
       default: null,
       unit: "ms",
       description: "hide the image this long after onset; null: until the judgment",
+    },
+    mask_ms: {
+      type: "int",
+      default: null,
+      unit: "ms",
+      description: "backward mask: random noise of the image's size this long right after a timed image; null: none",
+    },
+    fixation_at: {
+      type: "float",
+      default: null,
+      unit: "ms",
+      description: "performance.now() when the fixation before this trial began (client_timestamps.iti_ms)",
     },
     feedback_expected: {
       type: "string",
@@ -36,6 +49,9 @@ export const info = {
       description: "performance.now() times (ms): onset, frame, answer, confidence, hidden; input kinds; sizes",
     },
     correct: { type: "bool", description: "practice only: the judgment matched feedback_expected" },
+    focus_losses: { type: "int", description: "window blur events from the trial's start to its end" },
+    visibility_losses: { type: "int", description: "times the page was hidden during the trial" },
+    fullscreen_exits: { type: "int", description: "times fullscreen was left during the trial" },
   },
 };
 
@@ -43,6 +59,7 @@ const round = (x) => Math.round(x * 1000) / 1000;
 
 export async function run(root, params, life) {
   const { image, keys } = params;
+  const attention = watchAttention(life); // counted until the trial ends (life disposed)
   const practice = params.phase === "practice";
   const stage = h("div", { class: "stage", "aria-live": "off" });
   const perturbed = h(
@@ -77,7 +94,8 @@ export async function run(root, params, life) {
 
   // The image: sized to the stage, inserted, and timed from the next frame's callback.
   const box = stage.getBoundingClientRect();
-  const size = fitSize(image.width, image.height, Math.max(box.width, 1), Math.max(box.height, 1));
+  const dpr = window.devicePixelRatio || 1;
+  const size = fitSize(image.width, image.height, Math.max(box.width, 1), Math.max(box.height, 1), dpr);
   const img = image.img;
   img.className = "stimulus";
   img.alt = "The image to judge";
@@ -89,12 +107,15 @@ export async function run(root, params, life) {
   stage.replaceChildren(img);
   const { now: onset, frame } = await life.nextFrame();
   const times = {
+    iti_ms: params.fixation_at === null ? null : round(onset - params.fixation_at),
     inserted: round(inserted),
     onset: round(onset),
     frame: round(frame),
     hidden: null,
     display_width: size.width,
     display_height: size.height,
+    device_pixel_ratio: dpr,
+    device_px_per_image_px: round(size.devicePixels),
     image_width: image.width,
     image_height: image.height,
     fetch_ms: round(image.fetchMs ?? 0),
@@ -104,13 +125,24 @@ export async function run(root, params, life) {
   clean.disabled = false;
   document.body.dataset.screen = "judgment";
 
+  let answered = false; // after the answer the stage is emptied: a mask ending then leaves it empty
   if (params.stimulus_duration_ms !== null) {
+    const mask = params.mask_ms !== null ? noiseMask(image.width, image.height, size.width, size.height) : null;
+    const gone = () => {
+      const blank = h("div", { class: "stimulus-gone", role: "img", "aria-label": "The image is no longer shown" });
+      blank.style.width = `${size.width}px`;
+      blank.style.height = `${size.height}px`;
+      stage.replaceChildren(blank);
+    };
     life.timeout(() => {
       times.hidden = round(performance.now());
-      const gone = h("div", { class: "stimulus-gone", role: "img", "aria-label": "The image is no longer shown" });
-      gone.style.width = `${size.width}px`;
-      gone.style.height = `${size.height}px`;
-      stage.replaceChildren(gone);
+      if (mask === null) return gone();
+      stage.replaceChildren(mask); // the backward mask, then the blank
+      times.mask_on = times.hidden;
+      life.timeout(() => {
+        times.mask_off = round(performance.now());
+        if (!answered) gone();
+      }, params.mask_ms);
     }, params.stimulus_duration_ms);
   }
 
@@ -124,6 +156,7 @@ export async function run(root, params, life) {
   const answeredAt = answer.event.timeStamp > 0 ? answer.event.timeStamp : performance.now();
   let rt = answeredAt - onset;
   if (!(rt > 0)) rt = Math.max(performance.now() - onset, 0.001);
+  answered = true;
   times.answer = round(answeredAt);
   times.answer_input = answer.source;
   stage.replaceChildren();
@@ -142,7 +175,7 @@ export async function run(root, params, life) {
     data.correct = answer.choice === params.feedback_expected;
     await showFeedback(root, life, data.correct, params.feedback_expected, params.feedback_ms);
   }
-  return data;
+  return { ...data, ...attention };
 }
 
 async function askConfidence(root, life, judgment) {
