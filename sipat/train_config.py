@@ -29,11 +29,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from sipat.vocabulary import RECIPE
-
-Method = Literal["standard", "pgd_at", "trades", "sip_at", "sip_trades"]
-METHODS: tuple[str, ...] = ("standard", "pgd_at", "trades", "sip_at", "sip_trades")
-MASKED_METHODS = frozenset({"sip_at", "sip_trades"})
+from sipat.vocabulary import MASKED_METHODS, METHODS, RECIPE, Method
 
 
 @dataclass(frozen=True)

@@ -14,8 +14,10 @@ from collections.abc import Iterable
 from fractions import Fraction
 from typing import Any, Final, Literal, get_args
 
-#: Training objectives of `sipat.training` (the SIP-AT paper's method and its baselines).
-METHODS: Final = ("standard", "pgd_at", "trades", "sip_at", "sip_trades")
+#: Training objectives of `sipat.training` (the SIP-AT paper's method and its baselines); the `Literal` is what
+#: `sipat.train_config.TrainConfig` and the web's train-job requests are typed with, the tuple what code iterates.
+Method = Literal["standard", "pgd_at", "trades", "sip_at", "sip_trades"]
+METHODS: Final[tuple[str, ...]] = get_args(Method)
 #: The methods whose adversary spares the salient pixels (they need salience maps).
 MASKED_METHODS: Final = frozenset({"sip_at", "sip_trades"})
 
@@ -35,6 +37,10 @@ RECIPE: dict[str, Any] = {
 #: web side's request models validate with, the tuple what everything else iterates.
 EvalAttack = Literal["pgd", "apgd", "fgsm", "apgd-t", "fab-t", "square", "autoattack"]
 EVAL_ATTACKS: Final[tuple[str, ...]] = get_args(EvalAttack)
+#: The attacks a train job's closing evaluation may run: the quick ones of `EVAL_ATTACKS` (a few gradient steps per
+#: image), so that the evaluation stays small beside the training; an `evaluate` job runs any of `EVAL_ATTACKS`.
+TrainEvalAttack = Literal["pgd", "apgd", "fgsm"]
+TRAIN_EVAL_ATTACKS: Final[tuple[str, ...]] = get_args(TrainEvalAttack)
 #: Attacks a stimulus set can be made with (`stimulus_sets.attack`, migration 0009): those of `EVAL_ATTACKS` whose
 #: result is a perturbation of the set's radius for every image the model classifies correctly ("square" keeps the
 #: point of lowest margin when it fails). Left out, because they return the clean image for every sample they do

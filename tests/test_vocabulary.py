@@ -66,3 +66,49 @@ def test_stimulus_attacks_are_registry_attacks_and_the_job_runs_each() -> None:
     assert set(v.STIMULUS_ATTACKS) - v.LINF_ONLY_ATTACKS == {"pgd"}  # the only one with an L2 version
     source = inspect.getsource(stimuli._attack)
     assert all(f'"{a}"' in source for a in v.STIMULUS_ATTACKS if a != "pgd")  # pgd is the fall-through
+
+
+def test_the_train_config_and_the_job_params_use_the_vocabulary_lists() -> None:
+    """The drift copies are gone: each side holds the vocabulary's own objects, not lists spelled again."""
+    from typing import get_args
+
+    from backend.admin import training as admin_training
+    from backend.datasets import archive
+    from backend.services import job_params, training_coverage
+    from sipat import train_config
+    from sipat.data import files
+
+    assert train_config.METHODS is v.METHODS and train_config.MASKED_METHODS is v.MASKED_METHODS
+    assert job_params.ARCHITECTURES is v.ARCHITECTURES and job_params.MASKED_METHODS is v.MASKED_METHODS
+    assert admin_training.ARCHITECTURES is v.ARCHITECTURES
+    assert training_coverage.SALIENCE_METHODS is v.MASKED_METHODS
+    assert archive.IMAGE_EXTENSIONS is v.IMAGE_EXTENSIONS is files.IMAGE_EXTENSIONS
+    assert (archive.IMAGE_COL, archive.CLASS_COL) == v.MANIFEST_REQUIRED_COLUMNS == files.REQUIRED_COLUMNS
+    assert (archive.MAP_COL, archive.BOX_COL) == v.MANIFEST_SALIENCE_COLUMNS == files.SALIENCE_COLUMNS
+    fields = job_params.TrainParams.model_fields
+    assert get_args(fields["method"].annotation) == v.METHODS
+    assert fields["eval_eps"].default_factory() == list(v.DEFAULT_EVAL_EPS)
+    assert set(v.TRAIN_EVAL_ATTACKS) <= set(v.EVAL_ATTACKS)
+    assert get_args(job_params.EvaluateParams.model_fields["attacks"].annotation) == (v.EvalAttack,)
+
+
+def test_the_upload_and_the_library_read_boxes_alike() -> None:
+    """A manifest's boxes are refused, and drawn, by one rule on both sides (`vocabulary.parse_boxes`)."""
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    from backend.datasets.archive_images import boxes_png
+    from backend.datasets.safezip import ArchiveError
+
+    for bad in ["[[0,0,-1,2]]", "[[5,5,6,1]]", "{", "[[1,2]]", '"x"']:
+        with pytest.raises(ValueError) as lib:
+            v.parse_boxes(bad, (10, 10))
+        with pytest.raises(ArchiveError) as web:
+            boxes_png(bad, "manifest.csv line 2", (10, 10))
+        assert str(web.value) == f"manifest.csv line 2: {lib.value}"
+    gray = np.asarray(Image.open(io.BytesIO(boxes_png("[[1, 2, 3, 4], [0, 0, 0, 0]]", "w", (10, 10)))))
+    expected = np.zeros((10, 10), dtype=np.uint8)
+    expected[2:6, 1:4] = 255
+    assert np.array_equal(gray, expected)

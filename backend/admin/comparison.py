@@ -18,8 +18,8 @@ from typing import Any
 from backend.admin.evaluations import column_order, evaluations_table, warnings_of
 from backend.admin.figures import Figure, Table
 from backend.admin.plots import PALETTE, Series, line_chart
+from sipat.vocabulary import MASKED_METHODS
 
-SALIENCE_METHODS = ("sip_at", "sip_trades")
 #: Params that may differ within a group of seeds (everything else must match).
 _NOT_RECIPE = ("seed", "name")
 
@@ -44,7 +44,7 @@ class ModelRow:
         """Where its maps came from: 'human n/N' (of the training images; '+ predicted' when a salience
         predictor filled the rest), 'Grad-CAM', 'imported', 'none'."""
         params = self.params or {}
-        if self.method not in SALIENCE_METHODS:
+        if self.method not in MASKED_METHODS:
             return "none"
         source = params.get("salience", "none")
         coverage = (self.metrics or {}).get("coverage") or self.planned_coverage

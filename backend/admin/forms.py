@@ -7,30 +7,18 @@ the same pydantic schemas and services as the research API, and their messages a
 from __future__ import annotations
 
 from collections.abc import Mapping
-from fractions import Fraction
 from typing import Any
 
 from pydantic import ValidationError
 
 from backend.services.errors import InvalidInputError
-
-
-def parse_eps(text: str) -> float:
-    """An eps as a decimal (0.0314) or a fraction of grey levels (8/255); ValueError naming the input."""
-    value = text.strip()
-    try:
-        number = float(Fraction(value)) if "/" in value else float(value)
-    except (ValueError, ZeroDivisionError):
-        raise ValueError(f"{text.strip()!r} is not a number; write eps as 8/255 or 0.0314") from None
-    return number
+from sipat import vocabulary
 
 
 def parse_eps_list(text: str) -> list[float]:
-    """Comma- or space-separated eps values ("0, 2/255, 8/255"); ValueError for an empty list or a bad value."""
-    parts = [p for p in text.replace(";", ",").replace(" ", ",").split(",") if p.strip()]
-    if not parts:
-        raise ValueError("give at least one eps, e.g. 2/255, 4/255, 8/255")
-    return [parse_eps(p) for p in parts]
+    """Comma- or space-separated eps values ("0, 2/255, 8/255") by `sipat.vocabulary.parse_eps_list`, the parser
+    of the CLI and the experiments (sorted, unique; ValueError for an empty list, a bad, negative or > 1 value)."""
+    return vocabulary.parse_eps_list(text)
 
 
 def optional(form: dict[str, str], name: str) -> str | None:
@@ -58,9 +46,9 @@ def float_field(form: dict[str, str], name: str, *, label: str | None = None, ep
     if value is None:
         return None
     try:
-        return parse_eps(value) if eps else float(value)
-    except ValueError:
-        raise InvalidInputError(f"{label or name}: {value!r} is not a number") from None
+        return vocabulary.parse_eps(value, label or name) if eps else float(value)
+    except ValueError as exc:
+        raise InvalidInputError(str(exc) if eps else f"{label or name}: {value!r} is not a number") from None
 
 
 def given(values: dict[str, Any]) -> dict[str, Any]:

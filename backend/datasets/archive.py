@@ -38,12 +38,14 @@ from typing import BinaryIO
 
 from backend.datasets.archive_images import boxes_png, open_checked, salience_png
 from backend.datasets.safezip import ArchiveError, MiB, checked_members, open_zip
+from sipat.vocabulary import IMAGE_EXTENSIONS, MANIFEST_REQUIRED_COLUMNS, MANIFEST_SALIENCE_COLUMNS
 
-#: File name extensions treated as images when deciding what a stray top-level file is.
-IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".jfif", ".gif", ".webp", ".bmp", ".tif", ".tiff"})
 SPLIT_NAMES = frozenset({"train", "test", "val", "valid", "validation"})
 SALIENCE_DIR = "salience"
 MANIFEST_NAME = "manifest.csv"
+# The authors' manifest columns, as `sipat.data` reads them (one definition in `sipat.vocabulary`).
+IMAGE_COL, CLASS_COL = MANIFEST_REQUIRED_COLUMNS
+MAP_COL, BOX_COL = MANIFEST_SALIENCE_COLUMNS
 
 
 @dataclass
@@ -140,12 +142,12 @@ class _Archive:
         reader = csv.reader(io.StringIO(text, newline=""))
         header = next(reader, None)
         if header is None:
-            raise ArchiveError(f"{csv_rel} is empty; it needs the header image_path,image_class")
+            raise ArchiveError(f"{csv_rel} is empty; it needs the header {IMAGE_COL},{CLASS_COL}")
         header = [h.strip().lower() for h in header]
-        if "image_path" not in header or "image_class" not in header:
+        if IMAGE_COL not in header or CLASS_COL not in header:
             raise ArchiveError(
-                f"{csv_rel} header {header} lacks image_path and image_class; expected "
-                "image_path,image_class and optionally salience_map_path or bounding_boxes, split"
+                f"{csv_rel} header {header} lacks {IMAGE_COL} and {CLASS_COL}; expected "
+                f"{IMAGE_COL},{CLASS_COL} and optionally {MAP_COL} or {BOX_COL}, split"
             )
         col = {name: i for i, name in enumerate(header)}
         out: list[_Candidate] = []
@@ -160,18 +162,18 @@ class _Archive:
                 i = col.get(name)
                 return row[i].strip() if i is not None and i < len(row) else ""
 
-            image_cell, label = cell("image_path"), cell("image_class")
+            image_cell, label = cell(IMAGE_COL), cell(CLASS_COL)
             if not image_cell:
-                raise ArchiveError(f"{where}: image_path is empty")
+                raise ArchiveError(f"{where}: {IMAGE_COL} is empty")
             if not label:
-                raise ArchiveError(f"{where}: image_class is empty; give every image a class")
-            image_rel = self._resolve(image_cell, where, "image_path")
-            map_cell, box_cell = cell("salience_map_path"), cell("bounding_boxes")
+                raise ArchiveError(f"{where}: {CLASS_COL} is empty; give every image a class")
+            image_rel = self._resolve(image_cell, where, IMAGE_COL)
+            map_cell, box_cell = cell(MAP_COL), cell(BOX_COL)
             if map_cell and box_cell:
-                raise ArchiveError(f"{where}: fill salience_map_path or bounding_boxes, not both")
+                raise ArchiveError(f"{where}: fill {MAP_COL} or {BOX_COL}, not both")
             salience = None
             if map_cell:
-                map_rel = self._resolve(map_cell, where, "salience_map_path")
+                map_rel = self._resolve(map_cell, where, MAP_COL)
                 salience = ("map", f"{where}: salience map {map_rel!r}", self.read(map_rel))
             elif box_cell:
                 salience = ("boxes", where, box_cell.encode())

@@ -8,13 +8,13 @@ Its own module because these checks are about one image's bytes, whatever layout
 from __future__ import annotations
 
 import io
-import json
 import math
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from backend.datasets.safezip import ArchiveError
+from sipat.vocabulary import parse_boxes
 
 #: Pillow plugins tried on uploaded bytes: formats every browser shows. Fewer parsers, less attack surface.
 IMAGE_FORMATS = ("PNG", "JPEG", "GIF", "WEBP", "BMP")
@@ -107,27 +107,12 @@ def boxes_png(text: str, where: str, size: tuple[int, int]) -> bytes:
     """JSON ``[[x, y, w, h], ...]`` (or one flat box) in image pixels -> PNG, 255 on every touched pixel."""
     width, height = size
     try:
-        boxes = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise ArchiveError(f"{where}: bounding_boxes is not valid JSON ({exc.msg}): {text!r}") from exc
-
-    def number(v: object) -> bool:
-        return isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
-
-    if isinstance(boxes, list) and len(boxes) == 4 and all(number(v) for v in boxes):
-        boxes = [boxes]
-    if not isinstance(boxes, list):
-        raise ArchiveError(f"{where}: bounding_boxes must be a JSON list of [x, y, w, h] boxes; got {text!r}")
+        boxes = parse_boxes(text, size)  # the rule `sipat.data` applies to the same manifest
+    except ValueError as exc:
+        raise ArchiveError(f"{where}: {exc}") from None
     gray = np.zeros((height, width), dtype=np.uint8)
     tol = 1e-6
-    for box in boxes:
-        if not isinstance(box, list) or len(box) != 4 or not all(number(v) for v in box):
-            raise ArchiveError(f"{where}: bounding box {box!r} is not [x, y, w, h] with 4 finite numbers")
-        x, y, w, h = (float(v) for v in box)
-        if w < 0 or h < 0:
-            raise ArchiveError(f"{where}: bounding box {box} has a negative width or height")
-        if x < -tol or y < -tol or x + w > width + tol or y + h > height + tol:
-            raise ArchiveError(f"{where}: bounding box {box} (x, y, w, h) reaches outside the {width}x{height} image")
+    for x, y, w, h in boxes:
         if w == 0 or h == 0:
             continue  # marks nothing (the authors write [[0, 0, 0, 0]] for 'no salient region')
         c0, c1 = math.floor(x + tol), math.ceil(x + w - tol)

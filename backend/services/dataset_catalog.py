@@ -1,4 +1,6 @@
-"""Datasets for the research API: upload (validate, deduplicate, import), summaries, image pages, salience.
+"""Datasets for the research API: upload (validate, deduplicate, import), summaries, image pages, salience; and
+for the worker's jobs the image rows and map blobs they read (`image_rows`, `newest_map_blobs`), so that the
+worker holds no SQL of its own.
 
 An upload is validated completely in memory (`backend.datasets.archive.read_archive`) before anything is
 written, so a rejected archive leaves no rows and no blobs. An archive whose content is already a dataset
@@ -194,3 +196,42 @@ def salience_map(session: Session, image_id: int, source: str | None) -> Salienc
         f"image {image_id} has no salience map"
         + (f" of source {source!r}; it has: {', '.join(have)}" if have and source else "")
     )
+
+
+@dataclass(frozen=True)
+class ImageInfo:
+    """The columns of an `images` row a job needs (plain values, usable after the session closed)."""
+
+    id: int
+    sha256: str
+    label: str
+    split: str | None
+    width: int
+    height: int
+
+
+def image_rows(session: Session, dataset_id: int, *, split: str | None = None) -> tuple[str, list[ImageInfo]] | None:
+    """(dataset name, its images in id order, only those of `split` when given); None if there is no such dataset.
+    An empty list is the caller's to judge (a job refuses it with its own words)."""
+    dataset = session.get(Dataset, dataset_id)
+    if dataset is None:
+        return None
+    query = select(Image).where(Image.dataset_id == dataset_id).order_by(Image.id)
+    if split is not None:
+        query = query.where(Image.split == split)
+    infos = [ImageInfo(im.id, im.sha256, im.label, im.split, im.width, im.height) for im in session.scalars(query)]
+    return dataset.name, infos
+
+
+def newest_map_blobs(session: Session, image_ids: Sequence[int], sources: Sequence[str]) -> dict[int, str]:
+    """image id -> sha256 of its newest map from the first of `sources` it has (images with none left out):
+    the rule of `salience_map`, for many images in one query."""
+    found: dict[int, dict[str, str]] = {}
+    rows = session.execute(
+        select(SalienceMap.image_id, SalienceMap.source, SalienceMap.sha256)
+        .where(SalienceMap.image_id.in_(list(image_ids)), SalienceMap.source.in_(list(sources)))
+        .order_by(SalienceMap.id)
+    )
+    for image_id, source, sha in rows:
+        found.setdefault(image_id, {})[source] = sha  # newer rows win
+    return {image_id: next(by_source[s] for s in sources if s in by_source) for image_id, by_source in found.items()}

@@ -12,19 +12,21 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from backend.services.errors import InvalidInputError
-from sipat.vocabulary import RECIPE
-from sipat.vocabulary import EvalAttack as RegistryAttack
+from sipat.vocabulary import (
+    ARCHITECTURES,
+    DEFAULT_EVAL_EPS,
+    MASKED_METHODS,
+    RECIPE,
+    EvalAttack,
+    Method,
+    TrainEvalAttack,
+)
 
-TrainMethod = Literal["standard", "pgd_at", "trades", "sip_at", "sip_trades"]
-MASKED_METHODS = ("sip_at", "sip_trades")
 #: Salience sources that read a study's paintings (and need `study_id`).
 STUDY_SOURCES = ("annotations", "predicted")
-#: Architectures of `sipat.models.ARCHITECTURES` (tests/worker checks that the two lists agree).
-ARCHITECTURES = ("small_cnn", "cnn32", "resnet18", "resnet50", "densenet121")
-EvalAttack = Literal["pgd", "apgd", "fgsm"]
-DEFAULT_EVAL_EPS = (0.0, 1 / 255, 2 / 255, 4 / 255, 8 / 255, 16 / 255)
-_TRAIN_EVAL_ATTACKS: tuple[EvalAttack, ...] = ("pgd",)
-_EVALUATE_ATTACKS: tuple[RegistryAttack, ...] = ("pgd", "apgd")
+# The defaults of the attack lists (the names themselves, and what each job may run, are `sipat.vocabulary`'s).
+_TRAIN_EVAL_ATTACKS: tuple[TrainEvalAttack, ...] = ("pgd",)
+_EVALUATE_ATTACKS: tuple[EvalAttack, ...] = ("pgd", "apgd")
 
 
 class _Params(BaseModel):
@@ -43,7 +45,7 @@ class TrainParams(_Params):
     """A `train` job: one model on a dataset with one method, then its evaluation on the held-out images."""
 
     dataset_id: int = Field(description="Dataset to train on (images of split 'test' are held out).")
-    method: TrainMethod = Field(default="sip_at", description="Training objective.")
+    method: Method = Field(default="sip_at", description="Training objective.")
     arch: str | None = Field(
         default=None,
         description=f"Architecture, one of {', '.join(ARCHITECTURES)}; null picks one from the image size "
@@ -149,7 +151,7 @@ class TrainParams(_Params):
     )
     predictor_batch_size: int = Field(default=32, ge=1, le=4096, description="salience=predicted: its batch size.")
     eval_eps: list[float] = Field(default_factory=lambda: list(DEFAULT_EVAL_EPS))
-    eval_attacks: list[EvalAttack] = Field(default_factory=lambda: list(_TRAIN_EVAL_ATTACKS), min_length=1)
+    eval_attacks: list[TrainEvalAttack] = Field(default_factory=lambda: list(_TRAIN_EVAL_ATTACKS), min_length=1)
     eval_steps: int = Field(default=20, ge=1, le=1000, description="Steps of the evaluation attacks.")
     name: str | None = Field(default=None, max_length=255, description="Name of the model row.")
 
@@ -192,7 +194,7 @@ class EvaluateParams(_Params):
     dataset_id: int | None = Field(default=None, description="Dataset to evaluate on; null: the model's own.")
     split: str | None = Field(default="test", description="Images of this split only; null for all images.")
     eps: list[float] = Field(default_factory=lambda: list(DEFAULT_EVAL_EPS))
-    attacks: list[RegistryAttack] = Field(
+    attacks: list[EvalAttack] = Field(
         default_factory=lambda: list(_EVALUATE_ATTACKS),
         min_length=1,
         description="Any of pgd, apgd (APGD-CE), fgsm, apgd-t, fab-t, square, autoattack (the ensemble with "

@@ -1,6 +1,9 @@
-"""Trained models for the research API: listing, and the checkpoint of a model (once its training stored one)."""
+"""Trained models for the research API: listing, and the checkpoint of a model (once its training stored one); for
+the `evaluate` job, keeping an evaluation with its model (`record_evaluation`)."""
 
 from __future__ import annotations
+
+from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -42,3 +45,15 @@ def checkpoint_sha256(session: Session, model_id: int) -> tuple[TrainedModel, st
             f"see GET /jobs/{model.job_id}"
         )
     return model, model.checkpoint_sha256
+
+
+def record_evaluation(session: Session, model_id: int, key: str, metrics: dict[str, Any]) -> bool:
+    """Keep `metrics` as `metrics["evaluations"][key]` of model `model_id`, beside its other evaluations (a new
+    dict is assigned, so the JSON column is written); False if the model no longer exists."""
+    row = session.get(TrainedModel, model_id)
+    if row is None:
+        return False
+    merged = dict(row.metrics or {})
+    merged["evaluations"] = {**merged.get("evaluations", {}), key: metrics}
+    row.metrics = merged
+    return True

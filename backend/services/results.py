@@ -1,9 +1,9 @@
 """A study's detection results: per-eps statistics, catch-trial exclusions and the psychometric fit.
 
-The numbers come from `backend.study.analysis` (Wilson intervals, log-linear d', ML fit with parametric
-bootstrap); this module only gathers the rows from the database. Main-phase responses are scored; catch-trial
-responses decide exclusions (more than `ExclusionRules.max_catch_errors` misses, by default the rule that
-also flags a participant at completion), as do the study's other `ExclusionRules` (too-fast responses,
+The numbers come from `backend.study.analysis` (Wilson intervals, log-linear d') and `backend.study.psychometric`
+(ML fit with parametric bootstrap); this module only gathers the rows from the database. Main-phase responses are
+scored; catch-trial responses decide exclusions (more than `ExclusionRules.max_catch_errors` misses, by default
+the rule that also flags a participant at completion), as do the study's other `ExclusionRules` (too-fast responses,
 completion time); each rule's count is reported. `masked` comes from the stimulus set of each stimulus, so a
 table always says which perturbation (sparing the salient pixels or not) its detection rates are about.
 
@@ -24,10 +24,11 @@ from sqlalchemy.orm import Session
 
 from backend.models import Participant, Response, Stimulus, StimulusSet, Study, Trial
 from backend.services.lookups import get_or_404
-from backend.study.analysis import catch_exclusions, eps_table, fit_psychometric
+from backend.study.analysis import catch_exclusions, eps_table
 from backend.study.config import ExclusionRules
 from backend.study.model import condition_model
 from backend.study.participants import participant_analysis
+from backend.study.psychometric import fit_psychometric
 
 
 @dataclass(frozen=True)

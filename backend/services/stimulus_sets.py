@@ -3,11 +3,14 @@
 A set names its model directly (`model_id`) or through a train job that is still running (`train_job_id`:
 the job's model row exists from the start, and the generation job waits until its checkpoint does). What to
 generate is stored on the set itself: its columns (attack, norm, eps levels, masked, steps) and `params`
-(`backend.services.job_params.StimulusSetOptions`: split, n_images, seed, salience source, ...).
+(`backend.services.job_params.StimulusSetOptions`: split, n_images, seed, salience source, ...). The generation
+job reads and writes its rows through `stimulus_keys`, `add_stimuli` and `trial_summary` here.
 """
 
 from __future__ import annotations
 
+from collections import defaultdict
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -206,3 +209,39 @@ def list_stimuli(
         query.order_by(Stimulus.image_id, Stimulus.role.desc(), Stimulus.eps).offset(offset).limit(limit)
     ).all()
     return [(stimulus, label) for stimulus, label in rows], total
+
+
+def eps_key(eps: float) -> float:
+    """An eps level as a set key: stored floats of one level compare equal after rounding to 9 digits."""
+    return round(float(eps), 9)
+
+
+def stimulus_keys(session: Session, stimulus_set_id: int) -> set[tuple[int, float, str]]:
+    """(image id, `eps_key(eps)`, role) of every stimulus the set already has (a rerun makes only the others)."""
+    rows = session.execute(
+        select(Stimulus.image_id, Stimulus.eps, Stimulus.role).where(Stimulus.stimulus_set_id == stimulus_set_id)
+    )
+    return {(image_id, eps_key(eps), role) for image_id, eps, role in rows}
+
+
+def add_stimuli(session: Session, stimuli: Iterable[Stimulus]) -> None:
+    """Add the rows of stimuli whose PNG blobs are stored already (the caller's transaction commits them)."""
+    session.add_all(stimuli)
+
+
+def trial_summary(session: Session, stimulus_set_id: int) -> dict[str, Any]:
+    """Per eps level (trial stimuli): count, share whose predicted class changed, largest stored L-inf."""
+    per: dict[float, list[Stimulus]] = defaultdict(list)
+    query = select(Stimulus).where(Stimulus.stimulus_set_id == stimulus_set_id, Stimulus.role == "trial")
+    for st in session.scalars(query):
+        per[eps_key(st.eps)].append(st)
+    return {
+        "per_eps": {
+            f"{eps:.6g}": {
+                "n": len(rows),
+                "flipped": sum(r.pred_before != r.pred_after for r in rows) / len(rows),
+                "max_linf": max((r.linf or 0.0) for r in rows),
+            }
+            for eps, rows in sorted(per.items())
+        }
+    }

@@ -24,12 +24,14 @@ from sqlalchemy.orm import Session
 from backend.models import Annotation, Image, Participant, Stimulus, StimulusSet, Study, Trial
 from backend.services.errors import InvalidInputError
 from backend.services.job_params import STUDY_SOURCES  # sources that read a study's paintings
+from sipat.vocabulary import MASKED_METHODS
 
 HOLDOUT_FRACTION = 0.2
 #: Below this share of training images with a human map, coverage comes with a warning.
 LOW_COVERAGE = 0.25
-#: Methods that use salience maps at all.
-SALIENCE_METHODS = ("sip_at", "sip_trades")
+#: The same object as `sipat.vocabulary.MASKED_METHODS`, under the name `worker/jobs/train.py` imports (left to
+#: the helper who edits that file to import the vocabulary's name directly).
+SALIENCE_METHODS = MASKED_METHODS
 
 
 def training_image_ids(images: Sequence[tuple[int, str | None]], seed: int) -> tuple[list[int], str]:
@@ -144,7 +146,7 @@ def compute_coverage(session: Session, params: dict[str, Any]) -> dict[str, Any]
     """The coverage a `train` job with validated `params` will have, or None when its method uses no maps
     (no check: see `plan_coverage`). 422 for a dataset too small to hold images out, or annotations without
     a study."""
-    if params.get("method") not in SALIENCE_METHODS:
+    if params.get("method") not in MASKED_METHODS:
         return None
     images = session.execute(
         select(Image.id, Image.split).where(Image.dataset_id == params["dataset_id"]).order_by(Image.id)

@@ -35,7 +35,8 @@ from statsmodels.genmod.cov_struct import Exchangeable
 from statsmodels.genmod.generalized_estimating_equations import GEE
 from statsmodels.tools.sm_exceptions import ConvergenceWarning, PerfectSeparationError
 
-from backend.study.analysis import Z95, _eps, _judged_perturbed, _opt, _row_get
+from backend.study.analysis import Z95
+from backend.study.rows import judged_perturbed, or_none, row_eps, row_get
 
 #: Fewer participants than this: sandwich standard errors are unreliable even bias-reduced.
 MIN_CLUSTERS = 20
@@ -47,7 +48,7 @@ TERMS = ("intercept", "log_eps", "masked", "masked:log_eps")
 
 
 def condition_model(rows: Iterable[Any]) -> dict[str, Any]:
-    """Fit the model above to main-phase rows (see `backend.study.analysis` for the row fields).
+    """Fit the model above to main-phase rows (see `backend.study.rows` for the row fields).
 
     Returns a JSON-ready dict: ``method``, ``n_trials``, ``n_participants``, ``eps_ref``, ``working_correlation``
     (the estimated exchangeable correlation of one person's trials), ``coefficients`` (term, estimate, se,
@@ -57,16 +58,16 @@ def condition_model(rows: Iterable[Any]) -> dict[str, Any]:
     """
     eps, y, group, masked = [], [], [], []
     for row in rows:
-        phase = _row_get(row, "phase")
+        phase = row_get(row, "phase")
         if phase is not None and phase != "main":
             continue
-        e = _eps(row)
+        e = row_eps(row)
         if e == 0:
             continue
         eps.append(e)
-        y.append(float(_judged_perturbed(row)))
-        group.append(repr(_row_get(row, "participant_id")))
-        m = _row_get(row, "masked")
+        y.append(float(judged_perturbed(row)))
+        group.append(repr(row_get(row, "participant_id")))
+        m = row_get(row, "masked")
         masked.append(None if m is None else float(bool(m)))
     levels = sorted(set(eps))
     if len(levels) < 2:
@@ -129,7 +130,7 @@ def condition_model(rows: Iterable[Any]) -> dict[str, Any]:
         "n_trials": int(yv.size),
         "n_participants": n_clusters,
         "eps_ref": eps_ref,
-        "working_correlation": _opt(float(model.cov_struct.dep_params)),
+        "working_correlation": or_none(float(model.cov_struct.dep_params)),
         "coefficients": [_wald(TERMS[i], params[i], se[i]) for i in range(params.size)],
         "masked_odds_ratio": None,
         "eps50": {},
@@ -182,16 +183,16 @@ def _exp(v: float | None, scale: float = 1.0) -> float | None:
     """``scale * exp(v)``; None for a missing, NaN or overflowing value (JSON has no inf)."""
     if v is None or not math.isfinite(v) or v > 700:
         return None
-    return _opt(scale * math.exp(v))
+    return or_none(scale * math.exp(v))
 
 
 def _wald(term: str, est: float, se: float) -> dict[str, Any]:
     z = est / se if se > 0 else math.nan
     return {
         "term": term,
-        "estimate": _opt(float(est)),
-        "se": _opt(float(se)),
-        "z": _opt(z),
-        "p": _opt(float(2 * stats.norm.sf(abs(z)))) if math.isfinite(z) else None,
-        "ci": [_opt(float(est - Z95 * se)), _opt(float(est + Z95 * se))],
+        "estimate": or_none(float(est)),
+        "se": or_none(float(se)),
+        "z": or_none(z),
+        "p": or_none(float(2 * stats.norm.sf(abs(z)))) if math.isfinite(z) else None,
+        "ci": [or_none(float(est - Z95 * se)), or_none(float(est + Z95 * se))],
     }

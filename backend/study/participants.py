@@ -27,7 +27,9 @@ from typing import Any
 import numpy as np
 from scipy import special
 
-from backend.study.analysis import _eps, _eps_at, _judged_perturbed, _opt, _row_get, dprime, fit_counts
+from backend.study.analysis import dprime
+from backend.study.psychometric import eps_at, fit_counts
+from backend.study.rows import judged_perturbed, or_none, row_eps, row_get
 
 #: Fewer participants than this: a participant-level interval rests on too few people to be trusted.
 MIN_PARTICIPANTS = 10
@@ -58,14 +60,14 @@ def count_matrix(rows: Iterable[Any]) -> Counts:
     """Main-phase rows (see `analysis`) -> `Counts`; rows of another phase are skipped."""
     cells: dict[tuple[Any, Key], list[int]] = {}
     for row in rows:
-        phase = _row_get(row, "phase")
+        phase = row_get(row, "phase")
         if phase is not None and phase != "main":
             continue
-        e = _eps(row)
-        masked = _row_get(row, "masked")
+        e = row_eps(row)
+        masked = row_get(row, "masked")
         key = (e, None if e == 0 or masked is None else bool(masked))
-        cell = cells.setdefault((_row_get(row, "participant_id"), key), [0, 0])
-        cell[0] += _judged_perturbed(row)
+        cell = cells.setdefault((row_get(row, "participant_id"), key), [0, 0])
+        cell[0] += judged_perturbed(row)
         cell[1] += 1
     try:
         participants = sorted({p for p, _ in cells})
@@ -120,12 +122,12 @@ def percentile_interval(draws: np.ndarray, *, missing_is_inf: bool = False) -> t
     if x.size == 0:
         return None, None
     lo, hi = np.quantile(x, [0.025, 0.975], method="nearest" if np.isinf(x).any() else "linear")
-    return _opt(float(lo)), _opt(float(hi))
+    return or_none(float(lo)), or_none(float(hi))
 
 
 def _thresholds(levels: np.ndarray, k: np.ndarray, n: np.ndarray, start: np.ndarray | None) -> tuple[Any, ...]:
     (a, b, g, lam), at_bound, theta = fit_counts(levels, k, n, start=start)
-    return _eps_at(0.5, a, b, g, lam), _eps_at(0.75, a, b, g, lam), at_bound, theta
+    return eps_at(0.5, a, b, g, lam), eps_at(0.75, a, b, g, lam), at_bound, theta
 
 
 @dataclass(frozen=True)
@@ -186,7 +188,7 @@ def _levels(
         d_ci: tuple[float | None, float | None] = (None, None)
         if e > 0 and clean:
             cj = clean[0]
-            d = _opt(dprime(int(k_all[j]), int(n_all[j] - k_all[j]), int(k_all[cj]), int(n_all[cj] - k_all[cj])))
+            d = or_none(dprime(int(k_all[j]), int(n_all[j] - k_all[j]), int(k_all[cj]), int(n_all[cj] - k_all[cj])))
             d_ci = percentile_interval(dprime_counts(kb[:, j], nb[:, j], kb[:, cj], nb[:, cj]))
         per = c.n[:, j]
         out.append(
@@ -245,8 +247,8 @@ def _threshold_block(
         blocks.append(
             {
                 "condition": cond.name,
-                "eps50": _opt(e50),
-                "eps75": _opt(e75),
+                "eps50": or_none(e50),
+                "eps75": or_none(e75),
                 "eps50_ci": list(percentile_interval(boot[:, 0], missing_is_inf=True)),
                 "eps75_ci": list(percentile_interval(boot[:, 1], missing_is_inf=True)),
                 "share_not_reached": not_reached,
@@ -298,7 +300,7 @@ def _per_participant(c: Counts, clean: list[int], levels: np.ndarray, individual
             "n_clean": int(nc),
             "false_alarm_rate": float(kc / nc) if nc else None,
             "hit_rate": float(kp / np_) if np_ else None,
-            "dprime": _opt(float(dprime_counts(kp, np_, kc, nc))) if np_ and nc else None,
+            "dprime": or_none(float(dprime_counts(kp, np_, kc, nc))) if np_ and nc else None,
             "fits": {},
         }
         for cond in _conditions(c) if individual else []:
@@ -307,7 +309,12 @@ def _per_participant(c: Counts, clean: list[int], levels: np.ndarray, individual
                 row["fits"][cond.name] = {"eps50": None, "eps75": None, "at_bound": [], "reason": "too few trials"}
                 continue
             e50, e75, at_bound, _ = _thresholds(lv, kk, nn, None)
-            row["fits"][cond.name] = {"eps50": _opt(e50), "eps75": _opt(e75), "at_bound": at_bound, "reason": None}
+            row["fits"][cond.name] = {
+                "eps50": or_none(e50),
+                "eps75": or_none(e75),
+                "at_bound": at_bound,
+                "reason": None,
+            }
         out.append(row)
     return out
 

@@ -3,10 +3,6 @@ its blob store)."""
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 from tests.backend.fixtures import *  # noqa: F403
 
 # Test modules import their helpers with `from factories import ...` (tests/ has no packages).
-sys.path.insert(0, str(Path(__file__).resolve().parent))

@@ -6,8 +6,9 @@ from __future__ import annotations
 import base64
 from typing import Any
 
-from factories import mask_png
 from fastapi.testclient import TestClient
+
+from tests.backend.factories import mask_png
 
 CLIENT = {"screen_width": 1920, "screen_height": 1080, "device_pixel_ratio": 2.0, "refresh_rate_hz": 60}
 TOTAL = 2 + 4 + 1 + 1  # practice + main + catch + annotate of factories.SMALL_CONFIG

@@ -11,13 +11,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from factories import mask_png
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
 from backend.auth import token_hash
 from backend.db import make_session_factory
 from backend.models import Job, Participant, Response, Stimulus, Study, Trial
+from tests.backend.factories import mask_png
 
 
 def zip_bytes(members: dict[str, bytes | str]) -> bytes:

@@ -1,7 +1,7 @@
 """A simulated population of heterogeneous observers, for the tests of `backend.study` (tests/ has no packages).
 
 Each participant has their own threshold alpha_i = alpha0 * exp(sigma * z_i), z_i ~ N(0, 1), in the
-psychometric function of `backend.study.analysis` (shared slope, false-alarm floor and lapse). The population
+psychometric function of `backend.study.psychometric` (shared slope, false-alarm floor and lapse). The population
 value of the detection rate at eps is the mean over people, E_z[psi(eps; alpha_i)], computed by Gauss-Hermite
 quadrature; the population eps50 is where that mean curve crosses 0.5.
 """
@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import optimize
 
-from backend.study.analysis import psychometric
+from backend.study.psychometric import psychometric
 
 ALPHA0, SIGMA, BETA, GUESS, LAPSE = 8 / 255, 0.6, 3.0, 0.1, 0.01
 LEVELS = np.array([0.0, 4 / 255, 8 / 255, 16 / 255])

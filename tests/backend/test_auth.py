@@ -5,13 +5,13 @@ from __future__ import annotations
 import hashlib
 
 import pytest
-from factories import BOTH_DATABASES, make_user
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from backend import auth
 from backend.models import ApiToken, User
+from tests.backend.factories import BOTH_DATABASES, make_user
 
 
 def test_password_hashing() -> None:

@@ -7,7 +7,6 @@ import zipfile
 from pathlib import Path
 
 import pytest
-from factories import png_bytes
 from sqlalchemy import create_engine, func, inspect, select
 from sqlalchemy.orm import Session
 
@@ -16,6 +15,7 @@ from backend.cli import main
 from backend.models import ApiToken, Dataset, Image, SalienceMap, User
 from backend.settings import Settings
 from backend.storage import LocalBlobStore
+from tests.backend.factories import png_bytes
 
 
 @pytest.fixture

@@ -6,12 +6,12 @@ from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
-from factories import BOTH_DATABASES
 from sqlalchemy import Engine, func, select, text
 from sqlalchemy.exc import IntegrityError
 
 from backend.db import make_engine, make_session_factory, session_scope
 from backend.models import Dataset, Image, Job
+from tests.backend.factories import BOTH_DATABASES
 
 
 def test_sqlite_pragmas_and_directory(tmp_path: Path) -> None:

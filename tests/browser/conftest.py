@@ -12,7 +12,6 @@ from __future__ import annotations
 import importlib.util
 import os
 import secrets
-import sys
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
@@ -27,8 +26,6 @@ from backend.migrate import upgrade
 from backend.storage import LocalBlobStore
 from tests.backend.fixtures import fresh_schema
 from tests.netkit import free_port, serving, uvicorn_cmd
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 ROOT = Path(__file__).resolve().parents[2]
 SCREENSHOTS = ROOT / "test-artifacts" / "screenshots"

@@ -20,14 +20,14 @@ from typing import Any
 import httpx
 import numpy as np
 import pytest
-import seed
-from driver import PageWatch
 from PIL import Image as PILImage
 from sqlalchemy import select, update
 
 from backend.auth import create_user
 from backend.models import Image, Job, Stimulus, Study, TrainedModel, Trial
 from backend.settings import Settings
+from tests.browser import seed
+from tests.browser.driver import PageWatch
 
 pytestmark = pytest.mark.browser
 

@@ -6,9 +6,9 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from driver import PageWatch
 
 from backend.security import DOCS_POLICY
+from tests.browser.driver import PageWatch
 
 pytestmark = pytest.mark.browser
 

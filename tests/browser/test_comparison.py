@@ -7,10 +7,10 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from driver import PageWatch
 
 from backend.auth import create_user
 from backend.models import Dataset, TrainedModel
+from tests.browser.driver import PageWatch
 
 pytestmark = pytest.mark.browser
 

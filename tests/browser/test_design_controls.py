@@ -8,13 +8,13 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-import seed
-from conftest import TEST_SECRET
-from driver import PageWatch, answer_until, position, stored, wait_screen
 from sqlalchemy import select
 
 from backend.api.simulation import simulate_grant
 from backend.models import Participant, Study
+from tests.browser import seed
+from tests.browser.conftest import TEST_SECRET
+from tests.browser.driver import PageWatch, answer_until, position, stored, wait_screen
 
 pytestmark = pytest.mark.browser
 

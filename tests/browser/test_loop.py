@@ -16,8 +16,6 @@ from typing import Any
 import httpx
 import numpy as np
 import pytest
-import seed
-from driver import answer_until, mask_array, mouse_stroke, position, stored
 from PIL import Image as PILImage
 from sqlalchemy import select
 
@@ -26,6 +24,8 @@ from backend.devserver import DEMO_SLUG, seed_demo
 from backend.models import Image, Job, SalienceMap, Stimulus, StimulusSet, Study, Trial
 from backend.services.exports import stroke_count
 from backend.settings import Settings
+from tests.browser import seed
+from tests.browser.driver import answer_until, mask_array, mouse_stroke, position, stored
 
 pytestmark = pytest.mark.browser
 

@@ -10,7 +10,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import seed
 from fastapi.testclient import TestClient
 from PIL import Image as PILImage
 from sqlalchemy import select
@@ -23,6 +22,7 @@ from backend.models import Study
 from backend.security import PAGE_POLICY as CONTENT_SECURITY_POLICY
 from backend.settings import Settings
 from backend.storage import LocalBlobStore
+from tests.browser import seed
 
 
 @pytest.fixture

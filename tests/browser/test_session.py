@@ -10,9 +10,13 @@ from typing import Any
 import httpx
 import numpy as np
 import pytest
-import seed
-from conftest import TEST_SECRET
-from driver import (
+from sqlalchemy import func, select
+
+from backend.api.simulation import simulate_grant
+from backend.models import Participant, Study, Trial
+from tests.browser import seed
+from tests.browser.conftest import TEST_SECRET
+from tests.browser.driver import (
     PageWatch,
     answer_until,
     mask_array,
@@ -23,10 +27,6 @@ from driver import (
     touch_stroke,
     wait_screen,
 )
-from sqlalchemy import func, select
-
-from backend.api.simulation import simulate_grant
-from backend.models import Participant, Study, Trial
 
 pytestmark = pytest.mark.browser
 

@@ -7,11 +7,11 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-import seed
-from driver import PageWatch, answer_until, stored, wait_screen
 from sqlalchemy import select
 
 from backend.models import Participant
+from tests.browser import seed
+from tests.browser.driver import PageWatch, answer_until, stored, wait_screen
 
 pytestmark = pytest.mark.browser
 

@@ -6,11 +6,11 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-import seed
-from driver import PageWatch, wait_screen
 
 from backend.study.config import StudyConfig
 from backend.study.texts import estimated_minutes
+from tests.browser import seed
+from tests.browser.driver import PageWatch, wait_screen
 
 pytestmark = pytest.mark.browser
 

@@ -9,19 +9,11 @@ from __future__ import annotations
 
 import os
 import shutil
-import sys
-from pathlib import Path
 
 import pytest
 
 from tests.backend.fixtures import *  # noqa: F403
-
-TESTS = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(TESTS / "backend"))  # factories.py
-sys.path.insert(0, str(TESTS / "worker"))  # workerkit.py
-sys.path.insert(0, str(TESTS / "reliability"))  # faultkit.py
-
-from faultkit import need  # noqa: E402
+from tests.reliability.faultkit import need
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

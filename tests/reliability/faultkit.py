@@ -17,10 +17,10 @@ from typing import Any
 
 import httpx
 import pytest
-from factories import mask_png
 from sqlalchemy import Engine
 
 from tests.answers import discrepancies
+from tests.backend.factories import mask_png
 from tests.netkit import free_port, serving, uvicorn_cmd
 from tests.simulated_participant import Gate, take_part
 

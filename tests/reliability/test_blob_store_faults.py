@@ -11,9 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from factories import make_open_study, mask_png, png_bytes
 from fastapi.testclient import TestClient
-from research_factories import zip_bytes
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
@@ -21,6 +19,8 @@ from backend.auth import create_token
 from backend.models import Annotation, Dataset, Image, Response, Stimulus
 from backend.settings import Settings
 from backend.storage import BlobStore
+from tests.backend.factories import make_open_study, mask_png, png_bytes
+from tests.backend.research_factories import zip_bytes
 
 pytestmark = pytest.mark.faults
 
@@ -41,7 +41,7 @@ def broken_store(request: pytest.FixtureRequest, root: None, settings: Settings)
     try:
         _mount("-t", "tmpfs", "-o", "size=256k", "sipat-test-blobs", str(blobs))
     except (subprocess.CalledProcessError, FileNotFoundError) as exc:
-        from faultkit import need
+        from tests.reliability.faultkit import need
 
         need(False, f"cannot mount a tmpfs here ({exc}); the blob-store fault tests need root and mount")
     try:
@@ -129,6 +129,6 @@ def test_writes_fail_clearly_and_leave_no_dangling_rows(
 
 
 def _researcher(session: Session):
-    from factories import make_user
+    from tests.backend.factories import make_user
 
     return make_user(session, "researcher@example.org", admin=False)

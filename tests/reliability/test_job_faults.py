@@ -21,11 +21,8 @@ import time
 from pathlib import Path
 
 import pytest
-from faultkit import need
 from kombu.exceptions import OperationalError
 from sqlalchemy import select
-from test_processes import job_row, wait_for, worker
-from workerkit import FAST_TRAIN, import_mnist, make_settings
 
 from backend.db import session_scope
 from backend.migrate import upgrade
@@ -33,6 +30,9 @@ from backend.models import Job
 from backend.queue import enqueue, make_celery
 from backend.services.jobs import create_train_job
 from tests.backend.fixtures import fresh_schema
+from tests.reliability.faultkit import need
+from tests.worker.test_processes import job_row, wait_for, worker
+from tests.worker.workerkit import FAST_TRAIN, import_mnist, make_settings
 from worker.runtime import Runtime
 
 pytestmark = [pytest.mark.faults, pytest.mark.postgres, pytest.mark.redis, pytest.mark.timeout(180)]

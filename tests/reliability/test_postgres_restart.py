@@ -12,13 +12,13 @@ import time
 from pathlib import Path
 
 import pytest
-from factories import make_open_study
-from faultkit import assert_exactly_once, run_participants, uvicorn_server
 
 from backend.db import make_engine, make_session_factory
 from backend.migrate import upgrade
 from backend.storage import LocalBlobStore
+from tests.backend.factories import make_open_study
 from tests.backend.fixtures import fresh_schema
+from tests.reliability.faultkit import assert_exactly_once, run_participants, uvicorn_server
 
 pytestmark = [pytest.mark.faults, pytest.mark.postgres, pytest.mark.timeout(120)]
 

@@ -3,25 +3,17 @@ plus a logged-in administrator and a researcher's API client."""
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import pytest
 from fastapi.testclient import TestClient
 
 from tests.backend.fixtures import *  # noqa: F403
-
-TESTS = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(TESTS / "backend"))  # factories.py, research_factories.py
-sys.path.insert(0, str(TESTS / "security"))  # securitykit.py
-
-from securitykit import ADMIN_EMAIL, ADMIN_PASSWORD, admin_login  # noqa: E402
+from tests.security.securitykit import ADMIN_EMAIL, ADMIN_PASSWORD, admin_login
 
 
 @pytest.fixture
 def admin_client(client: TestClient, session) -> TestClient:
     """The client logged in to the dashboard as an administrator."""
-    from factories import make_user
+    from tests.backend.factories import make_user
 
     make_user(session, ADMIN_EMAIL, password=ADMIN_PASSWORD, admin=True)
     r = admin_login(client)
@@ -32,9 +24,8 @@ def admin_client(client: TestClient, session) -> TestClient:
 @pytest.fixture
 def api(client: TestClient, session) -> TestClient:
     """The client with a researcher's bearer token (research API)."""
-    from factories import make_user
-
     from backend.auth import create_token
+    from tests.backend.factories import make_user
 
     token = create_token(session, make_user(session, "researcher@example.org", admin=False))
     session.commit()

@@ -24,11 +24,8 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
-from factories import make_dataset, make_open_study, make_stimulus_set, make_study, make_user, mask_png
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
-from research_factories import finish_session
-from securitykit import ADMIN_EMAIL, ADMIN_PASSWORD, admin_login, csrf_from
 from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
@@ -38,6 +35,9 @@ from backend.models import ApiToken, Participant, Stimulus, Study, Trial
 from backend.ratelimits import RateLimits
 from backend.security import PAGE_POLICY, RESOURCE_POLICY
 from backend.storage import BlobStore
+from tests.backend.factories import make_dataset, make_open_study, make_stimulus_set, make_study, make_user, mask_png
+from tests.backend.research_factories import finish_session
+from tests.security.securitykit import ADMIN_EMAIL, ADMIN_PASSWORD, admin_login, csrf_from
 
 #: (method, path) of routes anyone may call: the participant protocol (its token is the credential), the
 #: participant pages and their files, the health check, the schema and the docs, the login form.

@@ -6,7 +6,6 @@ from __future__ import annotations
 import io
 
 import pytest
-from factories import make_open_study
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -16,6 +15,7 @@ from backend.cli import main
 from backend.models import User
 from backend.settings import Settings
 from backend.storage import BlobStore
+from tests.backend.factories import make_open_study
 
 
 def test_create_researcher(

@@ -8,12 +8,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from factories import make_open_study
 from fastapi.testclient import TestClient
 from sqlalchemy.orm import Session
 
 from backend.security import PAGE_POLICY
 from backend.storage import BlobStore
+from tests.backend.factories import make_open_study
 
 BACKEND = Path(__file__).resolve().parents[2] / "backend"
 

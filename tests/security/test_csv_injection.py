@@ -7,9 +7,7 @@ import csv
 import io
 
 import pytest
-from factories import make_open_study
 from fastapi.testclient import TestClient
-from research_factories import finish_session, start_session
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -17,6 +15,8 @@ from backend.admin.figures import Table
 from backend.csvsafe import spreadsheet_safe
 from backend.models import User
 from backend.storage import BlobStore
+from tests.backend.factories import make_open_study
+from tests.backend.research_factories import finish_session, start_session
 
 
 @pytest.mark.parametrize("text", ['=HYPERLINK("http://x","y")', "+1+1", "-2+3", "@SUM(A1)", "\t=1", "\r=1"])

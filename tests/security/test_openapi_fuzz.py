@@ -14,7 +14,6 @@ from pathlib import Path
 
 import pytest
 import schemathesis
-from factories import make_open_study, make_user
 from hypothesis import HealthCheck, settings
 from schemathesis.checks import (
     content_type_conformance,
@@ -30,6 +29,7 @@ from backend.main import create_app
 from backend.migrate import upgrade
 from backend.settings import Settings
 from backend.storage import LocalBlobStore
+from tests.backend.factories import make_open_study, make_user
 
 MAX_EXAMPLES = 6
 _ROOT = Path(tempfile.mkdtemp(prefix="sipat-fuzz-"))

@@ -15,7 +15,6 @@ from pathlib import Path
 
 import pytest
 import schemathesis
-from factories import make_open_study, make_user
 from hypothesis import HealthCheck, settings
 from schemathesis.checks import not_a_server_error
 from sqlalchemy import text
@@ -27,6 +26,7 @@ from backend.main import create_app
 from backend.migrate import upgrade
 from backend.settings import Settings
 from backend.storage import LocalBlobStore
+from tests.backend.factories import make_open_study, make_user
 from tests.backend.fixtures import schema_url
 
 MAX_EXAMPLES = 8

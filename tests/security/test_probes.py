@@ -17,13 +17,13 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from factories import BOTH_DATABASES, SIZE, make_open_study
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from sqlalchemy.orm import Session
 
 from backend.bodylimit import BodyLimitMiddleware, BodyLimits
 from backend.storage import BlobStore
+from tests.backend.factories import BOTH_DATABASES, SIZE, make_open_study
 
 CHUNK = 64 * 1024
 

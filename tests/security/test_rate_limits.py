@@ -17,9 +17,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from factories import make_open_study, make_user
 from fastapi.testclient import TestClient
-from securitykit import ADMIN_EMAIL, ADMIN_PASSWORD, csrf_from
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
@@ -30,6 +28,8 @@ from backend.models import Participant
 from backend.ratelimits import RateLimits, parse_limit
 from backend.settings import Settings
 from backend.storage import BlobStore
+from tests.backend.factories import make_open_study, make_user
+from tests.security.securitykit import ADMIN_EMAIL, ADMIN_PASSWORD, csrf_from
 
 
 @pytest.fixture

@@ -6,15 +6,15 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from factories import BOTH_DATABASES, make_open_study
 from fastapi.testclient import TestClient
-from research_factories import finish_session
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from backend.models import Participant, Response
 from backend.services.resume import DOUBLE_START_GRACE_S, RESUME_AFTER_IDLE_S
 from backend.storage import BlobStore
+from tests.backend.factories import BOTH_DATABASES, make_open_study
+from tests.backend.research_factories import finish_session
 
 PID = "5f0c1a2b3c4d5e6f7a8b9c0d"
 

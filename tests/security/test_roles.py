@@ -5,10 +5,8 @@ The probe of the issue: a non-admin token exported, closed and deleted participa
 from __future__ import annotations
 
 import pytest
-from factories import SMALL_CONFIG, make_dataset, make_open_study, make_stimulus_set, make_user
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
-from research_factories import finish_session, start_session
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
@@ -16,6 +14,8 @@ from backend.api.deps import get_enqueuer
 from backend.auth import create_token
 from backend.models import Annotation, Job, Participant, StimulusSet, Study
 from backend.storage import BlobStore
+from tests.backend.factories import SMALL_CONFIG, make_dataset, make_open_study, make_stimulus_set, make_user
+from tests.backend.research_factories import finish_session, start_session
 
 
 def _bearer(session: Session, email: str, *, admin: bool) -> dict[str, str]:

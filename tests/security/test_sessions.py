@@ -3,14 +3,14 @@ afterwards (the issue's probe: both worked for 12 h), in every browser of that a
 
 from __future__ import annotations
 
-from factories import make_open_study
 from fastapi.testclient import TestClient
-from securitykit import admin_login, csrf_from
 from sqlalchemy.orm import Session
 
 from backend.admin.security import SESSION_COOKIE
 from backend.models import Study
 from backend.storage import BlobStore
+from tests.backend.factories import make_open_study
+from tests.security.securitykit import admin_login, csrf_from
 
 
 def test_logout_ends_the_session_for_a_kept_cookie(

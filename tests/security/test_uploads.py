@@ -26,16 +26,16 @@ import zlib
 from typing import Any
 
 import pytest
-from factories import SIZE, make_open_study, mask_png, png_bytes
 from fastapi.testclient import TestClient
 from PIL import Image as PILImage
-from research_factories import blob_files, zip_bytes
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from backend.models import Annotation, Dataset, Image, Response, SalienceMap
 from backend.settings import Settings
 from backend.storage import BlobStore
+from tests.backend.factories import SIZE, make_open_study, mask_png, png_bytes
+from tests.backend.research_factories import blob_files, zip_bytes
 
 VALID = {f"{c}/{i}.png": png_bytes(seed=10 * k + i) for k, c in enumerate("ab") for i in range(2)}
 

@@ -4,15 +4,15 @@ of images they did not annotate stay."""
 
 from __future__ import annotations
 
-from factories import make_open_study, make_user, mask_png
 from fastapi.testclient import TestClient
-from research_factories import finish_session, start_session
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from backend.auth import create_token
 from backend.models import Annotation, Image, Participant, SalienceMap, Stimulus, Trial
 from backend.storage import BlobStore
+from tests.backend.factories import make_open_study, make_user, mask_png
+from tests.backend.research_factories import finish_session, start_session
 
 
 def test_withdrawal_deletes_the_mean_maps_built_from_the_masks(

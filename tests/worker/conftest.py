@@ -8,7 +8,6 @@ for the process tests come from the backend tests' helper (`tests/backend/fixtur
 from __future__ import annotations
 
 import shutil
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,13 +16,8 @@ from sqlalchemy.orm import Session
 
 from backend.migrate import upgrade
 from backend.settings import Settings
+from tests.worker.workerkit import import_mnist, make_settings
 from worker.runtime import Runtime
-
-TESTS = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(TESTS / "backend"))  # factories.py (make_dataset, make_user, ...)
-sys.path.insert(0, str(TESTS / "worker"))  # workerkit.py
-
-from workerkit import import_mnist, make_settings  # noqa: E402
 
 
 @pytest.fixture(scope="session")

@@ -4,7 +4,6 @@ worst case beside each attack's column), the budgets of the params, the sanity-c
 from __future__ import annotations
 
 import pytest
-from workerkit import FAST_TRAIN
 
 from backend.db import session_scope
 from backend.models import Job, TrainedModel
@@ -12,6 +11,7 @@ from backend.services.errors import InvalidInputError
 from backend.services.job_params import validate_job_params
 from backend.services.jobs import create_job, create_train_job
 from sipat.attacks.autoattack import STANDARD
+from tests.worker.workerkit import FAST_TRAIN
 from worker.runner import execute
 from worker.runtime import Runtime
 

@@ -12,7 +12,6 @@ from pathlib import Path
 import pytest
 import torch
 from sqlalchemy import select
-from workerkit import FAST_TRAIN, make_settings
 
 from backend.db import session_scope
 from backend.models import Image, Stimulus, StimulusSet, TrainedModel
@@ -20,6 +19,7 @@ from backend.services.jobs import create_stimuli_job, create_train_job
 from backend.settings import Settings
 from backend.storage_s3 import S3BlobStore
 from tests.s3kit import S3Server
+from tests.worker.workerkit import FAST_TRAIN, make_settings
 from worker.jobs.common import load_stored_model
 from worker.runner import execute
 from worker.runtime import Runtime

@@ -8,7 +8,6 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
-from factories import make_dataset
 from sqlalchemy import update
 
 from backend.db import make_engine, make_session_factory, session_scope
@@ -29,6 +28,7 @@ from backend.services.jobs import (
     run_job,
 )
 from backend.storage import LocalBlobStore
+from tests.backend.factories import make_dataset
 from tests.backend.fixtures import fresh_schema
 
 FAST = JobTimings(heartbeat_s=0.05, stale_after_s=60, progress_min_interval_s=1.0, wait_retry_s=2.0)

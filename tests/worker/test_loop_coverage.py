@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 from PIL import Image as PILImage
 from sqlalchemy import select, update
-from workerkit import FAST_TRAIN
 
 from backend.db import session_scope
 from backend.models import Annotation, Image, Job, Stimulus, StimulusSet, TrainedModel, Trial
@@ -18,6 +17,7 @@ from backend.services.jobs import create_train_job
 from backend.services.participants import start_session
 from backend.services.studies import create_study, open_study
 from backend.study.config import StudyConfig
+from tests.worker.workerkit import FAST_TRAIN
 from worker.runner import execute
 from worker.runtime import Runtime
 

@@ -7,14 +7,14 @@ from __future__ import annotations
 import pytest
 import torch
 from sqlalchemy import select
-from test_loop_coverage import _paint_all, _study
-from workerkit import FAST_TRAIN
 
 from backend.admin.comparison import ModelRow
 from backend.db import session_scope
 from backend.models import Image, Job, TrainedModel
 from backend.services.errors import InvalidInputError
 from backend.services.jobs import create_train_job
+from tests.worker.test_loop_coverage import _paint_all, _study
+from tests.worker.workerkit import FAST_TRAIN
 from worker.jobs.common import Phase
 from worker.jobs.predicted import predict_missing
 from worker.runner import execute

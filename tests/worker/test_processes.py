@@ -28,7 +28,6 @@ import pytest
 from fastapi.testclient import TestClient
 from PIL import Image as PILImage
 from sqlalchemy import select
-from workerkit import FAST_TRAIN, import_mnist, make_settings
 
 from backend import auth
 from backend.api.deps import get_enqueuer
@@ -41,6 +40,7 @@ from backend.services.jobs import create_train_job
 from backend.settings import Settings
 from sipat.training import read_checkpoint
 from tests.backend.fixtures import fresh_schema
+from tests.worker.workerkit import FAST_TRAIN, import_mnist, make_settings
 from worker.runtime import Runtime
 
 REPO = Path(__file__).resolve().parents[2]

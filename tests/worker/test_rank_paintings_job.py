@@ -8,12 +8,12 @@ from collections import Counter
 
 import pytest
 from sqlalchemy import select
-from test_loop_coverage import _paint_all, _study
 
 from backend.db import session_scope
 from backend.models import Image, Job
 from backend.services.errors import InvalidInputError
 from backend.services.job_requests import submit_job
+from tests.worker.test_loop_coverage import _paint_all, _study
 from worker.runner import execute
 from worker.runtime import Runtime
 

@@ -15,13 +15,13 @@ from pathlib import Path
 
 import pytest
 import redis as redis_lib
-from test_processes import REPO, finished, job_row, wait_for, worker_env
-from workerkit import FAST_TRAIN, import_mnist, make_settings
 
 from backend.db import session_scope
 from backend.queue import enqueue, make_celery, queue_names
 from backend.services.jobs import create_train_job
 from backend.settings import Settings
+from tests.worker.test_processes import REPO, finished, job_row, wait_for, worker_env
+from tests.worker.workerkit import FAST_TRAIN, import_mnist, make_settings
 from worker.runtime import Runtime
 
 pytestmark = [pytest.mark.redis, pytest.mark.timeout(180)]

@@ -9,13 +9,13 @@ import numpy as np
 import pytest
 from PIL import Image as PILImage
 from sqlalchemy import delete, select
-from workerkit import FAST_TRAIN
 
 from backend.db import session_scope
 from backend.models import Job, SalienceMap, Stimulus, StimulusSet, TrainedModel
 from backend.services.jobs import create_job, create_stimuli_job, create_train_job
 from backend.study.schedule import CATCH_EPS
 from sipat.stimuli import to_png
+from tests.worker.workerkit import FAST_TRAIN
 from worker.runner import execute
 from worker.runtime import Runtime
 

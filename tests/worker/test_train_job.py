@@ -12,7 +12,6 @@ import pytest
 import torch
 from PIL import Image as PILImage
 from sqlalchemy import func, select, update
-from workerkit import FAST_TRAIN
 
 from backend.db import session_scope
 from backend.models import (
@@ -28,10 +27,12 @@ from backend.models import (
     Trial,
 )
 from backend.services.errors import InvalidInputError
-from backend.services.job_params import ARCHITECTURES, validate_job_params
+from backend.services.job_params import validate_job_params
 from backend.services.jobs import create_job, create_train_job, request_cancel, run_job
 from sipat.models import ARCHITECTURES as SIPAT_ARCHITECTURES
 from sipat.training import read_checkpoint
+from sipat.vocabulary import ARCHITECTURES
+from tests.worker.workerkit import FAST_TRAIN
 from worker.jobs.common import load_stored_model
 from worker.jobs.train import train_job
 from worker.runner import execute

@@ -4,12 +4,12 @@ and records its per-epoch log in the job's result, after every epoch while it ru
 from __future__ import annotations
 
 import pytest
-from workerkit import FAST_TRAIN
 
 from backend.db import session_scope
 from backend.models import Job, TrainedModel
 from backend.services.jobs import create_train_job, run_job
 from sipat.train_config import RECIPE
+from tests.worker.workerkit import FAST_TRAIN
 from worker.jobs.train import train_job
 from worker.runtime import Runtime
 

@@ -1,16 +1,15 @@
-"""A dataset's image rows -> `sipat.data.InMemoryDataset` (decoded with Pillow), and the held-out split."""
+"""A dataset's image rows (read by `backend.services.dataset_catalog`) -> `sipat.data.InMemoryDataset` (decoded
+with Pillow), and the held-out split."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import torch
 from PIL import Image as PILImage
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from backend.models import Dataset, Image
+from backend.services.dataset_catalog import ImageInfo, image_rows
 from backend.services.training_coverage import training_image_ids
 from backend.storage import BlobStore
 from sipat.data import InMemoryDataset, missing_salience
@@ -18,31 +17,17 @@ from sipat.imaging import pil_to_tensor
 from worker.jobs.common import JobError, channels_of, open_image
 
 
-@dataclass(frozen=True)
-class ImageInfo:
-    """The columns of an `images` row a job needs (plain values, usable after the session closed)."""
-
-    id: int
-    sha256: str
-    label: str
-    split: str | None
-    width: int
-    height: int
-
-
 def dataset_images(session: Session, dataset_id: int, *, split: str | None = None) -> tuple[str, list[ImageInfo]]:
-    """(dataset name, its images in id order, only those of `split` when given); `JobError` if none."""
-    dataset = session.get(Dataset, dataset_id)
-    if dataset is None:
+    """(dataset name, its images in id order, only those of `split` when given; `backend.services.dataset_catalog`
+    reads them); `JobError` if there is no such dataset or no such image."""
+    found = image_rows(session, dataset_id, split=split)
+    if found is None:
         raise JobError(f"dataset {dataset_id} does not exist")
-    query = select(Image).where(Image.dataset_id == dataset_id).order_by(Image.id)
-    if split is not None:
-        query = query.where(Image.split == split)
-    infos = [ImageInfo(im.id, im.sha256, im.label, im.split, im.width, im.height) for im in session.scalars(query)]
+    name, infos = found
     if not infos:
         where = f" of split {split!r}" if split is not None else ""
         raise JobError(f"dataset {dataset_id} has no images{where}")
-    return dataset.name, infos
+    return name, infos
 
 
 def split_train_eval(infos: Sequence[ImageInfo], seed: int) -> tuple[list[ImageInfo], list[ImageInfo], str]:

@@ -17,12 +17,13 @@ from dataclasses import asdict
 from typing import Any
 
 import torch
-from sqlalchemy import select
 
 from backend.db import session_scope
-from backend.models import SalienceMap, TrainedModel
+from backend.models import TrainedModel
+from backend.services.dataset_catalog import newest_map_blobs
 from backend.services.job_params import EvaluateParams
 from backend.services.jobs import JobRun
+from backend.services.model_catalog import record_evaluation
 from sipat.attacks import AttackBudget
 from sipat.evaluation import evaluate
 from worker.jobs.common import JobError, Phase, image_hw, load_map, load_stored_model, trained_or_wait
@@ -46,12 +47,7 @@ def evaluate_job(run: JobRun, rt: Runtime) -> dict[str, Any]:
         _, infos = dataset_images(session, dataset_id, split=p.split)
         maps: dict[int, str] = {}
         if p.masked:
-            rows = session.execute(
-                select(SalienceMap.image_id, SalienceMap.sha256)
-                .where(SalienceMap.image_id.in_([im.id for im in infos]), SalienceMap.source == "imported")
-                .order_by(SalienceMap.id)
-            ).all()
-            maps = dict(rows)
+            maps = newest_map_blobs(session, [im.id for im in infos], ("imported",))
     run.progress(0.02, f"loading model {p.model_id} and {len(infos)} images")
     model, meta = load_stored_model(rt.storage, row, rt.device)
     size = image_hw(meta)
@@ -113,10 +109,6 @@ def evaluate_job(run: JobRun, rt: Runtime) -> dict[str, Any]:
     }
     run.check()
     with session_scope(rt.session_factory) as session:
-        row = session.get(TrainedModel, p.model_id)
-        if row is None:
+        if not record_evaluation(session, p.model_id, key, metrics):
             raise JobError(f"model {p.model_id} was deleted during its evaluation")
-        merged = dict(row.metrics or {})
-        merged["evaluations"] = {**merged.get("evaluations", {}), key: metrics}
-        row.metrics = merged
     return {"model_id": p.model_id, "key": key, "metrics": metrics}

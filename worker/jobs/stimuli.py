@@ -30,19 +30,20 @@ from __future__ import annotations
 
 import math
 import random
-from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, cast
 
 import numpy as np
 import torch
-from sqlalchemy import select
 from torch import Tensor, nn
 
 from backend.db import session_scope
-from backend.models import Image, SalienceMap, Stimulus, StimulusSet, TrainedModel
+from backend.models import Stimulus, StimulusSet, TrainedModel
+from backend.services.dataset_catalog import SALIENCE_PREFERENCE, ImageInfo, image_rows, newest_map_blobs
 from backend.services.job_params import GenerateStimuliParams, StimulusSetOptions
 from backend.services.jobs import JobRun
+from backend.services.stimulus_sets import add_stimuli, eps_key, stimulus_keys, trial_summary
 from backend.study.schedule import CATCH_EPS
 from sipat.attacks import apgd, fgsm, pgd, square
 from sipat.data import missing_salience
@@ -61,12 +62,6 @@ from worker.jobs.common import (
 )
 from worker.runtime import Runtime
 
-SALIENCE_PREFERENCE = ("human_mean", "imported", "gradcam")
-
-
-def eps_key(eps: float) -> float:
-    return round(float(eps), 9)
-
 
 def _model_or_wait(session: Any, sset: StimulusSet) -> TrainedModel:
     if sset.model_id is None:
@@ -77,7 +72,7 @@ def _model_or_wait(session: Any, sset: StimulusSet) -> TrainedModel:
     return trained_or_wait(session, model)
 
 
-def select_images(images: list[Image], opts: StimulusSetOptions) -> list[Image]:
+def select_images(images: Sequence[ImageInfo], opts: StimulusSetOptions) -> list[ImageInfo]:
     """The set's images: those of `opts.split` (all if null), `opts.n_images` of them drawn with the seed,
     in id order."""
     pool = sorted((im for im in images if opts.split is None or im.split == opts.split), key=lambda im: im.id)
@@ -130,16 +125,13 @@ def generate_stimuli(run: JobRun, rt: Runtime) -> dict[str, Any]:
         levels = sorted({0.0, *(float(e) for e in sset.eps_levels)})
         if any(e < 0 or (sset.norm == "linf" and e > 1) for e in levels):
             raise JobError(f"eps levels must be >= 0 (and <= 1 for linf) in [0, 1] pixel units; got {levels}")
-        images = select_images(list(session.scalars(select(Image).where(Image.dataset_id == sset.dataset_id))), opts)
+        found = image_rows(session, sset.dataset_id)
+        images = select_images(found[1] if found is not None else [], opts)
         maps: dict[int, str] = {}
         if sset.masked:
-            maps = _salience_blobs(session, [im.id for im in images], opts.salience_source)
-        existing = {
-            (image_id, eps_key(eps), role)
-            for image_id, eps, role in session.execute(
-                select(Stimulus.image_id, Stimulus.eps, Stimulus.role).where(Stimulus.stimulus_set_id == sset.id)
-            )
-        }
+            sources = (opts.salience_source,) if opts.salience_source else SALIENCE_PREFERENCE
+            maps = newest_map_blobs(session, [im.id for im in images], sources)
+        existing = stimulus_keys(session, sset.id)
         wanted = {(im.id, eps_key(e), "trial") for im in images for e in levels}
         if opts.catch:
             wanted |= {(im.id, eps_key(CATCH_EPS), "catch") for im in images}
@@ -147,7 +139,7 @@ def generate_stimuli(run: JobRun, rt: Runtime) -> dict[str, Any]:
         if wanted <= existing:  # nothing to make: a set in use stays usable (no flip to "generating")
             sset.status = "ready"
             return {"stimulus_set_id": sset.id, "images": len(images), "eps_levels": levels, "created": 0,
-                    "skipped": len(wanted), **_summary(session, sset.id)}  # fmt: skip
+                    "skipped": len(wanted), **trial_summary(session, sset.id)}  # fmt: skip
         sset.status = "generating"
         spec = AttackSpec(sset.attack, sset.norm, sset.steps, sset.masked)
         set_id, image_info = sset.id, [(im.id, im.sha256, im.label) for im in images]
@@ -205,7 +197,7 @@ def generate_stimuli(run: JobRun, rt: Runtime) -> dict[str, Any]:
         if sset is None:
             raise JobError(f"stimulus set {set_id} was deleted while its stimuli were generated")
         sset.status = "ready"
-        summary = _summary(session, set_id)
+        summary = trial_summary(session, set_id)
     unmasked = sum(1 for i, _, _ in image_info if i not in maps) if spec.masked else None
     return {
         "stimulus_set_id": set_id,
@@ -250,55 +242,21 @@ def _store(
     shas = [rt.storage.put(stimulus_png(qi.numpy().astype(np.uint8).transpose(1, 2, 0))) for qi in q]
     run.check()
     with session_scope(rt.session_factory) as session:
-        session.add_all(
-            Stimulus(
-                stimulus_set_id=set_id,
-                image_id=image_info[k][0],
-                eps=float(eps),
-                role=role,
-                sha256=sha,
-                linf=li,
-                l2=l2i,
-                pred_before=classes[int(b)],
-                pred_after=classes[int(a)],
-            )
-            for k, sha, li, l2i, b, a in zip(todo, shas, linf, l2, before, after, strict=True)
+        add_stimuli(
+            session,
+            (
+                Stimulus(
+                    stimulus_set_id=set_id,
+                    image_id=image_info[k][0],
+                    eps=float(eps),
+                    role=role,
+                    sha256=sha,
+                    linf=li,
+                    l2=l2i,
+                    pred_before=classes[int(b)],
+                    pred_after=classes[int(a)],
+                )
+                for k, sha, li, l2i, b, a in zip(todo, shas, linf, l2, before, after, strict=True)
+            ),
         )
     return len(todo)
-
-
-def _salience_blobs(session: Any, image_ids: list[int], source: str | None) -> dict[int, str]:
-    """image id -> sha256 of its newest map of `source` (or of the first source it has, in preference order)."""
-    found: dict[int, dict[str, str]] = defaultdict(dict)
-    rows = session.execute(
-        select(SalienceMap.image_id, SalienceMap.source, SalienceMap.sha256)
-        .where(SalienceMap.image_id.in_(image_ids))
-        .order_by(SalienceMap.id)
-    )
-    for image_id, src, sha in rows:
-        found[image_id][src] = sha  # newer rows win
-    order = (source,) if source else SALIENCE_PREFERENCE
-    out = {}
-    for image_id, by_source in found.items():
-        for src in order:
-            if src in by_source:
-                out[image_id] = by_source[src]
-                break
-    return out
-
-
-def _summary(session: Any, set_id: int) -> dict[str, Any]:
-    """Per eps level (trial stimuli): count, share whose predicted class changed, largest stored L-inf."""
-    per: dict[float, list[Stimulus]] = defaultdict(list)
-    for st in session.scalars(select(Stimulus).where(Stimulus.stimulus_set_id == set_id, Stimulus.role == "trial")):
-        per[eps_key(st.eps)].append(st)
-    return {
-        "per_eps": {
-            f"{eps:.6g}": {
-                "n": len(rows),
-                "flipped": sum(r.pred_before != r.pred_after for r in rows) / len(rows),
-                "max_linf": max((r.linf or 0.0) for r in rows),
-            }
-            for eps, rows in sorted(per.items())
-        }
-    }

@@ -9,15 +9,15 @@ import secrets
 from dataclasses import dataclass, field
 
 import numpy as np
-from factories import make_dataset, make_stimulus_set, make_study
 from fastapi.testclient import TestClient
 from PIL import Image as PILImage
-from research_factories import add_participant, answer_trials, stimulus_at
 from sqlalchemy.orm import Session
 
 from backend.models import Annotation, Job, Participant, Study, Trial
 from backend.storage import BlobStore
 from backend.study.schedule import CATCH_EPS
+from tests.backend.factories import make_dataset, make_stimulus_set, make_study
+from tests.backend.research_factories import add_participant, answer_trials, stimulus_at
 
 PASSWORD = "correct horse"
 CSRF_RE = re.compile(r'name="csrf_token" value="([^"]+)"')

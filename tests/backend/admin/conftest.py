@@ -2,22 +2,17 @@
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Callable
-from pathlib import Path
 
 import pytest
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from admin_factories import Enqueued, Seeded, log_in, seed_study
-from factories import make_user
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from sqlalchemy.orm import Session
 
 from backend.api.deps import get_enqueuer
 from backend.storage import BlobStore
+from tests.backend.admin.admin_factories import Enqueued, Seeded, log_in, seed_study
+from tests.backend.factories import make_user
 
 
 @pytest.fixture

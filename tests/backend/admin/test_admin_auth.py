@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from admin_factories import PASSWORD, csrf_of, log_in
-from factories import make_open_study, make_user
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from sqlalchemy.orm import Session
@@ -13,6 +11,8 @@ from backend.auth import hash_password
 from backend.models import Study
 from backend.settings import Settings
 from backend.storage import BlobStore
+from tests.backend.admin.admin_factories import PASSWORD, csrf_of, log_in
+from tests.backend.factories import make_open_study, make_user
 
 
 def _set_cookie(response) -> str:

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import re
 
-from factories import make_dataset, make_stimulus_set
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from backend.models import Study
 from backend.storage import BlobStore
+from tests.backend.factories import make_dataset, make_stimulus_set
 
 
 def form(admin: TestClient, sset_id: int, slug: str, **fields: str) -> dict[str, str]:

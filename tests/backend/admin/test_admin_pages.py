@@ -10,11 +10,8 @@ import zipfile
 
 import numpy as np
 import pytest
-from admin_factories import Enqueued, Seeded
-from factories import EPS_LEVELS, make_dataset, make_open_study, make_stimulus_set
 from fastapi.testclient import TestClient
 from PIL import Image as PILImage
-from research_factories import answer_trials, zip_bytes
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
@@ -35,6 +32,9 @@ from backend.models import (
 )
 from backend.storage import BlobStore
 from backend.study.analysis import dprime, wilson_interval
+from tests.backend.admin.admin_factories import Enqueued, Seeded
+from tests.backend.factories import EPS_LEVELS, make_dataset, make_open_study, make_stimulus_set
+from tests.backend.research_factories import answer_trials, zip_bytes
 
 E2, E8 = EPS_LEVELS[1], EPS_LEVELS[2]
 
@@ -213,7 +213,7 @@ def test_dataset_page_overlays_each_salience_source(
 
 
 def test_upload_a_dataset_through_the_form(admin: TestClient, session: Session) -> None:
-    from factories import png_bytes
+    from tests.backend.factories import png_bytes
 
     archive = zip_bytes({"cat/a.png": png_bytes(seed=1), "dog/b.png": png_bytes(seed=2)})
     url = f"/admin/datasets?csrf_token={admin.csrf}"

@@ -6,12 +6,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from admin_factories import Enqueued, Seeded
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from backend.models import Image, Job, Stimulus
+from tests.backend.admin.admin_factories import Enqueued, Seeded
 
 
 def _split_painted_into_training(session: Session, seeded: Seeded) -> int:

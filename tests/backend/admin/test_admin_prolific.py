@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from factories import make_dataset, make_stimulus_set
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from backend.models import Study
 from backend.storage import BlobStore
+from tests.backend.factories import make_dataset, make_stimulus_set
 
 
 def test_prolific_fields_of_the_study_form(admin: TestClient, session: Session, storage: BlobStore) -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import time
 from urllib.parse import parse_qs, urlsplit
 
-from factories import make_open_study
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -13,6 +12,7 @@ from sqlalchemy.orm import Session
 from backend.api.simulation import GRANT_TTL_S, grant_valid, simulate_grant
 from backend.models import Participant
 from backend.storage import BlobStore
+from tests.backend.factories import make_open_study
 
 
 def test_logged_in_researcher_may_simulate_an_open_study(

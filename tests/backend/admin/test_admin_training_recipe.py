@@ -7,8 +7,6 @@ import csv
 import io
 import re
 
-from admin_factories import Enqueued
-from factories import make_dataset
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -16,6 +14,8 @@ from sqlalchemy.orm import Session
 from backend.models import Job, TrainedModel
 from backend.storage import BlobStore
 from sipat.train_config import RECIPE
+from tests.backend.admin.admin_factories import Enqueued
+from tests.backend.factories import make_dataset
 
 
 def _input_value(page: str, name: str) -> str:

@@ -7,7 +7,6 @@ import math
 
 import numpy as np
 import pytest
-from simulated_people import LEVELS, rows_from_counts, simulate_counts
 
 from backend.admin.comparison import ModelRow
 from backend.admin.figures_people import (
@@ -18,6 +17,7 @@ from backend.admin.figures_people import (
 from backend.services.results import StudyResults
 from backend.study.analysis import eps_table
 from backend.study.participants import participant_analysis
+from tests.backend.simulated_people import LEVELS, rows_from_counts, simulate_counts
 
 
 def _results() -> StudyResults:

@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import pytest
-from factories import make_user
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
-from research_factories import FakeEnqueuer
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
 from backend.api.deps import get_enqueuer
 from backend.auth import create_token
+from tests.backend.factories import make_user
+from tests.backend.research_factories import FakeEnqueuer
 
 
 @pytest.fixture

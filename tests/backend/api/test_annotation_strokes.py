@@ -6,15 +6,15 @@ from __future__ import annotations
 import csv
 import io
 
-from factories import make_open_study
 from fastapi.testclient import TestClient
-from research_factories import finish_session, start_session
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from backend.models import Annotation, Participant, Trial
 from backend.services import exports
 from backend.storage import BlobStore
+from tests.backend.factories import make_open_study
+from tests.backend.research_factories import finish_session, start_session
 
 RECORD = {
     "version": 1,

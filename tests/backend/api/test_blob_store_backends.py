@@ -12,10 +12,8 @@ import secrets
 from pathlib import Path
 
 import pytest
-from factories import make_dataset, make_open_study, make_user
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
-from research_factories import finish_session, start_session
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -25,7 +23,9 @@ from backend.services.media import MediaCache
 from backend.settings import Settings
 from backend.storage import BlobStore, LocalBlobStore
 from backend.storage_s3 import S3BlobStore
+from tests.backend.factories import make_dataset, make_open_study, make_user
 from tests.backend.fixtures import TEST_SECRET
+from tests.backend.research_factories import finish_session, start_session
 from tests.s3kit import S3Server
 
 

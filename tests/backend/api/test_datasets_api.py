@@ -7,15 +7,15 @@ import io
 import json
 
 import pytest
-from factories import BOTH_DATABASES, png_bytes
 from fastapi.testclient import TestClient
 from PIL import Image as PILImage
-from research_factories import blob_files, zip_bytes
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from backend.models import Dataset, Image, SalienceMap
 from backend.settings import Settings
+from tests.backend.factories import BOTH_DATABASES, png_bytes
+from tests.backend.research_factories import blob_files, zip_bytes
 
 
 def _gray(value: int, size: tuple[int, int] = (8, 6)) -> bytes:

@@ -9,9 +9,7 @@ import io
 import json
 
 import pytest
-from factories import make_open_study, make_user
 from fastapi.testclient import TestClient
-from protocol_steps import CLIENT, answer, finish, next_trial, start
 from pydantic import ValidationError
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -20,6 +18,8 @@ from backend.auth import create_token
 from backend.models import Response, Study
 from backend.storage import BlobStore
 from backend.study.config import StudyConfig
+from tests.backend.factories import make_open_study, make_user
+from tests.backend.protocol_steps import CLIENT, answer, finish, next_trial, start
 
 
 def _status(session: Session) -> str:

@@ -9,10 +9,8 @@ import json
 from urllib.parse import urlsplit
 
 import pytest
-from factories import BOTH_DATABASES, make_open_study
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
-from research_factories import finish_session, start_session
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
@@ -20,6 +18,8 @@ from backend.models import Annotation, Response
 from backend.services import exports
 from backend.settings import Settings
 from backend.storage import BlobStore
+from tests.backend.factories import BOTH_DATABASES, make_open_study
+from tests.backend.research_factories import finish_session, start_session
 
 TOTAL = 2 + 4 + 1 + 1  # trials per participant of factories.SMALL_CONFIG: 7 responses and 1 annotation
 

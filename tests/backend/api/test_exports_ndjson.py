@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import json
 
-from factories import make_dataset, make_stimulus_set, make_study
 from fastapi.testclient import TestClient
-from research_factories import add_participant, answer_trials
 from sqlalchemy.orm import Session
 
 from backend.services import exports
 from backend.storage import BlobStore
+from tests.backend.factories import make_dataset, make_stimulus_set, make_study
+from tests.backend.research_factories import add_participant, answer_trials
 
 
 def test_ndjson_matches_the_json_array(api: TestClient, session: Session, storage: BlobStore, monkeypatch) -> None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from factories import BOTH_DATABASES
 from fastapi.testclient import TestClient
 from sqlalchemy import text
 from sqlalchemy.orm import Session
@@ -12,6 +11,7 @@ from sqlalchemy.orm import Session
 from backend.health import migration_heads
 from backend.main import create_app
 from backend.settings import Settings
+from tests.backend.factories import BOTH_DATABASES
 
 
 def test_liveness_answers_without_the_database(tmp_path: Path) -> None:

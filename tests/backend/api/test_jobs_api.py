@@ -5,9 +5,7 @@ from __future__ import annotations
 
 import secrets
 
-from factories import BOTH_DATABASES, make_dataset, make_stimulus_set
 from fastapi.testclient import TestClient
-from research_factories import FakeEnqueuer
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
@@ -15,6 +13,8 @@ from backend.models import Job, StimulusSet, TrainedModel
 from backend.queue import get_celery, queue_names
 from backend.settings import Settings
 from backend.storage import BlobStore
+from tests.backend.factories import BOTH_DATABASES, make_dataset, make_stimulus_set
+from tests.backend.research_factories import FakeEnqueuer
 
 
 @BOTH_DATABASES

@@ -3,15 +3,15 @@ job's recipe included, with its defaults), and bad params still answer the one-l
 
 from __future__ import annotations
 
-from factories import make_dataset
 from fastapi.testclient import TestClient
-from research_factories import FakeEnqueuer
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from backend.models import Job
 from backend.storage import BlobStore
 from sipat.train_config import RECIPE
+from tests.backend.factories import make_dataset
+from tests.backend.research_factories import FakeEnqueuer
 
 
 def _resolve(spec: dict, ref: dict) -> dict:

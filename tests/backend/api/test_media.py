@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-from factories import BOTH_DATABASES, make_open_study
 from fastapi.testclient import TestClient
 from sqlalchemy import event, select
 from sqlalchemy.orm import Session
@@ -12,6 +11,7 @@ from backend.auth import token_hash
 from backend.models import Participant, Stimulus, Trial
 from backend.services.media import MediaCache
 from backend.storage import BlobStore
+from tests.backend.factories import BOTH_DATABASES, make_open_study
 
 
 def _start(client: TestClient) -> str:

@@ -7,7 +7,6 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from factories import BOTH_DATABASES, SIZE, make_dataset, make_open_study, make_stimulus_set, make_study, mask_png
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -17,6 +16,15 @@ from backend.models import Annotation, Participant, Response, Stimulus, Trial
 from backend.services.resume import RESUME_AFTER_IDLE_S
 from backend.storage import BlobStore
 from backend.study.schedule import CATCH_EPS
+from tests.backend.factories import (
+    BOTH_DATABASES,
+    SIZE,
+    make_dataset,
+    make_open_study,
+    make_stimulus_set,
+    make_study,
+    mask_png,
+)
 
 CLIENT = {"screen_width": 1920, "screen_height": 1080, "device_pixel_ratio": 2.0, "refresh_rate_hz": 60}
 TOTAL = 2 + 4 + 1 + 1  # practice + main + catch + annotate of factories.SMALL_CONFIG

@@ -9,15 +9,15 @@ import io
 import json
 
 import pytest
-from factories import make_open_study, make_user
 from fastapi.testclient import TestClient
-from protocol_steps import finish, start
 from pydantic import ValidationError
 from sqlalchemy.orm import Session
 
 from backend.auth import create_token
 from backend.storage import BlobStore
 from backend.study.config import StudyConfig
+from tests.backend.factories import make_open_study, make_user
+from tests.backend.protocol_steps import finish, start
 
 RETURN = "https://app.prolific.com/submissions/complete?cc="
 PROLIFIC = {

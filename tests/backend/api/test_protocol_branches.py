@@ -10,9 +10,7 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from factories import make_open_study, make_user
 from fastapi.testclient import TestClient
-from protocol_steps import answer, finish, next_trial, start
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -21,6 +19,8 @@ from backend.models import Participant, Response, StimulusSet, Study
 from backend.services.resume import RESUME_AFTER_IDLE_S
 from backend.storage import BlobStore
 from backend.study.schedule import CATCH_EPS
+from tests.backend.factories import make_open_study, make_user
+from tests.backend.protocol_steps import answer, finish, next_trial, start
 
 
 def _close(session: Session, study: Study) -> None:

@@ -8,9 +8,7 @@ import json
 from typing import Any
 
 import pytest
-from factories import make_open_study, make_user
 from fastapi.testclient import TestClient
-from protocol_steps import answer, finish, next_trial, start
 from pydantic import ValidationError
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -20,6 +18,8 @@ from backend.models import Participant
 from backend.storage import BlobStore
 from backend.study.config import StudyConfig
 from backend.study.questionnaire import DEFAULT_OPTIONS
+from tests.backend.factories import make_open_study, make_user
+from tests.backend.protocol_steps import answer, finish, next_trial, start
 
 ITEMS = [
     {"id": "age", "kind": "age_range", "required": True},

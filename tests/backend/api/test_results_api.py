@@ -20,12 +20,12 @@ With p2 included: clean 7/15 -> F = 0.466667, Wilson [0.248095, 0.698830]; x 8/1
 from __future__ import annotations
 
 import pytest
-from factories import BOTH_DATABASES, make_dataset, make_stimulus_set, make_study
 from fastapi.testclient import TestClient
-from research_factories import add_participant, answer_trials
 from sqlalchemy.orm import Session
 
 from backend.storage import BlobStore
+from tests.backend.factories import BOTH_DATABASES, make_dataset, make_stimulus_set, make_study
+from tests.backend.research_factories import add_participant, answer_trials
 
 X = 8 / 255
 P = "perturbed"

@@ -5,15 +5,15 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from factories import make_dataset, make_open_study, make_stimulus_set, make_study, make_user
 from fastapi.testclient import TestClient
-from protocol_steps import finish, start
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from backend.auth import create_token
 from backend.models import Participant
 from backend.storage import BlobStore
+from tests.backend.factories import make_dataset, make_open_study, make_stimulus_set, make_study, make_user
+from tests.backend.protocol_steps import finish, start
 
 
 def _export(client: TestClient, study_id: int, table: str, **params: Any) -> list[dict[str, Any]]:

@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import pytest
-from factories import EPS_LEVELS, make_dataset, make_stimulus_set
 from fastapi.testclient import TestClient
-from research_factories import FakeEnqueuer
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from backend.models import Job, StimulusSet, TrainedModel
 from backend.storage import BlobStore
 from backend.study.schedule import CATCH_EPS
+from tests.backend.factories import EPS_LEVELS, make_dataset, make_stimulus_set
+from tests.backend.research_factories import FakeEnqueuer
 
 
 def _model(session: Session, dataset_id: int, *, job: Job | None = None) -> TrainedModel:

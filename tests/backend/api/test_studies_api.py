@@ -3,15 +3,15 @@ progress; withdrawal deletes one participant's data and only the mask files nobo
 
 from __future__ import annotations
 
-from factories import BOTH_DATABASES, SMALL_CONFIG, make_dataset, make_stimulus_set
 from fastapi.testclient import TestClient
-from research_factories import blob_files, finish_session, start_session
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from backend.models import Annotation, Job, Participant, Response, Stimulus, StimulusSet, Trial
 from backend.settings import Settings
 from backend.storage import BlobStore
+from tests.backend.factories import BOTH_DATABASES, SMALL_CONFIG, make_dataset, make_stimulus_set
+from tests.backend.research_factories import blob_files, finish_session, start_session
 
 TOTAL = 2 + 4 + 1 + 1  # trials per participant of SMALL_CONFIG
 

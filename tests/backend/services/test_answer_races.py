@@ -12,7 +12,6 @@ import threading
 from typing import Any
 
 import pytest
-from factories import BOTH_DATABASES, make_open_study
 from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session
 
@@ -22,6 +21,7 @@ from backend.services import participants as svc
 from backend.services.errors import ConflictError
 from backend.services.participants import answers
 from backend.storage import BlobStore
+from tests.backend.factories import BOTH_DATABASES, make_open_study
 
 
 def _race(engine: Engine, token: str, trial_id: int, judgments: list[str]) -> list[Any]:

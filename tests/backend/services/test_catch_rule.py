@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-from factories import make_open_study
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -11,6 +10,7 @@ from backend.models import Participant, Response, Trial
 from backend.services import participants as svc
 from backend.services.results import study_results
 from backend.storage import BlobStore
+from tests.backend.factories import make_open_study
 
 
 def _run(session: Session, token: str, catch_judgment: str) -> Participant:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-from factories import BOTH_DATABASES, png_bytes
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
@@ -12,6 +11,7 @@ from backend.models import Image, SalienceMap
 from backend.services.datasets import import_archive
 from backend.services.errors import InvalidInputError
 from backend.storage import BlobStore
+from tests.backend.factories import BOTH_DATABASES, png_bytes
 
 
 def _item(seed: int, label: str, *, salience: bool = False) -> ArchiveImage:

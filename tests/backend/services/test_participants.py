@@ -5,7 +5,6 @@ from __future__ import annotations
 import threading
 
 import pytest
-from factories import BOTH_DATABASES, make_open_study
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
@@ -14,6 +13,7 @@ from backend.models import Participant, Trial
 from backend.services.errors import ConflictError
 from backend.services.participants import start_session
 from backend.storage import BlobStore
+from tests.backend.factories import BOTH_DATABASES, make_open_study
 
 
 def _enrol_concurrently(engine: Engine, external_ids: list[str | None]) -> list[BaseException]:

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from factories import make_dataset, make_stimulus_set
 from sqlalchemy.orm import Session
 
 from backend.models import Stimulus
 from backend.services.study_defaults import fit_defaults, image_count
 from backend.storage import BlobStore
 from backend.study.config import StudyConfig
+from tests.backend.factories import make_dataset, make_stimulus_set
 
 
 def test_left_out_counts_fit_the_set_and_given_ones_are_kept(session: Session, storage: BlobStore) -> None:

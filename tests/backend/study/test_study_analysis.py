@@ -13,10 +13,9 @@ from backend.study.analysis import (
     catch_exclusions,
     dprime,
     eps_table,
-    fit_psychometric,
-    psychometric,
     wilson_interval,
 )
+from backend.study.psychometric import fit_psychometric, psychometric
 
 # z = 1.959964, z^2 = 3.841459
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from simulated_people import ALPHA0, BETA, GUESS, LAPSE, LEVELS, SIGMA, rows_from_counts
 
 from backend.study.model import condition_model
+from tests.backend.simulated_people import ALPHA0, BETA, GUESS, LAPSE, LEVELS, SIGMA, rows_from_counts
 
 
 def two_condition_rows(rng: np.random.Generator, people: int, trials: int, factor: float) -> list[dict]:

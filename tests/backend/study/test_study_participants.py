@@ -7,7 +7,10 @@ import math
 
 import numpy as np
 import pytest
-from simulated_people import (
+
+from backend.study.analysis import dprime, wilson_interval
+from backend.study.participants import count_matrix, dprime_counts, participant_analysis, resample
+from tests.backend.simulated_people import (
     ALPHA0,
     BETA,
     GUESS,
@@ -19,9 +22,6 @@ from simulated_people import (
     rows_from_counts,
     simulate_counts,
 )
-
-from backend.study.analysis import dprime, wilson_interval
-from backend.study.participants import count_matrix, dprime_counts, participant_analysis, resample
 
 
 def test_count_matrix_and_resample_by_hand():
