@@ -125,6 +125,10 @@ def update_study(
     if config_patch:
         merged = _validated({**study.config, **config_patch})
         old = _validated(study.config)
+        if merged.stimulus_set_id != old.stimulus_set_id:  # the owner rule before anything else is told
+            owner = session.get(User, study.owner_id) if study.owner_id is not None else None
+            if owner is not None:
+                require_owner(session, owner, StimulusSet, merged.stimulus_set_id, field="config.stimulus_set_id")
         changed = [name for name in SCHEDULE_FIELDS if getattr(old, name) != getattr(merged, name)]
         n_participants, _ = count_participants(session, study.id)
         if changed and n_participants:
@@ -133,9 +137,6 @@ def update_study(
                 "schedule; create a new study for the new design (display texts, timing and redirect may change)"
             )
         if merged.stimulus_set_id != old.stimulus_set_id:
-            owner = session.get(User, study.owner_id) if study.owner_id is not None else None
-            if owner is not None:
-                require_owner(session, owner, StimulusSet, merged.stimulus_set_id, field="config.stimulus_set_id")
             get_referenced(session, StimulusSet, merged.stimulus_set_id, field="config.stimulus_set_id")
         study.config = merged.model_dump(mode="json")
     if title is not None:
