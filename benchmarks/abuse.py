@@ -36,8 +36,9 @@ LOGIN_PER_MINUTE = 30
 LOGIN_ACCOUNT_PER_MINUTE = 10
 ADMIN_EMAIL = "bench-admin@example.org"
 _CSRF_RE = re.compile(r'name="csrf_token" value="([^"]+)"')
-#: Upper bound of requests per abuser, whatever the run's length.
+#: Upper bound of requests per abuser, whatever the run's length, and of its requests in flight at once.
 MAX_REQUESTS_EACH = 2000
+MAX_IN_FLIGHT = 16
 
 
 def abuse_env(redis_url: str | None) -> dict[str, str]:
@@ -84,16 +85,36 @@ class FloodStats:
 
 
 async def _paced(stop: asyncio.Event, per_minute: float, factor: float, send: Any) -> None:
-    """`send()` at `factor` x `per_minute`, evenly spaced, until `stop` (at most MAX_REQUESTS_EACH)."""
+    """`send()` started at `factor` x `per_minute`, evenly spaced, until `stop` (at most MAX_REQUESTS_EACH).
+
+    Each send runs on its own (up to MAX_IN_FLIGHT at once), as a script's would: a flood that waited for each
+    answer would slow itself down with the service and never reach the limit (a first version did: every
+    request passed)."""
     interval = 60.0 / (per_minute * factor)
     next_at = time.monotonic()
+    slots = asyncio.Semaphore(MAX_IN_FLIGHT)
+    running: set[asyncio.Task[None]] = set()
+
+    async def one() -> None:
+        try:
+            await send()
+        finally:
+            slots.release()
+
     for _ in range(MAX_REQUESTS_EACH):
         if stop.is_set():
-            return
-        await send()
+            break
+        await slots.acquire()
+        task = asyncio.create_task(one())
+        running.add(task)
+        task.add_done_callback(running.discard)
         next_at += interval
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), max(0.0, next_at - time.monotonic()))
+    results = await asyncio.gather(*running, return_exceptions=True)
+    for result in results:
+        if isinstance(result, BaseException):
+            raise result
 
 
 def _record(stats: FloodStats, name: str, reply: Any, t0: float) -> None:
@@ -105,57 +126,63 @@ def _record(stats: FloodStats, name: str, reply: Any, t0: float) -> None:
 
 async def enrol_flood(connection: Any, port: int, slug: str, address: str, factor: float, stats: FloodStats,
                       stop: asyncio.Event) -> None:  # fmt: skip
-    """Session starts of `slug` from `address`, paced at `factor` x the per-client limit."""
-    conn = connection(port, headers={"X-Forwarded-For": address})
+    """Session starts of `slug` from `address`, paced at `factor` x the per-client limit (a connection each)."""
     name = "flood: POST sessions"
 
     async def send() -> None:
+        conn = connection(port, headers={"X-Forwarded-For": address})
         t0 = time.perf_counter()
         body = {"consent": True, "external_id": f"flood-{secrets.token_hex(6)}"}
-        _record(stats, name, await conn.request("POST", f"/api/v1/studies/{slug}/sessions", body), t0)
+        try:
+            _record(stats, name, await conn.request("POST", f"/api/v1/studies/{slug}/sessions", body), t0)
+        finally:
+            await conn.close()
 
     try:
         await _paced(stop, ENROL_PER_MINUTE, factor, send)
     except Exception as exc:  # a flood's failure is reported, never the participants' run
         stats.errors.append(f"{name}: {type(exc).__name__}: {exc}")
-    finally:
-        await conn.close()
 
 
 async def login_flood(connection: Any, port: int, address: str, factor: float, stats: FloodStats,
                       stop: asyncio.Event, *, account: str | None = None) -> None:  # fmt: skip
     """Dashboard logins from `address` with a valid form token (the form is fetched as a browser would), paced
     at `factor` x the per-client limit spraying unknown e-mails, or x the per-account limit at `account`."""
-    conn = connection(port, headers={"X-Forwarded-For": address})
+    headers = {"X-Forwarded-For": address}
     name = "flood: POST login (one account)" if account else "flood: POST login (sprayed)"
 
     async def fetch_form() -> str:
-        page = await conn.request("GET", "/admin/login")
-        conn.headers["Cookie"] = page.headers.get("set-cookie", "").split(";")[0]
+        conn = connection(port, headers=headers)
+        try:
+            page = await conn.request("GET", "/admin/login")
+        finally:
+            await conn.close()
+        headers["Cookie"] = page.headers.get("set-cookie", "").split(";")[0]
         match = _CSRF_RE.search(page.text)
         if match is None:
             raise RuntimeError(f"no login form (status {page.status_code})")
         return match[1]
 
-    csrf = await fetch_form()
-
     async def send() -> None:
         nonlocal csrf
         email = account or f"nobody-{secrets.token_hex(4)}@example.org"
         form = urlencode({"csrf_token": csrf, "email": email, "password": secrets.token_hex(8), "next": "/admin"})
+        conn = connection(port, headers=dict(headers))
         t0 = time.perf_counter()
-        reply = await conn.request("POST", "/admin/login", form.encode())
+        try:
+            reply = await conn.request("POST", "/admin/login", form.encode())
+        finally:
+            await conn.close()
         _record(stats, name, reply, t0)
         if reply.status_code == 403:  # the form's token went stale: fetch it again, as a browser reloads
             csrf = await fetch_form()
 
     per_minute = LOGIN_ACCOUNT_PER_MINUTE if account else LOGIN_PER_MINUTE
     try:
+        csrf = await fetch_form()
         await _paced(stop, per_minute, factor, send)
     except Exception as exc:
         stats.errors.append(f"{name}: {type(exc).__name__}: {exc}")
-    finally:
-        await conn.close()
 
 
 def start_floods(connection: Any, port: int, slug: str, *, clients: int, factor: float, stats: FloodStats,
