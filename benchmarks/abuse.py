@@ -84,20 +84,28 @@ class FloodStats:
     errors: list[str] = field(default_factory=list)
 
 
-async def _paced(stop: asyncio.Event, per_minute: float, factor: float, send: Any) -> None:
+async def _paced(
+    stop: asyncio.Event, per_minute: float, factor: float, send: Any, stats: FloodStats, name: str
+) -> None:
     """`send()` started at `factor` x `per_minute`, evenly spaced, until `stop` (at most MAX_REQUESTS_EACH).
 
     Each send runs on its own (up to MAX_IN_FLIGHT at once), as a script's would: a flood that waited for each
     answer would slow itself down with the service and never reach the limit (a first version did: every
-    request passed)."""
+    request passed). A request that fails (a timeout: the service is saturated) counts as status 0."""
     interval = 60.0 / (per_minute * factor)
     next_at = time.monotonic()
     slots = asyncio.Semaphore(MAX_IN_FLIGHT)
     running: set[asyncio.Task[None]] = set()
 
     async def one() -> None:
+        t0 = time.perf_counter()
         try:
             await send()
+        except Exception as exc:
+            stats.latencies[name].append(time.perf_counter() - t0)
+            stats.statuses[name][0] += 1
+            if len(stats.errors) < 20:
+                stats.errors.append(f"{name}: {type(exc).__name__}: {exc}")
         finally:
             slots.release()
 
@@ -111,10 +119,7 @@ async def _paced(stop: asyncio.Event, per_minute: float, factor: float, send: An
         next_at += interval
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), max(0.0, next_at - time.monotonic()))
-    results = await asyncio.gather(*running, return_exceptions=True)
-    for result in results:
-        if isinstance(result, BaseException):
-            raise result
+    await asyncio.gather(*running)
 
 
 def _record(stats: FloodStats, name: str, reply: Any, t0: float) -> None:
@@ -139,7 +144,7 @@ async def enrol_flood(connection: Any, port: int, slug: str, address: str, facto
             await conn.close()
 
     try:
-        await _paced(stop, ENROL_PER_MINUTE, factor, send)
+        await _paced(stop, ENROL_PER_MINUTE, factor, send, stats, name)
     except Exception as exc:  # a flood's failure is reported, never the participants' run
         stats.errors.append(f"{name}: {type(exc).__name__}: {exc}")
 
@@ -180,7 +185,7 @@ async def login_flood(connection: Any, port: int, address: str, factor: float, s
     per_minute = LOGIN_ACCOUNT_PER_MINUTE if account else LOGIN_PER_MINUTE
     try:
         csrf = await fetch_form()
-        await _paced(stop, per_minute, factor, send)
+        await _paced(stop, per_minute, factor, send, stats, name)
     except Exception as exc:
         stats.errors.append(f"{name}: {type(exc).__name__}: {exc}")
 
@@ -208,6 +213,7 @@ def report_floods(stats: FloodStats, wall: float, pct: Any) -> None:
         statuses = ",".join(f"{k}:{v}" for k, v in sorted(stats.statuses[name].items()))
         print(f"{name:<34} {len(lat):>8} {len(lat) / wall:>8.1f} {pct(lat, 0.5) * 1e3:>8.1f} "
               f"{pct(lat, 0.99) * 1e3:>8.1f}  {statuses}")  # fmt: skip
-    print(f"429 answers without Retry-After: {stats.missing_retry_after}; flood errors: {len(stats.errors)}")
+    print(f"429 answers without Retry-After: {stats.missing_retry_after}; status 0 above: the request failed "
+          "(e.g. no answer within 60 s: the service was saturated)")  # fmt: skip
     for error in stats.errors[:5]:
         print("  ", error)

@@ -83,7 +83,7 @@ def test_a_participant_session(client: TestClient, session: Session, storage: Bl
     assert finish_session(client, token, mask_fill=255) > 0
     masks = session.scalars(select(Annotation.mask_sha256)).all()
     assert masks and all(storage.exists(m) for m in masks)
-    headers = _bearer(session)
+    headers = _bearer(session, admin=True)  # the seeded study has no owner: the administrators'
     r = client.get(f"/api/v1/annotations/{session.scalar(select(Annotation.id))}/mask", headers=headers)
     assert r.status_code == 200 and r.content == storage.get(masks[0]) and r.headers["content-type"] == "image/png"
     _kind(storage, settings)
@@ -99,7 +99,7 @@ def test_research_downloads_are_streamed(
     )
     session.add(model)
     session.commit()
-    headers = _bearer(session)
+    headers = _bearer(session, admin=True)  # the model has no owner: the administrators'
     with client.stream("GET", f"/api/v1/models/{model.id}/checkpoint", headers=headers) as r:
         assert r.status_code == 200
         assert r.headers["content-length"] == str(len(checkpoint))
