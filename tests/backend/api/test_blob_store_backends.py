@@ -62,7 +62,8 @@ def _kind(storage: BlobStore, settings: Settings) -> str:
     return "local"
 
 
-def _bearer(session: Session, *, admin: bool = False) -> dict[str, str]:
+def _bearer(session: Session, *, admin: bool = True) -> dict[str, str]:
+    """A token; an administrator's by default: the rows seeded here have no owner (`backend.services.ownership`)."""
     token = create_token(session, make_user(session, f"r{secrets.token_hex(3)}@example.org", admin=admin))
     session.commit()
     return {"Authorization": f"Bearer {token}"}
@@ -83,7 +84,7 @@ def test_a_participant_session(client: TestClient, session: Session, storage: Bl
     assert finish_session(client, token, mask_fill=255) > 0
     masks = session.scalars(select(Annotation.mask_sha256)).all()
     assert masks and all(storage.exists(m) for m in masks)
-    headers = _bearer(session, admin=True)  # the seeded study has no owner: the administrators'
+    headers = _bearer(session)
     r = client.get(f"/api/v1/annotations/{session.scalar(select(Annotation.id))}/mask", headers=headers)
     assert r.status_code == 200 and r.content == storage.get(masks[0]) and r.headers["content-type"] == "image/png"
     _kind(storage, settings)
@@ -99,7 +100,7 @@ def test_research_downloads_are_streamed(
     )
     session.add(model)
     session.commit()
-    headers = _bearer(session, admin=True)  # the model has no owner: the administrators'
+    headers = _bearer(session)
     with client.stream("GET", f"/api/v1/models/{model.id}/checkpoint", headers=headers) as r:
         assert r.status_code == 200
         assert r.headers["content-length"] == str(len(checkpoint))
