@@ -94,6 +94,9 @@ class Dataset(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(String(255))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    #: The researcher who created it (research API access, `backend.services.ownership`); None: administrators
+    #: only. No foreign key, as for studies (migrations 0006, 0012).
+    owner_id: Mapped[int | None] = mapped_column(Integer, index=True)
 
     images: Mapped[list[Image]] = relationship(back_populates="dataset", passive_deletes=True)
 
@@ -145,6 +148,9 @@ class TrainedModel(Base):
     metrics: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     job_id: Mapped[int | None] = mapped_column(ForeignKey("jobs.id", ondelete="SET NULL"))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    #: The researcher who created it (research API access, `backend.services.ownership`); None: administrators
+    #: only. No foreign key, as for studies (migrations 0006, 0012).
+    owner_id: Mapped[int | None] = mapped_column(Integer, index=True)
 
 
 class StimulusSet(Base):
@@ -170,6 +176,9 @@ class StimulusSet(Base):
     params: Mapped[dict[str, Any]] = mapped_column(default=dict)
     job_id: Mapped[int | None] = mapped_column(ForeignKey("jobs.id", ondelete="SET NULL"))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    #: The researcher who created it (research API access, `backend.services.ownership`); None: administrators
+    #: only. No foreign key, as for studies (migrations 0006, 0012).
+    owner_id: Mapped[int | None] = mapped_column(Integer, index=True)
 
 
 class Stimulus(Base):
@@ -345,6 +354,9 @@ class Job(Base):
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     max_attempts: Mapped[int] = mapped_column(Integer, default=3)
     cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
+    #: The researcher who created it (research API access, `backend.services.ownership`); None: administrators
+    #: only. No foreign key, as for studies (migrations 0006, 0012).
+    owner_id: Mapped[int | None] = mapped_column(Integer, index=True)
     worker_id: Mapped[str | None] = mapped_column(String(255))
     heartbeat_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)

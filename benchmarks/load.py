@@ -48,6 +48,8 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+import abuse  # noqa: E402  (the floods of --abuse)
+
 from tests.answers import discrepancies  # noqa: E402
 from tests.netkit import free_port, serving, uvicorn_cmd  # noqa: E402  (one server launcher for tests and benchmarks)
 from tests.seeding import Pictures, seed_ready_study  # noqa: E402  (one seed for tests and benchmarks)
@@ -222,9 +224,11 @@ class Connection:
     the benchmark measured the client, not the service. This one costs a few tens of microseconds.
     """
 
-    def __init__(self, port: int, timeout_s: float = 60.0) -> None:
+    def __init__(self, port: int, timeout_s: float = 60.0, headers: dict[str, str] | None = None) -> None:
         self.port = port
         self.timeout_s = timeout_s
+        #: sent with every request (the abuse clients' X-Forwarded-For and login cookie: `benchmarks/abuse.py`)
+        self.headers = dict(headers or {})
         self._streams: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None = None
 
     async def close(self) -> None:
@@ -243,10 +247,13 @@ class Connection:
         if self._streams is None:
             self._streams = await asyncio.open_connection("127.0.0.1", self.port)
         reader, writer = self._streams
-        payload = b"" if body is None else json.dumps(body).encode()
+        form = isinstance(body, bytes)  # an url-encoded form (the login flood); anything else is sent as JSON
+        payload = b"" if body is None else body if form else json.dumps(body).encode()
         head = f"{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{self.port}\r\nUser-Agent: sipat-load\r\n"
+        head += "".join(f"{name}: {value}\r\n" for name, value in self.headers.items())
         if body is not None:
-            head += f"Content-Type: application/json\r\nContent-Length: {len(payload)}\r\n"
+            kind = "application/x-www-form-urlencoded" if form else "application/json"
+            head += f"Content-Type: {kind}\r\nContent-Length: {len(payload)}\r\n"
         writer.write(head.encode() + b"\r\n" + payload)
         await writer.drain()
         lines = (await reader.readuntil(b"\r\n\r\n")).decode("latin-1").split("\r\n")
@@ -336,10 +343,13 @@ class LoadAnswers:
         }
 
 
-async def participant(port: int, stats: Stats, index: int, *, slug: str, think_s: float, deadline: float) -> None:
+async def participant(
+    port: int, stats: Stats, index: int, *, slug: str, think_s: float, deadline: float, forwarded: bool = False
+) -> None:
     """One session of the shared simulated participant (`tests.simulated_participant`) over its own
-    keep-alive connection, with the study page's retry policy (`call`)."""
-    conn = Connection(port)
+    keep-alive connection, with the study page's retry policy (`call`); `forwarded`: from its own address
+    behind the pretend proxy (`--abuse`)."""
+    conn = Connection(port, headers={"X-Forwarded-For": abuse.participant_address(index)} if forwarded else None)
     answers = LoadAnswers(index)
 
     async def request(name: str, method: str, path: str, body: dict[str, Any] | None) -> Reply:
@@ -359,9 +369,18 @@ async def participant(port: int, stats: Stats, index: int, *, slug: str, think_s
 
 
 async def run_participants(
-    port: int, n: int, *, slug: str, think_s: float, max_seconds: float, probe_port: int | None, stats: Stats
+    port: int,
+    n: int,
+    *,
+    slug: str,
+    think_s: float,
+    max_seconds: float,
+    probe_port: int | None,
+    stats: Stats,
+    floods: tuple[int, float, abuse.FloodStats] | None = None,
 ) -> tuple[float, Stats | None]:
-    """All participants at once (each starts within the first think time); returns (wall seconds, probe stats)."""
+    """All participants at once (each starts within the first think time); returns (wall seconds, probe stats).
+    `floods`: (clients, factor, stats) of the abusers (`benchmarks/abuse.py`), run until the participants end."""
     deadline = time.monotonic() + max_seconds
     probe_stats = Stats() if probe_port else None
     stop = asyncio.Event()
@@ -376,15 +395,21 @@ async def run_participants(
 
     async def staggered(i: int) -> None:
         await asyncio.sleep(random.Random(-i).uniform(0, think_s or 0))
-        await participant(port, stats, i, slug=slug, think_s=think_s, deadline=deadline)
+        await participant(port, stats, i, slug=slug, think_s=think_s, deadline=deadline, forwarded=bool(floods))
 
     probe_task = asyncio.create_task(probe()) if probe_port else None
+    flooding = []
+    if floods:
+        clients, factor, flood_stats = floods
+        flooding = abuse.start_floods(Connection, port, slug, clients=clients, factor=factor, stats=flood_stats,
+                                      stop=stop)  # fmt: skip
     t0 = time.perf_counter()
     results = await asyncio.gather(*(staggered(i) for i in range(n)), return_exceptions=True)
     wall = time.perf_counter() - t0
     stop.set()
     if probe_task:
         await probe_task
+    await asyncio.gather(*flooding)
     stats.errors += [f"{type(r).__name__}: {r}" for r in results if isinstance(r, BaseException)]
     return wall, probe_stats
 
@@ -531,6 +556,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--profile", type=Path, default=None, help="record the service with py-spy (collapsed stacks) to this file"
     )
+    parser.add_argument("--abuse", action="store_true", help="run the floods of benchmarks/abuse.py beside")
+    parser.add_argument("--abuse-clients", type=int, default=4, help="addresses per flood")
+    parser.add_argument("--abuse-factor", type=float, default=1.5, help="flood rate / the limit it is paced at")
+    parser.add_argument("--redis-url", default=os.environ.get("SIPAT_TEST_REDIS_URL"), help="rate-limit counts")
     args = parser.parse_args(argv)
     base_url = postgres_url_from(args.postgres_url)
     think_s = args.think_ms / 1000
@@ -541,7 +570,12 @@ def main(argv: list[str] | None = None) -> int:
         data_dir = Path(tmp) / "data"
         seed_study(url, data_dir)
         port, bare_port = free_port(), free_port()
-        env = service_env(url, data_dir)
+        env = service_env(url, data_dir, **(abuse.abuse_env(args.redis_url) if args.abuse else {}))
+        flood_stats = abuse.FloodStats() if args.abuse else None
+        if args.abuse:
+            abuse.add_admin(url)
+            print(f"abuse: {args.abuse_clients} addresses per flood at {args.abuse_factor:g}x the limits; counts "
+                  f"in {args.redis_url or 'memory (per worker)'}")  # fmt: skip
         fast = ("--no-access-log", "--backlog", "4096")
         app_cmd = uvicorn_cmd("backend.main:create_app", port, workers=args.workers, extra=fast)
         bare_cmd = uvicorn_cmd(
@@ -564,6 +598,7 @@ def main(argv: list[str] | None = None) -> int:
                     max_seconds=args.max_seconds,
                     probe_port=bare_port,
                     stats=stats,
+                    floods=(args.abuse_clients, args.abuse_factor, flood_stats) if flood_stats else None,
                 )
             )
             cpu1 = cpu_seconds(service.pid)
@@ -571,6 +606,8 @@ def main(argv: list[str] | None = None) -> int:
             bare_wall, bare = asyncio.run(run_bare(bare_port, args.participants, per_session, think_s))
         report(stats, wall, bare, bare_wall, probe)
         report_phases(stats)
+        if flood_stats is not None:
+            abuse.report_floods(flood_stats, wall, pct)
         n_requests = sum(len(v) for v in stats.latencies.values())
         print(
             f"CPU per participant request: service {(cpu1[0] - cpu0[0]) / n_requests * 1e3:.2f} ms, PostgreSQL "

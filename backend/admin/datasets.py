@@ -57,7 +57,12 @@ def upload(
     """The zip of the form, through the same streamed upload and import service as POST /api/v1/datasets."""
     try:
         outcome = svc.upload_dataset(
-            session, storage, upload.file, name=upload.dataset_name, max_upload_bytes=settings.max_upload_bytes
+            session,
+            storage,
+            upload.file,
+            name=upload.dataset_name,
+            max_upload_bytes=settings.max_upload_bytes,
+            owner=admin.user,
         )
     except ServiceError as exc:
         session.rollback()

@@ -90,7 +90,7 @@ def create(request: Request, admin: AdminDep, form: FormDep, session: SessionDep
     try:
         body = _create_body(form)
         spec = svc.StimulusSetSpec.of(body)
-        sset, job = svc.create_stimulus_set(session, spec)
+        sset, job = svc.create_stimulus_set(session, spec, owner=admin.user)
     except ServiceError as exc:
         session.rollback()
         return _list_page(request, admin, session, status_code=exc.status_code, error=exc.message, form=form)
@@ -103,7 +103,7 @@ def regenerate(
     stimulus_set_id: int, request: Request, admin: AdminDep, form: FormDep, session: SessionDep, enqueue: EnqueueDep
 ) -> Response:
     """A new generation job for the set (after a failure): POST /api/v1/jobs with kind generate_stimuli."""
-    job = submit_job(session, "generate_stimuli", {"stimulus_set_id": stimulus_set_id})
+    job = submit_job(session, "generate_stimuli", {"stimulus_set_id": stimulus_set_id}, owner=admin.user)
     commit_and_enqueue(session, job, enqueue)
     return see_other(request.url_for("admin_stimulus_set", stimulus_set_id=stimulus_set_id).path)
 

@@ -170,7 +170,7 @@ def create_study(request: Request, admin: AdminDep, form: FormDep, session: Sess
         except ValidationError as exc:
             raise InvalidInputError(validation_message(exc, labels=FORM_LABELS)) from None
         _check_main_trials(session, body.config)
-        study = svc.create_study(session, slug=body.slug, title=body.title, config=body.config)
+        study = svc.create_study(session, slug=body.slug, title=body.title, config=body.config, owner=admin.user)
     except ServiceError as exc:
         session.rollback()
         return _list_page(request, admin, session, status_code=exc.status_code, error=exc.message, form=form)

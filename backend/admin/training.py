@@ -237,7 +237,7 @@ def queue_training(
     try:
         if "dataset_id" not in form or not form["dataset_id"].strip():
             raise InvalidInputError("dataset: choose the dataset to train on")
-        job = job_requests.submit_job(session, "train", train_params(form))
+        job = job_requests.submit_job(session, "train", train_params(form), owner=admin.user)
     except ServiceError as exc:
         session.rollback()
         return _page(request, admin, session, status_code=exc.status_code, error=exc.message, form=form)
@@ -277,7 +277,7 @@ def queue_evaluation(
     try:
         if not optional(form, "model_id"):
             raise InvalidInputError("model: choose the model to evaluate")
-        job = job_requests.submit_job(session, "evaluate", evaluate_params(form))
+        job = job_requests.submit_job(session, "evaluate", evaluate_params(form), owner=admin.user)
     except ServiceError as exc:
         session.rollback()
         return _page(request, admin, session, status_code=exc.status_code, error=exc.message, eval_form=form)

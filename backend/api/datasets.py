@@ -17,12 +17,14 @@ from fastapi import Response as HTTPResponse
 from starlette.datastructures import UploadFile
 from starlette.formparsers import MultiPartException, MultiPartParser
 
-from backend.api.deps import SessionDep, SettingsDep, StorageDep
+from backend.api.deps import CurrentUser, SessionDep, SettingsDep, StorageDep
+from backend.models import Dataset
 from backend.schemas.common import ErrorOut
 from backend.schemas.datasets import DatasetDetail, DatasetOut, DatasetUploaded, ImageOut
 from backend.schemas.paging import MAX_LIMIT, Page
 from backend.services import dataset_catalog as svc
 from backend.services.errors import InvalidInputError, PayloadTooLargeError
+from backend.services.ownership import owner_scope, require_owner
 
 router = APIRouter(tags=["datasets"])
 
@@ -118,11 +120,18 @@ def upload_dataset(
     session: SessionDep,
     storage: StorageDep,
     settings: SettingsDep,
+    user: CurrentUser,
 ) -> DatasetUploaded:
     """Upload a zip: `<class>/<image>` folders (optionally under train/ test/, with salience/ maps), or a
-    `manifest.csv` with image_path,image_class and salience_map_path or bounding_boxes."""
+    `manifest.csv` with image_path,image_class and salience_map_path or bounding_boxes. The dataset is the
+    caller's (an identical upload of the caller's own is returned instead, with 200)."""
     outcome = svc.upload_dataset(
-        session, storage, upload.file, name=upload.dataset_name, max_upload_bytes=settings.max_upload_bytes
+        session,
+        storage,
+        upload.file,
+        name=upload.dataset_name,
+        max_upload_bytes=settings.max_upload_bytes,
+        owner=user,
     )
     if not outcome.created:
         response.status_code = status.HTTP_200_OK
@@ -135,14 +144,21 @@ def _dataset_fields(dataset: Any, n_images: int) -> dict[str, Any]:
 
 
 @router.get("/datasets", response_model=Page[DatasetOut])
-def list_datasets(session: SessionDep, offset: Offset = 0, limit: Limit = 50) -> Page[DatasetOut]:
-    rows, total = svc.list_datasets(session, offset=offset, limit=limit)
+def list_datasets(session: SessionDep, user: CurrentUser, offset: Offset = 0, limit: Limit = 50) -> Page[DatasetOut]:
+    """The caller's datasets (an administrator's: all)."""
+    rows, total = svc.list_datasets(session, offset=offset, limit=limit, owner_id=owner_scope(user))
     items = [DatasetOut(**_dataset_fields(dataset, n)) for dataset, n in rows]
     return Page[DatasetOut](items=items, total=total, offset=offset, limit=limit)
 
 
-@router.get("/datasets/{dataset_id}", response_model=DatasetDetail, responses={404: {"model": ErrorOut}})
-def read_dataset(dataset_id: int, session: SessionDep) -> DatasetDetail:
+_OWNED: dict[int | str, dict[str, Any]] = {
+    403: {"model": ErrorOut, "description": "The dataset belongs to another researcher."}
+}
+
+
+@router.get("/datasets/{dataset_id}", response_model=DatasetDetail, responses={404: {"model": ErrorOut}, **_OWNED})
+def read_dataset(dataset_id: int, session: SessionDep, user: CurrentUser) -> DatasetDetail:
+    require_owner(session, user, Dataset, dataset_id)
     s = svc.dataset_summary(session, dataset_id)
     return DatasetDetail(
         **_dataset_fields(s.dataset, s.n_images),
@@ -155,16 +171,20 @@ def read_dataset(dataset_id: int, session: SessionDep) -> DatasetDetail:
     )
 
 
-@router.get("/datasets/{dataset_id}/images", response_model=Page[ImageOut], responses={404: {"model": ErrorOut}})
+@router.get(
+    "/datasets/{dataset_id}/images", response_model=Page[ImageOut], responses={404: {"model": ErrorOut}, **_OWNED}
+)
 def list_images(
     dataset_id: int,
     request: Request,
     session: SessionDep,
+    user: CurrentUser,
     offset: Offset = 0,
     limit: Limit = 100,
     split: str | None = None,
     label: str | None = None,
 ) -> Page[ImageOut]:
+    require_owner(session, user, Dataset, dataset_id)
     rows, total = svc.list_images(session, dataset_id, offset=offset, limit=limit, split=split, label=label)
     items = [
         ImageOut(

@@ -13,13 +13,13 @@ from typing import Annotated, TypeVar
 from anyio import to_thread
 from fastapi import Depends, HTTPException, Request, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from backend.auth import user_for_token
 from backend.db import session_scope
 from backend.models import Job, Participant, Study, User
 from backend.ratelimits import RateLimits
+from backend.services.ownership import require_owner
 from backend.services.participants import participant_by_token
 from backend.settings import Settings
 from backend.storage import BlobStore
@@ -139,17 +139,11 @@ CurrentUser = Annotated[User, Depends(get_current_user)]
 
 
 def require_study_access(session: Session, user: User, study_id: object) -> None:
-    """The owner rule, written once: an administrator reaches every study, a researcher only the studies
-    they created (403 otherwise; an unknown id is left to the caller's 404). Studies without an owner
-    (created before owners were recorded) are the administrators'."""
-    if user.is_admin:
-        return
-    row = session.execute(select(Study.owner_id).where(Study.id == study_id)).first()
-    if row is not None and row.owner_id != user.id:
-        raise HTTPException(
-            status.HTTP_403_FORBIDDEN,
-            f"study {study_id} belongs to another researcher; ask its owner or an administrator for the data",
-        )
+    """The owner rule for a study (`backend.services.ownership.require_owner`, the one rule for every owned
+    row): an administrator reaches every study, a researcher only the studies they created (403 otherwise; an
+    unknown id is left to the caller's 404). Studies without an owner (created before owners were recorded)
+    are the administrators'."""
+    require_owner(session, user, Study, study_id)
 
 
 def check_study_access(request: Request, user: CurrentUser, session: SessionDep) -> None:

@@ -10,7 +10,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute
 from sqlalchemy.orm import Session
 
-from backend.api.deps import CurrentUser, EnqueueDep, SessionDep, require_study_access
+from backend.api.deps import CurrentUser, EnqueueDep, SessionDep
 from backend.models import Job, TrainedModel
 from backend.schemas.common import ErrorOut
 from backend.schemas.jobs import JobCreate, JobDetail, JobKind, JobOut, JobStatus
@@ -20,6 +20,7 @@ from backend.services.errors import InvalidInputError
 from backend.services.job_params import PARAMS_BY_KIND
 from backend.services.jobs import request_cancel
 from backend.services.lookups import get_or_404
+from backend.services.ownership import owner_scope, require_owner
 
 
 def params_error(errors: Sequence[Any]) -> str | None:
@@ -72,7 +73,7 @@ def job_detail(session: Session, job: Job) -> JobDetail:
     response_model=JobDetail,
     status_code=status.HTTP_202_ACCEPTED,
     responses={
-        403: {"model": ErrorOut, "description": "params.study_id names another researcher's study."},
+        403: {"model": ErrorOut, "description": "The params name another researcher's study, dataset or model."},
         409: {"model": ErrorOut, "description": "The stimulus set already has a generation job running."},
         422: {"model": ErrorOut, "description": "Invalid params (named), or a referenced row does not exist."},
         503: {"model": ErrorOut, "description": "The job queue cannot be reached."},
@@ -86,10 +87,9 @@ def submit_job(
     The params of each kind are in the schema of the body (`kind` picks them); omitted ones take their
     defaults, which the answer's `params` show. A train job's defaults include the training recipe
     (`eps_ramp_epochs`, `warmup_epochs`, `grad_clip`, `weight_decay`, `augment`, ...)."""
-    study_id = getattr(body.params, "study_id", None)
-    if study_id is not None:  # the owner rule before anything about the study (its coverage) is checked or told
-        require_study_access(session, user, study_id)
-    job = svc.submit_job(session, body.kind, body.params.model_dump(mode="json"))
+    # The owner rule for every row the params name (study, dataset, models, stimulus set) comes first in
+    # `submit_job`, before anything about them (a study's coverage) is checked or told.
+    job = svc.submit_job(session, body.kind, body.params.model_dump(mode="json"), owner=user)
     svc.commit_and_enqueue(session, job, enqueue)
     return job_detail(session, job)
 
@@ -97,28 +97,39 @@ def submit_job(
 @router.get("/jobs", response_model=Page[JobOut])
 def list_jobs(
     session: SessionDep,
+    user: CurrentUser,
     status: JobStatus | None = None,
     kind: JobKind | None = None,
     offset: Annotated[int, Query(ge=0)] = 0,
     limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = 50,
 ) -> Page[JobOut]:
-    jobs, total = svc.list_jobs(session, offset=offset, limit=limit, status=status, kind=kind)
+    """The caller's jobs (an administrator's: all)."""
+    jobs, total = svc.list_jobs(
+        session, offset=offset, limit=limit, status=status, kind=kind, owner_id=owner_scope(user)
+    )
     models = svc.models_of_jobs(session, [job.id for job in jobs])
     items = [JobOut.model_validate(job).model_copy(update={"model_id": models.get(job.id)}) for job in jobs]
     return Page[JobOut](items=items, total=total, offset=offset, limit=limit)
 
 
-@router.get("/jobs/{job_id}", response_model=JobDetail, responses={404: {"model": ErrorOut}})
-def read_job(job_id: int, session: SessionDep) -> JobDetail:
+_OWNED: dict[int | str, dict[str, Any]] = {
+    403: {"model": ErrorOut, "description": "The job belongs to another researcher."}
+}
+
+
+@router.get("/jobs/{job_id}", response_model=JobDetail, responses={404: {"model": ErrorOut}, **_OWNED})
+def read_job(job_id: int, session: SessionDep, user: CurrentUser) -> JobDetail:
+    require_owner(session, user, Job, job_id)
     return job_detail(session, get_or_404(session, Job, job_id))
 
 
 @router.post(
     "/jobs/{job_id}/cancel",
     response_model=JobDetail,
-    responses={404: {"model": ErrorOut}, 409: {"model": ErrorOut, "description": "The job has finished."}},
+    responses={**_OWNED, 404: {"model": ErrorOut}, 409: {"model": ErrorOut, "description": "The job has finished."}},
 )
-def cancel_job(job_id: int, session: SessionDep) -> JobDetail:
+def cancel_job(job_id: int, session: SessionDep, user: CurrentUser) -> JobDetail:
     """A queued job is cancelled at once; a running one stops at its next progress point."""
+    require_owner(session, user, Job, job_id)
     job = request_cancel(session, get_or_404(session, Job, job_id))
     return job_detail(session, job)

@@ -19,6 +19,7 @@ from backend.schemas.results import ExcludedParticipantOut, ResultsOut, RuleOut
 from backend.schemas.studies import ParticipantStatusOut, StudyCreate, StudyOut, StudyUpdate, WithdrawalOut
 from backend.services import studies as svc
 from backend.services.lookups import get_or_404
+from backend.services.ownership import owner_scope
 from backend.services.results import study_results
 from backend.settings import Settings
 
@@ -52,14 +53,14 @@ def _study_out(session: Session, settings: Settings, study: Study) -> StudyOut:
     response_model=StudyOut,
     status_code=status.HTTP_201_CREATED,
     responses={
+        403: {"model": ErrorOut, "description": "Its stimulus set belongs to another researcher."},
         409: {"model": ErrorOut, "description": "The slug is taken."},
         422: {"model": ErrorOut, "description": "Invalid config, or its stimulus set does not exist."},
     },
 )
 def create_study(body: StudyCreate, session: SessionDep, settings: SettingsDep, user: CurrentUser) -> StudyOut:
     """A draft study, owned by the caller; open it with POST /studies/{id}/open."""
-    study = svc.create_study(session, slug=body.slug, title=body.title, config=body.config)
-    study.owner_id = user.id
+    study = svc.create_study(session, slug=body.slug, title=body.title, config=body.config, owner=user)
     return _study_out(session, settings, study)
 
 
@@ -68,8 +69,7 @@ def list_studies(
     session: SessionDep, settings: SettingsDep, user: CurrentUser, offset: Offset = 0, limit: Limit = 50
 ) -> Page[StudyOut]:
     """The caller's studies (an administrator's: all)."""
-    owner = None if user.is_admin else user.id
-    studies, total = svc.list_studies(session, offset=offset, limit=limit, owner_id=owner)
+    studies, total = svc.list_studies(session, offset=offset, limit=limit, owner_id=owner_scope(user))
     items = [_study_out(session, settings, s) for s in studies]
     return Page[StudyOut](items=items, total=total, offset=offset, limit=limit)
 

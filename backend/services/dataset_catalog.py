@@ -18,10 +18,11 @@ from sqlalchemy import distinct, func, select
 from sqlalchemy.orm import Session
 
 from backend.datasets.archive import ArchiveError, ArchiveImage, read_archive, sha256_hex
-from backend.models import SALIENCE_SOURCES, Dataset, Image, SalienceMap
+from backend.models import SALIENCE_SOURCES, Dataset, Image, SalienceMap, User
 from backend.services.datasets import import_archive
 from backend.services.errors import InvalidInputError, NotFoundError
 from backend.services.lookups import get_or_404
+from backend.services.ownership import owner_scope
 from backend.storage import BlobStore
 
 #: Decompressed bytes allowed per compressed upload byte: image files barely compress, so an archive that
@@ -40,19 +41,28 @@ class UploadOutcome:
 
 
 def upload_dataset(
-    session: Session, storage: BlobStore, fileobj: BinaryIO, *, name: str, max_upload_bytes: int
+    session: Session,
+    storage: BlobStore,
+    fileobj: BinaryIO,
+    *,
+    name: str,
+    max_upload_bytes: int,
+    owner: User | None = None,
 ) -> UploadOutcome:
-    """Validate the zip in `fileobj` (seekable) and import it as dataset `name`, or return the dataset that
-    already holds exactly this content (`created` False). 422 with the archive's problem when it is refused.
-    Does not commit."""
+    """Validate the zip in `fileobj` (seekable) and import it as dataset `name`, owned by `owner`, or return
+    the dataset that already holds exactly this content (`created` False). Only a dataset `owner` may use is
+    returned that way: another researcher's identical upload stays theirs, and this one becomes a dataset of
+    its own. 422 with the archive's problem when it is refused. Does not commit."""
     try:
         archive = read_archive(fileobj, max_bytes=max_upload_bytes * DECOMPRESSION_FACTOR)
     except ArchiveError as exc:
         raise InvalidInputError(f"the archive was refused: {exc}") from None
-    existing = find_same_dataset(session, archive)
+    existing = find_same_dataset(session, archive, owner_id=owner_scope(owner) if owner is not None else None)
     if existing is not None:
         return UploadOutcome(existing, created=False)
-    return UploadOutcome(import_archive(session, storage, archive, name), created=True)
+    dataset = import_archive(session, storage, archive, name)
+    dataset.owner_id = owner.id if owner is not None else None
+    return UploadOutcome(dataset, created=True)
 
 
 def _fingerprint_of_archive(archive: Sequence[ArchiveImage]) -> _Fingerprint:
@@ -71,8 +81,11 @@ def _fingerprint_of_dataset(session: Session, dataset_id: int) -> _Fingerprint:
     return frozenset(tuple(row) for row in rows)  # type: ignore[misc]
 
 
-def find_same_dataset(session: Session, archive: Sequence[ArchiveImage]) -> Dataset | None:
-    """The oldest dataset whose images (sha256, label, split, imported salience) equal the archive's.
+def find_same_dataset(
+    session: Session, archive: Sequence[ArchiveImage], *, owner_id: int | None = None
+) -> Dataset | None:
+    """The oldest dataset (of `owner_id` when given) whose images (sha256, label, split, imported salience)
+    equal the archive's.
 
     Candidates are the datasets that hold the archive's first image with the same image count, so only a
     handful of datasets is compared row by row, whatever the size of the catalogue.
@@ -85,7 +98,9 @@ def find_same_dataset(session: Session, archive: Sequence[ArchiveImage]) -> Data
     candidates = session.scalars(
         select(Image.dataset_id)
         .join(counts, counts.c.dataset_id == Image.dataset_id)
+        .join(Dataset, Dataset.id == Image.dataset_id)
         .where(Image.sha256 == sha256_hex(archive[0].data), counts.c.n == n_images)
+        .where(*([] if owner_id is None else [Dataset.owner_id == owner_id]))
         .order_by(Image.dataset_id)
     ).all()
     for dataset_id in candidates:
@@ -97,11 +112,16 @@ def find_same_dataset(session: Session, archive: Sequence[ArchiveImage]) -> Data
 # --- reading ------------------------------------------------------------------------------------------------
 
 
-def list_datasets(session: Session, *, offset: int, limit: int) -> tuple[list[tuple[Dataset, int]], int]:
-    """(dataset, image count) newest first, and the total number of datasets."""
+def list_datasets(
+    session: Session, *, offset: int, limit: int, owner_id: int | None = None
+) -> tuple[list[tuple[Dataset, int]], int]:
+    """(dataset, image count) newest first, and the total number of datasets; only those of `owner_id` when
+    given (a researcher's own)."""
+    where = [] if owner_id is None else [Dataset.owner_id == owner_id]
     n_images = select(func.count(Image.id)).where(Image.dataset_id == Dataset.id).scalar_subquery()
-    rows = session.execute(select(Dataset, n_images).order_by(Dataset.id.desc()).offset(offset).limit(limit)).all()
-    total = session.scalar(select(func.count(Dataset.id))) or 0
+    query = select(Dataset, n_images).where(*where).order_by(Dataset.id.desc())
+    rows = session.execute(query.offset(offset).limit(limit)).all()
+    total = session.scalar(select(func.count(Dataset.id)).where(*where)) or 0
     return [(dataset, n) for dataset, n in rows], total
 
 

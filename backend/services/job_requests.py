@@ -15,11 +15,12 @@ from typing import Any
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
-from backend.models import Dataset, Job, StimulusSet, Study, TrainedModel, utcnow
+from backend.models import Dataset, Job, StimulusSet, Study, TrainedModel, User, utcnow
 from backend.services.errors import UnavailableError
 from backend.services.job_params import validate_job_params
 from backend.services.jobs import create_job, create_train_job
 from backend.services.lookups import get_referenced
+from backend.services.ownership import require_owner
 from backend.services.stimulus_sets import regenerate
 from backend.services.training_coverage import painting_pool
 
@@ -35,25 +36,34 @@ _REFERENCES = {
 }
 
 
-def submit_job(session: Session, kind: str, params: dict[str, Any]) -> Job:
-    """A queued job of `kind` with validated `params` (not committed, not enqueued).
+def submit_job(session: Session, kind: str, params: dict[str, Any], *, owner: User | None = None) -> Job:
+    """A queued job of `kind` with validated `params` (not committed, not enqueued), owned by `owner`.
 
-    `train` also creates its model row (see `create_train_job`); `generate_stimuli` (re)generates an
-    existing stimulus set (409 while it has a job queued or running); `rank_paintings` needs painted training
-    images (422 otherwise).
+    Every row the params name must be one `owner` may use (`backend.services.ownership`: 403 naming the
+    field), checked before anything else about it is looked at or told. `train` also creates its model row
+    (see `create_train_job`), owned by `owner` too; `generate_stimuli` (re)generates an existing stimulus set
+    (409 while it has a job queued or running);
+    `rank_paintings` needs painted training images (422 otherwise).
     """
     clean = validate_job_params(kind, params)
     for name, model in _REFERENCES.items():
+        if clean.get(name) is not None and owner is not None:
+            require_owner(session, owner, model, clean[name], field=f"params.{name}")
+    for name, model in _REFERENCES.items():
         if clean.get(name) is not None:
             get_referenced(session, model, clean[name], field=f"params.{name}")
+    owner_id = owner.id if owner is not None else None
     if kind == "train":
-        job, _ = create_train_job(session, clean)
-        return job
-    if kind == "generate_stimuli":
-        return regenerate(session, clean["stimulus_set_id"])
-    if kind == "rank_paintings":  # 422 before queueing when the predictor would have nothing to learn from
-        painting_pool(session, clean["study_id"], clean["seed"], clean["min_annotators"])
-    return create_job(session, kind, clean)
+        job, trained = create_train_job(session, clean)
+        trained.owner_id = owner_id
+    elif kind == "generate_stimuli":
+        job = regenerate(session, clean["stimulus_set_id"])
+    else:
+        if kind == "rank_paintings":  # 422 before queueing when the predictor would have nothing to learn from
+            painting_pool(session, clean["study_id"], clean["seed"], clean["min_annotators"])
+        job = create_job(session, kind, clean)
+    job.owner_id = owner_id
+    return job
 
 
 def commit_and_enqueue(session: Session, job: Job, enqueue: Callable[[Job], object]) -> None:
@@ -82,9 +92,18 @@ def commit_and_enqueue(session: Session, job: Job, enqueue: Callable[[Job], obje
 
 
 def list_jobs(
-    session: Session, *, offset: int, limit: int, status: str | None = None, kind: str | None = None
+    session: Session,
+    *,
+    offset: int,
+    limit: int,
+    status: str | None = None,
+    kind: str | None = None,
+    owner_id: int | None = None,
 ) -> tuple[list[Job], int]:
+    """A page of jobs, newest first; only those of `owner_id` when given (a researcher's own)."""
     query = select(Job)
+    if owner_id is not None:
+        query = query.where(Job.owner_id == owner_id)
     if status is not None:
         query = query.where(Job.status == status)
     if kind is not None:

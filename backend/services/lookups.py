@@ -1,7 +1,7 @@
 """Row lookups by id, written once: 404 for a resource named in the URL, 422 for one named in a request body.
 
-All research rows are shared by the researchers of one deployment (no per-user ownership), so "can this
-caller see it" reduces to "does it exist" (and, for nested resources, "does it belong to its parent").
+"Does it exist" (and, for nested resources, "does it belong to its parent") is answered here; "may this
+caller use it" is the owner rule of `backend.services.ownership`, checked before these lookups.
 """
 
 from __future__ import annotations

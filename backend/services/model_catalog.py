@@ -14,10 +14,19 @@ from backend.services.lookups import get_or_404
 
 
 def list_models(
-    session: Session, *, offset: int, limit: int, dataset_id: int | None = None, method: str | None = None
+    session: Session,
+    *,
+    offset: int,
+    limit: int,
+    dataset_id: int | None = None,
+    method: str | None = None,
+    owner_id: int | None = None,
 ) -> tuple[list[tuple[TrainedModel, str | None]], int]:
-    """(model, status of its train job or None) newest first, and the total count; optional filters."""
+    """(model, status of its train job or None) newest first, and the total count; optional filters (`owner_id`:
+    a researcher's own)."""
     query = select(TrainedModel, Job.status).outerjoin(Job, Job.id == TrainedModel.job_id)
+    if owner_id is not None:
+        query = query.where(TrainedModel.owner_id == owner_id)
     if dataset_id is not None:
         query = query.where(TrainedModel.dataset_id == dataset_id)
     if method is not None:

@@ -17,11 +17,12 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from backend.models import Dataset, Image, Job, Stimulus, StimulusSet, TrainedModel
+from backend.models import Dataset, Image, Job, Stimulus, StimulusSet, TrainedModel, User
 from backend.services.errors import ConflictError, InvalidInputError
 from backend.services.job_params import StimulusSetOptions
 from backend.services.jobs import FINISHED, create_stimuli_job
 from backend.services.lookups import get_or_404, get_referenced
+from backend.services.ownership import require_owner
 from sipat.vocabulary import LINF_ONLY_ATTACKS
 
 
@@ -96,12 +97,21 @@ def _check_images(session: Session, dataset_id: int, options: StimulusSetOptions
     return options.n_images or available
 
 
-def create_stimulus_set(session: Session, spec: StimulusSetSpec) -> tuple[StimulusSet, Job]:
-    """A pending stimulus set and its queued `generate_stimuli` job (not committed, not enqueued).
+def create_stimulus_set(
+    session: Session, spec: StimulusSetSpec, *, owner: User | None = None
+) -> tuple[StimulusSet, Job]:
+    """A pending stimulus set and its queued `generate_stimuli` job (not committed, not enqueued), both owned
+    by `owner` (None: the administrators', as for rows made without a caller).
 
-    422 for a dataset, model or train job that does not exist, an L2 request with an L-inf-only attack, or a
-    split / n_images the dataset cannot satisfy.
+    403 for a dataset, model or train job that `owner` may not use; 422 for one that does not exist, an L2
+    request with an L-inf-only attack, or a split / n_images the dataset cannot satisfy.
     """
+    if owner is not None:
+        require_owner(session, owner, Dataset, spec.dataset_id, field="dataset_id")
+        if spec.model_id is not None:
+            require_owner(session, owner, TrainedModel, spec.model_id, field="model_id")
+        if spec.train_job_id is not None:
+            require_owner(session, owner, Job, spec.train_job_id, field="train_job_id")
     get_referenced(session, Dataset, spec.dataset_id, field="dataset_id")
     model = _model_for(session, spec)
     if spec.attack in LINF_ONLY_ATTACKS and spec.norm != "linf":
@@ -120,10 +130,12 @@ def create_stimulus_set(session: Session, spec: StimulusSetSpec) -> tuple[Stimul
         steps=spec.steps,
         status="pending",
         params=spec.options.model_dump(mode="json"),
+        owner_id=owner.id if owner is not None else None,
     )
     session.add(sset)
     session.flush()
     job = create_stimuli_job(session, sset)
+    job.owner_id = sset.owner_id
     return sset, job
 
 
@@ -141,9 +153,12 @@ def regenerate(session: Session, stimulus_set_id: int) -> Job:
 
 
 def list_stimulus_sets(
-    session: Session, *, offset: int, limit: int, dataset_id: int | None = None
+    session: Session, *, offset: int, limit: int, dataset_id: int | None = None, owner_id: int | None = None
 ) -> tuple[list[StimulusSet], int]:
+    """A page of sets, newest first; only those of `owner_id` when given (a researcher's own)."""
     query = select(StimulusSet)
+    if owner_id is not None:
+        query = query.where(StimulusSet.owner_id == owner_id)
     if dataset_id is not None:
         query = query.where(StimulusSet.dataset_id == dataset_id)
     total = session.scalar(select(func.count()).select_from(query.subquery())) or 0

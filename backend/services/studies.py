@@ -27,11 +27,13 @@ from backend.models import (
     StimulusSet,
     Study,
     Trial,
+    User,
 )
 from backend.services.blob_refs import unreferenced
 from backend.services.derived import delete_maps_derived_from
 from backend.services.errors import ConflictError, InvalidInputError
 from backend.services.lookups import get_child_or_404, get_or_404, get_referenced
+from backend.services.ownership import require_owner
 from backend.services.study_defaults import (
     complete_images,
     fit_defaults,
@@ -67,15 +69,24 @@ def _validated(config: dict[str, Any]) -> StudyConfig:
         raise InvalidInputError(f"invalid study config: {problems}") from None
 
 
-def create_study(session: Session, *, slug: str, title: str, config: StudyConfig) -> Study:
-    """A draft study; 409 when the slug is taken, 422 when the config names no existing stimulus set. Trial
-    counts the caller left out fit the set (`study_defaults.fit_defaults`).
+def create_study(session: Session, *, slug: str, title: str, config: StudyConfig, owner: User | None = None) -> Study:
+    """A draft study owned by `owner`; 409 when the slug is taken, 403 when the config names a stimulus set
+    `owner` may not use, 422 when it names no existing one. Trial counts the caller left out fit the set
+    (`study_defaults.fit_defaults`).
     Call it first in its transaction: losing a race for the slug rolls the transaction back."""
+    if owner is not None:
+        require_owner(session, owner, StimulusSet, config.stimulus_set_id, field="config.stimulus_set_id")
     sset = get_referenced(session, StimulusSet, config.stimulus_set_id, field="config.stimulus_set_id")
     config = fit_defaults(session, sset, config)
     if session.scalar(select(Study.id).where(Study.slug == slug)) is not None:
         raise ConflictError(f"slug {slug!r} is taken by another study; choose another one")
-    study = Study(slug=slug, title=title, status="draft", config=config.model_dump(mode="json"))
+    study = Study(
+        slug=slug,
+        title=title,
+        status="draft",
+        config=config.model_dump(mode="json"),
+        owner_id=owner.id if owner is not None else None,
+    )
     session.add(study)
     try:
         session.flush()
@@ -106,12 +117,18 @@ def update_study(
 ) -> Study:
     """Change the title and/or some config fields (merged into the stored config, then validated as a whole).
 
-    409 when a field of `SCHEDULE_FIELDS` changes after participants have started; 422 for an invalid result.
+    409 when a field of `SCHEDULE_FIELDS` changes after participants have started; 403 for a stimulus set the
+    study's owner may not use (whoever asks: an administrator cannot hand a researcher's study another's set);
+    422 for an invalid result.
     """
     study = get_or_404(session, Study, study_id)
     if config_patch:
         merged = _validated({**study.config, **config_patch})
         old = _validated(study.config)
+        if merged.stimulus_set_id != old.stimulus_set_id:  # the owner rule before anything else is told
+            owner = session.get(User, study.owner_id) if study.owner_id is not None else None
+            if owner is not None:
+                require_owner(session, owner, StimulusSet, merged.stimulus_set_id, field="config.stimulus_set_id")
         changed = [name for name in SCHEDULE_FIELDS if getattr(old, name) != getattr(merged, name)]
         n_participants, _ = count_participants(session, study.id)
         if changed and n_participants:

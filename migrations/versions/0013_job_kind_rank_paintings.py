@@ -5,7 +5,7 @@ The CHECK constraint is widened as in 0007: on PostgreSQL replaced, on SQLite by
 in `sqlite_schema` (batch mode's table copy would drop `jobs`, which models and stimulus sets reference).
 
 Revision ID: 0013
-Revises: 0011
+Revises: 0012
 Create Date: 2026-12-03 07:50:00.000000
 """
 
@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from alembic import op
 
 revision: str = "0013"
-down_revision: str | Sequence[str] | None = "0011"
+down_revision: str | Sequence[str] | None = "0012"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -65,8 +65,13 @@ TINY = Pictures(
 )
 
 
-def make_dataset(session: Session, storage: BlobStore, *, n_images: int = 6, name: str = "tiny") -> Dataset:
-    return add_dataset(session, storage, TINY, n_images=n_images, name=name)
+def make_dataset(
+    session: Session, storage: BlobStore, *, n_images: int = 6, name: str = "tiny", owner_id: int | None = None
+) -> Dataset:
+    """A dataset of tiny test images; `owner_id` None: the administrators' (as rows made before owners)."""
+    dataset = add_dataset(session, storage, TINY, n_images=n_images, name=name)
+    dataset.owner_id = owner_id
+    return dataset
 
 
 def make_stimulus_set(
@@ -77,10 +82,12 @@ def make_stimulus_set(
     eps_levels: list[float] | None = None,
     status: str = "ready",
     with_stimuli: bool = True,
+    owner_id: int | None = None,
 ) -> StimulusSet:
-    """A stimulus set with, per image, a trial stimulus at every eps (0 = clean) and a catch stimulus."""
+    """A stimulus set with, per image, a trial stimulus at every eps (0 = clean) and a catch stimulus;
+    `owner_id` None: the administrators'."""
     levels = list(EPS_LEVELS if eps_levels is None else eps_levels)
-    return add_stimulus_set(
+    sset = add_stimulus_set(
         session,
         storage,
         dataset,
@@ -91,6 +98,8 @@ def make_stimulus_set(
         status=status,
         with_stimuli=with_stimuli,
     )
+    sset.owner_id = owner_id
+    return sset
 
 
 SMALL_CONFIG: dict[str, Any] = {"n_main": 4, "n_practice": 2, "n_catch": 1, "n_annotate": 1}

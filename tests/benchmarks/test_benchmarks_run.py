@@ -36,6 +36,22 @@ def test_load_benchmark_checks_every_answer(postgres_url: str) -> None:
     assert "goal p99 GET next < 100 ms" in out and "p99 during arrivals / after" in out
 
 
+def test_load_benchmark_with_abuse_refuses_the_floods_past_the_limits(postgres_url: str) -> None:
+    """The floods of `--abuse` at 4x the limits from one address each: some of each flood is let through, the
+    rest refused 429 with Retry-After, and the participants' answers are all kept."""
+    out = _run(
+        "load.py", postgres_url, "--participants", "4", "--think-ms", "1500", "--workers", "1",
+        "--abuse", "--abuse-clients", "1", "--abuse-factor", "4",
+    )  # fmt: skip
+    assert "sessions completed: 4 of 4; errors: 0" in out
+    assert "answers acknowledged: 80; lost: 0; duplicated: 0; altered: 0" in out
+    assert "429 answers without Retry-After: 0" in out
+    rows = {line[:34].strip(): line[34:] for line in out.splitlines() if line.startswith("flood: ")}
+    assert set(rows) == {"flood: POST sessions", "flood: POST login (sprayed)", "flood: POST login (one account)"}
+    assert "201:" in rows["flood: POST sessions"] and "429:" in rows["flood: POST sessions"], rows
+    assert "401:" in rows["flood: POST login (sprayed)"] and "429:" in rows["flood: POST login (sprayed)"], rows
+
+
 def test_export_benchmark_streams_both_studies(postgres_url: str) -> None:
     out = _run("export_memory.py", postgres_url, "--rows", "3000", "--small", "300")
     assert "large         3,000" in out and "small           300" in out

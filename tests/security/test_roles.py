@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 
 from backend.api.deps import get_enqueuer
 from backend.auth import create_token
-from backend.models import Annotation, Job, Participant, StimulusSet, Study
+from backend.models import Annotation, Job, Participant, StimulusSet, Study, User
 from backend.storage import BlobStore
 from tests.backend.factories import SMALL_CONFIG, make_dataset, make_open_study, make_stimulus_set, make_user
 from tests.backend.research_factories import finish_session, start_session
@@ -34,7 +34,9 @@ def people(session: Session) -> dict[str, dict[str, str]]:
 
 
 def _alices_open_study(client: TestClient, session: Session, storage: BlobStore, alice: dict[str, str]) -> int:
-    sset = make_stimulus_set(session, storage, make_dataset(session, storage))
+    alice_id = session.scalar(select(User.id).where(User.email == "alice@example.org"))
+    # alice's stimulus set over alice's dataset: the only kind her study may use (test_research_owners.py)
+    sset = make_stimulus_set(session, storage, make_dataset(session, storage, owner_id=alice_id), owner_id=alice_id)
     session.commit()
     body = {"slug": "pilot", "title": "Pilot", "config": {"stimulus_set_id": sset.id, **SMALL_CONFIG}}
     r = client.post("/api/v1/studies", json=body, headers=alice)

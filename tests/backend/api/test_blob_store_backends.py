@@ -62,7 +62,8 @@ def _kind(storage: BlobStore, settings: Settings) -> str:
     return "local"
 
 
-def _bearer(session: Session, *, admin: bool = False) -> dict[str, str]:
+def _bearer(session: Session, *, admin: bool = True) -> dict[str, str]:
+    """A token; an administrator's by default: the rows seeded here have no owner (`backend.services.ownership`)."""
     token = create_token(session, make_user(session, f"r{secrets.token_hex(3)}@example.org", admin=admin))
     session.commit()
     return {"Authorization": f"Bearer {token}"}
