@@ -17,17 +17,20 @@ def test_format_table_is_exact_in_255ths_and_plain_eps_with_warnings_below():
     res = EvalResult(
         n=4,
         clean_acc=0.75,
-        robust_acc={"pgd": {0.0: 0.75, 8 / 255: 0.5, 0.5: 0.25}, "fgsm": {0.0: 0.75, 8 / 255: 0.5, 0.5: 0.5}},
+        robust_acc={
+            "pgd": {0.0: 0.75, 1 / 255: 0.75, 8 / 255: 0.5, 0.05: 0.5, 0.5: 0.25},
+            "fgsm": {0.0: 0.75, 1 / 255: 0.75, 8 / 255: 0.5, 0.05: 0.5, 0.5: 0.5},
+        },
         warnings=["w1", "w2"],
     )
     assert format_table(res) == "\n".join(
         [
             "clean accuracy 0.7500 on 4 images",
             "",
-            "| attack | eps 0 | eps 8/255 | eps 0.5 |",
-            "|---|---|---|---|",
-            "| pgd | 0.7500 | 0.5000 | 0.2500 |",
-            "| fgsm | 0.7500 | 0.5000 | 0.5000 |",
+            "| attack | eps 0 | eps 1/255 | eps 8/255 | eps 0.05 | eps 0.5 |",
+            "|---|---|---|---|---|---|",
+            "| pgd | 0.7500 | 0.7500 | 0.5000 | 0.5000 | 0.2500 |",
+            "| fgsm | 0.7500 | 0.7500 | 0.5000 | 0.5000 | 0.5000 |",
             "",
             "warning: w1",
             "warning: w2",
@@ -124,26 +127,45 @@ def test_a_batch_with_nothing_correct_counts_zero_and_eps_zero_fills_every_ensem
     assert len(res.robust_acc) == 10 and all(per == {0.0: 0.8} for per in res.robust_acc.values())
 
 
-def test_the_ensemble_counts_its_worst_case_each_stage_and_each_attack_alone():
-    small = AttackBudget(pgd_steps=5, apgd_steps=10, n_targets=2, fab_steps=10, square_queries=50)
-    res = evaluate(
-        Threshold(),
-        _set(PIXELS, LABELS),
-        eps_grid=[0.3],
-        attacks=["autoattack"],
-        budget=small,
-        autoattack_every_sample=True,
-    )
-    assert res.robust_acc["autoattack"] == {0.3: 0.4}
-    assert res.robust_acc["autoattack/+apgd-ce"] == {0.3: 0.4}  # APGD-CE already finds both flips
-    assert res.robust_acc["autoattack/+square"] == {0.3: 0.4}
-    assert res.robust_acc["autoattack/apgd-ce"] == res.robust_acc["autoattack/apgd-t"] == {0.3: 0.4}
+def test_the_ensemble_counts_its_worst_case_each_stage_and_each_attack_alone_over_every_batch():
+    one_query = AttackBudget(pgd_steps=1, apgd_steps=1, n_targets=1, fab_steps=1, square_queries=1)
+    kw = {"eps_grid": [0.3], "attacks": ["autoattack"], "autoattack_every_sample": True, "checks": False}
+    res = evaluate(Threshold(), _set(PIXELS * 3, LABELS * 3), batch_size=2, budget=one_query, **kw)
+    assert res.clean_acc == 0.8 and res.robust_acc["autoattack"] == {0.3: 0.4}  # summed over 8 batches
+    for stage in ("apgd-ce", "apgd-t", "fab-t", "square"):
+        assert res.robust_acc[f"autoattack/+{stage}"] == {0.3: 0.4}  # APGD-CE already finds every flip
+    for stage in ("apgd-ce", "apgd-t", "fab-t"):
+        assert res.robust_acc[f"autoattack/{stage}"] == {0.3: 0.4}
+    # alone, a one-query Square misses flips that 100 queries find: the budget reaches the ensemble
+    assert res.robust_acc["autoattack/square"][0.3] > 0.45
+    more = AttackBudget(pgd_steps=1, apgd_steps=1, n_targets=1, fab_steps=1, square_queries=100)
+    full = evaluate(Threshold(), _set(PIXELS * 3, LABELS * 3), batch_size=2, budget=more, **kw)
+    assert full.robust_acc["autoattack/square"] == {0.3: 0.4}
+    masked = evaluate(Threshold(), _set(PIXELS, LABELS, salience=0.9), masked=True, budget=one_query, **kw)
+    assert all(per == {0.3: 0.8} for per in masked.robust_acc.values())  # the decisive pixel is salient
+
+
+def test_the_attacks_draw_from_the_seeded_generator_and_leave_the_global_one_alone():
+    """Only the evaluation's generator feeds the random starts: the global generator ends in the same state
+    whether the ensemble ran or not (the DataLoader's own draw is the same in both runs)."""
+    states = []
+    budget = AttackBudget(pgd_steps=2, apgd_steps=2, n_targets=1, fab_steps=2, square_queries=5)
+    for grid in ([0.0], [0.3]):
+        torch.manual_seed(0)
+        evaluate(
+            Threshold(), _set(PIXELS, LABELS), eps_grid=grid, attacks=["autoattack", "pgd"], budget=budget, checks=False
+        )
+        states.append(torch.rand(3))
+    assert torch.equal(states[0], states[1])
 
 
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        ({"attacks": ["pgd", "cw"]}, "unknown attacks ['cw']; choose from pgd, apgd, fgsm, apgd-t, fab-t, square, autoattack"),
+        (
+            {"attacks": ["pgd", "cw"]},
+            "unknown attacks ['cw']; choose from pgd, apgd, fgsm, apgd-t, fab-t, square, autoattack",
+        ),
         ({"eps_grid": [0.1, -0.1]}, "eps values must be >= 0"),
     ],
 )
