@@ -1,0 +1,71 @@
+"""L2 PGD against a transcription of the textbook algorithm, step for step, and the count check the attacks
+share. Added for the mutants `make mutate` left alive in `sipat/attacks/pgd.py` and `_core.py` (docs/testing.md):
+until then only the L-inf PGD was compared with a reference."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from sipat.attacks import pgd
+from sipat.attacks._core import check_counts
+from tests.sipat.test_attacks import _batch, _binary_mask, _model
+
+EPS, ALPHA = 0.6, 0.25  # large enough that the projection and the [0, 1] clip both act
+#: the attacks take the loss in float32 (`input_grad`), so float64 iterates agree to ~1e-8, not to the last bit
+TOL = 1e-6
+
+
+def _norm(t: torch.Tensor) -> torch.Tensor:
+    return torch.sqrt((t**2).sum(dim=(1, 2, 3), keepdim=True))
+
+
+def _reference_l2(model, x, y, eps, alpha, steps, m, x0):
+    """Normalised gradient step (gradient times the mask), projection onto ||x' - x||_2 <= eps by scaling,
+    clip to [0, 1]; every iterate."""
+    out, xa = [], x0
+    for _ in range(steps):
+        xa = xa.clone().requires_grad_(True)
+        (g,) = torch.autograd.grad(F.cross_entropy(model(xa), y, reduction="sum"), xa)
+        g = g if m is None else g * m
+        d = xa.detach() + alpha * g / _norm(g) - x
+        d = d * torch.clamp(eps / _norm(d), max=1.0)
+        xa = (x + d).clamp(0.0, 1.0)
+        out.append(xa)
+    return out
+
+
+@pytest.mark.parametrize("masked", [False, True])
+def test_l2_pgd_equals_the_textbook_algorithm_step_for_step(masked):
+    model = _model(dtype=torch.float64)
+    x, y = _batch(dtype=torch.float64)
+    m = _binary_mask(len(x)).double() if masked else None
+    reference = _reference_l2(model, x, y, EPS, ALPHA, 6, m, x)
+    for t, expected in enumerate(reference, start=1):
+        got = pgd(model, x, y, EPS, ALPHA, t, norm="l2", mask=m, random_start=False)
+        torch.testing.assert_close(got, expected, rtol=0, atol=TOL, msg=f"step {t}")
+    assert float(_norm(reference[-1] - x).max()) > EPS * 0.5  # it moved, and the clip acted on some pixels
+    assert bool(((reference[0] == 0) | (reference[0] == 1)).any())
+
+
+def test_l2_pgd_random_start_is_uniform_noise_scaled_to_the_radius_in_the_masked_pixels():
+    model = _model(dtype=torch.float64)
+    x, y = _batch(dtype=torch.float64)
+    m = _binary_mask(len(x)).double()
+    u = (torch.rand(x.shape, generator=torch.Generator().manual_seed(5), dtype=x.dtype) * 2 - 1) * m
+    x0 = (x + u * EPS / _norm(u)).clamp(0.0, 1.0)
+    got0 = pgd(model, x, y, EPS, ALPHA, 0, norm="l2", mask=m, generator=torch.Generator().manual_seed(5))
+    torch.testing.assert_close(got0, x0, rtol=0, atol=TOL)
+    expected = _reference_l2(model, x, y, EPS, ALPHA, 3, m, x0)[-1]
+    got = pgd(model, x, y, EPS, ALPHA, 3, norm="l2", mask=m, generator=torch.Generator().manual_seed(5))
+    torch.testing.assert_close(got, expected, rtol=0, atol=TOL)
+    assert torch.equal(got[m.expand_as(x) == 0], x[m.expand_as(x) == 0])
+
+
+def test_the_count_check_takes_one_and_names_the_first_bad_count():
+    check_counts(steps=1, n_targets=9)
+    with pytest.raises(ValueError, match=r"^n_targets must be an integer >= 1; got 0$"):
+        check_counts(steps=3, n_targets=0)
+    with pytest.raises(ValueError, match=r"^steps must be an integer >= 1; got 2.0$"):
+        check_counts(steps=2.0)
