@@ -69,3 +69,30 @@ def test_the_count_check_takes_one_and_names_the_first_bad_count():
         check_counts(steps=3, n_targets=0)
     with pytest.raises(ValueError, match=r"^steps must be an integer >= 1; got 2.0$"):
         check_counts(steps=2.0)
+
+
+class OnePixel(torch.nn.Module):
+    """Logits from pixel (0, 0) alone: every other pixel has an exactly zero gradient."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        p = x[:, 0, 0, 0]
+        return torch.stack([p, -p, torch.zeros_like(p)], dim=1)
+
+
+def test_linf_pgd_leaves_pixels_without_gradient_where_they_are_even_under_a_zero_mask():
+    x = torch.full((2, 1, 3, 3), 0.5)
+    y = torch.tensor([0, 1])
+    m = torch.ones(2, 1, 3, 3)
+    m[:, :, 1, 1] = 0  # a pixel without gradient and without budget: 0 / 0 must not leak a NaN
+    got = pgd(OnePixel(), x, y, 0.3, 0.1, 3, mask=m, random_start=False)
+    expected = x.clone()
+    expected[0, 0, 0, 0], expected[1, 0, 0, 0] = 0.2, 0.8  # three steps of 0.1 against the true class
+    torch.testing.assert_close(got, expected, rtol=0, atol=1e-6)
+    assert torch.equal(got[:, :, 1:], x[:, :, 1:])  # zero gradient: no step at all
+
+
+def test_the_step_size_is_checked_under_its_own_name_and_zero_steps_is_the_start():
+    x, y = _batch()
+    with pytest.raises(ValueError, match=r"^alpha must be finite and >= 0$"):
+        pgd(_model(), x, y, 0.1, -0.01, 3)
+    assert torch.equal(pgd(_model(), x, y, 0.1, 0.01, 0, random_start=False), x)
