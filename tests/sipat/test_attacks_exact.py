@@ -8,8 +8,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from sipat.attacks import pgd
-from sipat.attacks._core import check_counts
+from sipat.attacks import fgsm, pgd
+from sipat.attacks._core import as_mask, ce_loss, check_counts, same_device
 from tests.sipat.test_attacks import _batch, _binary_mask, _model
 
 EPS, ALPHA = 0.6, 0.25  # large enough that the projection and the [0, 1] clip both act
@@ -96,3 +96,36 @@ def test_the_step_size_is_checked_under_its_own_name_and_zero_steps_is_the_start
     with pytest.raises(ValueError, match=r"^alpha must be finite and >= 0$"):
         pgd(_model(), x, y, 0.1, -0.01, 3)
     assert torch.equal(pgd(_model(), x, y, 0.1, 0.01, 0, random_start=False), x)
+
+
+def test_fgsm_leaves_pixels_without_gradient_where_they_are():
+    x = torch.full((2, 1, 3, 3), 0.5)
+    expected = x.clone()
+    expected[0, 0, 0, 0], expected[1, 0, 0, 0] = 0.2, 0.8
+    got = fgsm(OnePixel(), x, torch.tensor([0, 1]), 0.3)
+    torch.testing.assert_close(got, expected, rtol=0, atol=1e-6)
+    assert torch.equal(got[:, :, 1:], x[:, :, 1:])  # zero gradient: no step at all
+
+
+def test_a_mask_is_brought_to_the_images_dtype_and_shape_and_refused_with_what_to_fix():
+    x = torch.rand(2, 3, 4, 4, dtype=torch.float64)
+    m = torch.rand(2, 4, 4)  # (N, H, W), float32
+    got = as_mask(m, x)
+    assert got.dtype == torch.float64 and got.shape == (2, 1, 4, 4)
+    assert torch.equal(got, m.double().unsqueeze(1))
+    assert as_mask(torch.ones(1, 1, 4, 4), x).shape == (2, 1, 4, 4)  # one channel for three, one map for all
+    with pytest.raises(TypeError, match=r"^mask must be a tensor or None; got list$"):
+        as_mask([[1.0]], x)
+
+
+def test_the_cross_entropy_the_attacks_climb_is_per_sample():
+    logits = torch.tensor([[2.0, 0.0], [0.0, 0.0]])
+    expected = torch.tensor([torch.log(1 + torch.exp(torch.tensor(-2.0))), torch.log(torch.tensor(2.0))])
+    torch.testing.assert_close(ce_loss(logits, torch.tensor([0, 1])), expected)
+
+
+def test_cuda_without_an_index_is_the_current_device_and_indices_must_otherwise_agree():
+    d = torch.device
+    assert same_device(d("cuda:0"), d("cuda")) and same_device(d("cuda"), d("cuda:1"))
+    assert same_device(d("cuda:1"), d("cuda:1")) and same_device(d("cpu"), d("cpu"))
+    assert not same_device(d("cuda:0"), d("cuda:1")) and not same_device(d("cpu"), d("cuda"))
