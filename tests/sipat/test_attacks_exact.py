@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from sipat.attacks import fgsm, pgd
-from sipat.attacks._core import as_mask, ce_loss, check_counts, same_device
+from sipat.attacks._core import as_eps, as_mask, ce_loss, check_counts, same_device
 from tests.sipat.test_attacks import _batch, _binary_mask, _model
 
 EPS, ALPHA = 0.6, 0.25  # large enough that the projection and the [0, 1] clip both act
@@ -129,3 +129,14 @@ def test_cuda_without_an_index_is_the_current_device_and_indices_must_otherwise_
     assert same_device(d("cuda:0"), d("cuda")) and same_device(d("cuda"), d("cuda:1"))
     assert same_device(d("cuda:1"), d("cuda:1")) and same_device(d("cpu"), d("cpu"))
     assert not same_device(d("cuda:0"), d("cuda:1")) and not same_device(d("cpu"), d("cuda"))
+
+
+def test_a_radius_is_brought_to_the_images_dtype_one_per_sample_and_named_in_its_errors():
+    x = torch.zeros(3, 1, 2, 2, dtype=torch.float64)
+    got = as_eps(torch.tensor(0.25), x)  # a 0-d tensor: the same radius for every sample
+    assert got.dtype == torch.float64 and torch.equal(got, torch.full((3, 1, 1, 1), 0.25, dtype=torch.float64))
+    assert as_eps(torch.tensor([0.1, 0.2, 0.3]), x).dtype == torch.float64
+    with pytest.raises(ValueError, match=r"^eps must be finite and >= 0$"):
+        as_eps(-0.1, x)
+    with pytest.raises(ValueError, match=r"^eps must be a float or a tensor of shape \(N,\) = \(3,\); got \(2,\)$"):
+        as_eps(torch.tensor([0.1, 0.2]), x)
