@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from sipat.attacks import fgsm, pgd
-from sipat.attacks._core import as_eps, as_mask, ce_loss, check_counts, same_device
+from sipat.attacks._core import as_eps, as_mask, ce_loss, check_batch, check_counts, same_device
 from tests.sipat.test_attacks import _batch, _binary_mask, _model
 
 EPS, ALPHA = 0.6, 0.25  # large enough that the projection and the [0, 1] clip both act
@@ -140,3 +140,30 @@ def test_a_radius_is_brought_to_the_images_dtype_one_per_sample_and_named_in_its
         as_eps(-0.1, x)
     with pytest.raises(ValueError, match=r"^eps must be a float or a tensor of shape \(N,\) = \(3,\); got \(2,\)$"):
         as_eps(torch.tensor([0.1, 0.2]), x)
+
+
+def test_a_bad_batch_mask_or_radius_is_refused_with_what_to_fix():
+    x, y = torch.rand(2, 3, 4, 4), torch.tensor([0, 1])
+    cases = [
+        (lambda: check_batch(x, [0, 1]), TypeError, "x and y must be torch tensors"),
+        (
+            lambda: check_batch(x.long(), y),
+            TypeError,
+            "x must be a floating-point tensor in [0, 1]; got dtype torch.int64",
+        ),
+        (lambda: check_batch(x, y[:, None]), ValueError, "y must have shape (N,) = (2,); got (2, 1)"),
+        (
+            lambda: check_batch(x * 2, y),
+            ValueError,
+            "x must lie in [0, 1]; normalise inside the model (sipat.models.NormalizedModel)",
+        ),
+        (lambda: as_eps("0.1", x), TypeError, "eps must be a float or a tensor; got str"),
+    ]
+    bad_mask = "mask values must lie in [0, 1] (1 = free to perturb, 0 = untouchable)"
+    for value in (-0.5, float("nan"), 1.5):
+        cases.append((lambda v=value: as_mask(torch.full((2, 1, 4, 4), v), x), ValueError, bad_mask))
+    for call, kind, message in cases:
+        with pytest.raises(kind) as caught:
+            call()
+        assert str(caught.value) == message
+    assert as_mask(torch.ones(2, 3, 4, 4), x).shape == (2, 3, 4, 4)  # one map per channel
