@@ -9,6 +9,8 @@ from pathlib import Path
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
+from tests.torchfree import forbidden_imports
+
 #: POSTs that change a state and take no input (open/close a study, cancel a job): no request body to declare.
 ACTIONS_WITHOUT_INPUT = ("/open", "/close", "/cancel")
 
@@ -35,17 +37,8 @@ def test_health(client: TestClient) -> None:
 
 
 def test_backend_imports_no_torch_and_of_sipat_only_its_vocabulary() -> None:
-    code = (
-        "import sys\n"
-        "import backend.main, backend.cli, backend.migrate, backend.services.datasets, backend.services.jobs\n"
-        "backend.main.create_app\n"
-        "allowed = {'sipat', 'sipat.vocabulary'}  # the torch-free names both sides share (docs/ARCHITECTURE.md)\n"
-        "bad = sorted(m for m in set(sys.modules) - allowed if m.split('.')[0] in ('torch', 'sipat', 'torchvision'))\n"
-        "print(bad)\n"
-        "sys.exit(1 if bad else 0)\n"
-    )
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
-    assert result.returncode == 0, result.stdout + result.stderr
+    modules = ["backend.main", "backend.cli", "backend.migrate", "backend.services.datasets", "backend.services.jobs"]
+    assert forbidden_imports(modules) == []
 
 
 def test_a_server_process_freezes_its_startup_objects(tmp_path: Path) -> None:

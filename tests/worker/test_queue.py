@@ -5,8 +5,6 @@ Messages go to the real embedded broker (kombu's SQLAlchemy transport on a SQLit
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from datetime import timedelta
 
 import pytest
@@ -17,6 +15,7 @@ from backend.models import Job, utcnow
 from backend.queue import ROUTES, TASK_NAMES, celery_config, enqueue, enqueue_on_commit, make_celery, reap_and_requeue
 from backend.services.jobs import claim_job, create_job
 from backend.settings import Settings
+from tests.torchfree import forbidden_imports
 from worker.runtime import Runtime
 
 
@@ -101,13 +100,5 @@ def test_reaper_re_enqueues_a_queued_job_whose_message_was_lost(rt: Runtime, set
 
 
 def test_backend_queue_imports_no_torch_no_worker_and_of_sipat_only_its_vocabulary() -> None:
-    code = (
-        "import sys, backend.queue, backend.services.jobs, backend.services.job_params, backend.devserver\n"
-        "allowed = {'sipat', 'sipat.vocabulary'}  # the torch-free names both sides share (docs/ARCHITECTURE.md)\n"
-        "bad = sorted(\n"
-        "    m for m in set(sys.modules) - allowed if m.split('.')[0] in ('torch', 'sipat', 'worker', 'torchvision')\n"
-        ")\n"
-        "print(bad); sys.exit(1 if bad else 0)\n"
-    )
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
-    assert result.returncode == 0, result.stdout + result.stderr
+    modules = ["backend.queue", "backend.services.jobs", "backend.services.job_params", "backend.devserver"]
+    assert forbidden_imports(modules, ("torch", "torchvision", "sipat", "worker")) == []

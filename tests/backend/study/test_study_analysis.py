@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import math
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -16,6 +15,7 @@ from backend.study.analysis import (
     wilson_interval,
 )
 from backend.study.psychometric import fit_psychometric, psychometric
+from tests.torchfree import forbidden_imports
 
 # z = 1.959964, z^2 = 3.841459
 
@@ -241,15 +241,6 @@ def test_psychometric_errors(eps, judged, kw, match):
         fit_psychometric(eps, judged, **kw)
 
 
-def test_study_and_archive_modules_do_not_import_torch():
-    import subprocess
-    import sys
-
-    code = (
-        "import sys, backend.study.config, backend.study.schedule, backend.study.analysis, "
-        "backend.datasets.archive; "
-        "bad = sorted(m for m in ('torch', 'sipat', 'torchvision') if m in sys.modules); "
-        "assert not bad, bad"
-    )
-    repo_root = Path(__file__).resolve().parents[3]
-    subprocess.run([sys.executable, "-c", code], check=True, cwd=repo_root)
+def test_study_and_archive_modules_do_not_import_torch() -> None:
+    modules = ["backend.study.config", "backend.study.schedule", "backend.study.analysis", "backend.datasets.archive"]
+    assert forbidden_imports(modules) == []
