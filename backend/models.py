@@ -31,7 +31,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
-from sipat.vocabulary import STIMULUS_ATTACKS
+from backend.vocabulary import STIMULUS_ATTACKS
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",

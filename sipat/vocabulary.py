@@ -1,9 +1,10 @@
-"""The names both sides of the torch line use, defined once: methods, attacks, the eval grid, image files, the
-manifest format, bounding boxes and eps values.
+"""The names both sides of the torch line use: methods, attacks, the eval grid, image files, the manifest format,
+bounding boxes and eps values.
 
-Torch-free on purpose (standard library only): the web service (`backend`, which must start without torch)
-validates requests with these, and the method library (`sipat`) runs them. `tests/test_vocabulary.py` checks that
-importing this module pulls in no torch, and that the lists agree with what `sipat` implements.
+Standard library only. DESIGN.md lets imports point only `worker -> sipat` and `worker -> backend`: `sipat` imports
+nothing of ours and `backend` (which must start without torch) imports no `sipat`. So this one text stands twice,
+as `sipat/vocabulary.py` (what the library runs) and `backend/vocabulary.py` (what the web validates with), and
+`tests/test_vocabulary.py` fails unless the two files are byte-identical: one definition, two import paths.
 """
 
 from __future__ import annotations

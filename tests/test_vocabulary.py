@@ -1,13 +1,21 @@
-"""The torch-free vocabulary: it must import without torch, and agree with what `sipat` implements."""
+"""The torch-free vocabulary: it must import without torch, stand identically on both sides of the torch line
+(`sipat/vocabulary.py`, `backend/vocabulary.py`), and agree with what `sipat` implements."""
 
 from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
+from backend import vocabulary as bv
 from sipat import vocabulary as v
+
+
+def test_the_two_vocabularies_are_one_text() -> None:
+    """DESIGN.md lets neither `backend` import `sipat` nor `sipat` import ours: the one definition stands twice."""
+    assert Path(bv.__file__).read_bytes() == Path(v.__file__).read_bytes()
 
 
 def test_importing_the_vocabulary_and_the_service_pulls_no_torch() -> None:
@@ -79,10 +87,10 @@ def test_the_train_config_and_the_job_params_use_the_vocabulary_lists() -> None:
     from sipat.data import files
 
     assert train_config.METHODS is v.METHODS and train_config.MASKED_METHODS is v.MASKED_METHODS
-    assert job_params.ARCHITECTURES is v.ARCHITECTURES and job_params.MASKED_METHODS is v.MASKED_METHODS
-    assert admin_training.ARCHITECTURES is v.ARCHITECTURES
-    assert training_coverage.SALIENCE_METHODS is v.MASKED_METHODS
-    assert archive.IMAGE_EXTENSIONS is v.IMAGE_EXTENSIONS is files.IMAGE_EXTENSIONS
+    assert job_params.ARCHITECTURES is bv.ARCHITECTURES and job_params.MASKED_METHODS is bv.MASKED_METHODS
+    assert admin_training.ARCHITECTURES is bv.ARCHITECTURES
+    assert training_coverage.MASKED_METHODS is bv.MASKED_METHODS
+    assert archive.IMAGE_EXTENSIONS is bv.IMAGE_EXTENSIONS and files.IMAGE_EXTENSIONS is v.IMAGE_EXTENSIONS
     assert (archive.IMAGE_COL, archive.CLASS_COL) == v.MANIFEST_REQUIRED_COLUMNS == files.REQUIRED_COLUMNS
     assert (archive.MAP_COL, archive.BOX_COL) == v.MANIFEST_SALIENCE_COLUMNS == files.SALIENCE_COLUMNS
     fields = job_params.TrainParams.model_fields

@@ -18,7 +18,7 @@ from typing import Any
 from backend.admin.evaluations import column_order, evaluations_table, warnings_of
 from backend.admin.figures import Figure, Table
 from backend.admin.plots import PALETTE, Series, line_chart
-from sipat.vocabulary import MASKED_METHODS
+from backend.vocabulary import MASKED_METHODS
 
 #: Params that may differ within a group of seeds (everything else must match).
 _NOT_RECIPE = ("seed", "name")

@@ -14,7 +14,7 @@ from typing import Any
 
 from backend.admin.figures import Figure, Table
 from backend.admin.plots import PALETTE, Series, line_chart
-from sipat.vocabulary import EVAL_ATTACKS
+from backend.vocabulary import EVAL_ATTACKS
 
 #: The ensemble's columns: "autoattack" (the per-sample worst case), "autoattack/+<stage>" (still robust after
 #: that stage and the ones before, AutoAttack's printout) and "autoattack/<stage>" (the stage's own accuracy).

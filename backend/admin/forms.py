@@ -11,12 +11,12 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from backend import vocabulary
 from backend.services.errors import InvalidInputError
-from sipat import vocabulary
 
 
 def parse_eps_list(text: str) -> list[float]:
-    """Comma- or space-separated eps values ("0, 2/255, 8/255") by `sipat.vocabulary.parse_eps_list`, the parser
+    """Comma- or space-separated eps values ("0, 2/255, 8/255") by `backend.vocabulary.parse_eps_list`, the parser
     of the CLI and the experiments (sorted, unique; ValueError for an empty list, a bad, negative or > 1 value)."""
     return vocabulary.parse_eps_list(text)
 

@@ -20,7 +20,7 @@ from backend.services import admin_views as views
 from backend.services import stimulus_sets as svc
 from backend.services.errors import InvalidInputError, ServiceError
 from backend.services.job_requests import commit_and_enqueue, submit_job
-from sipat.vocabulary import STIMULUS_ATTACKS
+from backend.vocabulary import STIMULUS_ATTACKS
 
 router = APIRouter(route_class=AdminRoute)
 

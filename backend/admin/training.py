@@ -19,7 +19,7 @@ from backend.services import job_requests, model_catalog
 from backend.services.errors import InvalidInputError, ServiceError
 from backend.services.job_params import STUDY_SOURCES, TrainParams
 from backend.services.training_coverage import compute_coverage
-from sipat.vocabulary import ARCHITECTURES, DEFAULT_EVAL_EPS, EVAL_ATTACKS
+from backend.vocabulary import ARCHITECTURES, DEFAULT_EVAL_EPS, EVAL_ATTACKS
 
 router = APIRouter(route_class=AdminRoute)
 

@@ -38,12 +38,12 @@ from typing import BinaryIO
 
 from backend.datasets.archive_images import boxes_png, open_checked, salience_png
 from backend.datasets.safezip import ArchiveError, MiB, checked_members, open_zip
-from sipat.vocabulary import IMAGE_EXTENSIONS, MANIFEST_REQUIRED_COLUMNS, MANIFEST_SALIENCE_COLUMNS
+from backend.vocabulary import IMAGE_EXTENSIONS, MANIFEST_REQUIRED_COLUMNS, MANIFEST_SALIENCE_COLUMNS
 
 SPLIT_NAMES = frozenset({"train", "test", "val", "valid", "validation"})
 SALIENCE_DIR = "salience"
 MANIFEST_NAME = "manifest.csv"
-# The authors' manifest columns, as `sipat.data` reads them (one definition in `sipat.vocabulary`).
+# The authors' manifest columns, as `sipat.data` reads them (one definition: the vocabulary).
 IMAGE_COL, CLASS_COL = MANIFEST_REQUIRED_COLUMNS
 MAP_COL, BOX_COL = MANIFEST_SALIENCE_COLUMNS
 

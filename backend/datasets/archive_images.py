@@ -14,7 +14,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from backend.datasets.safezip import ArchiveError
-from sipat.vocabulary import parse_boxes
+from backend.vocabulary import parse_boxes
 
 #: Pillow plugins tried on uploaded bytes: formats every browser shows. Fewer parsers, less attack surface.
 IMAGE_FORMATS = ("PNG", "JPEG", "GIF", "WEBP", "BMP")

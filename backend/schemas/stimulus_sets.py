@@ -9,7 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from backend.schemas.jobs import JobOut
 from backend.services.job_params import StimulusSetOptions
-from sipat.vocabulary import StimulusAttack
+from backend.vocabulary import StimulusAttack
 
 Eps = Annotated[float, Field(ge=0, allow_inf_nan=False)]
 

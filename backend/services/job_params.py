@@ -12,7 +12,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from backend.services.errors import InvalidInputError
-from sipat.vocabulary import (
+from backend.vocabulary import (
     ARCHITECTURES,
     DEFAULT_EVAL_EPS,
     MASKED_METHODS,
@@ -24,7 +24,7 @@ from sipat.vocabulary import (
 
 #: Salience sources that read a study's paintings (and need `study_id`).
 STUDY_SOURCES = ("annotations", "predicted")
-# The defaults of the attack lists (the names themselves, and what each job may run, are `sipat.vocabulary`'s).
+# The defaults of the attack lists (the names themselves, and what each job may run, are `backend.vocabulary`'s).
 _TRAIN_EVAL_ATTACKS: tuple[TrainEvalAttack, ...] = ("pgd",)
 _EVALUATE_ATTACKS: tuple[EvalAttack, ...] = ("pgd", "apgd")
 
@@ -184,7 +184,7 @@ class TrainParams(_Params):
 class EvaluateParams(_Params):
     """An `evaluate` job: clean and robust accuracy of a stored model on a dataset's images.
 
-    The attacks are those of `sipat.attacks.registry` (`sipat.vocabulary.EVAL_ATTACKS`), with the budgets of
+    The attacks are those of `sipat.attacks.registry` (`backend.vocabulary.EVAL_ATTACKS`), with the budgets of
     the CLI (`sipat evaluate`): PGD `steps` (20), APGD / APGD-T / FAB-T `apgd_steps` (100, AutoAttack's),
     `n_targets` (9) and Square `square_queries` (5,000). "autoattack" is the standard ensemble; its result
     holds the per-sample worst case beside each stage's column (see `sipat.evaluation`).
@@ -235,8 +235,9 @@ class GenerateStimuliParams(_Params):
 class StimulusSetOptions(_Params):
     """`StimulusSet.params`: which images of the dataset get stimuli, and details of the attack.
 
-    The set's own columns say the rest: `attack` (`sipat.vocabulary.STIMULUS_ATTACKS`), `norm` (linf; l2 with pgd only),
-    `eps_levels` (0 = the clean image, always made), `masked` (spare the salient pixels), `steps`, `model_id`.
+    The set's own columns say the rest: `attack` (`backend.vocabulary.STIMULUS_ATTACKS`), `norm` (linf; l2 with
+    pgd only), `eps_levels` (0 = the clean image, always made), `masked` (spare the salient pixels), `steps`,
+    `model_id`.
     """
 
     split: str | None = Field(default=None, description="Only images of this split (e.g. 'test'); null: all.")

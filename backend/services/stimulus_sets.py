@@ -23,7 +23,7 @@ from backend.services.job_params import StimulusSetOptions
 from backend.services.jobs import FINISHED, create_stimuli_job
 from backend.services.lookups import get_or_404, get_referenced
 from backend.services.ownership import require_owner
-from sipat.vocabulary import LINF_ONLY_ATTACKS
+from backend.vocabulary import LINF_ONLY_ATTACKS
 
 
 @dataclass(frozen=True)

@@ -24,14 +24,11 @@ from sqlalchemy.orm import Session
 from backend.models import Annotation, Image, Participant, Stimulus, StimulusSet, Study, Trial
 from backend.services.errors import InvalidInputError
 from backend.services.job_params import STUDY_SOURCES  # sources that read a study's paintings
-from sipat.vocabulary import MASKED_METHODS
+from backend.vocabulary import MASKED_METHODS
 
 HOLDOUT_FRACTION = 0.2
 #: Below this share of training images with a human map, coverage comes with a warning.
 LOW_COVERAGE = 0.25
-#: The same object as `sipat.vocabulary.MASKED_METHODS`, under the name `worker/jobs/train.py` imports (left to
-#: the helper who edits that file to import the vocabulary's name directly).
-SALIENCE_METHODS = MASKED_METHODS
 
 
 def training_image_ids(images: Sequence[tuple[int, str | None]], seed: int) -> tuple[list[int], str]:

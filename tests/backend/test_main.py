@@ -36,7 +36,7 @@ def test_health(client: TestClient) -> None:
     assert client.get("/api/v1/health").json() == {"status": "ok", "database": "ok"}
 
 
-def test_backend_imports_no_torch_and_of_sipat_only_its_vocabulary() -> None:
+def test_backend_imports_neither_torch_nor_sipat() -> None:
     modules = ["backend.main", "backend.cli", "backend.migrate", "backend.services.datasets", "backend.services.jobs"]
     assert forbidden_imports(modules) == []
 

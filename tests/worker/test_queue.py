@@ -99,6 +99,6 @@ def test_reaper_re_enqueues_a_queued_job_whose_message_was_lost(rt: Runtime, set
     assert reap_and_requeue(rt.session_factory, settings, app=app).resend == [] and waiting(app, "gpu") == 1
 
 
-def test_backend_queue_imports_no_torch_no_worker_and_of_sipat_only_its_vocabulary() -> None:
+def test_backend_queue_imports_no_torch_no_sipat_and_no_worker() -> None:
     modules = ["backend.queue", "backend.services.jobs", "backend.services.job_params", "backend.devserver"]
     assert forbidden_imports(modules, ("torch", "torchvision", "sipat", "worker")) == []

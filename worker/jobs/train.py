@@ -49,7 +49,6 @@ from backend.schemas.jobs import TRAIN_LOG_KEY
 from backend.services.job_params import RankPaintingsParams, TrainParams
 from backend.services.jobs import JobRun
 from backend.services.training_coverage import (
-    SALIENCE_METHODS,
     annotation_masks,
     coverage_summary,
     flagged_paintings,
@@ -59,6 +58,7 @@ from sipat.evaluation import evaluate
 from sipat.models import default_arch_for, gradcam_layer, new_model
 from sipat.salience import gradcam, mean_of_annotators
 from sipat.training import Progress, TrainConfig, train
+from sipat.vocabulary import MASKED_METHODS
 from worker.jobs.common import (
     JobError,
     Phase,
@@ -212,7 +212,7 @@ def _salience(
     n, size = len(infos), tuple(train_set.images.shape[-2:])
     s = train_set.salience.clone()  # all NaN
     counts: dict[str, int] = defaultdict(int)
-    if p.method not in SALIENCE_METHODS:
+    if p.method not in MASKED_METHODS:
         return s, {"none": n}, None, None
     human_ids: list[int] = []
     need, too_few, flagged = None, 0, 0

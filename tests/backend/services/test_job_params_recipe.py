@@ -12,7 +12,7 @@ from sipat.train_config import RECIPE, TrainConfig
 
 
 def test_defaults_are_the_recipe() -> None:
-    assert WEB_RECIPE is RECIPE  # one definition, torch-free, for the web and the library
+    assert WEB_RECIPE == RECIPE  # the web's vocabulary twin holds the same recipe as sipat's
     params = validate_job_params("train", {"dataset_id": 1})
     assert {k: params[k] for k in RECIPE} == RECIPE
     assert RECIPE == {  # the values that train every baseline on `shapes` (docs: sipat/train_config.py)
