@@ -15,9 +15,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from backend.admin.evaluations import column_order, evaluations_table, warnings_of
+from backend.admin.evaluations import accuracy_chart, column_order, evaluations_table, warnings_of
 from backend.admin.figures import Figure, Table
-from backend.admin.plots import PALETTE, Series, line_chart
+from backend.admin.plots import PALETTE, Series
 from backend.vocabulary import MASKED_METHODS
 
 #: Params that may differ within a group of seeds (everything else must match).
@@ -144,22 +144,7 @@ def models_figure(models: Sequence[ModelRow]) -> Figure:
                     color=color,
                 )
             )
-    svg = None
-    if series:
-        ticks = sorted({0.0, *(255 * e for e in grid)})
-        svg = line_chart(
-            series,
-            title="Clean and robust accuracy by attack radius",
-            x_label="eps of the attack (in 1/255 of the pixel range; 0 = clean accuracy)",
-            y_label="accuracy",
-            x_range=(0.0, max(ticks[-1], 1.0) * 1.04),
-            y_range=(0.0, 1.0),
-            x_ticks=ticks,
-            x_format=lambda v: f"{v:.3g}",
-            y_format=lambda v: f"{100 * v:.0f} %",
-            width=880,
-            height=420,
-        )
+    svg = accuracy_chart(series, grid, width=880, height=420) if series else None
     columns = ["model_id", "name", "method", "arch", "seed", "dataset_id", "status", "salience", "clean_acc"]
     columns += [f"{a}@{_eps_label(e)}" for a in attacks for e in grid]
     columns.append("warnings")

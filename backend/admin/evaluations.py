@@ -85,20 +85,7 @@ def evaluation_figure(metrics: dict[str, Any], key: str = "evaluation") -> Figur
         for k, (column, per) in enumerate(shown.items())
         if per
     ]
-    svg = None
-    if series:
-        ticks = sorted({0.0, *(255 * e for e in _grid(metrics))})
-        svg = line_chart(
-            series,
-            title="Clean and robust accuracy by attack radius",
-            x_label="eps of the attack (in 1/255 of the pixel range; 0 = clean accuracy)",
-            y_label="accuracy",
-            x_range=(0.0, max(ticks[-1], 1.0) * 1.04),
-            y_range=(0.0, 1.0),
-            x_ticks=ticks,
-            x_format=lambda v: f"{v:.3g}",
-            y_format=lambda v: f"{100 * v:.0f} %",
-        )
+    svg = accuracy_chart(series, _grid(metrics)) if series else None
     warnings = warnings_of(metrics)
     caption = (
         "autoattack: the per-sample worst case over APGD-CE, APGD-T, FAB-T and Square (each run on the images "
@@ -134,3 +121,22 @@ def evaluations_table(models: Sequence[Any]) -> Table:
     head = ["model_id", "name", "method", "evaluation", "masked", "n", "clean_acc"]
     head += [f"{c}@{lab}" for c in columns for lab in labels]
     return Table([*head, "warnings"], rows, "Evaluations (evaluate jobs), with the sanity checks' warnings")
+
+
+def accuracy_chart(series: Sequence[Series], grid: Sequence[float], *, width: int = 640, height: int = 360) -> str:
+    """Accuracy against the attack's eps (in 1/255; 0 = clean), one line per series: the evaluation's and the
+    model comparison's figure."""
+    ticks = sorted({0.0, *(255 * e for e in grid)})
+    return line_chart(
+        series,
+        title="Clean and robust accuracy by attack radius",
+        x_label="eps of the attack (in 1/255 of the pixel range; 0 = clean accuracy)",
+        y_label="accuracy",
+        x_range=(0.0, max(ticks[-1], 1.0) * 1.04),
+        y_range=(0.0, 1.0),
+        x_ticks=ticks,
+        x_format=lambda v: f"{v:.3g}",
+        y_format=lambda v: f"{100 * v:.0f} %",
+        width=width,
+        height=height,
+    )
