@@ -20,7 +20,6 @@ from backend.db import rowcount
 from backend.models import (
     Annotation,
     Image,
-    Job,
     Participant,
     Response,
     Stimulus,
@@ -32,15 +31,10 @@ from backend.models import (
 from backend.services.blob_refs import unreferenced
 from backend.services.derived import delete_maps_derived_from
 from backend.services.errors import ConflictError, InvalidInputError
-from backend.services.lookups import get_child_or_404, get_or_404, get_referenced
+from backend.services.lookups import get_child_or_404, get_or_404
 from backend.services.ownership import require_owner
-from backend.services.study_defaults import (
-    complete_images,
-    fit_defaults,
-    has_catch_stimuli,
-    planned_images,
-    set_levels,
-)
+from backend.services.study_defaults import fit_defaults, has_catch_stimuli, set_levels
+from backend.services.study_sets import field_of, referenced_sets, sets_state
 from backend.storage import BlobStore
 from backend.study.config import StudyConfig
 from backend.study.schedule import build_schedule
@@ -48,6 +42,7 @@ from backend.study.schedule import build_schedule
 #: Config fields that change the trials participants get (see `backend.study.schedule.build_schedule`).
 SCHEDULE_FIELDS = (
     "stimulus_set_id",
+    "compare_stimulus_set_ids",
     "n_main",
     "n_practice",
     "n_catch",
@@ -74,9 +69,7 @@ def create_study(session: Session, *, slug: str, title: str, config: StudyConfig
     `owner` may not use, 422 when it names no existing one. Trial counts the caller left out fit the set
     (`study_defaults.fit_defaults`).
     Call it first in its transaction: losing a race for the slug rolls the transaction back."""
-    if owner is not None:
-        require_owner(session, owner, StimulusSet, config.stimulus_set_id, field="config.stimulus_set_id")
-    sset = get_referenced(session, StimulusSet, config.stimulus_set_id, field="config.stimulus_set_id")
+    sset, *_ = referenced_sets(session, config, owner)
     config = fit_defaults(session, sset, config)
     if session.scalar(select(Study.id).where(Study.slug == slug)) is not None:
         raise ConflictError(f"slug {slug!r} is taken by another study; choose another one")
@@ -125,10 +118,12 @@ def update_study(
     if config_patch:
         merged = _validated({**study.config, **config_patch})
         old = _validated(study.config)
-        if merged.stimulus_set_id != old.stimulus_set_id:  # the owner rule before anything else is told
+        sets_changed = merged.stimulus_set_ids != old.stimulus_set_ids
+        if sets_changed:  # the owner rule before anything else is told
             owner = session.get(User, study.owner_id) if study.owner_id is not None else None
-            if owner is not None:
-                require_owner(session, owner, StimulusSet, merged.stimulus_set_id, field="config.stimulus_set_id")
+            for position, set_id in enumerate(merged.stimulus_set_ids):
+                if owner is not None:
+                    require_owner(session, owner, StimulusSet, set_id, field=field_of(position))
         changed = [name for name in SCHEDULE_FIELDS if getattr(old, name) != getattr(merged, name)]
         n_participants, _ = count_participants(session, study.id)
         if changed and n_participants:
@@ -136,8 +131,8 @@ def update_study(
                 f"{', '.join(changed)} cannot change: {n_participants} participants have started with the current "
                 "schedule; create a new study for the new design (display texts, timing and redirect may change)"
             )
-        if merged.stimulus_set_id != old.stimulus_set_id:
-            get_referenced(session, StimulusSet, merged.stimulus_set_id, field="config.stimulus_set_id")
+        if sets_changed:
+            referenced_sets(session, merged, None)
         study.config = merged.model_dump(mode="json")
     if title is not None:
         study.title = title
@@ -158,26 +153,16 @@ class Readiness:
 
 
 def check_ready(session: Session, study: Study) -> Readiness:
+    """Whether the study's sets (all of them, `backend.services.study_sets`) can serve its config."""
     config = _validated(study.config)
-    sset = session.get(StimulusSet, config.stimulus_set_id)
-    if sset is None:
-        missing = f"stimulus set {config.stimulus_set_id} does not exist; PATCH config.stimulus_set_id"
-        return Readiness(None, [missing], False)
+    state = sets_state(session, config)
+    sset = state.first
+    if sset is None or (state.problems and not state.images):
+        return Readiness(sset, state.problems, False)
     levels = set_levels(sset)
-    if sset.status == "failed":
-        job = session.get(Job, sset.job_id) if sset.job_id is not None else None
-        reason = f" ({job.error})" if job is not None and job.error else ""
-        return Readiness(
-            sset,
-            [f"stimulus set {sset.id} failed to generate{reason}; regenerate it (POST /jobs) or use another set"],
-            False,
-        )
-    if sset.status in ("pending", "generating"):
-        planned = planned_images(session, sset)
-        return Readiness(sset, _schedule_problems(config, list(range(planned)), levels, catch=True), True)
-    complete = complete_images(session, sset, levels)
-    problems = _schedule_problems(config, complete, levels, catch=_has_catch(session, sset, config))
-    return Readiness(sset, problems, False)
+    catch = state.preparing or _has_catch(session, sset, config)
+    problems = state.problems + _schedule_problems(config, state.images, levels, catch=catch)
+    return Readiness(sset, problems, state.preparing)
 
 
 def _has_catch(session: Session, sset: StimulusSet, config: StudyConfig) -> bool:

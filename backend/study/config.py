@@ -13,6 +13,9 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from backend.study.analysis import MAX_CATCH_ERRORS
 from backend.study.questionnaire import QuestionnaireItem, check_items
 
+#: At most this many stimulus sets in one study: each set takes a share of a participant's main trials.
+MAX_COMPARED_SETS = 4
+
 DEFAULT_CONSENT_TEXT = (
     "You are invited to take part in a research study on how people perceive small changes to images. "
     "You will see a series of images and judge whether each one has been digitally altered, and you may be "
@@ -95,7 +98,19 @@ class StudyConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     stimulus_set_id: int = Field(
-        description="Id of the stimulus set (source images and their perturbed versions at graded eps) to show."
+        description="Id of the stimulus set (source images and their perturbed versions at graded eps) to show. "
+        "With compare_stimulus_set_ids it is the first of the compared sets, and the one practice, catch and "
+        "annotation trials come from."
+    )
+    compare_stimulus_set_ids: list[int] = Field(
+        default_factory=list,
+        max_length=MAX_COMPARED_SETS - 1,
+        description="Further stimulus sets whose main trials are interleaved with those of stimulus_set_id "
+        "(e.g. the same images and model, masked and unmasked), for results that compare the sets side by side. "
+        "Every set must come from the same dataset with the same norm and eps levels; the main phase uses the "
+        "source images all sets have, and shows each of them at most once per participant, in one of the sets "
+        "(counterbalanced across participants, see backend.study.schedule). n_main counts the trials of all "
+        "sets together. Empty: a study of one set.",
     )
     n_main: int = Field(
         default=40,
@@ -249,6 +264,21 @@ class StudyConfig(BaseModel):
     @classmethod
     def _distinct_items(cls, value: list[QuestionnaireItem]) -> list[QuestionnaireItem]:
         return check_items(value)
+
+    @property
+    def stimulus_set_ids(self) -> list[int]:
+        """Every set of the study, the first (stimulus_set_id) first; the schedule's set index points here."""
+        return [self.stimulus_set_id, *self.compare_stimulus_set_ids]
+
+    @model_validator(mode="after")
+    def _distinct_sets(self) -> StudyConfig:
+        ids = self.stimulus_set_ids
+        if len(set(ids)) < len(ids):
+            raise ValueError(
+                f"stimulus sets {ids} name a set twice; compare_stimulus_set_ids lists the sets other than "
+                "stimulus_set_id, each once"
+            )
+        return self
 
     @model_validator(mode="after")
     def _mask_needs_timing(self) -> StudyConfig:

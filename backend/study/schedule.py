@@ -17,6 +17,22 @@ Counterbalancing (the main phase):
   is ``c / (c + L - 1)`` with every guarantee above kept for the slots.
 * The order of the main trials is shuffled per participant.
 
+Several stimulus sets (``config.compare_stimulus_set_ids``, e.g. the same images masked and unmasked): the
+rotation runs over *conditions*, every (set, slot) pair, ``C = S * L`` of them for ``S`` sets, and ``L`` above
+becomes ``C`` (blocks of ``C`` participants). Image ``k`` of the window gets condition
+``c = (k + participant_index) % C``: set ``c % S``, slot ``c // S``. So
+
+* within a participant, the sets' trial counts differ by at most one, and so do the slot counts within each
+  set; each image appears once, in one set only (a participant never sees an image in two sets);
+* over ``C`` consecutive participants of a block, every image is shown in every set at every slot exactly
+  once (a Latin square by enrolment slot), so set and image are not confounded;
+* the sets' trials are interleaved by the same per-participant shuffle as the slots.
+
+With one set, ``S = 1`` and everything above is the single-set design, trial for trial. Practice, catch and
+annotation trials come from the first set (``config.stimulus_set_id``); ``TrialSpec.set_index`` says which set
+a trial's stimulus comes from (an index into ``config.stimulus_set_ids``). ``image_ids`` are then the images
+every set has (the caller's intersection).
+
 Catch trials show an image at `CATCH_EPS`, an obviously visible perturbation whose correct answer is
 "perturbed"; they sit at random places among the main trials, never first in the main phase and never next
 to each other. Practice comes first (clean and the largest eps alternating, so feedback teaches the
@@ -56,6 +72,8 @@ class TrialSpec:
     phase: Phase
     image_id: int
     eps: float
+    #: Index into ``StudyConfig.stimulus_set_ids`` of the set the stimulus comes from (0: the first set).
+    set_index: int = 0
 
     @property
     def expected_judgment(self) -> Literal["perturbed", "clean"] | None:
@@ -115,12 +133,18 @@ def level_cycle(levels: list[float], clean_share: float | None) -> list[float]:
     return [0.0] * c + perturbed
 
 
-def _main_trials(order: list[int], levels: list[float], n_main: int, participant_index: int) -> list[tuple[int, float]]:
-    """(image_id, eps) of the participant's main trials, in window order (unshuffled)."""
-    n_images, n_levels = len(order), len(levels)
-    block = participant_index // n_levels
+def _main_trials(
+    order: list[int], levels: list[float], n_main: int, participant_index: int, n_sets: int = 1
+) -> list[tuple[int, float, int]]:
+    """(image_id, eps, set_index) of the participant's main trials, in window order (unshuffled)."""
+    n_images, n_conditions = len(order), len(levels) * n_sets
+    block = participant_index // n_conditions
     start = (block * n_main) % n_images
-    return [(order[(start + k) % n_images], levels[(k + participant_index) % n_levels]) for k in range(n_main)]
+    out = []
+    for k in range(n_main):
+        condition = (k + participant_index) % n_conditions
+        out.append((order[(start + k) % n_images], levels[condition // n_sets], condition % n_sets))
+    return out
 
 
 def _pick(rng: random.Random, preferred: list[int], fallback: list[int], n: int) -> list[int]:
@@ -147,10 +171,11 @@ def build_schedule(
 ) -> list[TrialSpec]:
     """The ordered trials of participant ``participant_index`` (0-based, in enrollment order).
 
-    ``image_ids`` are the stimulus set's source images; ``eps_levels`` its perturbation levels including 0.0
-    (clean). ``practice_image_ids``, when given, are used for practice instead of main-study images not in
-    this participant's main phase (if no such images exist, practice reuses main images, which then appear
-    twice). Catch trials use images outside the participant's main phase when there are any.
+    ``image_ids`` are the stimulus set's source images (with several sets: those every set has);
+    ``eps_levels`` its perturbation levels including 0.0 (clean). ``practice_image_ids``, when given, are
+    used for practice instead of main-study images not in this participant's main phase (if no such images
+    exist, practice reuses main images, which then appear twice). Catch trials use images outside the
+    participant's main phase when there are any.
     ``annotate_image_ids``, when given and not empty, is the annotation pool (e.g. the training images, so
     the paintings reach SIP-AT): annotation trials are a seeded sample of it instead of main-phase images.
 
@@ -194,8 +219,9 @@ def build_schedule(
     _rng("study-order", seed).shuffle(order)
     rng = _rng("participant", seed, participant_index)
 
-    main = _main_trials(order, level_cycle(levels, config.clean_share), config.n_main, participant_index)
-    main_ids = [image_id for image_id, _ in main]
+    n_sets = len(config.stimulus_set_ids)
+    main = _main_trials(order, level_cycle(levels, config.clean_share), config.n_main, participant_index, n_sets)
+    main_ids = [image_id for image_id, _, _ in main]
     main_set = set(main_ids)
     unused = [i for i in images if i not in main_set]
 
@@ -212,12 +238,12 @@ def build_schedule(
     practice_set = set(practice_ids)
     catch_ids = _pick(rng, [i for i in unused if i not in practice_set], images, config.n_catch)
     gaps = set(rng.sample(range(1, config.n_main + 1), config.n_catch))
-    middle: list[tuple[Phase, int, float]] = []
+    middle: list[tuple[Phase, int, float, int]] = []
     catches = iter(catch_ids)
-    for j, (image_id, eps) in enumerate(main, start=1):
-        middle.append(("main", image_id, eps))
+    for j, (image_id, eps, set_index) in enumerate(main, start=1):
+        middle.append(("main", image_id, eps, set_index))
         if j in gaps:
-            middle.append(("catch", next(catches), CATCH_EPS))
+            middle.append(("catch", next(catches), CATCH_EPS, 0))
 
     # Annotation: clean images the participant saw in the main phase, then others if needed.
     if annotate_pool:  # a generator of its own, so the detection trials stay as they were without a pool
@@ -225,7 +251,7 @@ def build_schedule(
     else:
         annotate_ids = _pick(rng, sorted(main_set), images, config.n_annotate)
 
-    phases: list[tuple[Phase, int, float]] = [("practice", i, e) for i, e in practice]
+    phases: list[tuple[Phase, int, float, int]] = [("practice", i, e, 0) for i, e in practice]
     phases += middle
-    phases += [("annotate", i, 0.0) for i in annotate_ids]
-    return [TrialSpec(position=p, phase=ph, image_id=i, eps=e) for p, (ph, i, e) in enumerate(phases)]
+    phases += [("annotate", i, 0.0, 0) for i in annotate_ids]
+    return [TrialSpec(position=p, phase=ph, image_id=i, eps=e, set_index=s) for p, (ph, i, e, s) in enumerate(phases)]

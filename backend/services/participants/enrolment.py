@@ -117,11 +117,11 @@ def start_session(
         statuses = _SIMULATE_STATUSES if simulated else ("open",)
         if study.status not in statuses:
             raise ConflictError(f"study {slug!r} is {study.status}, not open; it does not accept participants now")
-        stimuli = _StimulusIndex.load(session, study_config(study).stimulus_set_id)  # 503 before taking an index
+        stimuli = _StudyStimuli.load(session, study_config(study).stimulus_set_ids)  # 503 before taking an index
         try:
             index, config = _take_index(session, study, statuses)
-            if config.stimulus_set_id != stimuli.stimulus_set.id:  # changed in the meantime
-                stimuli = _StimulusIndex.load(session, config.stimulus_set_id)
+            if config.stimulus_set_ids != stimuli.set_ids:  # changed in the meantime
+                stimuli = _StudyStimuli.load(session, config.stimulus_set_ids)
             specs = stimuli.schedule(config, index)
             stimulus_ids = [stimuli.stimulus_id(spec) for spec in specs]
             token = secrets.token_urlsafe(24)
@@ -226,15 +226,22 @@ class _StimulusIndex:
             pools[split].append(image_id)
         return cls(sset, dict(by_image), dict(pools))
 
-    def schedule(self, config: StudyConfig, participant_index: int) -> list[TrialSpec]:
-        image_ids = sorted({image_id for image_id, role in self.by_image if role == "trial"})
-        eps_levels = sorted({0.0, *(float(e) for e in self.stimulus_set.eps_levels)})
+    def trial_images(self) -> list[int]:
+        return sorted({image_id for image_id, role in self.by_image if role == "trial"})
+
+    def levels(self) -> list[float]:
+        return sorted({0.0, *(float(e) for e in self.stimulus_set.eps_levels)})
+
+    def schedule(
+        self, config: StudyConfig, participant_index: int, image_ids: list[int] | None = None
+    ) -> list[TrialSpec]:
+        """`build_schedule` on this set's images, or on `image_ids` (the images every compared set has)."""
         try:
             return build_schedule(
                 config,
                 participant_index=participant_index,
-                image_ids=image_ids,
-                eps_levels=eps_levels,
+                image_ids=self.trial_images() if image_ids is None else image_ids,
+                eps_levels=self.levels(),
                 annotate_image_ids=self.pools.get(config.annotation_split) if config.annotation_split else None,
             )
         except ValueError as exc:
@@ -252,3 +259,40 @@ class _StimulusIndex:
             f"{spec.image_id} at eps {spec.eps}",
             retry_after_s=PREPARING_RETRY_AFTER_S if self.stimulus_set.status != "ready" else None,
         )
+
+
+@dataclass
+class _StudyStimuli:
+    """The stimuli of every set of a study (`StudyConfig.stimulus_set_ids`), the first set's first.
+
+    The main phase uses the images every set has complete; practice, catch and annotation trials come from the
+    first set (`backend.study.schedule`). A `TrialSpec.set_index` picks the set its stimulus is looked up in.
+    """
+
+    sets: list[_StimulusIndex]
+
+    @classmethod
+    def load(cls, session: Session, set_ids: list[int]) -> _StudyStimuli:
+        return cls([_StimulusIndex.load(session, set_id) for set_id in set_ids])
+
+    @property
+    def set_ids(self) -> list[int]:
+        return [index.stimulus_set.id for index in self.sets]
+
+    def schedule(self, config: StudyConfig, participant_index: int) -> list[TrialSpec]:
+        first, *others = self.sets
+        if not others:
+            return first.schedule(config, participant_index)
+        levels = first.levels()
+        images = set(first.trial_images())
+        for other in others:
+            if other.levels() != levels:
+                raise UnavailableError(
+                    f"study cannot run: stimulus set {other.stimulus_set.id} has eps levels {other.levels()}, set "
+                    f"{first.stimulus_set.id} {levels}; compared sets need the same levels, a researcher must fix it"
+                )
+            images &= set(other.trial_images())
+        return first.schedule(config, participant_index, image_ids=sorted(images))
+
+    def stimulus_id(self, spec: TrialSpec) -> int:
+        return self.sets[spec.set_index].stimulus_id(spec)
