@@ -69,10 +69,13 @@ def add_stimulus_set(
     steps: int,
     status: str = "ready",
     with_stimuli: bool = True,
+    masked: bool = False,
 ) -> StimulusSet:
     """A stimulus set over `dataset` with, per image (k in the dataset's order), a trial stimulus at eps 0 and
     at every level and a catch stimulus; flushed."""
-    sset = StimulusSet(dataset_id=dataset.id, name=name, eps_levels=list(eps_levels), status=status, steps=steps)
+    sset = StimulusSet(
+        dataset_id=dataset.id, name=name, eps_levels=list(eps_levels), status=status, steps=steps, masked=masked
+    )
     session.add(sset)
     session.flush()
     if with_stimuli:
@@ -96,7 +99,8 @@ def add_stimulus_set(
 def add_study(
     session: Session, stimulus_set: StimulusSet, *, slug: str, title: str, status: str = "open", **config: Any
 ) -> Study:
-    """A study over `stimulus_set` with the schedule `config`; flushed."""
+    """A study over `stimulus_set` with the schedule `config` (which may name `compare_stimulus_set_ids`);
+    flushed."""
     study = Study(slug=slug, title=title, status=status, config={"stimulus_set_id": stimulus_set.id, **config})
     session.add(study)
     session.flush()
@@ -115,12 +119,20 @@ def seed_ready_study(
     dataset_name: str,
     set_name: str,
     steps: int = 4,
+    compare_set_names: Sequence[str] = (),
     **config: Any,
 ) -> Study:
     """A dataset of `n_images`, a ready stimulus set (eps 0, every level, catch) and an open study with the
-    schedule `config`; committed."""
+    schedule `config`; committed. Each of `compare_set_names` adds a further ready set over the same images
+    and levels, masked (the masked-vs-unmasked comparison), which the study compares with the first."""
     dataset = add_dataset(session, storage, pictures, n_images=n_images, name=dataset_name)
     sset = add_stimulus_set(session, storage, dataset, pictures, eps_levels=eps_levels, name=set_name, steps=steps)
+    others = [
+        add_stimulus_set(session, storage, dataset, pictures, eps_levels=eps_levels, name=n, steps=steps, masked=True)
+        for n in compare_set_names
+    ]
+    if others:
+        config["compare_stimulus_set_ids"] = [o.id for o in others]
     study = add_study(session, sset, slug=slug, title=title, **config)
     session.commit()
     return study

@@ -82,6 +82,12 @@ class ResultsOut(BaseModel):
         default=None, description="The participant-level view; the fields above are the pooled 'trials view'."
     )
     model: ModelOut | None = None
+    sets: SetComparisonOut | None = Field(
+        default=None,
+        description="A study of several stimulus sets (config.compare_stimulus_set_ids): the sets side by side "
+        "with participant-bootstrap intervals, and each set's threshold difference from the first, paired by "
+        "participant. Null for a study of one set.",
+    )
 
 
 # --- the participant-level view (backend.study.participants, backend.study.model) ------------------------------
@@ -188,6 +194,59 @@ class ModelOut(BaseModel):
     eps50: dict[str, EstimateOut] = Field(default_factory=dict, description="condition -> the model's 50% point.")
     eps50_ratio: EstimateOut | None = Field(default=None, description="Masked / unmasked 50% point.")
     warnings: list[WarningOut] = Field(default_factory=list)
+
+
+# --- several stimulus sets side by side (backend.study.sets) ------------------------------------------------------
+
+
+class SetLevelOut(BaseModel):
+    """One eps level of one set; d' is against that set's own clean trials."""
+
+    eps: float
+    n: int
+    n_participants: int
+    detection_rate: float
+    ci: Interval = Field(description="Participant-bootstrap 95% interval of the detection rate.")
+    dprime: float | None
+    dprime_ci: Interval
+
+
+class SetOut(BaseModel):
+    stimulus_set_id: int
+    name: str
+    masked: bool
+    n_participants: int
+    n_trials: int
+    levels: list[SetLevelOut]
+    eps50: float | None
+    eps75: float | None
+    eps50_ci: Interval = Field(description="Participant-bootstrap 95% interval; null high end: unbounded.")
+    eps75_ci: Interval
+    share_not_reached: float | None
+    at_bound: list[str]
+    reason: str | None = Field(description="Why there is no fit, when there is none.")
+
+
+class SetDifferenceOut(BaseModel):
+    """Threshold of set `stimulus_set_id` minus that of the first set, paired within each resample."""
+
+    stimulus_set_id: int
+    name: str
+    minus_stimulus_set_id: int
+    minus_name: str
+    eps50: float | None
+    eps75: float | None
+    eps50_ci: Interval
+    eps75_ci: Interval
+    n_resamples_used: int
+
+
+class SetComparisonOut(BaseModel):
+    n_participants: int
+    n_boot: int
+    within: bool
+    sets: list[SetOut] = Field(description="In the study's order: stimulus_set_id first.")
+    differences: list[SetDifferenceOut]
 
 
 ResultsOut.model_rebuild()

@@ -13,7 +13,8 @@ info, recruitment ids) as compact JSON text in CSV and as objects in JSON, missi
 The participants table also has the recruitment ids (Prolific's PID, study and session ids; MTurk's worker,
 assignment and HIT ids) and the display (device pixel ratio, screen and viewport size, the card calibration's
 px per mm) as columns of their own, and the questionnaire's answers. Responses have the trial's focus,
-visibility and fullscreen losses as the page counted them (null: not reported). Simulated sessions (a
+visibility and fullscreen losses as the page counted them (null: not reported), and the stimulus set a trial
+came from (`stimulus_set_id`, `stimulus_set_name`: a study may compare several sets). Simulated sessions (a
 researcher's pilot runs, `backend.api.simulation`) are left out unless `include_simulated`.
 """
 
@@ -45,7 +46,7 @@ RESPONSE_COLUMNS = (
     "response_id", "participant_id", "participant_external_id", "participant_index", "participant_flagged",
     "trial_id", "position", "shown_count", "phase", "stimulus_set_id", "stimulus_id", "image_id", "image_filename",
     "label", "eps", "masked", "expected", "judgment", "correct", "confidence", "rt_ms", "created_at",
-    "focus_losses", "visibility_losses", "fullscreen_exits", "client_timestamps",
+    "focus_losses", "visibility_losses", "fullscreen_exits", "client_timestamps", "stimulus_set_name",
 )  # fmt: skip
 PARTICIPANT_COLUMNS = (
     "participant_id", "index", "external_id", "consent", "started_at", "completed_at", "completed",
@@ -132,6 +133,7 @@ def _response_batches(session: Session, study_id: int, options: _Options) -> Ite
         Participant.flagged.label("participant_flagged"),
         Trial.phase,
         Stimulus.stimulus_set_id,
+        StimulusSet.name.label("stimulus_set_name"),
         Stimulus.id.label("stimulus_id"),
         Stimulus.image_id,
         Image.filename.label("image_filename"),

@@ -9,7 +9,8 @@ table always says which perturbation (sparing the salient pixels or not) its det
 
 Two views of the same trials: the pooled one (`eps`, `psychometric`: every trial as if independent, the
 "trials view") and the participant-level one (`participants`: a bootstrap over people, per-person d' and
-thresholds, the masked-vs-unmasked difference; `model`: a GEE logistic model with participants as clusters).
+thresholds, the masked-vs-unmasked difference; `model`: a GEE logistic model with participants as clusters;
+`sets`: a study of several stimulus sets compared side by side, `backend.study.sets`).
 Only the second carries a claim about people in general; see `backend.study.participants`.
 """
 
@@ -29,6 +30,7 @@ from backend.study.config import ExclusionRules
 from backend.study.model import condition_model
 from backend.study.participants import participant_analysis
 from backend.study.psychometric import fit_psychometric
+from backend.study.sets import SetInfo, set_comparison
 
 
 @dataclass(frozen=True)
@@ -73,6 +75,9 @@ class StudyResults:
     model: dict[str, Any] | None = None
     #: Each rule of the study's `ExclusionRules` with what it excludes on its own.
     rules: list[RuleCount] = field(default_factory=list)
+    #: `backend.study.sets.set_comparison` of a study of several stimulus sets (None for one set, or when the
+    #: participant level is not asked for).
+    sets: dict[str, Any] | None = None
 
 
 def _rows(session: Session, study_id: int, phase: str, include_simulated: bool = False) -> list[dict[str, Any]]:
@@ -87,6 +92,7 @@ def _rows(session: Session, study_id: int, phase: str, include_simulated: bool =
             Trial.phase,
             Response.focus_losses,
             Response.visibility_losses,
+            Stimulus.stimulus_set_id,
         )
         .join(Trial, Trial.id == Response.trial_id)
         .join(Participant, Participant.id == Trial.participant_id)
@@ -128,6 +134,7 @@ def study_results(
     excluded = _describe(session, flagged, catch)
     drop = set() if include_excluded else set(flagged)
     kept = [row for row in main if row["participant_id"] not in drop and id(row) not in fast]
+    compared = _compared_sets(session, study, kept, n_boot=n_boot, seed=seed) if participant_level else None
     if masked is not None:
         kept = [row for row in kept if row["eps"] == 0 or bool(row["masked"]) == masked]
 
@@ -148,7 +155,21 @@ def study_results(
         participants=participant_analysis(kept, n_boot=n_boot, seed=seed) if participant_level else None,
         model=condition_model(kept) if participant_level else None,
         rules=rules,
+        sets=compared,
     )
+
+
+def _compared_sets(
+    session: Session, study: Study, rows: list[dict[str, Any]], *, n_boot: int, seed: int
+) -> dict[str, Any] | None:
+    """The sets side by side (`backend.study.sets`) when the study compares several; None otherwise."""
+    config = study.config or {}
+    ids = [config.get("stimulus_set_id"), *(config.get("compare_stimulus_set_ids") or [])]
+    if len(ids) < 2:
+        return None
+    found = {s.id: s for s in session.scalars(select(StimulusSet).where(StimulusSet.id.in_(ids)))}
+    infos = [SetInfo(i, found[i].name or f"set {i}", bool(found[i].masked)) for i in ids if i in found]
+    return set_comparison(rows, infos, n_boot=n_boot, seed=seed)
 
 
 def _apply_rules(
