@@ -61,6 +61,7 @@ def prolific_url(settings: Settings, study: Study) -> str:
 #: The form's label of each StudyConfig field (as `_study_fields.html` writes it): errors name the box to fix.
 CONFIG_LABELS = {
     "stimulus_set_id": "Stimulus set",
+    "compare_stimulus_set_ids": "Compared with sets",
     "n_main": "Main trials",
     "n_practice": "Practice trials",
     "n_catch": "Catch trials",
@@ -86,6 +87,7 @@ INT_FIELDS = (
     "stimulus_set_id", "n_main", "n_practice", "n_catch", "n_annotate", "seed", "min_annotators",
     "stimulus_duration_ms", "mask_ms", "iti_ms", "target_participants",
 )  # fmt: skip
+COMPARE = "compare_stimulus_set_ids"
 CHECKBOX_FIELDS = ("prolific", "require_fullscreen", "card_calibration")
 #: Labels by the location pydantic reports (`config.<field>` inside StudyCreate/StudyUpdate), plus the top ones.
 FORM_LABELS = {"slug": "Address", "title": "Title", **{f"config.{k}": v for k, v in CONFIG_LABELS.items()}}
@@ -101,12 +103,23 @@ def _config_values(form: dict[str, str], *, clearing: bool) -> dict[str, Any]:
             if name in CHECKBOX_FIELDS
             else optional(form, name)
             for name in CONFIG_LABELS
+            if name != COMPARE
         }
     )
     if clearing:
         for name in NULLABLE:
             values.setdefault(name, None)
+    if COMPARE in form:  # a disabled (frozen) field is not sent: the sets stay as they are
+        values[COMPARE] = _id_list(form[COMPARE], CONFIG_LABELS[COMPARE])
     return values
+
+
+def _id_list(text: str, label: str) -> list[int]:
+    """`"12, 14"` -> [12, 14]; empty -> [] (a study of one set)."""
+    parts = [p for p in text.replace(",", " ").split() if p]
+    if not all(p.isdigit() for p in parts):
+        raise InvalidInputError(f"{label}: {text.strip()!r} is not a list of set ids; enter ids such as '12, 14'")
+    return [int(p) for p in parts]
 
 
 def _check_main_trials(session: Session, config: StudyConfig) -> None:

@@ -109,3 +109,24 @@ def test_the_design_settings_from_the_form(admin: TestClient, session: Session, 
     assert config["target_participants"] == 30
     bad = admin.post("/admin/studies", data=form(admin, sset.id, "nomask", mask_ms="100"))
     assert bad.status_code == 422 and "mask_ms needs stimulus_duration_ms" in bad.text
+
+
+def test_a_study_of_two_sets_from_the_form(admin: TestClient, session: Session, storage: BlobStore) -> None:
+    dataset = make_dataset(session, storage)
+    first, second = make_stimulus_set(session, storage, dataset), make_stimulus_set(session, storage, dataset)
+    session.commit()
+    assert 'name="compare_stimulus_set_ids"' in admin.get("/admin/studies").text
+    r = admin.post("/admin/studies", data=form(admin, first.id, "two", compare_stimulus_set_ids="x, 3"))
+    assert r.status_code == 422 and "Compared with sets: &#39;x, 3&#39; is not a list of set ids" in r.text
+    r = admin.post(
+        "/admin/studies",
+        data=form(admin, first.id, "two", compare_stimulus_set_ids=f" {second.id} "),
+        follow_redirects=False,
+    )
+    assert r.status_code == 303, r.text
+    study = session.scalar(select(Study).where(Study.slug == "two"))
+    assert study.config["compare_stimulus_set_ids"] == [second.id]
+    assert f'value="{second.id}"' in admin.get(f"/admin/studies/{study.id}").text
+    one = admin.post("/admin/studies", data=form(admin, first.id, "one"), follow_redirects=False)
+    assert one.status_code == 303
+    assert session.scalar(select(Study).where(Study.slug == "one")).config["compare_stimulus_set_ids"] == []
