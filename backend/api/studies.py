@@ -164,8 +164,8 @@ def read_results(
     ] = False,
 ) -> ResultsOut:
     """Main-phase detection per eps (rates with Wilson 95% intervals, hit/false-alarm rates, d', RT and
-    confidence), catch-trial exclusions, and the psychometric fit with eps at 50%/75%; a study of several stimulus sets adds
-    `sets`, the sets side by side with the paired threshold differences."""
+    confidence), catch-trial exclusions, and the psychometric fit with eps at 50%/75%; a study of several
+    stimulus sets adds `sets`, the sets side by side with the paired threshold differences."""
     r = study_results(
         session, study_id, include_excluded=include_excluded, n_boot=n_boot, include_simulated=include_simulated
     )

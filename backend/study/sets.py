@@ -100,7 +100,8 @@ def _one_set(
     clean = [i for i, e in enumerate(levels) if e == 0]
     rows = []
     for i, e in enumerate(levels):
-        d, d_ci = None, [None, None]
+        d: float | None = None
+        d_ci: list[float | None] = [None, None]
         if e > 0 and clean:
             c = clean[0]
             kc, nc = int(k_all[c]), int(n_all[c])

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import itertools
 from collections import Counter
 
 import pytest
@@ -47,10 +48,10 @@ def test_sets_are_interleaved_not_blocked() -> None:
     longest = []
     for p in range(8):
         order = [t.set_index for t in _main(cfg, p)[0]]
-        switches = sum(a != b for a, b in zip(order, order[1:], strict=False))
+        switches = sum(a != b for a, b in itertools.pairwise(order))
         assert switches >= 6, order  # two blocks would switch once
         run = best = 1
-        for a, b in zip(order, order[1:], strict=False):
+        for a, b in itertools.pairwise(order):
             run = run + 1 if a == b else 1
             best = max(best, run)
         longest.append(best)

@@ -27,9 +27,8 @@ def _simulate(n_people: int, per_level: int, seed: int, spread: float = 0.5) -> 
                 prob = 0.1 if e == 0 else 0.1 + 0.89 / (1 + (eps50 * factor / e) ** 3)
                 for hit in rng.random(per_level) < prob:
                     judgment = "perturbed" if hit else "clean"
-                    rows.append(
-                        {"participant_id": p, "stimulus_set_id": set_id, "eps": e, "judgment": judgment, "phase": "main"}
-                    )
+                    row = {"participant_id": p, "stimulus_set_id": set_id, "eps": e, "judgment": judgment}
+                    rows.append({**row, "phase": "main"})
     return rows
 
 
