@@ -53,8 +53,9 @@ class StudyUpdate(BaseModel):
     title: Title | None = None
     config: StudyConfigPatch | None = Field(  # type: ignore[valid-type]
         default=None,
-        description="Config fields to change. Fields that shape the schedules (stimulus_set_id, n_main, "
-        "n_practice, n_catch, n_annotate, seed) cannot change once participants have started.",
+        description="Config fields to change. Fields that shape the schedules (stimulus_set_id, "
+        "compare_stimulus_set_ids, n_main, n_practice, n_catch, n_annotate, seed, clean_share, annotation_split) "
+        "cannot change once participants have started.",
     )
 
     def config_patch(self) -> dict[str, Any] | None:

@@ -270,6 +270,11 @@ class StudyConfig(BaseModel):
         """Every set of the study, the first (stimulus_set_id) first; the schedule's set index points here."""
         return [self.stimulus_set_id, *self.compare_stimulus_set_ids]
 
+    @field_validator("compare_stimulus_set_ids", mode="before")
+    @classmethod
+    def _none_is_no_set(cls, value: object) -> object:
+        return [] if value is None else value  # PATCH {"compare_stimulus_set_ids": null}: back to one set
+
     @model_validator(mode="after")
     def _distinct_sets(self) -> StudyConfig:
         ids = self.stimulus_set_ids

@@ -106,3 +106,4 @@ def test_config_rules() -> None:
     cfg = StudyConfig(stimulus_set_id=7, compare_stimulus_set_ids=[9])
     assert cfg.stimulus_set_ids == [7, 9]
     assert StudyConfig(stimulus_set_id=7).stimulus_set_ids == [7]  # the one-set form stays valid
+    assert StudyConfig.model_validate({"stimulus_set_id": 7, "compare_stimulus_set_ids": None}).stimulus_set_ids == [7]
