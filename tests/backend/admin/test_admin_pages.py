@@ -15,7 +15,7 @@ from PIL import Image as PILImage
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
-from backend.admin.maskstats import rle_decode
+from backend.services.maskstats import rle_decode
 from backend.models import (
     Annotation,
     Dataset,
