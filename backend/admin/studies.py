@@ -73,10 +73,12 @@ CONFIG_LABELS = {
     "iti_ms": "Pause between trials (ms)",
     "require_fullscreen": "Ask for fullscreen",
     "card_calibration": "Card calibration",
+    "viewing_distance": "Viewing distance",
     "target_participants": "Close after participants",
     "completion_code": "Completion code",
     "redirect_url": "Redirect after the end",
     "prolific": "Runs on Prolific",
+    "mturk": "Runs on MTurk",
     "declined_code": "Code for declined consent",
     "failed_attention_code": "Code for failed attention checks",
     "consent_text": "Consent text",
@@ -86,7 +88,7 @@ INT_FIELDS = (
     "stimulus_set_id", "n_main", "n_practice", "n_catch", "n_annotate", "seed", "min_annotators",
     "stimulus_duration_ms", "mask_ms", "iti_ms", "target_participants",
 )  # fmt: skip
-CHECKBOX_FIELDS = ("prolific", "require_fullscreen", "card_calibration")
+CHECKBOX_FIELDS = ("prolific", "mturk", "require_fullscreen", "card_calibration", "viewing_distance")
 #: Labels by the location pydantic reports (`config.<field>` inside StudyCreate/StudyUpdate), plus the top ones.
 FORM_LABELS = {"slug": "Address", "title": "Title", **{f"config.{k}": v for k, v in CONFIG_LABELS.items()}}
 

@@ -1,4 +1,5 @@
-"""Painted masks as numbers (and PNG bytes): decoding and encoding, binarisation, the annotators' mean map, agreement (IoU), COCO run-length encoding.
+"""Painted masks as numbers (and as PNG bytes): decoding and encoding, binarisation, the annotators' mean map,
+agreement (IoU), COCO run-length encoding.
 
 Masks come as 8-bit grayscale arrays `(H, W)` (255 = painted, as stored by the participant protocol) or as
 floats in [0, 1]; a pixel counts as painted when its value reaches half the range (`threshold` 0.5, the same
