@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 from backend.auth import create_token
 from backend.models import Participant
 from backend.storage import BlobStore
-from tests.backend.factories import make_open_study, make_user
+from tests.backend.factories import BOTH_DATABASES, make_open_study, make_user
 from tests.backend.protocol_steps import CLIENT, answer, next_trial
 
 TAN = math.tan(math.radians(13.5))
@@ -63,6 +63,7 @@ def test_implausible_calibrations_are_422_with_the_fix(
     assert session.scalar(select(Participant.id)) is None  # nothing enrolled
 
 
+@BOTH_DATABASES
 def test_distance_and_degrees_in_the_exports(client: TestClient, session: Session, storage: BlobStore) -> None:
     study = make_open_study(session, storage, card_calibration=True, viewing_distance=True)
     r = enrol(client, calibrated(600, viewing_distance_mm=600.2), external_id="near")
