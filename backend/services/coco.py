@@ -65,9 +65,7 @@ def group_masks(painted: list[PaintedMask], load: Callable[[str], bytes]) -> lis
     out = []
     for image_id, items in groups.items():
         size = (items[0].annotation.width, items[0].annotation.height)
-        out.append(
-            ImageMasks(image_id, size, [(p, decode_map(load(p.annotation.mask_sha256), size)) for p in items])
-        )
+        out.append(ImageMasks(image_id, size, [(p, decode_map(load(p.annotation.mask_sha256), size)) for p in items]))
     return out
 
 

@@ -34,9 +34,7 @@ def mean_display_sizes(study_id: int) -> Any:
     width = Response.client_timestamps["display_width"].as_float()
     height = Response.client_timestamps["display_height"].as_float()
     query: Select[Any] = (
-        select(
-            Trial.participant_id.label("pid"), func.avg(width).label("width"), func.avg(height).label("height")
-        )
+        select(Trial.participant_id.label("pid"), func.avg(width).label("width"), func.avg(height).label("height"))
         .join(Trial, Trial.id == Response.trial_id)
         .join(Participant, Participant.id == Trial.participant_id)
         .where(Participant.study_id == study_id, Trial.phase.in_(DETECTION_PHASES))

@@ -100,9 +100,7 @@ def study_page(slug: str, request: Request, session: SessionDep) -> Response:
         "api": API_PREFIX,
         "example_url": str(request.url_for("example_image", slug=study.slug, token="TOKEN", which="WHICH").path),
     }
-    return templates.TemplateResponse(
-        request, "study.html", {"page": page, "title": study.title}, headers=headers
-    )
+    return templates.TemplateResponse(request, "study.html", {"page": page, "title": study.title}, headers=headers)
 
 
 def _mturk_preview(request: Request, title: str, description: str) -> Response:

@@ -276,8 +276,8 @@ async function main() {
 async function measureDistance(pxPerMm) {
   const [near, far] = DISTANCE_RANGE_MM;
   for (const again of [false, true]) {
-    const result = await runTrial(blindSpot, { px_per_mm: pxPerMm, again }, root);
-    if (result.viewing_distance_mm >= near && result.viewing_distance_mm <= far) return result;
+    const { blind_spot_px, viewing_distance_mm } = await runTrial(blindSpot, { px_per_mm: pxPerMm, again }, root);
+    if (viewing_distance_mm >= near && viewing_distance_mm <= far) return { blind_spot_px, viewing_distance_mm };
   }
   return {};
 }

@@ -31,7 +31,8 @@ def take_part(client: TestClient, person: str, distance_mm: float | None, width_
             continue
         times = {"display_width": width_px, "display_height": width_px}
         body = {"judgment": "clean", "confidence": 2, "rt_ms": 500.0, "client_timestamps": times}
-        assert client.post(f"/api/v1/sessions/{token}/trials/{trial['trial_id']}/response", json=body).status_code == 201
+        url = f"/api/v1/sessions/{token}/trials/{trial['trial_id']}/response"
+        assert client.post(url, json=body).status_code == 201
 
 
 def deg(css_px: float, distance_mm: float) -> float:

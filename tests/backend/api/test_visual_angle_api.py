@@ -80,7 +80,8 @@ def test_distance_and_degrees_in_the_exports(client: TestClient, session: Sessio
             shown.append(width)
         times = {"onset": 1.0, "display_width": width, "display_height": width / 2}
         body = {"judgment": "clean", "confidence": 2, "rt_ms": 500.0, "client_timestamps": times}
-        assert client.post(f"/api/v1/sessions/{token}/trials/{trial['trial_id']}/response", json=body).status_code == 201
+        url = f"/api/v1/sessions/{token}/trials/{trial['trial_id']}/response"
+        assert client.post(url, json=body).status_code == 201
     assert enrol(client, external_id="uncalibrated").status_code == 201  # an older page: no calibration at all
     stored = session.scalar(select(Participant.client_info).where(Participant.external_id == "near"))
     assert stored["viewing_distance_mm"] == pytest.approx(600.0, abs=0.05)  # the service's number, not the page's

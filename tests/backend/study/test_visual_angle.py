@@ -29,7 +29,7 @@ def test_distance_is_the_mean_offset_over_tan_13_5_degrees() -> None:
     assert BLIND_SPOT_DEG == 13.5
     # 4 px/mm, offsets averaging 600 px = 150 mm: 150 / tan(13.5 deg) = 624.79 mm.
     assert viewing_distance_mm([590, 595, 600, 605, 610], 4.0) == pytest.approx(150 / TAN, rel=1e-12)
-    assert 150 / TAN == pytest.approx(624.79, abs=0.01)
+    assert pytest.approx(624.79, abs=0.01) == 150 / TAN
     # A participant at 500 mm on a 96-dpi screen (3.7795 CSS px per mm) is recovered exactly.
     assert viewing_distance_mm(sweeps_for(500, 3.7795), 3.7795) == pytest.approx(500, abs=1e-9)
     # The same physical offset at twice the pixel density is twice the pixels, and the same distance.
@@ -78,7 +78,7 @@ def test_client_info_keeps_the_service_s_distance_and_refuses_bad_numbers() -> N
     for body, message in [
         ({"px_per_mm": 4.0, "viewing_distance_mm": 600}, "needs blind_spot_px"),
         ({"blind_spot_px": sweeps_for(600, 4.0)}, "needs px_per_mm"),
-        ({"px_per_mm": 4.0, "blind_spot_px": sweeps_for(600, 4.0) + [600.0]}, "at most 5 items"),
+        ({"px_per_mm": 4.0, "blind_spot_px": [*sweeps_for(600, 4.0), 600.0]}, "at most 5 items"),
         ({"px_per_mm": 4.0, "blind_spot_px": sweeps_for(3000, 4.0)}, "outside 200..1500 mm"),
     ]:
         with pytest.raises(ValidationError, match=message):

@@ -81,7 +81,7 @@ export const blindSpot = {
     const pxPerMm = params.px_per_mm;
     const square = h("div", { class: "bs-square", id: "blind-spot-square", "aria-hidden": "true" });
     const dot = h("div", { class: "bs-dot", id: "blind-spot-dot", "aria-hidden": "true", hidden: "" });
-    const field = h("div", { class: "bs-field", id: "blind-spot-field" }, square, dot);
+    const field = h("div", { class: "bs-field", id: "blind-spot-field", dataset: { pxPerMm: pxPerMm } }, square, dot);
     const start = h("button", { class: "primary", type: "button", id: "blind-spot-start" }, "Start");
     const now = h("button", { class: "secondary", type: "button", id: "blind-spot-now", disabled: "" }, "It disappeared");
     const count = h("p", { id: "blind-spot-count", role: "status" }, `Sweep 1 of ${SWEEPS}`);
@@ -96,7 +96,8 @@ export const blindSpot = {
           h(
             "p",
             {},
-            "Sit as you will during the study. Cover your right eye with your hand and keep looking at the black " +
+            (params.again ? "That result cannot be right (the dot was stopped too early or too late). " : "") +
+              "Sit as you will during the study. Cover your right eye with your hand and keep looking at the " +
               "square with your left eye. After Start, a red dot moves away from the square. Press Space (or the " +
               `button) the moment the dot disappears. This is done ${SWEEPS} times.`,
           ),
