@@ -55,11 +55,13 @@ def degrees(client_info: dict[str, Any] | None, width_px: Any, height_px: Any) -
     to a participant with `client_info`; None where a calibration or the size is missing."""
     info = client_info or {}
     px_per_mm, distance = _number(info.get("px_per_mm")), _number(info.get("viewing_distance_mm"))
-    out: list[float | None] = []
-    for extent in (_number(width_px), _number(height_px)):
-        ok = extent is not None and px_per_mm is not None and distance is not None
-        out.append(round(size_deg(extent, px_per_mm, distance), 3) if ok else None)  # type: ignore[arg-type]
-    return out[0], out[1]
+    if px_per_mm is None or distance is None:
+        return None, None
+    width, height = _number(width_px), _number(height_px)
+    return (
+        round(size_deg(width, px_per_mm, distance), 3) if width is not None else None,
+        round(size_deg(height, px_per_mm, distance), 3) if height is not None else None,
+    )
 
 
 def participant_display(client_info: dict[str, Any] | None, width_px: Any, height_px: Any) -> dict[str, Any]:
