@@ -5,7 +5,9 @@ Policies, by what the response is:
 
 * HTML pages (participant pages `/s/...`, the dashboard `/admin/...`, error pages): `PAGE_POLICY`, only this
   origin's scripts and styles, no inline code, images also from `blob:`/`data:` (the study page shows
-  preloaded stimuli from object URLs), no framing.
+  preloaded stimuli from object URLs), no framing. The page of an MTurk study sets `page_policy(...)` itself:
+  the same policy, with the MTurk origin as form target (the external-submit form) and as frame ancestor (MTurk
+  shows the page in an iframe); then `X-Frame-Options` is left out.
 * Everything else (JSON, images, CSV, static files): `RESOURCE_POLICY`, which allows nothing to run if a
   response is ever opened as a document, and no framing.
 * The interactive API docs (`/api/v1/docs`, `backend.web.apidocs`): Swagger UI served from this origin and
@@ -29,10 +31,19 @@ from collections.abc import Iterable
 from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-PAGE_POLICY = (
-    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' blob: data:; connect-src 'self'; "
-    "object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
-)
+
+def page_policy(*, form_action: Iterable[str] = (), frame_ancestors: Iterable[str] = ()) -> str:
+    """The HTML pages' CSP; a page that must post a form to, or be framed by, other origins names them (an MTurk
+    study's page: `backend.study.mturk`, set by `backend.web.pages`). The rest of the policy stays the same."""
+    posts = " ".join(("'self'", *form_action))
+    framers = " ".join(frame_ancestors) or "'none'"
+    return (
+        "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' blob: data:; connect-src 'self'; "
+        f"object-src 'none'; base-uri 'none'; form-action {posts}; frame-ancestors {framers}"
+    )
+
+
+PAGE_POLICY = page_policy()
 RESOURCE_POLICY = "default-src 'none'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
 DOCS_POLICY = (
     "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
@@ -59,6 +70,16 @@ def content_security_policy(path: str, content_type: str, docs_paths: Iterable[s
     return RESOURCE_POLICY
 
 
+def _allows_framing(policy: str) -> bool:
+    """Whether a route's own CSP lets other origins frame the page; then `X-Frame-Options: DENY` (for browsers
+    without CSP level 2) would contradict it, so it is left out."""
+    for directive in policy.split(";"):
+        name, _, sources = directive.strip().partition(" ")
+        if name.lower() == "frame-ancestors":
+            return sources.strip() != "'none'"
+    return False
+
+
 class SecurityHeadersMiddleware:
     """Adds `COMMON_HEADERS`, a Content-Security-Policy and (over HTTPS) HSTS to every HTTP response,
     without replacing a header the route already set."""
@@ -77,8 +98,10 @@ class SecurityHeadersMiddleware:
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
                 headers = MutableHeaders(scope=message)
+                framed = _allows_framing(headers.get("content-security-policy", ""))
                 for name, value in COMMON_HEADERS.items():
-                    headers.setdefault(name, value)
+                    if not (framed and name == "X-Frame-Options"):
+                        headers.setdefault(name, value)
                 policy = content_security_policy(path, headers.get("content-type", ""), self.docs_paths)
                 headers.setdefault("Content-Security-Policy", policy)
                 if https:

@@ -1,7 +1,8 @@
 """The researcher dashboard: HTML pages under `/admin`, behind an administrator's login (`backend.admin.security`).
 
 Pages call the same services as the research API (`backend.services.*`); this package only adds the login,
-forms, server-side figures (`plots`, `figures`) and images (`imaging`), and the annotation export (`coco`).
+forms, server-side figures (`plots`, `figures`) and images (`imaging`); the annotation zip is built by
+`backend.services.coco`, which the research API serves too.
 """
 
 # No `from __future__ import annotations` here: it would shadow the submodule `annotations`.

@@ -10,14 +10,14 @@ import numpy as np
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 
-from backend.admin.coco import ImageMasks, annotations_zip, group_masks
 from backend.admin.deps import AdminDep, AdminRoute, render
 from backend.admin.figures import Table
-from backend.admin.maskstats import mean_pairwise_iou
 from backend.api.deps import SessionDep, StorageDep
 from backend.models import Image, Study
 from backend.services import admin_views as views
+from backend.services.coco import ImageMasks, annotations_zip, group_masks
 from backend.services.lookups import get_or_404
+from backend.services.maskstats import mean_pairwise_iou
 
 router = APIRouter(route_class=AdminRoute)
 

@@ -23,25 +23,6 @@ def decode_rgb(data: bytes) -> np.ndarray:
         return np.asarray(img.convert("RGB"), dtype=np.float64) / 255.0
 
 
-def decode_map(data: bytes, size: tuple[int, int] | None = None) -> np.ndarray:
-    """Grayscale PNG bytes -> `(H, W)` float64 in [0, 1], resized (bilinear) to `size` = (width, height)."""
-    with PILImage.open(io.BytesIO(data)) as img:
-        gray = img.getchannel("A") if img.mode in ("LA", "RGBA") else img.convert("L")
-        if size is not None and gray.size != size:
-            gray = gray.resize(size, PILImage.Resampling.BILINEAR)
-        return np.asarray(gray, dtype=np.float64) / 255.0
-
-
-def encode_png(array: np.ndarray) -> bytes:
-    """`(H, W)` or `(H, W, 3)` float in [0, 1] (or uint8) -> PNG bytes."""
-    a = np.asarray(array)
-    if a.dtype != np.uint8:
-        a = np.clip(np.rint(a * 255.0), 0, 255).astype(np.uint8)
-    out = io.BytesIO()
-    PILImage.fromarray(a, "L" if a.ndim == 2 else "RGB").save(out, format="PNG")
-    return out.getvalue()
-
-
 def resize_map(values: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     """A map `(H, W)` in [0, 1] resized (bilinear) to `size` = (width, height)."""
     img = PILImage.fromarray(np.asarray(values, dtype=np.float32), "F").resize(size, PILImage.Resampling.BILINEAR)

@@ -11,7 +11,6 @@ from fastapi.responses import Response
 
 from backend.admin import imaging
 from backend.admin.deps import AdminDep, AdminRoute
-from backend.admin.maskstats import mean_map
 from backend.api.deps import SessionDep, StorageDep
 from backend.api.downloads import blob_file
 from backend.models import Annotation, Image, Stimulus, Study
@@ -19,6 +18,7 @@ from backend.services import admin_views as views
 from backend.services.dataset_catalog import salience_map
 from backend.services.errors import ConflictError, NotFoundError
 from backend.services.lookups import get_or_404
+from backend.services.maskstats import decode_map, encode_png, mean_map
 from backend.storage import BlobStore
 
 router = APIRouter(route_class=AdminRoute)
@@ -48,7 +48,7 @@ def annotation_mask(annotation_id: int, admin: AdminDep, session: SessionDep, st
 
 
 def _mean_of_masks(storage: BlobStore, masks: list[views.PaintedMask], size: tuple[int, int]) -> np.ndarray:
-    return mean_map([imaging.decode_map(storage.get(m.annotation.mask_sha256), size) for m in masks])
+    return mean_map([decode_map(storage.get(m.annotation.mask_sha256), size) for m in masks])
 
 
 @router.get("/images/{image_id}/overlay.png", name="admin_image_overlay")
@@ -66,8 +66,8 @@ def image_overlay(
             raise NotFoundError(f"no participant (left after the catch-trial exclusions) painted image {image_id}")
         salience = _mean_of_masks(storage, masks, size)
     else:
-        salience = imaging.decode_map(storage.get(salience_map(session, image_id, source).sha256), size)
-    return _png(imaging.encode_png(imaging.overlay(picture, salience)))
+        salience = decode_map(storage.get(salience_map(session, image_id, source).sha256), size)
+    return _png(encode_png(imaging.overlay(picture, salience)))
 
 
 @router.get("/studies/{study_id}/images/{image_id}/mean.png", name="admin_study_mean_map")
@@ -84,11 +84,11 @@ def study_mean_map(
     size = (first.width, first.height)
     mean = _mean_of_masks(storage, masks, size)
     if not overlay:
-        return _png(imaging.encode_png(mean))
+        return _png(encode_png(mean))
     background = imaging.decode_rgb(storage.get(first.trial.stimulus.sha256))
     if background.shape[:2] != mean.shape:
         mean = imaging.resize_map(mean, (background.shape[1], background.shape[0]))
-    return _png(imaging.encode_png(imaging.overlay(background, mean)))
+    return _png(encode_png(imaging.overlay(background, mean)))
 
 
 @router.get("/stimuli/{stimulus_id}/perturbation.png", name="admin_perturbation")
@@ -108,6 +108,6 @@ def perturbation(
         raise ConflictError(f"stimulus {stimulus_id} is {x_adv.shape[:2]} pixels, its clean twin {x.shape[:2]}")
     amplified, peak = imaging.amplified_difference(x, x_adv)
     shown = imaging.signed_difference(x, x_adv) if signed else amplified
-    response = _png(imaging.encode_png(shown))
+    response = _png(encode_png(shown))
     response.headers["X-Linf"] = f"{peak:.6f}"
     return response

@@ -11,7 +11,7 @@ from fastapi.responses import Response
 from sqlalchemy.orm import Session
 
 from backend.admin.deps import AdminDep, AdminRoute, render
-from backend.admin.figures import GROUP_NAMES, Figure, study_figures
+from backend.admin.figures import GROUP_NAMES, Figure, Table, study_figures
 from backend.admin.figures_people import (
     detection_by_people_figure,
     people_vs_models_figure,
@@ -19,6 +19,7 @@ from backend.admin.figures_people import (
 )
 from backend.admin.training import model_rows
 from backend.api.deps import SessionDep
+from backend.services.display import display_summary
 from backend.services.errors import NotFoundError
 from backend.services.results import StudyResults, study_results
 
@@ -72,6 +73,20 @@ def results_and_figures(
     return results, study_figures(results, split), people, fits
 
 
+DISPLAY_COLUMNS = (
+    "participant_index", "device_pixel_ratio", "px_per_mm", "viewing_distance_mm", "stimulus_width_px",
+    "stimulus_width_deg", "stimulus_height_deg",
+)  # fmt: skip
+
+
+def display_table(session: Session, study_id: int) -> tuple[dict[str, Any], Table]:
+    """The display card: per participant the calibrations and the mean stimulus size in degrees of visual angle
+    (`backend.services.display`), with its medians."""
+    summary = display_summary(session, study_id)
+    rows = [[r[c] for c in DISPLAY_COLUMNS] for r in summary["rows"]]
+    return summary, Table(list(DISPLAY_COLUMNS), rows, "Display per participant")
+
+
 @router.get("/studies/{study_id}/results", name="admin_results")
 def results_page(
     study_id: int,
@@ -84,11 +99,14 @@ def results_page(
     results, figures, people, fits = results_and_figures(
         session, study_id, include_excluded=include_excluded, n_boot=n_boot
     )
+    display, display_rows = display_table(session, study_id)
     return render(
         request,
         admin,
         "results.html",
         {
+            "display": display,
+            "display_table": display_rows,
             "nav": "studies",
             "study": results.study,
             "results": results,
@@ -117,6 +135,7 @@ def results_csv(
     )
     tables = {f.key: f.tables[0] for f in figures + people}
     tables["fit"] = figures[0].tables[1]
+    tables["display"] = display_table(session, study_id)[1]
     if key not in tables:
         raise NotFoundError(f"no figure {key!r}; the study's figures are {', '.join(sorted(tables))}")
     filename = f"{results.study.slug}-{key}{'-all' if include_excluded else ''}.csv"

@@ -74,10 +74,12 @@ CONFIG_LABELS = {
     "iti_ms": "Pause between trials (ms)",
     "require_fullscreen": "Ask for fullscreen",
     "card_calibration": "Card calibration",
+    "viewing_distance": "Viewing distance",
     "target_participants": "Close after participants",
     "completion_code": "Completion code",
     "redirect_url": "Redirect after the end",
     "prolific": "Runs on Prolific",
+    "mturk": "Runs on MTurk",
     "declined_code": "Code for declined consent",
     "failed_attention_code": "Code for failed attention checks",
     "consent_text": "Consent text",
@@ -88,7 +90,7 @@ INT_FIELDS = (
     "stimulus_duration_ms", "mask_ms", "iti_ms", "target_participants",
 )  # fmt: skip
 COMPARE = "compare_stimulus_set_ids"
-CHECKBOX_FIELDS = ("prolific", "require_fullscreen", "card_calibration")
+CHECKBOX_FIELDS = ("prolific", "mturk", "require_fullscreen", "card_calibration", "viewing_distance")
 #: Labels by the location pydantic reports (`config.<field>` inside StudyCreate/StudyUpdate), plus the top ones.
 FORM_LABELS = {"slug": "Address", "title": "Title", **{f"config.{k}": v for k, v in CONFIG_LABELS.items()}}
 

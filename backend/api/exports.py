@@ -4,6 +4,7 @@ GET /studies/{id}/export/responses.csv     one row per detection response (main,
 GET /studies/{id}/export/participants.json one row per participant, with progress and catch misses
 GET /studies/{id}/export/annotations.csv   one row per painted mask, with its URL and sha256
 GET /studies/{id}/annotations/{aid}/strokes the stroke record of one painted mask
+GET /studies/{id}/annotations.zip          the masks as PNGs, mean maps and COCO annotations.json (as the dashboard)
 """
 
 from __future__ import annotations
@@ -12,12 +13,14 @@ from enum import StrEnum
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request
-from fastapi.responses import StreamingResponse
+from fastapi.responses import Response, StreamingResponse
 
-from backend.api.deps import SessionDep, SettingsDep
+from backend.api.deps import SessionDep, SettingsDep, StorageDep
 from backend.models import Study
 from backend.schemas.common import ErrorOut
 from backend.schemas.studies import AnnotationStrokesOut
+from backend.services import admin_views as views
+from backend.services.coco import annotations_zip
 from backend.services.exports import annotation_strokes, stream_export
 from backend.services.lookups import get_or_404
 from backend.settings import Settings
@@ -87,6 +90,30 @@ def read_annotation_strokes(study_id: int, annotation_id: int, session: SessionD
     """How a mask was painted: its stroke record (the mask itself is `/annotations/{annotation_id}/mask`)."""
     get_or_404(session, Study, study_id)
     return AnnotationStrokesOut.model_validate(annotation_strokes(session, study_id, annotation_id))
+
+
+@router.get(
+    "/studies/{study_id:int}/annotations.zip",
+    response_class=Response,
+    responses={
+        200: {
+            "content": {"application/zip": {"schema": {"type": "string", "format": "binary"}}},
+            "description": "annotations.json (COCO: images, categories = the image labels, annotations with RLE "
+            "segmentations), masks/<annotation id>.png as painted, mean/<image id>.png over the unflagged "
+            "annotators, README.txt.",
+        },
+        404: {"model": ErrorOut},
+    },
+)
+def annotations_archive(study_id: int, session: SessionDep, storage: StorageDep) -> Response:
+    """The study's salience annotations as the dashboard's zip (`backend.services.coco`), for scripts."""
+    study = get_or_404(session, Study, study_id)
+    data = annotations_zip(study, views.painted_masks(session, study_id=study_id), storage.get)
+    headers = {
+        "Content-Disposition": f'attachment; filename="{study.slug}-annotations.zip"',
+        "Cache-Control": "private, no-store",
+    }
+    return Response(data, media_type="application/zip", headers=headers)
 
 
 def export_response(

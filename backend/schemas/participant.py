@@ -8,6 +8,8 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
 
 from backend.services.masks import MAX_MASK_BYTES
+from backend.study.mturk import PREVIEW_ASSIGNMENT_ID
+from backend.study.visual_angle import DISTANCE_RANGE_MM, SWEEPS, check_blind_spot
 
 RecruitmentId = Annotated[str, StringConstraints(strip_whitespace=True, pattern=r"^[A-Za-z0-9_.:\-]{1,128}$")]
 ShortStr = Annotated[str, StringConstraints(max_length=64)]
@@ -29,6 +31,15 @@ class Recruitment(BaseModel):
     assignmentId: RecruitmentId | None = None
     hitId: RecruitmentId | None = None
 
+    @field_validator("assignmentId")
+    @classmethod
+    def _not_a_preview(cls, value: str | None) -> str | None:
+        if value == PREVIEW_ASSIGNMENT_ID:
+            raise ValueError(
+                "assignmentId is ASSIGNMENT_ID_NOT_AVAILABLE: this is an MTurk preview; accept the HIT to start"
+            )
+        return value
+
 
 class ClientInfo(BaseModel):
     """The participant's display, recorded because it changes what a perturbation looks like."""
@@ -49,8 +60,31 @@ class ClientInfo(BaseModel):
         allow_inf_nan=False,
         description="CSS pixels per mm from the card calibration (a credit card, 85.60 mm wide); null: none.",
     )
+    blind_spot_px: list[FiniteFloat] | None = Field(
+        default=None,
+        max_length=SWEEPS,
+        description=f"The blind-spot test's {SWEEPS} sweeps: CSS px from the fixation square to the dot when it "
+        "disappeared (backend.study.visual_angle); needs px_per_mm. Null: no test.",
+    )
+    viewing_distance_mm: float | None = Field(
+        default=None,
+        allow_inf_nan=False,
+        description="Viewing distance (mm) from the blind-spot sweeps; recomputed and checked by the service "
+        f"(422 outside {DISTANCE_RANGE_MM[0]:.0f}..{DISTANCE_RANGE_MM[1]:.0f} mm or when it disagrees with them).",
+    )
     language: Annotated[str, StringConstraints(max_length=64)] | None = None
     timezone: Annotated[str, StringConstraints(max_length=64)] | None = None
+
+    @model_validator(mode="after")
+    def _distance_from_the_sweeps(self) -> ClientInfo:
+        if self.blind_spot_px is None:
+            if self.viewing_distance_mm is not None:
+                raise ValueError(
+                    "viewing_distance_mm needs blind_spot_px, the sweeps it was computed from (the service checks it)"
+                )
+            return self
+        self.viewing_distance_mm = check_blind_spot(self.blind_spot_px, self.px_per_mm, self.viewing_distance_mm)
+        return self
 
 
 class SessionCreate(BaseModel):

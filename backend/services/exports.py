@@ -12,9 +12,11 @@ Cells: timestamps as ISO 8601 (UTC), booleans as true/false, JSON-valued fields 
 info, recruitment ids) as compact JSON text in CSV and as objects in JSON, missing values empty (CSV) or null.
 The participants table also has the recruitment ids (Prolific's PID, study and session ids; MTurk's worker,
 assignment and HIT ids) and the display (device pixel ratio, screen and viewport size, the card calibration's
-px per mm) as columns of their own, and the questionnaire's answers. Responses have the trial's focus,
-visibility and fullscreen losses as the page counted them (null: not reported), and the stimulus set a trial
-came from (`stimulus_set_id`, `stimulus_set_name`: a study may compare several sets). Simulated sessions (a
+px per mm, the blind-spot viewing distance, and the mean stimulus size in degrees of visual angle,
+`backend.services.display`) as columns of their own, and the questionnaire's answers. Responses have the
+trial's stimulus size in degrees (null without both calibrations), the trial's focus, visibility and
+fullscreen losses as the page counted them (null: not reported), and the stimulus set a trial came from
+(`stimulus_set_id`, `stimulus_set_name`: a study may compare several sets). Simulated sessions (a
 researcher's pilot runs, `backend.api.simulation`) are left out unless `include_simulated`.
 """
 
@@ -34,6 +36,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from backend.csvsafe import spreadsheet_safe
 from backend.db import session_scope
 from backend.models import Annotation, Image, Participant, Response, Stimulus, StimulusSet, Trial
+from backend.services.display import mean_display_sizes, participant_display, trial_display
 from backend.services.errors import NotFoundError
 from backend.services.studies import participant_counts
 
@@ -46,14 +49,16 @@ RESPONSE_COLUMNS = (
     "response_id", "participant_id", "participant_external_id", "participant_index", "participant_flagged",
     "trial_id", "position", "shown_count", "phase", "stimulus_set_id", "stimulus_id", "image_id", "image_filename",
     "label", "eps", "masked", "expected", "judgment", "correct", "confidence", "rt_ms", "created_at",
-    "focus_losses", "visibility_losses", "fullscreen_exits", "client_timestamps", "stimulus_set_name",
+    "focus_losses", "visibility_losses", "fullscreen_exits", "stimulus_width_deg", "stimulus_height_deg",
+    "client_timestamps", "stimulus_set_name",
 )  # fmt: skip
 PARTICIPANT_COLUMNS = (
     "participant_id", "index", "external_id", "consent", "started_at", "completed_at", "completed",
     "completion_code", "flagged", "trials_total", "trials_answered", "catch_trials", "catch_errors",
     "prolific_pid", "prolific_study_id", "prolific_session_id", "mturk_worker_id", "mturk_assignment_id",
     "mturk_hit_id", "device_pixel_ratio", "screen_width", "screen_height", "viewport_width", "viewport_height",
-    "px_per_mm", "questionnaire", "client_info", "recruitment", "simulated",
+    "px_per_mm", "viewing_distance_mm", "stimulus_width_deg", "stimulus_height_deg", "questionnaire",
+    "client_info", "recruitment", "simulated",
 )  # fmt: skip
 #: The display as the page reported it at enrolment (`ClientInfo`), as columns of their own (`client_info`
 #: keeps the whole object): a stimulus's size in device pixels, and with `px_per_mm` (card calibration) in mm.
@@ -148,10 +153,12 @@ def _response_batches(session: Session, study_id: int, options: _Options) -> Ite
         Response.visibility_losses,
         Response.fullscreen_exits,
         Response.client_timestamps,
+        Participant.client_info,
     ).join(StimulusSet, StimulusSet.id == Stimulus.stimulus_set_id)
 
     def to_row(row: Any) -> dict[str, Any]:
         values = row._asdict()
+        values.update(trial_display(values.pop("client_info"), row.client_timestamps))
         values["expected"] = expected = "perturbed" if row.eps > 0 else "clean"
         values["correct"] = row.judgment == expected
         return values
@@ -161,15 +168,25 @@ def _response_batches(session: Session, study_id: int, options: _Options) -> Ite
 
 def _participant_batches(session: Session, study_id: int, options: _Options) -> Iterator[Batch]:
     counts = participant_counts(study_id)
+    sizes = mean_display_sizes(study_id)
     query = (
-        select(Participant, counts.c.total, counts.c.answered, counts.c.catch_trials, counts.c.catch_errors)
+        select(
+            Participant,
+            counts.c.total,
+            counts.c.answered,
+            counts.c.catch_trials,
+            counts.c.catch_errors,
+            sizes.c.width,
+            sizes.c.height,
+        )
         .outerjoin(counts, counts.c.pid == Participant.id)
+        .outerjoin(sizes, sizes.c.pid == Participant.id)
         .where(Participant.study_id == study_id)
         .order_by(Participant.index)
     )
 
     def to_row(row: Any) -> dict[str, Any]:
-        person, total, answered, catch_trials, catch_errors = row
+        person, total, answered, catch_trials, catch_errors, width, height = row
         return {
             "participant_id": person.id,
             "index": person.index,
@@ -189,6 +206,7 @@ def _participant_batches(session: Session, study_id: int, options: _Options) -> 
             "questionnaire": person.questionnaire,
             **{column: (person.recruitment or {}).get(key) for column, key in RECRUITMENT_COLUMNS.items()},
             **{column: (person.client_info or {}).get(column) for column in DISPLAY_COLUMNS},
+            **participant_display(person.client_info, width, height),
             "simulated": person.simulated,
         }
 

@@ -188,6 +188,13 @@ class StudyConfig(BaseModel):
         "(85.60 mm wide): the page stores CSS px per mm (client_info.px_per_mm, exported), so a stimulus's size "
         "in mm, and at a known viewing distance in degrees of visual angle, can be computed.",
     )
+    viewing_distance: bool = Field(
+        default=False,
+        description="After the card calibration, the blind-spot test of the virtual chinrest (Li et al. 2020): "
+        "5 sweeps of a dot moving away from a fixation square give the viewing distance (client_info."
+        "viewing_distance_mm, checked by the service), so each stimulus's size is known in degrees of visual "
+        "angle (exports, results page). Needs card_calibration.",
+    )
     target_participants: int | None = Field(
         default=None,
         ge=1,
@@ -213,6 +220,13 @@ class StudyConfig(BaseModel):
         description="The study runs on Prolific: participants go back to Prolific's return link with "
         "`?cc=<code>` of their outcome (completion_code; failed_attention_code; declined_code), built from the "
         "codes, so redirect_url stays null. Needs completion_code.",
+    )
+    mturk: bool = Field(
+        default=False,
+        description="The study runs as an MTurk ExternalQuestion HIT: the page may be framed by MTurk, a preview "
+        "(assignmentId=ASSIGNMENT_ID_NOT_AVAILABLE) shows the study's description without starting, and the end "
+        "page posts assignmentId and completion_code to `<turkSubmitTo>/mturk/externalSubmit` (turkSubmitTo must "
+        "be www.mturk.com or workersandbox.mturk.com). Not with prolific or redirect_url.",
     )
     declined_code: str | None = Field(
         default=None,
@@ -295,6 +309,15 @@ class StudyConfig(BaseModel):
         return self
 
     @model_validator(mode="after")
+    def _distance_needs_the_card(self) -> StudyConfig:
+        if self.viewing_distance and not self.card_calibration:
+            raise ValueError(
+                "viewing_distance needs card_calibration: the blind-spot offset is converted to mm with the "
+                "card's px per mm; set card_calibration too"
+            )
+        return self
+
+    @model_validator(mode="after")
     def _prolific_needs_a_code(self) -> StudyConfig:
         if (self.prolific or _goes_to_prolific(self.redirect_url)) and not self.completion_code:
             raise ValueError(
@@ -304,6 +327,11 @@ class StudyConfig(BaseModel):
         if self.prolific and self.redirect_url is not None:
             raise ValueError(
                 "with prolific set, leave redirect_url null: the return link (?cc=<code>) is built from the codes"
+            )
+        if self.mturk and (self.prolific or self.redirect_url is not None):
+            raise ValueError(
+                "with mturk set, leave prolific false and redirect_url null: an MTurk HIT ends with the "
+                "external-submit form to MTurk, not a redirect"
             )
         codes = [c for c in (self.completion_code, self.declined_code, self.failed_attention_code) if c]
         if len(set(codes)) < len(codes):

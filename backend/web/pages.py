@@ -4,6 +4,10 @@ The page is one HTML document; the ES modules under `/static/js/` run the whole 
 protocol of `backend.api.participant`. The study's texts travel in a `<script type="application/json">` block
 (Jinja's `tojson` escapes `<`, `>`, `&`, `'`), so no inline script is needed and the strict
 `backend.security.PAGE_POLICY` holds.
+
+An MTurk study (`config.mturk`, `backend.study.mturk`): a preview (`assignmentId=ASSIGNMENT_ID_NOT_AVAILABLE`)
+gets the description only; `turkSubmitTo` must be one of MTurk's two hosts (400 page otherwise, so no link can
+make the end page post the completion code elsewhere).
 """
 
 from __future__ import annotations
@@ -18,9 +22,12 @@ from backend.api import API_PREFIX
 from backend.api.deps import ParticipantDep, SessionDep, StorageDep
 from backend.api.media import NO_STORE_HEADERS
 from backend.api.simulation import SIMULATE_REFUSED, may_simulate
+from backend.security import page_policy
 from backend.services import participants as svc
 from backend.services.errors import ForbiddenError, NotFoundError, ServiceError
 from backend.services.media import media_type
+from backend.study import mturk
+from backend.study.mturk import PREVIEW_ASSIGNMENT_ID
 from backend.study.texts import participant_text
 from backend.web.examples import Which, example_stimulus
 from study_frontend import TEMPLATES_DIR
@@ -30,6 +37,8 @@ templates = Jinja2Templates(directory=TEMPLATES_DIR)
 
 #: The pages' Content-Security-Policy (`backend.security.PAGE_POLICY`) is set with the other security headers by
 #: `backend.security`'s middleware (one place for every response); the pages only add that they must not be cached.
+#: An MTurk study's page sets `backend.security.page_policy` with the validated MTurk origin as form target and
+#: frame ancestor (MTurk frames the page; its end posts the external-submit form there).
 SECURITY_HEADERS = {"Cache-Control": "no-store"}
 MAX_SLUG = 64
 Slug = Annotated[str, Path(max_length=MAX_SLUG)]
@@ -56,6 +65,20 @@ def study_page(slug: str, request: Request, session: SessionDep) -> Response:
         config = svc.study_config(study)
     except ServiceError as exc:
         return _message(request, "This study is not available", exc.message, exc.status_code)
+    headers = SECURITY_HEADERS
+    mturk_submit_url = None
+    if config.mturk:
+        query = request.query_params
+        if query.get("assignmentId") == PREVIEW_ASSIGNMENT_ID:
+            return _mturk_preview(request, study.title, participant_text(config.consent_text, config))
+        if query.get("turkSubmitTo") is not None:
+            try:
+                mturk_submit_url = mturk.submit_url(query["turkSubmitTo"])
+            except ValueError as exc:
+                return _message(request, "This study link is broken", str(exc), 400)
+            origin = mturk.submit_origin(query["turkSubmitTo"])
+            policy = page_policy(form_action=(origin,), frame_ancestors=(origin,))
+            headers = {**SECURITY_HEADERS, "Content-Security-Policy": policy}
     page: dict[str, Any] = {
         "slug": study.slug,
         "title": study.title,
@@ -70,13 +93,25 @@ def study_page(slug: str, request: Request, session: SessionDep) -> Response:
         "declined_code": config.declined_code,  # shown (or sent back to Prolific) on declining consent
         "declined_url": config.return_url(config.declined_code) if config.declined_code else None,
         "questionnaire": [item.model_dump() for item in config.questionnaire],
+        "viewing_distance": config.viewing_distance,  # the blind-spot test after the card calibration
+        "mturk_submit_url": mturk_submit_url,  # the external-submit form's validated target, or null
         "simulate": simulate,
         "simulate_grant": grant,
         "api": API_PREFIX,
         "example_url": str(request.url_for("example_image", slug=study.slug, token="TOKEN", which="WHICH").path),
     }
+    return templates.TemplateResponse(request, "study.html", {"page": page, "title": study.title}, headers=headers)
+
+
+def _mturk_preview(request: Request, title: str, description: str) -> Response:
+    """What a worker previewing the HIT sees: the study's description (its consent text), no session, no
+    script. The page may be framed by either MTurk host (which one previews is not known: no turkSubmitTo)."""
+    policy = page_policy(frame_ancestors=mturk.MTURK_ORIGINS)
     return templates.TemplateResponse(
-        request, "study.html", {"page": page, "title": study.title}, headers=SECURITY_HEADERS
+        request,
+        "mturk_preview.html",
+        {"title": title, "heading": title, "description": description},
+        headers={**SECURITY_HEADERS, "Content-Security-Policy": policy},
     )
 
 

@@ -158,7 +158,7 @@ def test_card_calibration_stores_px_per_mm(server: Any, slug: str, new_page: Any
 def test_the_pilot_robot_gets_through_the_display_screens(server: Any, slug: str, new_page: Any) -> None:
     """Simulate mode on a study with every display setting: the robot's click is no user gesture, so the
     browser refuses fullscreen once and the session goes on (not asked again); the calibration keeps its
-    default outline."""
+    default outline, and the blind-spot test gets the robot's presses."""
     with server.session() as s:
         seed.make_study(
             s,
@@ -167,16 +167,19 @@ def test_the_pilot_robot_gets_through_the_display_screens(server: Any, slug: str
             n_annotate=0,
             require_fullscreen=True,
             card_calibration=True,
+            viewing_distance=True,
             stimulus_duration_ms=200,
             mask_ms=100,
         )
     page, watch = new_page()
     page.goto(f"{server.url}/s/{slug}?simulate=1&grant={simulate_grant(TEST_SECRET, slug)}")
-    wait_screen(page, "done", timeout=60_000)
+    wait_screen(page, "done", timeout=120_000)  # the blind-spot sweeps alone take about 30 s
     with server.session() as s:
         [participant] = s.scalars(select(Participant).join(Study).where(Study.slug == slug)).all()
         assert participant.simulated and participant.completed_at is not None
         assert participant.client_info["px_per_mm"] == pytest.approx(320 / 85.6, abs=1e-3)
+        # The robot presses where someone 60 cm away loses the dot (simulate.js): at most a few frames late.
+        assert 600 <= participant.client_info["viewing_distance_mm"] < 640
     responses = stored(server, participant.external_id)["responses"].values()
     assert len(responses) == seed.TOTAL - 1
     assert all(r.fullscreen_exits == 0 for r in responses)

@@ -11,6 +11,7 @@ import { Lifecycle, runTrial } from "./lifecycle.js";
 import { Outbox, SessionStore } from "./outbox.js";
 import { startSimulation } from "./simulate.js";
 import * as annotate from "./trials/annotate.js";
+import { DISTANCE_RANGE_MM, blindSpot } from "./trials/blindspot.js";
 import { calibration, fullscreen } from "./trials/display.js";
 import * as judgment from "./trials/judgment.js";
 import { questionnaire } from "./trials/questionnaire.js";
@@ -113,6 +114,7 @@ async function main() {
     if (config.card_calibration) {
       const { px_per_mm } = await runTrial(calibration, {}, root); // the virtual chinrest, before the session
       if (px_per_mm >= 0.5 && px_per_mm <= 100) body.client.px_per_mm = px_per_mm;
+      if (config.viewing_distance && body.client.px_per_mm) Object.assign(body.client, await measureDistance(px_per_mm));
     }
     if (Object.keys(recruitment).length) body.recruitment = recruitment;
     if (simulate) Object.assign(body, { external_id: externalId, simulate: true, simulate_grant: config.simulate_grant });
@@ -261,7 +263,23 @@ async function main() {
     await withRetry(() => api.questionnaire(store.token, answers), { sleep, onRetry });
     status.clear();
   }
-  await runTrial(completion, { code: next.completion_code, redirect_url: next.redirect_url }, root);
+  // An MTurk HIT ends with the external-submit form; the server validated its target (backend/study/mturk.py).
+  const mturk =
+    config.mturk_submit_url && recruitment.assignmentId
+      ? { action: config.mturk_submit_url, assignment_id: recruitment.assignmentId }
+      : null;
+  await runTrial(completion, { code: next.completion_code, redirect_url: next.redirect_url, mturk }, root);
+}
+
+/** The blind-spot test (trials/blindspot.js), at most twice; {} when neither attempt gave a plausible distance
+ * (the server would refuse it, and the session goes on without one). */
+async function measureDistance(pxPerMm) {
+  const [near, far] = DISTANCE_RANGE_MM;
+  for (const again of [false, true]) {
+    const { blind_spot_px, viewing_distance_mm } = await runTrial(blindSpot, { px_per_mm: pxPerMm, again }, root);
+    if (viewing_distance_mm >= near && viewing_distance_mm <= far) return { blind_spot_px, viewing_distance_mm };
+  }
+  return {};
 }
 
 /** Declined consent with a platform code (Prolific's "no consent" code): shown, and the participant is sent

@@ -22,6 +22,16 @@ function paintStroke(canvas, random) {
   canvas.dispatchEvent(at("pointerup", 0.75));
 }
 
+/** The blind-spot test's sweeps (trials/blindspot.js): press when the dot is 60 cm * tan(13.5 deg) from the
+ * square, polled until the screen changes. */
+function pressAtBlindSpot(life) {
+  const field = document.getElementById("blind-spot-field");
+  if (document.body.dataset.screen !== "blind-spot" || !field) return;
+  const target = 600 * Math.tan((13.5 * Math.PI) / 180) * Number(field.dataset.pxPerMm);
+  if (Number(field.dataset.offset) >= target) click("#blind-spot-now");
+  life.timeout(() => pressAtBlindSpot(life), 20);
+}
+
 /**
  * Answer every screen after `delayMs` (a random judgment and confidence; one stroke per annotation). All its
  * timers and the observer belong to `life`.
@@ -42,6 +52,10 @@ export function startSimulation(life, { delayMs = 80, random = Math.random } = {
       case "fullscreen": // a robot's click is no user gesture: fullscreen is refused and the session goes on
       case "calibration": // the outline's default size
         click(PRIMARY);
+        break;
+      case "blind-spot": // Start, then "It disappeared" where someone 60 cm away would press it, each sweep
+        click("#blind-spot-start");
+        pressAtBlindSpot(life);
         break;
       case "judgment":
         click(random() < 0.5 ? ".choice-perturbed" : ".choice-clean");

@@ -10,9 +10,10 @@ import pytest
 from PIL import Image as PILImage
 
 from backend.admin import imaging
-from backend.admin.maskstats import (
+from backend.services.maskstats import (
     bbox,
     binarize,
+    encode_png,
     iou,
     mean_map,
     mean_pairwise_iou,
@@ -110,7 +111,7 @@ def test_amplified_perturbation_is_scaled_to_the_full_range() -> None:
     expected[0, 0, 0] = 1.0
     expected[1, 2, 1] = 0.5
     np.testing.assert_allclose(amplified, expected)
-    out = np.asarray(PILImage.open(io.BytesIO(imaging.encode_png(amplified))))
+    out = np.asarray(PILImage.open(io.BytesIO(encode_png(amplified))))
     assert out[0, 0, 0] == 255 and out[1, 2, 1] in (127, 128) and out.sum() <= 255 + 128
     same, zero = imaging.amplified_difference(expected, expected)
     assert zero == 0 and not same.any()

@@ -130,3 +130,21 @@ def test_a_study_of_two_sets_from_the_form(admin: TestClient, session: Session, 
     one = admin.post("/admin/studies", data=form(admin, first.id, "one"), follow_redirects=False)
     assert one.status_code == 303
     assert session.scalar(select(Study).where(Study.slug == "one")).config["compare_stimulus_set_ids"] == []
+
+
+def test_viewing_distance_and_mturk_from_the_form(admin: TestClient, session: Session, storage: BlobStore) -> None:
+    sset = make_stimulus_set(session, storage, make_dataset(session, storage, n_images=6))
+    session.commit()
+    page = admin.get("/admin/studies").text
+    assert 'name="viewing_distance"' in page and 'name="mturk"' in page
+    fields = {"card_calibration": "1", "viewing_distance": "1", "mturk": "1", "completion_code": "DONE7"}
+    r = admin.post("/admin/studies", data=form(admin, sset.id, "hit", **fields), follow_redirects=False)
+    assert r.status_code == 303, r.text
+    config = session.scalar(select(Study).where(Study.slug == "hit")).config
+    assert (config["viewing_distance"], config["mturk"], config["card_calibration"]) == (True, True, True)
+    alone = admin.post("/admin/studies", data=form(admin, sset.id, "nocard", viewing_distance="1"))
+    assert alone.status_code == 422 and "viewing_distance needs card_calibration" in alone.text
+    both = admin.post(
+        "/admin/studies", data=form(admin, sset.id, "both", mturk="1", prolific="1", completion_code="C1")
+    )
+    assert both.status_code == 422 and "with mturk set, leave prolific false" in both.text

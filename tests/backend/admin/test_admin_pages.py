@@ -15,7 +15,6 @@ from PIL import Image as PILImage
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
-from backend.admin.maskstats import rle_decode
 from backend.models import (
     Annotation,
     Dataset,
@@ -30,6 +29,7 @@ from backend.models import (
     TrainedModel,
     Trial,
 )
+from backend.services.maskstats import rle_decode
 from backend.storage import BlobStore
 from backend.study.analysis import dprime, wilson_interval
 from tests.backend.admin.admin_factories import Enqueued, Seeded

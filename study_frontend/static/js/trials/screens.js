@@ -155,6 +155,11 @@ export const completion = {
       code: { type: "string", description: "the completion code (the server sends it once every answer is stored)" },
       redirect_url: { type: "string", default: null, description: "where to go afterwards, or null" },
       redirect_after_ms: { type: "int", default: 5000, unit: "ms" },
+      mturk: {
+        type: "object",
+        default: null,
+        description: "{action, assignment_id}: an MTurk HIT, ended by posting the form to action (externalSubmit)",
+      },
     },
     data: {},
   },
@@ -167,7 +172,20 @@ export const completion = {
       h("p", { class: "code-line" }, code, copy),
     ];
     let go = null;
-    if (params.redirect_url) {
+    if (params.mturk) {
+      // MTurk's ExternalQuestion contract: a POST with assignmentId (and a field of ours) to externalSubmit.
+      const hidden = (name, value) => h("input", { type: "hidden", name, value });
+      parts.push(
+        h("p", {}, "Press the button to submit the HIT to Amazon Mechanical Turk."),
+        h(
+          "form",
+          { method: "post", action: params.mturk.action, id: "mturk-submit" },
+          hidden("assignmentId", params.mturk.assignment_id),
+          hidden("completion_code", params.code),
+          h("button", { class: "primary", type: "submit", id: "mturk-submit-button" }, "Submit HIT"),
+        ),
+      );
+    } else if (params.redirect_url) {
       go = h("a", { class: "button primary", href: params.redirect_url }, "Return to the study platform now");
       parts.push(
         h("p", { role: "status" }, `You will be returned to the study platform in ${params.redirect_after_ms / 1000} seconds.`),

@@ -1,4 +1,5 @@
-"""Painted masks as numbers: binarisation, the annotators' mean map, agreement (IoU), COCO run-length encoding.
+"""Painted masks as numbers (and as PNG bytes): decoding and encoding, binarisation, the annotators' mean map,
+agreement (IoU), COCO run-length encoding.
 
 Masks come as 8-bit grayscale arrays `(H, W)` (255 = painted, as stored by the participant protocol) or as
 floats in [0, 1]; a pixel counts as painted when its value reaches half the range (`threshold` 0.5, the same
@@ -7,11 +8,32 @@ rule that turns a salience map into SIP-AT's mask).
 
 from __future__ import annotations
 
+import io
 import itertools
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+from PIL import Image as PILImage
+
+
+def decode_map(data: bytes, size: tuple[int, int] | None = None) -> np.ndarray:
+    """Grayscale PNG bytes -> `(H, W)` float64 in [0, 1], resized (bilinear) to `size` = (width, height)."""
+    with PILImage.open(io.BytesIO(data)) as img:
+        gray = img.getchannel("A") if img.mode in ("LA", "RGBA") else img.convert("L")
+        if size is not None and gray.size != size:
+            gray = gray.resize(size, PILImage.Resampling.BILINEAR)
+        return np.asarray(gray, dtype=np.float64) / 255.0
+
+
+def encode_png(array: np.ndarray) -> bytes:
+    """`(H, W)` or `(H, W, 3)` float in [0, 1] (or uint8) -> PNG bytes."""
+    a = np.asarray(array)
+    if a.dtype != np.uint8:
+        a = np.clip(np.rint(a * 255.0), 0, 255).astype(np.uint8)
+    out = io.BytesIO()
+    PILImage.fromarray(a, "L" if a.ndim == 2 else "RGB").save(out, format="PNG")
+    return out.getvalue()
 
 
 def as_unit(mask: np.ndarray) -> np.ndarray:

@@ -11,6 +11,9 @@ Layout of the zip:
 Per annotation, besides COCO's fields (`segmentation` = the mask binarised at 50 %, `area`, `bbox`,
 `iscrowd` 0): `participant_id`, `participant_index`, `flagged` (excluded by the catch trials), `duration_ms`,
 `mask_file`.
+
+One builder for the dashboard's download (`backend.admin.annotations`) and the research API's
+(`GET /api/v1/studies/{id}/annotations.zip`, `backend.api.exports`), so the two cannot drift apart.
 """
 
 from __future__ import annotations
@@ -25,10 +28,9 @@ from typing import Any
 
 import numpy as np
 
-from backend.admin import imaging
-from backend.admin.maskstats import bbox, binarize, mean_map, rle_encode
 from backend.models import Study
 from backend.services.admin_views import PaintedMask
+from backend.services.maskstats import bbox, binarize, decode_map, encode_png, mean_map, rle_encode
 
 README = """Salience annotations of study {slug!r} ({title}), exported {when}.
 
@@ -63,9 +65,7 @@ def group_masks(painted: list[PaintedMask], load: Callable[[str], bytes]) -> lis
     out = []
     for image_id, items in groups.items():
         size = (items[0].annotation.width, items[0].annotation.height)
-        out.append(
-            ImageMasks(image_id, size, [(p, imaging.decode_map(load(p.annotation.mask_sha256), size)) for p in items])
-        )
+        out.append(ImageMasks(image_id, size, [(p, decode_map(load(p.annotation.mask_sha256), size)) for p in items]))
     return out
 
 
@@ -117,7 +117,7 @@ def annotations_zip(study: Study, painted: list[PaintedMask], load: Callable[[st
             for p, _ in g.masks:
                 zf.writestr(f"masks/{p.annotation.id}.png", load(p.annotation.mask_sha256))
             if g.kept:
-                zf.writestr(f"mean/{g.image_id}.png", imaging.encode_png(mean_map(g.kept)))
+                zf.writestr(f"mean/{g.image_id}.png", encode_png(mean_map(g.kept)))
         when = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
         zf.writestr("README.txt", README.format(slug=study.slug, title=study.title, when=when))
     return out.getvalue()
