@@ -1,7 +1,8 @@
 """Enrolment: start (or resume) a session of a study, with its whole schedule fixed at the start.
 
 A session's schedule is `backend.study.schedule.build_schedule` with the participant's 0-based index within
-the study (which drives the counterbalancing), stored as `trials` rows pointing to stimuli.
+the study (which drives the counterbalancing), stored as `trials` rows pointing to stimuli. A study with an
+active painting pool puts the newest ranking's unclaimed images first (`backend.services.paint_next`).
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from backend.models import (
     Trial,
 )
 from backend.services.errors import ConflictError, InvalidInputError, NotFoundError, UnavailableError
+from backend.services.paint_next import annotate_order
 from backend.services.participants.statements import TAKE_INDEX
 from backend.services.resume import check_resume
 from backend.study.config import StudyConfig
@@ -122,7 +124,7 @@ def start_session(
             index, config = _take_index(session, study, statuses)
             if config.stimulus_set_id != stimuli.stimulus_set.id:  # changed in the meantime
                 stimuli = _StimulusIndex.load(session, config.stimulus_set_id)
-            specs = stimuli.schedule(config, index)
+            specs = stimuli.schedule(config, index, annotate_order(session, study.id, config).order)
             stimulus_ids = [stimuli.stimulus_id(spec) for spec in specs]
             token = secrets.token_urlsafe(24)
             participant = Participant(
@@ -226,7 +228,9 @@ class _StimulusIndex:
             pools[split].append(image_id)
         return cls(sset, dict(by_image), dict(pools))
 
-    def schedule(self, config: StudyConfig, participant_index: int) -> list[TrialSpec]:
+    def schedule(
+        self, config: StudyConfig, participant_index: int, annotate_first: list[int] | None = None
+    ) -> list[TrialSpec]:
         image_ids = sorted({image_id for image_id, role in self.by_image if role == "trial"})
         eps_levels = sorted({0.0, *(float(e) for e in self.stimulus_set.eps_levels)})
         try:
@@ -236,6 +240,7 @@ class _StimulusIndex:
                 image_ids=image_ids,
                 eps_levels=eps_levels,
                 annotate_image_ids=self.pools.get(config.annotation_split) if config.annotation_split else None,
+                annotate_first=annotate_first,
             )
         except ValueError as exc:
             raise UnavailableError(f"study cannot run: {exc}; a researcher must fix the study") from None
