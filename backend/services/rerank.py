@@ -9,7 +9,7 @@ count recorded by the newest automatically queued ranking (`after_paintings` in 
 job is queued when `C // K > L // K`, i.e. C passed a multiple of K since the last refresh. Comparing with L
 rather than testing `C % K == 0` is what keeps two paintings that commit together from both missing the
 boundary (each counting C = K + 1). At most one `rank_paintings` job of a study is queued or running: the
-decision is taken again under a lock of the study's row (`SELECT ... FOR UPDATE`), so simultaneous paintings
+decision is taken again under a lock of the study's row (a no-op UPDATE), so simultaneous paintings
 at the boundary queue one job. A boundary passed while a job runs is caught up by the first painting after it
 ended. The new job takes the params of the study's newest ranking (a researcher's choices carry over) or the
 defaults, with the study's seed.
@@ -20,7 +20,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from backend.models import Annotation, Job, Participant, Study, Trial
@@ -71,7 +71,8 @@ def due(session: Session, study_id: int, every: int) -> tuple[bool, int, list[Jo
 
 def refresh_after_painting(session: Session, trial_id: int) -> Job | None:
     """Queue the study's ranking if the painting of `trial_id` brought it past a multiple of `rerank_every`;
-    the created job (not committed, not sent), or None. Call after the painting's commit (module docstring)."""
+    the created job (not committed, not sent), or None. Call after the painting's commit, in a session of its
+    own: it rolls back what the session read before it takes the lock (module docstring)."""
     row = session.execute(
         select(Study.id, Study.config)
         .join(Participant, Participant.study_id == Study.id)
@@ -81,9 +82,13 @@ def refresh_after_painting(session: Session, trial_id: int) -> Job | None:
     every = (row.config or {}).get("rerank_every") if row is not None else None
     if row is None or not isinstance(every, int) or every < 1:
         return None
-    if not due(session, row.id, every)[0]:  # the cheap path: no lock
+    is_due, _count, jobs = due(session, row.id, every)  # the cheap path: no lock
+    if not is_due or any(job.status in ACTIVE for job in jobs):
         return None
-    session.execute(select(Study.id).where(Study.id == row.id).with_for_update())
+    # The study row's lock, as the first statement of a fresh transaction: a no-op UPDATE locks the row on
+    # PostgreSQL and takes the write lock on SQLite (where a read earlier in the transaction could not upgrade).
+    session.rollback()
+    session.execute(update(Study).where(Study.id == row.id).values(next_index=Study.next_index))
     is_due, count, jobs = due(session, row.id, every)  # again, now that simultaneous refreshes wait here
     if not is_due or any(job.status in ACTIVE for job in jobs):
         return None
