@@ -94,7 +94,7 @@ def annotate_order(session: Session, study_id: int, config: StudyConfig) -> Acti
     order = free + unsatisfied
     if not order:
         return ActiveChoice([], job.id, f"active: every image ranked by job {job.id} is painted enough; random")
-    return ActiveChoice(order, job.id, f"active: job {job.id}'s ranking, {len(free)} images unclaimed")
+    return ActiveChoice(order, job.id, f"active: the ranking of job {job.id}, {len(free)} of its images unclaimed")
 
 
 __all__ = ["ActiveChoice", "annotate_order", "newest_ranking", "painting_counts", "rank_jobs"]

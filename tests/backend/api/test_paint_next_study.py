@@ -171,3 +171,26 @@ def test_two_paintings_at_the_boundary_at_once_queue_one_ranking(
     assert not errors and not any(t.is_alive() for t in threads)
     (job,) = session.scalars(select(Job)).all()
     assert job.params["after_paintings"] == 3 and enqueued.sent == [job.id]
+
+
+def test_bad_painting_settings_are_a_422_that_names_the_field(
+    api: TestClient, session: Session, storage: BlobStore
+) -> None:
+    sset = make_stimulus_set(session, storage, make_dataset(session, storage))
+    session.commit()
+    config = {"stimulus_set_id": sset.id, **SMALL_CONFIG}
+    for bad, field in (
+        ({"painting_pool": "sometimes"}, "painting_pool"),
+        ({"rerank_every": 0}, "rerank_every"),
+        ({"rerank_every": 1.5}, "rerank_every"),
+        ({"painting_pool": "active", "annotation_split": None}, "annotation_split"),
+    ):
+        r = api.post("/api/v1/studies", json={"slug": "s", "title": "T", "config": {**config, **bad}})
+        assert r.status_code == 422 and field in r.text, (bad, r.text)
+    r = api.post("/api/v1/studies", json={"slug": "s", "title": "T", "config": config})
+    assert r.status_code == 201 and r.json()["config"]["painting_pool"] == "random"
+    sid = r.json()["id"]
+    r = api.patch(f"/api/v1/studies/{sid}", json={"config": {"rerank_every": -1}})
+    assert r.status_code == 422 and "rerank_every" in r.text
+    r = api.patch(f"/api/v1/studies/{sid}", json={"config": {"painting_pool": "active", "rerank_every": 10}})
+    assert r.status_code == 200 and r.json()["config"]["rerank_every"] == 10
