@@ -1,5 +1,6 @@
 """Images of the admin pages, same origin and behind the login: source images, stimuli, painted masks, the
-maps a ranking job stored, and PNGs computed here (salience overlays, the annotators' mean map, the amplified perturbation)."""
+maps a ranking job stored, and PNGs computed here (salience overlays, the annotators' mean map, the amplified
+perturbation)."""
 
 from __future__ import annotations
 

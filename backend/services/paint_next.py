@@ -30,7 +30,7 @@ CLAIM_HOURS = 2
 MAX_ORDER = 10_000
 
 
-def rank_jobs(study_id: int) -> Select[tuple[Job]]:
+def rank_jobs(study_id: int) -> Select[Job]:
     """The study's `rank_paintings` jobs, newest first (params are JSON: the study id is read with the
     dialect's JSON operator, the same statement on SQLite and PostgreSQL)."""
     return (
@@ -48,9 +48,7 @@ def newest_ranking(session: Session, study_id: int) -> Job | None:
 def painting_counts(session: Session, study_id: int) -> dict[int, tuple[int, int]]:
     """image id -> (accepted paintings, claims) of the study's annotation trials (see the module docstring)."""
     cutoff = utcnow() - timedelta(hours=CLAIM_HOURS)
-    accepted = and_(
-        Annotation.id.is_not(None), Participant.flagged.is_(False), Participant.simulated.is_(False)
-    )
+    accepted = and_(Annotation.id.is_not(None), Participant.flagged.is_(False), Participant.simulated.is_(False))
     pending = and_(Annotation.id.is_(None), Participant.completed_at.is_(None), Participant.started_at >= cutoff)
     rows = session.execute(
         select(

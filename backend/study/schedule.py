@@ -139,7 +139,8 @@ def _pick(rng: random.Random, preferred: list[int], fallback: list[int], n: int)
 def _ranked_first(pool: list[int], ranked: Sequence[int], n: int) -> list[int]:
     """The first ``n`` distinct ids of ``ranked`` that are in ``pool`` (a ranking may list images the pool lacks:
     another split, or a stimulus set changed since it was ranked)."""
-    members, out = set(pool), []
+    members = set(pool)
+    out: list[int] = []
     for image_id in dict.fromkeys(ranked):
         if len(out) == n:
             break

@@ -114,9 +114,7 @@ def rank_paintings_job(run: JobRun, rt: Runtime) -> dict[str, Any]:
         if some.get(train_infos[i].id)
     }
     run.progress(0.9, "maps of the ranked images")
-    blobs, scale = map_blobs(
-        rt.storage, trained.model, x, picked, (h, w), human_means, samples=p.samples, seed=p.seed
-    )
+    blobs, scale = map_blobs(rt.storage, trained.model, x, picked, (h, w), human_means, samples=p.samples, seed=p.seed)
     ranking = [
         {
             "image_id": train_infos[i].id,

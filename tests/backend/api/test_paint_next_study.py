@@ -22,7 +22,15 @@ from backend.services.rerank import refresh_and_send
 from backend.services.studies import open_study
 from backend.storage import BlobStore
 from backend.study.config import StudyConfig
-from tests.backend.factories import BOTH_DATABASES, SMALL_CONFIG, make_dataset, make_stimulus_set, make_study, mask_png, png_bytes
+from tests.backend.factories import (
+    BOTH_DATABASES,
+    SMALL_CONFIG,
+    make_dataset,
+    make_stimulus_set,
+    make_study,
+    mask_png,
+    png_bytes,
+)
 from tests.backend.research_factories import FakeEnqueuer, finish_session, start_session
 
 
@@ -94,11 +102,12 @@ def test_an_active_pool_paints_the_ranking_in_order_skipping_painted_and_claimed
     free = [i for i in order if i not in claimed0 | set(first)]
     assert _painted_by(session, study.id, 2) == free[:2]
 
-    finish_session(client, token0)  # everything is painted or claimed by participant 2: unpainted ones first
+    # now all 6 are painted (participants 0 and 1) or claimed (participant 2): the claimed but unpainted ones
+    # come next, in ranking order, rather than a random draw
+    finish_session(client, token0)
     start_session(client, "pool")
-    assert _painted_by(session, study.id, 3) == [i for i in order if i in free[:2]] + [
-        i for i in order if i not in claimed0 | set(first) | set(free[:2])
-    ][: 2 - len(free[:2])]
+    assert len(claimed0 | set(first) | set(free[:2])) == 6
+    assert _painted_by(session, study.id, 3) == [i for i in order if i in free[:2]]
 
 
 def test_rerank_every_queues_one_ranking_each_time_the_paintings_pass_a_multiple(
