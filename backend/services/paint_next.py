@@ -14,6 +14,7 @@ images; an abandoned session stops claiming after `CLAIM_HOURS`. Without a ranki
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -26,7 +27,7 @@ from backend.study.config import StudyConfig
 
 #: Hours an unfinished session's unpainted annotation trials count as claims on their images.
 CLAIM_HOURS = 2
-#: Ranked ids passed to the schedule: far more than one session paints, so skipping stays cheap.
+#: Ranked ids read from a ranking (its `top`, 50 by default, is usually far fewer).
 MAX_ORDER = 10_000
 
 
@@ -45,8 +46,12 @@ def newest_ranking(session: Session, study_id: int) -> Job | None:
     return session.scalars(rank_jobs(study_id).where(Job.status == "succeeded").limit(1)).first()
 
 
-def painting_counts(session: Session, study_id: int) -> dict[int, tuple[int, int]]:
-    """image id -> (accepted paintings, claims) of the study's annotation trials (see the module docstring)."""
+def painting_counts(
+    session: Session, study_id: int, stimulus_set_id: int, image_ids: Sequence[int]
+) -> dict[int, tuple[int, int]]:
+    """image id -> (accepted paintings, claims) of the study's annotation trials of `image_ids` (see the module
+    docstring). Read from the set's `annotate` stimuli of those images through the trials' stimulus index, so
+    the cost follows the ranked images' trials, not the study's size."""
     cutoff = utcnow() - timedelta(hours=CLAIM_HOURS)
     accepted = and_(Annotation.id.is_not(None), Participant.flagged.is_(False), Participant.simulated.is_(False))
     pending = and_(Annotation.id.is_(None), Participant.completed_at.is_(None), Participant.started_at >= cutoff)
@@ -56,11 +61,17 @@ def painting_counts(session: Session, study_id: int) -> dict[int, tuple[int, int
             func.sum(case((accepted, 1), else_=0)),
             func.sum(case((pending, 1), else_=0)),
         )
-        .select_from(Trial)
+        .select_from(Stimulus)
+        .join(Trial, Trial.stimulus_id == Stimulus.id)
         .join(Participant, Trial.participant_id == Participant.id)
-        .join(Stimulus, Trial.stimulus_id == Stimulus.id)
         .outerjoin(Annotation, Annotation.trial_id == Trial.id)
-        .where(Participant.study_id == study_id, Trial.phase == "annotate")
+        .where(
+            Stimulus.stimulus_set_id == stimulus_set_id,
+            Stimulus.role == "annotate",
+            Stimulus.image_id.in_(list(image_ids)),
+            Participant.study_id == study_id,
+            Trial.phase == "annotate",
+        )
         .group_by(Stimulus.image_id)
     )
     return {int(image_id): (int(done or 0), int(done or 0) + int(held or 0)) for image_id, done, held in rows}
@@ -84,8 +95,8 @@ def annotate_order(session: Session, study_id: int, config: StudyConfig) -> Acti
     if job is None or not ranking:
         return ActiveChoice(None, None, "active, but no finished ranking yet: participants paint random images")
     need = config.min_annotators
-    counts = painting_counts(session, study_id)
     ranked = [int(r["image_id"]) for r in ranking[:MAX_ORDER]]
+    counts = painting_counts(session, study_id, config.stimulus_set_id, ranked)
     free = [i for i in ranked if counts.get(i, (0, 0))[1] < need]
     taken = set(free)
     unsatisfied = [i for i in ranked if counts.get(i, (0, 0))[0] < need and i not in taken]
