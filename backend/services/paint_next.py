@@ -7,9 +7,10 @@ indexed queries, so a new session stays cheap and torch-free.
 A study with `painting_pool: "active"` gives each new participant's annotation trials the newest succeeded
 ranking's images in pick order, leaving out those that already have `min_annotators` accepted paintings
 (participants not flagged, pilots left out: the rule the predictor's data follows) and, first, those that
-are *claimed*: painted plus assigned to sessions started in the last `CLAIM_HOURS` that have not painted them
-yet reach `min_annotators`. Claims keep a burst of simultaneous participants from all painting the same top
-images; an abandoned session stops claiming after `CLAIM_HOURS`. Without a ranking the schedule stays random.
+are *claimed*: painted plus assigned to (real, unfinished) sessions started in the last `CLAIM_HOURS` that have
+not painted them yet reach `min_annotators`. Claims keep a burst of simultaneous participants from all
+painting the same top images; an abandoned session stops claiming after `CLAIM_HOURS`. Without a ranking the
+schedule stays random.
 """
 
 from __future__ import annotations
@@ -54,7 +55,12 @@ def painting_counts(
     the cost follows the ranked images' trials, not the study's size."""
     cutoff = utcnow() - timedelta(hours=CLAIM_HOURS)
     accepted = and_(Annotation.id.is_not(None), Participant.flagged.is_(False), Participant.simulated.is_(False))
-    pending = and_(Annotation.id.is_(None), Participant.completed_at.is_(None), Participant.started_at >= cutoff)
+    pending = and_(
+        Annotation.id.is_(None),
+        Participant.completed_at.is_(None),
+        Participant.simulated.is_(False),  # a researcher's pilot paints nothing SIP-AT uses: it claims nothing
+        Participant.started_at >= cutoff,
+    )
     rows = session.execute(
         select(
             Stimulus.image_id,
