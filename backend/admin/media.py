@@ -1,5 +1,6 @@
-"""Images of the admin pages, same origin and behind the login: source images, stimuli, painted masks, and
-PNGs computed here (salience overlays, the annotators' mean map, the amplified perturbation)."""
+"""Images of the admin pages, same origin and behind the login: source images, stimuli, painted masks, the
+maps a ranking job stored, and PNGs computed here (salience overlays, the annotators' mean map, the amplified
+perturbation)."""
 
 from __future__ import annotations
 
@@ -11,9 +12,10 @@ from fastapi.responses import Response
 
 from backend.admin import imaging
 from backend.admin.deps import AdminDep, AdminRoute
+from backend.admin.painting_pool import map_sha
 from backend.api.deps import SessionDep, StorageDep
 from backend.api.downloads import blob_file
-from backend.models import Annotation, Image, Stimulus, Study
+from backend.models import Annotation, Image, Job, Stimulus, Study
 from backend.services import admin_views as views
 from backend.services.dataset_catalog import salience_map
 from backend.services.errors import ConflictError, NotFoundError
@@ -89,6 +91,16 @@ def study_mean_map(
     if background.shape[:2] != mean.shape:
         mean = imaging.resize_map(mean, (background.shape[1], background.shape[0]))
     return _png(encode_png(imaging.overlay(background, mean)))
+
+
+@router.get("/jobs/{job_id}/maps/{sha256}.png", name="admin_ranking_map")
+def ranking_map(job_id: int, sha256: str, admin: AdminDep, session: SessionDep, storage: StorageDep) -> Response:
+    """A map a `rank_paintings` job stored for a ranked image (predicted, uncertainty, human mean): only the
+    blobs its result names, so the route is no window on the whole blob store."""
+    job = get_or_404(session, Job, job_id)
+    if not map_sha(job, sha256):
+        raise NotFoundError(f"job {job_id} stored no map {sha256!r}; the study page links the ones it has")
+    return blob_file(storage, sha256, kind="image/png")
 
 
 @router.get("/stimuli/{stimulus_id}/perturbation.png", name="admin_perturbation")

@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 from backend import links
 from backend.admin.deps import Admin, AdminDep, AdminRoute, FormDep, render, see_other
 from backend.admin.forms import checkbox, given, int_field, optional, validation_message
-from backend.admin.painting_pool import latest_ranking
+from backend.admin.painting_pool import paint_next_context
 from backend.api.deps import EnqueueDep, SessionDep, SettingsDep, StorageDep
 from backend.api.exports import ExportFile, IncludeSimulated, export_response
 from backend.api.simulation import service_secret, simulate_grant
@@ -37,7 +37,7 @@ PARTICIPANTS_PER_PAGE = 100
 #: Config fields that may be cleared on the form (empty = null), and those whose empty field keeps the default.
 NULLABLE = (
     "stimulus_duration_ms", "mask_ms", "target_participants", "completion_code", "redirect_url", "declined_code",
-    "failed_attention_code",
+    "failed_attention_code", "rerank_every",
 )  # fmt: skip
 NOTICES = {
     "created": "The study was created as a draft. Check its settings, then open it.",
@@ -69,6 +69,8 @@ CONFIG_LABELS = {
     "annotation_split": "Images to paint (split)",
     "seed": "Seed",
     "min_annotators": "Annotators per image",
+    "painting_pool": "Choice of images to paint",
+    "rerank_every": "Re-rank after paintings",
     "stimulus_duration_ms": "Stimulus shown for (ms)",
     "mask_ms": "Noise mask after it (ms)",
     "iti_ms": "Pause between trials (ms)",
@@ -87,7 +89,7 @@ CONFIG_LABELS = {
 }
 INT_FIELDS = (
     "stimulus_set_id", "n_main", "n_practice", "n_catch", "n_annotate", "seed", "min_annotators",
-    "stimulus_duration_ms", "mask_ms", "iti_ms", "target_participants",
+    "stimulus_duration_ms", "mask_ms", "iti_ms", "target_participants", "rerank_every",
 )  # fmt: skip
 COMPARE = "compare_stimulus_set_ids"
 CHECKBOX_FIELDS = ("prolific", "mturk", "require_fullscreen", "card_calibration", "viewing_distance")
@@ -231,7 +233,7 @@ def _study_page(
         "exports": [f.value for f in ExportFile],
         "schedule_fields": svc.SCHEDULE_FIELDS,
         "form": {},
-        "paint_next": latest_ranking(session, study.id),
+        **paint_next_context(session, study.id, study.config),
         **extra,
     }
     return render(request, admin, "study.html", context, status_code=status_code)

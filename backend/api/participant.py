@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Request, status
+from fastapi import APIRouter, BackgroundTasks, Depends, Request, status
 from fastapi import Response as HTTPResponse
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, Field, ValidationError
@@ -28,8 +28,9 @@ from sqlalchemy.orm import Session
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
 
-from backend.api.deps import SessionDep, in_transaction
+from backend.api.deps import SessionDep, get_enqueuer, in_transaction
 from backend.api.simulation import check_simulate
+from backend.models import Job
 from backend.schemas.common import ErrorOut
 from backend.schemas.participant import (
     AnnotationOut,
@@ -49,6 +50,7 @@ from backend.services import questionnaire
 from backend.services.errors import InvalidInputError, NotFoundError, PayloadTooLargeError, ServiceError
 from backend.services.masks import MAX_MASK_BYTES
 from backend.services.media import MediaCache
+from backend.services.rerank import refresh_and_send
 from backend.storage import BlobStore
 from backend.study.texts import participant_text
 
@@ -197,6 +199,16 @@ async def submit_response(
     return out
 
 
+def _enqueuer(request: Request) -> Callable[[Job], object]:
+    """The app's `get_enqueuer` (tests override it), resolved only when a job is really sent."""
+    override = request.app.dependency_overrides.get(get_enqueuer)
+
+    def send(job: Job) -> object:
+        return (override() if override is not None else get_enqueuer(request))(job)
+
+    return send
+
+
 @sessions_router.post(
     "/sessions/{token}/questionnaire",
     response_model=QuestionnaireOut,
@@ -330,6 +342,7 @@ async def submit_annotation(
     payload: Annotated[_AnnotationPayload, Depends(_annotation_payload)],
     request: Request,
     response: HTTPResponse,
+    background: BackgroundTasks,
 ) -> AnnotationOut:
     storage: BlobStore = request.app.state.storage
 
@@ -348,4 +361,6 @@ async def submit_annotation(
     out, created = await in_transaction(request, store)
     if not created:
         response.status_code = status.HTTP_200_OK
+    else:  # after the response: the study's ranking may be due (`rerank_every`), never delaying this answer
+        background.add_task(refresh_and_send, request.app.state.session_factory, trial_id, _enqueuer(request))
     return out

@@ -264,7 +264,8 @@ class RankPaintingsParams(_Params):
     A salience predictor (`sipat.predictor`) is trained on the study's mean human maps (images with at least
     `min_annotators` paintings); every other training image is scored by the predictor's MC-dropout spread and
     its disagreement with Grad-CAM of a reference classifier, and the `top` best are listed class by class in
-    turn (`sipat.predictor.active`). The ranking is only stored and shown: studies still draw images at random.
+    turn (`sipat.predictor.active`). Studies with `painting_pool: "active"` schedule the newest ranking's images
+    (`backend.services.paint_next`); it also records the predictor's held-out quality (`worker/jobs/rank.py`).
     """
 
     study_id: int = Field(description="Study whose paintings train the predictor; its stimulus set's dataset.")
@@ -286,6 +287,12 @@ class RankPaintingsParams(_Params):
     reference_epochs: int = Field(default=1, ge=1, le=100)
     batch_size: int = Field(default=32, ge=1, le=4096, description="Batch size of that reference model.")
     lr: float = Field(default=0.1, gt=0, le=10, description="Learning rate of that reference model.")
+    after_paintings: int | None = Field(
+        default=None,
+        ge=0,
+        description="Set by the automatic refresh (the study's rerank_every): the study's accepted paintings when "
+        "it was queued; null for a ranking asked for by hand.",
+    )
 
 
 PARAMS_BY_KIND: dict[str, type[_Params]] = {

@@ -6,6 +6,7 @@ field descriptions show up in the OpenAPI schema of the research API.
 
 from __future__ import annotations
 
+from typing import Literal
 from urllib.parse import quote, urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -274,6 +275,21 @@ class StudyConfig(BaseModel):
         description="Annotations an image needs before its averaged salience map is used for SIP-AT training.",
     )
 
+    painting_pool: Literal["random", "active"] = Field(
+        default="random",
+        description="How the annotation trials choose the images to paint: 'random' (a seeded sample of the "
+        "annotation pool per participant) or 'active' (the newest finished rank_paintings ranking of this study, "
+        "in pick order, skipping images that already have min_annotators paintings; random until a ranking "
+        "exists). Active needs annotation_split: the ranking lists training images.",
+    )
+    rerank_every: int | None = Field(
+        default=None,
+        ge=1,
+        le=100_000,
+        description="Queue a rank_paintings job for this study each time its accepted paintings pass a multiple "
+        "of this number (at most one queued or running at a time); null: never, a researcher ranks by hand.",
+    )
+
     @field_validator("questionnaire")
     @classmethod
     def _distinct_items(cls, value: list[QuestionnaireItem]) -> list[QuestionnaireItem]:
@@ -314,6 +330,15 @@ class StudyConfig(BaseModel):
             raise ValueError(
                 "viewing_distance needs card_calibration: the blind-spot offset is converted to mm with the "
                 "card's px per mm; set card_calibration too"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _active_needs_a_pool(self) -> StudyConfig:
+        if self.painting_pool == "active" and not self.annotation_split:
+            raise ValueError(
+                "painting_pool 'active' paints the training images a ranking lists, so it needs annotation_split "
+                "(e.g. 'train'); set it, or use painting_pool 'random'"
             )
         return self
 

@@ -160,6 +160,19 @@ def _pick(rng: random.Random, preferred: list[int], fallback: list[int], n: int)
     return chosen
 
 
+def _ranked_first(pool: list[int], ranked: Sequence[int], n: int) -> list[int]:
+    """The first ``n`` distinct ids of ``ranked`` that are in ``pool`` (a ranking may list images the pool lacks:
+    another split, or a stimulus set changed since it was ranked)."""
+    members = set(pool)
+    out: list[int] = []
+    for image_id in dict.fromkeys(ranked):
+        if len(out) == n:
+            break
+        if image_id in members:
+            out.append(image_id)
+    return out
+
+
 def build_schedule(
     config: StudyConfig,
     *,
@@ -168,6 +181,7 @@ def build_schedule(
     eps_levels: list[float],
     practice_image_ids: list[int] | None = None,
     annotate_image_ids: list[int] | None = None,
+    annotate_first: Sequence[int] | None = None,
 ) -> list[TrialSpec]:
     """The ordered trials of participant ``participant_index`` (0-based, in enrollment order).
 
@@ -178,6 +192,9 @@ def build_schedule(
     participant's main phase when there are any.
     ``annotate_image_ids``, when given and not empty, is the annotation pool (e.g. the training images, so
     the paintings reach SIP-AT): annotation trials are a seeded sample of it instead of main-phase images.
+    ``annotate_first`` (the active painting pool: a ranking's pick order, images with enough paintings left
+    out) puts those of its ids that are in the pool first, in its order; a seeded sample of the rest of the
+    pool fills what they leave. Ignored without a pool.
 
     Returns ``n_practice + n_main + n_catch + n_annotate`` trials with positions 0, 1, 2, ...
     Raises ValueError when the inputs cannot satisfy ``config`` (too few images, bad eps levels, more catch
@@ -247,7 +264,9 @@ def build_schedule(
 
     # Annotation: clean images the participant saw in the main phase, then others if needed.
     if annotate_pool:  # a generator of its own, so the detection trials stay as they were without a pool
-        annotate_ids = _rng("annotate", seed, participant_index).sample(annotate_pool, config.n_annotate)
+        annotate_ids = _ranked_first(annotate_pool, annotate_first or [], config.n_annotate)
+        rest = [i for i in annotate_pool if i not in set(annotate_ids)] if annotate_ids else annotate_pool
+        annotate_ids += _rng("annotate", seed, participant_index).sample(rest, config.n_annotate - len(annotate_ids))
     else:
         annotate_ids = _pick(rng, sorted(main_set), images, config.n_annotate)
 

@@ -40,7 +40,8 @@ def _study(rt: Runtime, dataset_id: int, slug: str, **config: object) -> int:
             session.add_all(
                 Stimulus(stimulus_set_id=sset.id, image_id=im.id, eps=e, sha256=im.sha256) for e in (0, 0.1)
             )
-        cfg = StudyConfig(stimulus_set_id=sset.id, n_main=4, n_practice=0, n_catch=0, n_annotate=2, **config)
+        counts = {"n_main": 4, "n_practice": 0, "n_catch": 0, "n_annotate": 2}
+        cfg = StudyConfig.model_validate({"stimulus_set_id": sset.id, **counts, **config})
         study = create_study(session, slug=slug, title=slug, config=cfg)
         open_study(session, study.id)
         return study.id

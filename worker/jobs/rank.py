@@ -2,8 +2,8 @@
 
 Why: human maps are the expensive part of SIP-AT; a painting teaches most where the salience predictor is
 unsure and where the automatic alternative (Grad-CAM) disagrees with it. The job refreshes that ranking from
-the paintings so far; the dashboard's study page shows its top. Studies still draw images at random: the
-ranking is advice, stored in the job's result, not yet fed into the schedule.
+the paintings so far; the dashboard's study page shows its top, and studies with an active painting pool
+schedule its images (`backend.services.paint_next`).
 
 Steps (job progress in brackets):
 
@@ -11,11 +11,15 @@ Steps (job progress in brackets):
    used): the study's dataset, its training images (the train job's hold-out rule with `seed`), the images
    with >= min_annotators paintings (participants flagged by the catch trials and pilots left out) and the
    candidates (every other training image). Images decoded and sized as in the train job.
-2. The predictor [5-45 %]: `sipat.predictor.train_predictor` on the painted images' mean maps (seeded).
+2. The predictor [5-35 %]: `sipat.predictor.train_predictor` on the painted images' mean maps (seeded);
+   [35-45 %] its held-out quality (`worker.jobs.rank_views`: a second predictor without a seeded 20 % of
+   the painted images, CC/SIM/NSS on those, with the number of paintings it learnt from).
 3. Grad-CAM [45-80 %] of a reference classifier (`reference_model_id`, or a quick standard model).
 4. The ranking [80-100 %]: `sipat.predictor.acquisition_signals` (MC-dropout spread, 1 - CC with Grad-CAM,
    seeded) and `select_balanced` (classes in turn): the `top` candidates in pick order, each with its label,
-   score, spread and disagreement. The same data, params and seed give the same ranking (on the CPU).
+   score, spread, disagreement, paintings so far and three PNG blobs (predicted map, MC-dropout spread map,
+   the human mean when someone painted it), written before the result names them. The same data, params and
+   seed give the same ranking (on the CPU).
 """
 
 from __future__ import annotations
@@ -36,6 +40,7 @@ from sipat.training import Progress
 from worker.jobs.common import JobError, Phase, load_map, model_meta
 from worker.jobs.datasets import build_set, channels_of, common_size, dataset_images, decode, split_train_eval
 from worker.jobs.predicted import pad4
+from worker.jobs.rank_views import held_out_quality, map_blobs
 from worker.jobs.train import reference_model
 from worker.runtime import Runtime
 
@@ -73,13 +78,17 @@ def rank_paintings_job(run: JobRun, rt: Runtime) -> dict[str, Any]:
     x, (h, w) = pad4(train_set.images.float())
     s, _ = pad4(human)
     cfg = PredictorConfig(epochs=p.predictor_epochs, batch_size=p.predictor_batch_size, seed=p.seed)
-    phase = Phase(run, 0.05, 0.45)
+    phase = Phase(run, 0.05, 0.35)
 
     def on_batch(pr: Progress) -> None:
         phase(pr.fraction, f"salience predictor: epoch {pr.epoch + 1}/{pr.epochs}: loss {pr.loss:.3f}")
 
     checkpoint = rt.scratch_dir(run.job_id) / "predictor.pt"
     trained = train_predictor(x, s, cfg, device=rt.device, progress=on_batch, checkpoint=checkpoint)
+    run.progress(0.35, "held-out quality of the predictor")
+    rows = [k for k, im in enumerate(train_infos) if im.id in painted]
+    per_row = [len(masks.get(im.id, [])) for im in train_infos]
+    heldout = held_out_quality(x, s, (h, w), rows, per_row, cfg, rt.device)
 
     reference = reference_model(run, rt, p, train_set, meta, Phase(run, 0.45, 0.7))
     todo = candidates.nonzero().squeeze(1)
@@ -96,6 +105,16 @@ def rank_paintings_job(run: JobRun, rt: Runtime) -> dict[str, Any]:
     )
     k = min(p.top, len(todo))
     picks = select_balanced(signals["score"], train_set.labels.cpu(), k, candidates=candidates, seed=p.seed)
+    picked = picks.tolist()
+    with session_scope(rt.session_factory) as session:  # ranked images painted by too few people so far
+        some = annotation_masks(session, p.study_id, [train_infos[i].id for i in picked])
+    human_means = {
+        i: mean_of_annotators([load_map(rt.storage, sha, size) for sha in some[train_infos[i].id]])[0]
+        for i in picked
+        if some.get(train_infos[i].id)
+    }
+    run.progress(0.9, "maps of the ranked images")
+    blobs, scale = map_blobs(rt.storage, trained.model, x, picked, (h, w), human_means, samples=p.samples, seed=p.seed)
     ranking = [
         {
             "image_id": train_infos[i].id,
@@ -103,8 +122,10 @@ def rank_paintings_job(run: JobRun, rt: Runtime) -> dict[str, Any]:
             "score": round(float(signals["score"][i]), 6),
             "spread": round(float(signals["spread"][i]), 6),
             "disagreement": round(float(signals["disagreement"][i]), 6),
+            "paintings": len(some.get(train_infos[i].id, [])),
+            **shas,
         }
-        for i in picks.tolist()
+        for i, shas in zip(picked, blobs, strict=True)
     ]
     rt.clear_scratch(run.job_id)
     return {
@@ -112,11 +133,14 @@ def rank_paintings_job(run: JobRun, rt: Runtime) -> dict[str, Any]:
         "dataset_id": pool["dataset_id"],
         "n_train": len(train_infos),
         "painted": len(painted),
+        "paintings": sum(per_row),
         "candidates": len(todo),
         "min_annotators": pool["min_annotators"],
         "seed": p.seed,
         "ranking": ranking,
         "predictor": {"trained_on": trained.trained_on, "history": trained.history},
+        "heldout": heldout,
+        "uncertainty_scale": scale,
     }
 
 

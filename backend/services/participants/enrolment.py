@@ -1,7 +1,8 @@
 """Enrolment: start (or resume) a session of a study, with its whole schedule fixed at the start.
 
 A session's schedule is `backend.study.schedule.build_schedule` with the participant's 0-based index within
-the study (which drives the counterbalancing), stored as `trials` rows pointing to stimuli.
+the study (which drives the counterbalancing), stored as `trials` rows pointing to stimuli. A study with an
+active painting pool puts the newest ranking's unclaimed images first (`backend.services.paint_next`).
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from backend.models import (
     Trial,
 )
 from backend.services.errors import ConflictError, InvalidInputError, NotFoundError, UnavailableError
+from backend.services.paint_next import annotate_order
 from backend.services.participants.statements import TAKE_INDEX
 from backend.services.resume import check_resume
 from backend.study.config import StudyConfig
@@ -122,7 +124,7 @@ def start_session(
             index, config = _take_index(session, study, statuses)
             if config.stimulus_set_ids != stimuli.set_ids:  # changed in the meantime
                 stimuli = _StudyStimuli.load(session, config.stimulus_set_ids)
-            specs = stimuli.schedule(config, index)
+            specs = stimuli.schedule(config, index, annotate_order(session, study.id, config).order)
             stimulus_ids = [stimuli.stimulus_id(spec) for spec in specs]
             token = secrets.token_urlsafe(24)
             participant = Participant(
@@ -233,7 +235,11 @@ class _StimulusIndex:
         return sorted({0.0, *(float(e) for e in self.stimulus_set.eps_levels)})
 
     def schedule(
-        self, config: StudyConfig, participant_index: int, image_ids: list[int] | None = None
+        self,
+        config: StudyConfig,
+        participant_index: int,
+        image_ids: list[int] | None = None,
+        annotate_first: list[int] | None = None,
     ) -> list[TrialSpec]:
         """`build_schedule` on this set's images, or on `image_ids` (the images every compared set has)."""
         try:
@@ -243,6 +249,7 @@ class _StimulusIndex:
                 image_ids=self.trial_images() if image_ids is None else image_ids,
                 eps_levels=self.levels(),
                 annotate_image_ids=self.pools.get(config.annotation_split) if config.annotation_split else None,
+                annotate_first=annotate_first,
             )
         except ValueError as exc:
             raise UnavailableError(f"study cannot run: {exc}; a researcher must fix the study") from None
@@ -279,10 +286,12 @@ class _StudyStimuli:
     def set_ids(self) -> list[int]:
         return [index.stimulus_set.id for index in self.sets]
 
-    def schedule(self, config: StudyConfig, participant_index: int) -> list[TrialSpec]:
+    def schedule(
+        self, config: StudyConfig, participant_index: int, annotate_first: list[int] | None = None
+    ) -> list[TrialSpec]:
         first, *others = self.sets
         if not others:
-            return first.schedule(config, participant_index)
+            return first.schedule(config, participant_index, annotate_first=annotate_first)
         levels = first.levels()
         images = set(first.trial_images())
         for other in others:
@@ -292,7 +301,7 @@ class _StudyStimuli:
                     f"{first.stimulus_set.id} {levels}; compared sets need the same levels, a researcher must fix it"
                 )
             images &= set(other.trial_images())
-        return first.schedule(config, participant_index, image_ids=sorted(images))
+        return first.schedule(config, participant_index, image_ids=sorted(images), annotate_first=annotate_first)
 
     def stimulus_id(self, spec: TrialSpec) -> int:
         return self.sets[spec.set_index].stimulus_id(spec)
