@@ -48,6 +48,8 @@ $(STAMP): pyproject.toml $(LOCKS)
 #   requirements/torch.lock   torch and torchvision with their dependencies, at requirements.lock's pins
 #   requirements/api.lock     [web] alone (read from pyproject.toml), at requirements.lock's pins: the torch-free API image
 #   requirements/worker.lock  base + [worker], at requirements.lock's pins: the worker image
+#   requirements/worker-cpu.lock  the same without torch, torchvision and their CUDA libraries: the CPU-only worker
+#                             image installs those two from PyTorch's CPU index first (not hash-checked: see Dockerfile)
 #   requirements/nodeps.lock  torchattacks and timm, installed without their dependencies
 lock:
 	@test -x $(UV) || { $(PYTHON) -m venv $(LOCKTOOL) && $(LOCKTOOL)/bin/pip install --quiet uv==$(UV_VERSION); }
@@ -56,6 +58,9 @@ lock:
 	$(PYTHON) -c "import tomllib; print('\\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['optional-dependencies']['web']))" \
 		| $(UV_COMPILE) - -c requirements.lock -o requirements/api.lock
 	$(UV_COMPILE) pyproject.toml --extra worker -c requirements.lock -o requirements/worker.lock
+	$(UV_COMPILE) pyproject.toml --extra worker -c requirements.lock -o requirements/worker-cpu.lock \
+		$$(grep -oE '^(torch|torchvision|triton|cuda-[a-z-]+|nvidia-[a-z0-9-]+)==' requirements/worker.lock \
+			| sed 's/==$$//; s/^/--no-emit-package /')
 	$(UV_COMPILE) $(UPGRADE) requirements/nodeps.in --no-deps -o requirements/nodeps.lock
 
 # The browser tests drive Debian's Chromium (Playwright cannot download its own here); install it when

@@ -171,7 +171,7 @@ class Settings(BaseSettings):
         default="1200/minute", description="Session starts per study, from all clients together (empty: no limit)."
     )
     rate_limit_enrol_burst_per_study: str = Field(
-        default="25/second",
+        default="10/second",
         description="Session starts per study within one second, from all clients together: a flood from many "
         "addresses is refused before it writes trial rows, while the participants already enrolled go on.",
     )
