@@ -176,7 +176,7 @@ class Settings(BaseSettings):
         "addresses is refused before it writes trial rows, while the participants already enrolled go on.",
     )
     rate_limit_password_checks: str = Field(
-        default="8/second",
+        default="4/second",
         description="argon2 password checks (dashboard logins) per API process, from all clients together, "
         "counted in the process's memory (backend.hashbudget); past it a login gets 429 without being hashed.",
     )
