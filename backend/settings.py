@@ -171,12 +171,12 @@ class Settings(BaseSettings):
         default="1200/minute", description="Session starts per study, from all clients together (empty: no limit)."
     )
     rate_limit_enrol_burst_per_study: str = Field(
-        default="10/second",
+        default="50 per 5 seconds",
         description="Session starts per study within one second, from all clients together: a flood from many "
         "addresses is refused before it writes trial rows, while the participants already enrolled go on.",
     )
     rate_limit_password_checks: str = Field(
-        default="4/second",
+        default="20 per 5 seconds",
         description="argon2 password checks (dashboard logins) per API process, from all clients together, "
         "counted in the process's memory (backend.hashbudget); past it a login gets 429 without being hashed.",
     )
