@@ -172,7 +172,7 @@ class Settings(BaseSettings):
     )
     rate_limit_enrol_burst_per_study: str = Field(
         default="50 per 5 seconds",
-        description="Session starts per study within one second, from all clients together: a flood from many "
+        description="Session starts per study in a short window, from all clients together: a flood from many "
         "addresses is refused before it writes trial rows, while the participants already enrolled go on.",
     )
     rate_limit_password_checks: str = Field(
