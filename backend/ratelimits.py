@@ -3,7 +3,7 @@
 What is limited, and why (each limit a `Settings.rate_limit_*` in `limits` notation, e.g. "60/minute"; an
 empty value turns that limit off):
 
-* **enrolment**, per client address and per study (per minute, and per second from all clients together): each
+* **enrolment**, per client address and per study (per minute, and in a short window from all clients): each
   session start writes a row per trial and takes a counterbalancing slot; a script could otherwise start
   thousands a minute, and a flood from many addresses is refused by the per-study limits before any row is
   written, while the participants already enrolled go on answering;
