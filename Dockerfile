@@ -1,13 +1,13 @@
 # syntax=docker/dockerfile:1
-# Two images from one file, with the versions of requirements.lock (pip constraints), as `make install` pins them:
+# Two images from one file, each installing a lock file of its own, every file checked against the sha256 that
+# the lock holds (`pip install --require-hashes`; the locks come from `make lock`, see the Makefile):
 #
-#   docker build --target api    -t sipat-api .                              # [web] only: torch-free
-#   docker build --target worker -t sipat-worker .                           # base + [worker]: torch with CUDA 13
+#   docker build --target api    -t sipat-api .                              # requirements/api.lock: torch-free
+#   docker build --target worker -t sipat-worker .                           # requirements/worker.lock: CUDA 13
 #   docker build --target worker --build-arg TORCH_VARIANT=cpu -t sipat-worker-cpu .   # torch's CPU wheels
 #
-# Layers: the dependencies are installed from requirements.lock and the dependency lists of pyproject.toml
-# (extracted in the `requirements` stage, so that editing pyproject's tool settings changes nothing) BEFORE the
-# code is copied: a code change rebuilds only the last, small layers and never reinstalls torch.
+# Layers: the dependencies are installed from the lock files BEFORE the code is copied: a code change rebuilds
+# only the last, small layers and never reinstalls torch.
 # Commands (the same as outside Docker; docker-compose.yml runs them):
 #   migrate: alembic upgrade head             (once, in its own service, before api and workers start)
 #   api:     uvicorn --factory backend.main:create_app --host 0.0.0.0 --port 8000 --proxy-headers
@@ -15,14 +15,6 @@
 # Settings come from SIPAT_* variables; blobs live in SIPAT_DATA_DIR=/data, a volume every container mounts.
 
 ARG PYTHON_IMAGE=python:3.11-slim
-
-# The groups of pyproject.toml as requirement files: base.txt (the method library), web.txt (the API).
-FROM ${PYTHON_IMAGE} AS requirements
-WORKDIR /req
-COPY pyproject.toml ./
-RUN python -c "import tomllib; p = tomllib.load(open('pyproject.toml', 'rb'))['project']; \
-open('base.txt', 'w').write('\n'.join(p['dependencies']) + '\n'); \
-open('web.txt', 'w').write('\n'.join(p['optional-dependencies']['web']) + '\n')"
 
 FROM ${PYTHON_IMAGE} AS base
 ENV PYTHONDONTWRITEBYTECODE=1 \
@@ -33,11 +25,11 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 RUN useradd --create-home --uid 10001 sipat \
     && install -d -o sipat -g sipat /data
 WORKDIR /app
-COPY requirements.lock ./
 
 FROM base AS api
-COPY --from=requirements /req/web.txt ./requirements/
-RUN pip install -c requirements.lock -r requirements/web.txt
+# [web] of pyproject.toml alone, at requirements.lock's pins
+COPY requirements/api.lock ./requirements/
+RUN pip install --require-hashes -r requirements/api.lock
 COPY pyproject.toml README.md alembic.ini ./
 COPY sipat ./sipat
 COPY backend ./backend
@@ -53,19 +45,22 @@ HEALTHCHECK --interval=10s --timeout=5s --start-period=30s --retries=5 \
 CMD ["uvicorn", "--factory", "backend.main:create_app", "--host", "0.0.0.0", "--port", "8000", "--proxy-headers"]
 
 FROM base AS worker
-# cuda: PyPI's Linux wheels (CUDA 13 inside; the host needs an NVIDIA driver >= 580, see the README);
-# cpu: the CPU-only wheels of download.pytorch.org (no CUDA libraries: a much smaller image).
+# cuda: PyPI's Linux wheels (CUDA 13 inside; the host needs an NVIDIA driver >= 580, see the README), hash-checked:
+#   torch and torchvision with their CUDA libraries first (requirements/torch.lock), then the
+#   base and [worker] groups (requirements/worker.lock, the same pins);
+# cpu: the CPU-only wheels of download.pytorch.org at torch.in's pins (no CUDA libraries: a much smaller image).
+#   Their files are not those of PyPI, whose hashes the locks hold, so this one step is checked by version only;
+#   the rest is requirements/worker-cpu.lock (worker.lock without torch, torchvision and the CUDA libraries),
+#   hash-checked, which also aligns the dependencies the CPU index brought to the lock's pins.
 ARG TORCH_VARIANT=cuda
-COPY --from=requirements /req/base.txt /req/web.txt ./requirements/
-# torch and torchvision first, at base.txt's pins, so that nothing else can pull another torch.
-# (The CPU index carries torch's own dependencies too, at its versions; the second step aligns them to the lock.)
+COPY requirements/torch.in requirements/torch.lock requirements/worker.lock requirements/worker-cpu.lock ./requirements/
 RUN case "$TORCH_VARIANT" in \
-        cuda) index="-c requirements.lock" ;; \
-        cpu) index="--index-url https://download.pytorch.org/whl/cpu" ;; \
+        cuda) pip install --require-hashes -r requirements/torch.lock \
+            && pip install --require-hashes -r requirements/worker.lock ;; \
+        cpu) pip install --index-url https://download.pytorch.org/whl/cpu $(grep -E '^torch(vision)?==' requirements/torch.in) \
+            && pip install --require-hashes -r requirements/worker-cpu.lock ;; \
         *) echo "TORCH_VARIANT must be cuda or cpu, not $TORCH_VARIANT" >&2; exit 1 ;; \
     esac \
-    && pip install $index $(grep -E '^torch(vision)?==' requirements/base.txt) \
-    && pip install -c requirements.lock -r requirements/base.txt -r requirements/web.txt \
     && python -c "import torch; print('torch', torch.__version__, 'cuda', torch.version.cuda)"
 COPY pyproject.toml README.md alembic.ini ./
 COPY sipat ./sipat

@@ -5,31 +5,63 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 PYTEST_ARGS ?=
+LOCKS  := requirements.lock requirements/torch.lock requirements/nodeps.lock
+# `make lock`: uv, in a throwaway environment of its own
+LOCKTOOL   ?= /tmp/locktool
+UV_VERSION ?= 0.13.9
+UV         := $(LOCKTOOL)/bin/uv
+UV_COMPILE := $(UV) pip compile --quiet --generate-hashes --python-version 3.11 --python-platform x86_64-manylinux_2_28 \
+	--no-emit-package sipat-platform
+UPGRADE    ?=
 
-.PHONY: install test run lint format bench clean chromium fashion mutate
+.PHONY: install lock test run lint format bench clean chromium fashion mutate
 
 CHROMIUM ?= /usr/bin/chromium
 
 install: $(STAMP)
 
-$(STAMP): pyproject.toml requirements.lock
-	@echo "make: installing into $(VENV) (first run: several minutes; later runs skip this until pyproject.toml or requirements.lock change)"
+$(STAMP): pyproject.toml $(LOCKS)
+	@echo "make: installing into $(VENV) (first run: several minutes; later runs skip this until pyproject.toml or a lock file change)"
 	@test -x $(PY) || { echo "creating the virtual environment $(VENV) with $(PYTHON) ..."; $(PYTHON) -m venv $(VENV); }
 	@echo "upgrading pip ..."
 	$(PY) -m pip install --quiet --upgrade pip
-	# torch and torchvision first and pinned, so that nothing else can pull another torch.
+	# Every step below installs pinned files whose sha256 the lock files hold (--require-hashes): a file that was
+	# swapped on an index, or a pin that the lock misses, stops the install. `make lock` regenerates them.
+	# torch and torchvision first (with their CUDA libraries), at the lock's pins: the largest, slowest step.
 	@echo "installing torch and torchvision (~1 GB download the first time; the slowest step) ..."
-	$(PY) -m pip install --quiet torch==2.14.1 torchvision==0.29.1
+	$(PY) -m pip install --quiet --require-hashes -r requirements/torch.lock
 	@echo "installing the pinned packages of requirements.lock (FastAPI, SQLAlchemy, Celery, ...) ..."
-	$(PY) -m pip install --quiet -r requirements.lock
+	$(PY) -m pip install --quiet --require-hashes -r requirements.lock
 	@echo "installing this project (sipat, backend, worker; editable) ..."
 	$(PY) -m pip install --quiet --no-deps -e .
-	# Test-only cross-checks and optional architectures, without their dependency pins (torchattacks pins old
-	# requests/numpy; timm would pull huggingface_hub, which nothing here uses offline).
+	# Test-only cross-checks and optional architectures, without their dependency pins (requirements/nodeps.in).
 	@echo "installing torchattacks and timm (test cross-checks, optional architectures) ..."
-	$(PY) -m pip install --quiet --no-deps torchattacks==3.5.1 timm==1.0.31
+	$(PY) -m pip install --quiet --no-deps --require-hashes -r requirements/nodeps.lock
 	@touch $(STAMP)
 	@echo "make: installed"
+
+# The lock files, with the sha256 of every file of each pinned release, resolved by uv from the declared
+# dependencies (pyproject.toml; requirements/*.in) for CPython 3.11 on x86-64 Linux. Existing pins are kept;
+# `make lock UPGRADE=--upgrade` moves every pin to the newest release allowed. uv is installed into its own
+# throwaway environment ($(LOCKTOOL)), never into the project's.
+#   requirements.lock         base + [worker] + [web] + [dev]: what `make install` (tests, CI) installs
+#   requirements/torch.lock   torch and torchvision with their dependencies, at requirements.lock's pins
+#   requirements/api.lock     [web] alone (read from pyproject.toml), at requirements.lock's pins: the torch-free API image
+#   requirements/worker.lock  base + [worker], at requirements.lock's pins: the worker image
+#   requirements/worker-cpu.lock  the same without torch, torchvision and their CUDA libraries: the CPU-only worker
+#                             image installs those two from PyTorch's CPU index first (not hash-checked: see Dockerfile)
+#   requirements/nodeps.lock  torchattacks and timm, installed without their dependencies
+lock:
+	@test -x $(UV) || { $(PYTHON) -m venv $(LOCKTOOL) && $(LOCKTOOL)/bin/pip install --quiet uv==$(UV_VERSION); }
+	$(UV_COMPILE) $(UPGRADE) pyproject.toml --extra worker --extra dev -o requirements.lock
+	$(UV_COMPILE) requirements/torch.in -c requirements.lock -o requirements/torch.lock
+	$(PYTHON) -c "import tomllib; print('\\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['optional-dependencies']['web']))" \
+		| $(UV_COMPILE) - -c requirements.lock -o requirements/api.lock
+	$(UV_COMPILE) pyproject.toml --extra worker -c requirements.lock -o requirements/worker.lock
+	$(UV_COMPILE) pyproject.toml --extra worker -c requirements.lock -o requirements/worker-cpu.lock \
+		$$(grep -oE '^(torch|torchvision|triton|cuda-[a-z-]+|nvidia-[a-z0-9-]+)==' requirements/worker.lock \
+			| sed 's/==$$//; s/^/--no-emit-package /')
+	$(UV_COMPILE) $(UPGRADE) requirements/nodeps.in --no-deps -o requirements/nodeps.lock
 
 # The browser tests drive Debian's Chromium (Playwright cannot download its own here); install it when
 # missing and we are root, otherwise they skip (and fail in CI).

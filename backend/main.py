@@ -26,6 +26,7 @@ from backend.api import API_PREFIX, api_router
 from backend.blobstores import open_blob_store
 from backend.bodylimit import BodyLimitMiddleware, BodyLimits
 from backend.db import DB_THREADS, ENROL_THREADS, make_engine, make_session_factory
+from backend.hashbudget import PasswordCheckBudget
 from backend.ratelimits import RateLimits
 from backend.schemas.common import ErrorOut
 from backend.security import SecurityHeadersMiddleware
@@ -73,6 +74,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.storage = open_blob_store(settings)
     app.state.media_cache = MediaCache()
     app.state.rate_limits = RateLimits(settings)
+    app.state.password_checks = PasswordCheckBudget.from_settings(settings)  # argon2, all clients together
     app.include_router(api_router, prefix=API_PREFIX)
     app.include_router(web_router)  # participant pages /s/{slug} and /static/
     app.include_router(admin_router)  # researcher dashboard /admin (login session, CSRF)

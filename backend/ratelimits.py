@@ -3,8 +3,10 @@
 What is limited, and why (each limit a `Settings.rate_limit_*` in `limits` notation, e.g. "60/minute"; an
 empty value turns that limit off):
 
-* **enrolment**, per client address and per study: each session start writes a row per trial and takes a
-  counterbalancing slot; a script could otherwise start thousands a minute;
+* **enrolment**, per client address and per study (per minute, and in a short window from all clients): each
+  session start writes a row per trial and takes a counterbalancing slot; a script could otherwise start
+  thousands a minute, and a flood from many addresses is refused by the per-study limits before any row is
+  written, while the participants already enrolled go on answering;
 * **login**, per client address (whatever the e-mail: spraying many addresses) and per account (from all
   clients: one account attacked from many addresses). Both are counted *before* the password is checked, so
   a flood past the limit costs no argon2 hash: that work is what slowed every participant's request;
@@ -14,6 +16,15 @@ empty value turns that limit off):
 Counts live in `Settings.rate_limit_storage`: `memory://` (one process, the embedded default) or a Redis URL
 (shared by every API process and host). When the storage cannot be reached the request is let through and a
 warning logged: a rate limit is a guard against floods, and must not take the study down with Redis.
+
+Each limit is counted by one atomic `hit` of the storage (a lock in memory, a Lua script in Redis), which counts
+the request only if it is allowed: requests in flight at the same moment cannot all pass a limit that has room
+for one more (the old test-then-count could). A request under several limits hits them in turn, the narrowest
+(this client's) first, and stops at the first refusal: it then has used the allowance of the limits before that
+one, never of those after. The trade-off, chosen because no storage offers an atomic test-and-count over
+several keys: a client refused by a per-study limit has spent one of its own attempts, whereas a flood from one
+address, refused by its own limit first, spends none of the study's allowance that other participants need.
+The argon2 budget of all clients together is `backend.hashbudget`.
 
 The client address is the connection's peer, unless that peer is one of `Settings.forwarded_allow_ips`
 (a reverse proxy); then it is the last address of `X-Forwarded-For` that is not itself a trusted proxy. A
@@ -86,6 +97,9 @@ class RateLimits:
         self.enrol_study = rule(
             "rate_limit_enrol_per_study", "enrol-study", "too many participants are joining this study right now"
         )
+        self.enrol_burst = rule(
+            "rate_limit_enrol_burst_per_study", "enrol-burst", "too many participants are joining this study right now"
+        )
         self.login_client = rule("rate_limit_login_per_client", "login-client", "too many login attempts")
         self.login_account = rule(
             "rate_limit_login_per_account", "login-account", "too many login attempts for this account"
@@ -112,17 +126,16 @@ class RateLimits:
     # -- checks --------------------------------------------------------------------------------------------
 
     def hit(self, *checks: tuple[_Rule, str]) -> None:
-        """Count one request against each `(rule, key)`; RateLimitedError when any of them is used up.
+        """Count one request against each `(rule, key)` in turn; RateLimitedError at the first one used up.
 
-        All are tested before any is counted, so a refused request uses none of the others' allowance.
+        Each count is atomic (see the module): the rules before the refusing one have counted this request,
+        those after it have not.
         """
         active = [(rule, rule.item, key) for rule, key in checks if rule.item is not None]
         try:
             for rule, item, key in active:
-                if not self.limiter.test(item, rule.namespace, key):
+                if not self.limiter.hit(item, rule.namespace, key):
                     raise self._refusal(rule, item, key)
-            for rule, item, key in active:
-                self.limiter.hit(item, rule.namespace, key)
         except RateLimitedError:
             raise
         except Exception as exc:  # the storage (Redis) is unreachable: let the request through, say so
@@ -151,14 +164,22 @@ class RateLimits:
 
     def enrolment(self, connection: HTTPConnection, study_slug: str) -> None:
         """Count a session start of `study_slug` by this client (429 past either limit)."""
-        self.hit((self.enrol_client, self.client_address(connection)), (self.enrol_study, study_slug))
+        self.hit(
+            (self.enrol_client, self.client_address(connection)),
+            (self.enrol_burst, study_slug),
+            (self.enrol_study, study_slug),
+        )
 
     def login(self, connection: HTTPConnection, email: str) -> None:
         """Count a login attempt for `email` by this client, before its password is checked (429 past a limit)."""
         self.hit((self.login_client, self.client_address(connection)), (self.login_account, email.strip().lower()))
 
     def check_token_failures(self, connection: HTTPConnection) -> None:
-        """429 when this client already sent too many unknown tokens (nothing counted)."""
+        """429 when this client already sent too many unknown tokens (nothing counted).
+
+        Only failures are counted, after the lookup, so this stays a test: requests in flight together can
+        each pass it, and the count then runs past the limit by at most their number before all are refused.
+        """
         self.refuse_if_used_up(self.token_failures, self.client_address(connection))
 
     def token_failed(self, connection: HTTPConnection) -> None:

@@ -170,6 +170,27 @@ class Settings(BaseSettings):
     rate_limit_enrol_per_study: str = Field(
         default="1200/minute", description="Session starts per study, from all clients together (empty: no limit)."
     )
+    rate_limit_enrol_burst_per_study: str = Field(
+        default="50 per 5 seconds",
+        description="Session starts per study in a short window, from all clients together: a flood from many "
+        "addresses is refused before it writes trial rows, while the participants already enrolled go on.",
+    )
+    rate_limit_password_checks: str = Field(
+        default="20 per 5 seconds",
+        description="argon2 password checks (dashboard logins) per API process, from all clients together, "
+        "counted in the process's memory (backend.hashbudget); past it a login gets 429 without being hashed.",
+    )
+    password_check_concurrency: int = Field(
+        default=1, ge=1, description="argon2 hashes running at once per API process (each uses up to 4 cores)."
+    )
+    password_check_backlog: int = Field(
+        default=4,
+        ge=0,
+        description="Logins that may wait for a hash slot per API process; any more are refused 429 at once.",
+    )
+    password_check_wait_s: float = Field(
+        default=2.0, ge=0, description="How long a waiting login waits for a hash slot before it is refused 429."
+    )
     rate_limit_login_per_client: str = Field(
         default="30/minute", description="Dashboard login attempts per client address, whatever the e-mail."
     )

@@ -178,9 +178,11 @@ def service_env(url: str, data_dir: Path, **extra: str) -> dict[str, str]:
         "SIPAT_DATA_DIR": str(data_dir),
         "SIPAT_SECRET_KEY": SECRET,
         "SIPAT_ENV": "development",
-        # every simulated participant enrols from 127.0.0.1: no per-client / per-study enrolment limit here
+        # every simulated participant enrols from 127.0.0.1, all within the first second: no per-client /
+        # per-study enrolment limit here (not even with --abuse: the per-second one would refuse the crowd)
         "SIPAT_RATE_LIMIT_ENROL_PER_CLIENT": "",
         "SIPAT_RATE_LIMIT_ENROL_PER_STUDY": "",
+        "SIPAT_RATE_LIMIT_ENROL_BURST_PER_STUDY": "",
         "PYTHONPATH": str(REPO),
         **extra,
     }

@@ -99,21 +99,25 @@ def login(request: Request, form: Annotated[dict[str, str], Depends(login_form)]
         request.app.state.rate_limits.login(request, email)
     except RateLimitedError as exc:
         wait = exc.retry_after_s
+    if wait is None:
+        try:  # the argon2 budget of all clients together (backend.hashbudget): refused here, nothing is hashed
+            with request.app.state.password_checks.slot():
+                user = authenticate_password(db, email, form.get("password", ""))
+        except ValueError:  # not an e-mail address
+            user = None
+        except RateLimitedError as exc:
+            wait = exc.retry_after_s
     if wait is not None:
         response = _login_page(
             request,
             nonce_cookie,
             next_url=next_url,
             email=email,
-            error=f"Too many failed attempts. Wait {wait} s before trying again.",
+            error=f"Too many login attempts. Wait {wait} s before trying again.",
             status_code=status.HTTP_429_TOO_MANY_REQUESTS,
         )
         response.headers["Retry-After"] = str(wait)
         return response
-    try:
-        user = authenticate_password(db, email, form.get("password", ""))
-    except ValueError:  # not an e-mail address
-        user = None
     if user is None or not user.is_admin:
         throttle.failed(key)
         return _login_page(

@@ -39,7 +39,11 @@ def need(condition: bool, reason: str) -> None:
 
 #: Every simulated participant enrols from 127.0.0.1: the per-client and per-study enrolment limits are for
 #: strangers on the internet, not for this test's crowd of one address (backend.ratelimits).
-UNLIMITED_ENROLMENT = {"SIPAT_RATE_LIMIT_ENROL_PER_CLIENT": "", "SIPAT_RATE_LIMIT_ENROL_PER_STUDY": ""}
+UNLIMITED_ENROLMENT = {
+    "SIPAT_RATE_LIMIT_ENROL_PER_CLIENT": "",
+    "SIPAT_RATE_LIMIT_ENROL_PER_STUDY": "",
+    "SIPAT_RATE_LIMIT_ENROL_BURST_PER_STUDY": "",
+}
 
 
 @contextmanager
