@@ -260,13 +260,12 @@ def newest_map_blobs(session: Session, image_ids: Sequence[int], sources: Sequen
 def add_salience_maps(session: Session, source: str, maps: Sequence[tuple[int, str]]) -> int:
     """Add the (image id, blob sha256) maps of `source` that are not stored already (a rerun of a job adds no
     duplicates); returns how many rows were added. The blobs must be stored first."""
-    present = set(
-        session.execute(
-            select(SalienceMap.image_id, SalienceMap.sha256).where(
-                SalienceMap.source == source, SalienceMap.image_id.in_([i for i, _ in maps])
-            )
-        ).tuples()
+    rows = session.execute(
+        select(SalienceMap.image_id, SalienceMap.sha256).where(
+            SalienceMap.source == source, SalienceMap.image_id.in_([i for i, _ in maps])
+        )
     )
+    present = {(image_id, sha) for image_id, sha in rows}
     new = [SalienceMap(image_id=i, source=source, sha256=sha) for i, sha in maps if (i, sha) not in present]
     session.add_all(new)
     return len(new)
