@@ -98,9 +98,9 @@ format: install
 	$(PY) -m ruff format .
 
 bench: install
-	$(PY) benchmarks/attacks.py
-	$(PY) benchmarks/training.py
-	$(PY) benchmarks/stimuli.py
+	$(PY) -m benchmarks.attacks
+	$(PY) -m benchmarks.training
+	$(PY) -m benchmarks.stimuli
 
 # Mutation testing of the method core with mutmut (slow, so not part of `make test`); the scope and the test
 # selection are [tool.mutmut] in pyproject.toml, the score and the surviving mutants in docs/testing.md.

@@ -18,16 +18,16 @@ from sqlalchemy.orm import Session, sessionmaker
 #: PostgreSQL connections kept open per process, and how many more may be opened under a burst: together the
 #: size of the API's thread pool (40), so no request thread waits for a connection. The default (5 + 10)
 #: closed and reopened connections all the time under load (a server process forked per connection, every
-#: prepared statement lost): measured with benchmarks/load.py. Two API processes plus workers stay well
+#: prepared statement lost): measured with benchmarks/load/. Two API processes plus workers stay well
 #: under PostgreSQL's default max_connections (100).
 POSTGRES_POOL_SIZE = 20
 POSTGRES_MAX_OVERFLOW = 20
 #: Transactions of the participant protocol running at once per API process (`backend.api.deps.in_transaction`);
 #: more only queue up for the GIL and the database's cores: with 40 (the thread pool's size) the thread
-#: hand-offs themselves took 13% of the service's CPU time under benchmarks/load.py.
+#: hand-offs themselves took 13% of the service's CPU time under benchmarks/load/.
 DB_THREADS = 8
 #: Session starts running at once per API process; 4 made starts and everyone's next trial slower under
-#: benchmarks/load.py's arrival burst (CPU-bound on 2 cores).
+#: benchmarks/load/'s arrival burst (CPU-bound on 2 cores).
 ENROL_THREADS = 2
 #: How long a SQLite writer waits for the lock held by another process (the worker) before failing.
 SQLITE_BUSY_TIMEOUT_MS = 15_000

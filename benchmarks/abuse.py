@@ -1,4 +1,4 @@
-"""Abuse beside the load benchmark (`benchmarks/load.py --abuse`): an enrolment flood and a login flood at the
+"""Abuse beside the load benchmark (`python -m benchmarks.load --abuse`): an enrolment flood and a login flood at the
 edge of the rate limits (`backend/ratelimits.py`) while the simulated participants answer.
 
 The service runs behind a pretend reverse proxy: `SIPAT_FORWARDED_ALLOW_IPS=127.0.0.1`, so each client's

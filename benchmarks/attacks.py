@@ -9,22 +9,18 @@ channels_last, and with both, as ratios to the same fp32 bare loop (issue 9). Wi
 candidate is skipped.
 
     .venv/bin/pip install --no-deps torchattacks==3.5.1     # benchmark only: it pins an old requests
-    .venv/bin/python benchmarks/attacks.py [--arch resnet18] [--batch 64] [--repeats 7] [--variants] [--threads 1]
+    .venv/bin/python -m benchmarks.attacks [--arch resnet18] [--batch 64] [--repeats 7] [--variants] [--threads 1]
 """
 
 from __future__ import annotations
 
 import argparse
 import copy
-import sys
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _timing import add_machine_args, interleaved, machine, report
-
+from benchmarks._timing import add_machine_args, interleaved, machine, report
 from sipat.attacks import pgd
 from sipat.models import build_model
 

@@ -6,7 +6,7 @@ the ensemble's later stages (APGD-T: 9 targets x 100 steps; Square: 5,000 querie
 survivors, as in AutoAttack. Both are timed interleaved (`_timing.interleaved`) at each eps, with the
 robust accuracy of each and of every ensemble stage printed beside the ratio. Nothing is downloaded.
 
-    .venv/bin/python benchmarks/autoattack.py [--n 200] [--eps 0.03 0.05] [--queries 5000] [--repeats 1]
+    .venv/bin/python -m benchmarks.autoattack [--n 200] [--eps 0.03 0.05] [--queries 5000] [--repeats 1]
 
 The other goal of issue 16, masked PGD within 5% of the bare forward + backward loop, is measured by
 benchmarks/attacks.py (unchanged).
@@ -15,15 +15,11 @@ benchmarks/attacks.py (unchanged).
 from __future__ import annotations
 
 import argparse
-import sys
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _timing import add_machine_args, interleaved, machine, report
-
+from benchmarks._timing import add_machine_args, interleaved, machine, report
 from sipat.attacks import AttackBudget, apgd, autoattack
 from sipat.models import build_model
 

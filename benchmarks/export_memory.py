@@ -1,6 +1,6 @@
 """Streamed export in constant memory: the server's RSS while it streams 10,000 vs 1,000,000 responses.
 
-    .venv/bin/python benchmarks/export_memory.py [--rows 1000000] [--small 10000] [--postgres-url URL]
+    .venv/bin/python -m benchmarks.export_memory [--rows 1000000] [--small 10000] [--postgres-url URL]
 
 A schema `bench_<random>` of the PostgreSQL of `--postgres-url` (default `$SIPAT_BENCH_POSTGRES_URL`, else
 `$SIPAT_TEST_POSTGRES_URL`) gets two studies on one stimulus set: one with `--small` responses, one with
@@ -21,8 +21,7 @@ import threading
 import time
 from pathlib import Path
 
-from load import bench_schema, postgres_url_from, seed_study, service_env  # puts the repository on sys.path
-
+from benchmarks.load.service import bench_schema, postgres_url_from, seed_study, service_env
 from tests.netkit import free_port, serving, uvicorn_cmd
 
 TRIALS_PER_PARTICIPANT = 100

@@ -1,6 +1,6 @@
 """A login flood from many addresses beside one participant's `next`, with and without the argon2 budget.
 
-    .venv/bin/python benchmarks/login_flood.py [--clients 40] [--logins-each 3]
+    .venv/bin/python -m benchmarks.login_flood [--clients 40] [--logins-each 3]
 
 One uvicorn process (SQLite, loopback only) per mode: `off` (no budget: as many hashes at once as requests) and
 `on` (the settings' defaults of `backend.hashbudget`). The per-address and per-account login limits are off and
@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import os
 import re
-import sys
 import tempfile
 import time
 from collections import Counter
@@ -24,10 +23,9 @@ from pathlib import Path
 
 import httpx
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+from tests.netkit import free_port, serving, uvicorn_cmd
 
-from tests.netkit import free_port, serving, uvicorn_cmd  # noqa: E402
+REPO = Path(__file__).resolve().parents[1]
 
 SECRET = "bench-secret-" + "z" * 40
 ADMIN, PASSWORD = "admin@example.org", "correct horse battery"

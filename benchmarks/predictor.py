@@ -5,21 +5,17 @@ and its inference (dropout off; and MC-dropout with --samples passes), each as a
 of the default classifier for the set (forward + backward + step, standard cross-entropy). Candidates run in
 turns and are compared by their medians (see _timing.py).
 
-    .venv/bin/python benchmarks/predictor.py [--n 512] [--repeats 3] [--width 16] [--samples 16] [--threads 1]
+    .venv/bin/python -m benchmarks.predictor [--n 512] [--repeats 3] [--width 16] [--samples 16] [--threads 1]
 """
 
 from __future__ import annotations
 
 import argparse
-import sys
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _timing import add_machine_args, interleaved, machine, report
-
+from benchmarks._timing import add_machine_args, interleaved, machine, report
 from sipat.data import load_builtin
 from sipat.models import build_model, default_arch_for
 from sipat.predictor import SaliencyNet, mc_dropout, predict_maps

@@ -17,7 +17,7 @@ class). The predictor trains for a fixed number of optimiser steps (--steps), so
 The SIP-AT accuracy half of the issue's curve is not here (it needs the `predicted` source in the experiment
 runner).
 
-    .venv/bin/python benchmarks/predictor_curve.py [--n-train 400] [--n-test 200] [--steps 60] [--seed 0] [--json F]
+    .venv/bin/python -m benchmarks.predictor_curve [--n-train 400] [--n-test 200] [--steps 60] [--seed 0] [--json F]
 """
 
 from __future__ import annotations

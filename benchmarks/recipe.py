@@ -8,28 +8,26 @@ reports clean and PGD accuracy on the test split per seed, and how many seeds en
 CPU-sized by default (fewer images and epochs than the config; the ramp and warm-up scaled with the epochs);
 pass --epochs 30 --ramp 10 --warmup 5 --n-train 1000 for the issue's full setting.
 
-    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/recipe.py [--epochs 10] [--ramp 4] [--warmup 2] [--seeds 0 1 2]
+    OMP_NUM_THREADS=1 .venv/bin/python -m benchmarks.recipe [--epochs 10] [--ramp 4] [--warmup 2] [--seeds 0 1 2]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 from pathlib import Path
 
 import torch
 from torch.utils.data import DataLoader
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))  # this checkout's sipat, not an installed one
+from sipat.attacks import pgd
+from sipat.data import load_builtin
+from sipat.models import new_model
+from sipat.training import TrainConfig, train
+from sipat.vocabulary import parse_eps
 
-from sipat.attacks import pgd  # noqa: E402 (after the path insert)
-from sipat.data import load_builtin  # noqa: E402 (after the path insert)
-from sipat.models import new_model  # noqa: E402 (after the path insert)
-from sipat.training import TrainConfig, train  # noqa: E402 (after the path insert)
-from sipat.vocabulary import parse_eps  # noqa: E402 (after the path insert)
+REPO = Path(__file__).resolve().parents[1]
 
 
 def accuracy(model: torch.nn.Module, data, eps: float, steps: int, seed: int, device: str) -> tuple[float, float]:

@@ -10,7 +10,7 @@ under bf16 autocast, with model and input in channels_last, and with both (issue
 A random-weight model of the dataset's default architecture; images and salience maps of the offline
 `shapes` test split.
 
-    .venv/bin/python benchmarks/stimuli.py [--batch 64] [--eps 0,2,4,8,16] [--steps 10] [--repeats 5] [--variants]
+    .venv/bin/python -m benchmarks.stimuli [--batch 64] [--eps 0,2,4,8,16] [--steps 10] [--repeats 5] [--variants]
 """
 
 from __future__ import annotations
@@ -18,16 +18,12 @@ from __future__ import annotations
 import argparse
 import copy
 import hashlib
-import sys
-from pathlib import Path
 
 import numpy as np
 import torch
 from torch import Tensor
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _timing import add_machine_args, interleaved, machine, report
-
+from benchmarks._timing import add_machine_args, interleaved, machine, report
 from sipat.attacks import pgd
 from sipat.data import load_builtin
 from sipat.models import build_model, default_arch_for

@@ -5,21 +5,17 @@ compared by their medians. Goal (issue 3): sip_at / pgd_at <= 1.05.
 On a GPU (or with --variants) sip_at is also timed with TrainConfig(amp="bf16"), with channels_last=True, and
 with both, as ratios to the same fp32 pgd_at epoch (issue 9).
 
-    .venv/bin/python benchmarks/training.py [--dataset shapes] [--n 1000] [--steps 10] [--repeats 3] [--variants]
+    .venv/bin/python -m benchmarks.training [--dataset shapes] [--n 1000] [--steps 10] [--repeats 3] [--variants]
 """
 
 from __future__ import annotations
 
 import argparse
-import sys
-from pathlib import Path
 
 import torch
 from torch.utils.data import Subset
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _timing import add_machine_args, interleaved, machine, report
-
+from benchmarks._timing import add_machine_args, interleaved, machine, report
 from sipat.data import load_builtin
 from sipat.models import build_model, default_arch_for
 from sipat.training import TrainConfig, train

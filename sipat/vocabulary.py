@@ -102,16 +102,29 @@ def parse_eps_list(values: str | Iterable[Any], name: str = "eps") -> list[float
     return out
 
 
+#: How near (in grey levels, 1/255) a radius must be to a whole level to count as one. Loose on purpose: stored
+#: values keep 6 significant digits (8/255 comes back from a job's metrics as 0.0313725, 1e-5 levels off), and
+#: an 8-bit stimulus cannot tell radii a thousandth of a level apart, so no radius one can apply is misread.
+GREY_LEVEL_TOLERANCE: Final = 1e-3
+
+
+def whole_grey_levels(e: float) -> bool:
+    """Whether `e` (in [0, 1] pixel units) is a whole number of grey levels, up to `GREY_LEVEL_TOLERANCE`."""
+    k = e * 255
+    return abs(k - round(k)) < GREY_LEVEL_TOLERANCE
+
+
 def in_255ths(grid: Iterable[float]) -> bool:
     """Whether every radius of `grid` is a whole number of grey levels up to 64/255 (then labelled "8/255")."""
     values = list(grid)
-    return all(abs(e * 255 - round(e * 255)) < 1e-6 for e in values) and max(values, default=0) <= 64 / 255
+    return all(whole_grey_levels(e) for e in values) and max(values, default=0) <= 64 / 255
 
 
 def eps_label(e: float, in_255: bool = True) -> str:
-    """`e` as "8/255" for a whole number of grey levels (when `in_255`), "0" for zero, else the shortest decimal."""
+    """`e` as "8/255" for a whole number of grey levels (when `in_255`), "0" for zero, else the shortest decimal.
+    One label for the CLI, the experiment reports and the dashboard's tables, columns and template filter."""
     k = e * 255
-    return f"{round(k)}/255" if in_255 and abs(k - round(k)) < 1e-6 and k > 0 else f"{e:g}"
+    return f"{round(k)}/255" if in_255 and whole_grey_levels(e) and round(k) > 0 else f"{e:g}"
 
 
 def grid_labels(grid: Iterable[float]) -> list[str]:

@@ -1,4 +1,4 @@
-"""The exactly-once check of acknowledged answers, shared by the fault tests and benchmarks/load.py: every
+"""The exactly-once check of acknowledged answers, shared by the fault tests and benchmarks/load/: every
 answer a client got a 2xx for is stored once, with the values sent."""
 
 from __future__ import annotations

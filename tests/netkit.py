@@ -1,5 +1,5 @@
 """Small network helpers shared by the tests and benchmarks that start real servers (browser, worker,
-reliability, benchmarks/load.py)."""
+reliability, benchmarks/load/)."""
 
 from __future__ import annotations
 

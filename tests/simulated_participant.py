@@ -1,4 +1,4 @@
-"""The one simulated participant of the load benchmark (`benchmarks/load.py`) and the fault tests
+"""The one simulated participant of the load benchmark (`benchmarks/load/`) and the fault tests
 (`tests/reliability/faultkit.py`): enrols, then `next` -> (the image) -> think -> answer until the session is
 done, and records every acknowledged answer for the exactly-once check (`tests.answers`).
 

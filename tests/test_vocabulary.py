@@ -47,6 +47,17 @@ def test_labels_use_grey_levels_only_when_the_whole_grid_does() -> None:
     assert v.eps_label(0.3) == "0.3"
 
 
+def test_stored_six_digit_radii_read_as_their_grey_level() -> None:
+    """A job's metrics keep 6 significant digits: 0.0313725 is 8/255, not a new radius; 0.0314 (8.007 levels)
+    is not a whole level. The dashboard's labels are the same function (its filter and column labels)."""
+    from backend.admin.deps import fmt_eps
+
+    assert v.eps_label(0.0313725) == "8/255" and v.eps_label(float("0.0156863")) == "4/255"
+    assert v.in_255ths([0.0, 0.00784314, 0.0313725]) and v.grid_labels([0.0313725]) == ["8/255"]
+    assert v.eps_label(0.0314) == "0.0314" and v.eps_label(0.5 / 255) == f"{0.5 / 255:g}"
+    assert [fmt_eps(e) for e in (None, 0.0, 0.0313725, 0.0314)] == ["—", "0", "8/255", "0.0314"]
+
+
 def test_parse_boxes_checks_shape_sign_and_bounds() -> None:
     assert v.parse_boxes("[1, 2, 3, 4]", (10, 10)) == [[1.0, 2.0, 3.0, 4.0]]
     assert v.parse_boxes("[[0,0,0,0]]", (10, 10)) == [[0.0, 0.0, 0.0, 0.0]]

@@ -18,7 +18,7 @@ from typing import Any
 from backend.admin.evaluations import accuracy_chart, column_order, evaluations_table, warnings_of
 from backend.admin.figures import Figure, Table
 from backend.admin.plots import PALETTE, Series
-from backend.vocabulary import MASKED_METHODS
+from backend.vocabulary import MASKED_METHODS, eps_label
 
 #: Params that may differ within a group of seeds (everything else must match).
 _NOT_RECIPE = ("seed", "name")
@@ -57,11 +57,6 @@ class ModelRow:
     def group_key(self) -> tuple[Any, ...]:
         recipe = {k: v for k, v in (self.params or {}).items() if k not in _NOT_RECIPE}
         return (self.dataset_id, self.method, self.arch, self.salience, repr(sorted(recipe.items())))
-
-
-def _eps_label(eps: float) -> str:
-    k = eps * 255
-    return f"{round(k)}/255" if abs(k - round(k)) < 1e-3 else f"{eps:.4g}"
 
 
 def _curves(m: ModelRow) -> dict[str, dict[float, float]]:
@@ -146,7 +141,7 @@ def models_figure(models: Sequence[ModelRow]) -> Figure:
             )
     svg = accuracy_chart(series, grid, width=880, height=420) if series else None
     columns = ["model_id", "name", "method", "arch", "seed", "dataset_id", "status", "salience", "clean_acc"]
-    columns += [f"{a}@{_eps_label(e)}" for a in attacks for e in grid]
+    columns += [f"{a}@{eps_label(e)}" for a in attacks for e in grid]
     columns.append("warnings")
     rows = []
     for group in groups:

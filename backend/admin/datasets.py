@@ -9,8 +9,8 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response
 
 from backend.admin.deps import AdminDep, AdminRoute, UploadAdminDep, render, see_other
-from backend.api.datasets import DatasetUpload, dataset_upload
 from backend.api.deps import SessionDep, SettingsDep, StorageDep
+from backend.files.uploads import DatasetUpload, dataset_upload
 from backend.services import admin_views as views
 from backend.services import dataset_catalog as svc
 from backend.services.errors import ServiceError

@@ -27,6 +27,7 @@ from backend.admin.security import SESSION_COOKIE, AdminSession, LoginThrottle, 
 from backend.api.deps import SessionDep
 from backend.models import User
 from backend.services.errors import ServiceError
+from backend.vocabulary import eps_label
 from study_frontend import TEMPLATES_DIR
 
 LOGIN_PATH = "/admin/login"
@@ -42,14 +43,11 @@ SECURITY_HEADERS = {"Cache-Control": "no-store", "Referrer-Policy": "same-origin
 
 
 def fmt_eps(eps: float | None) -> str:
-    """An eps in [0, 1] pixel units, as k/255 when it is a whole number of grey levels (8/255; within the
-    precision of stored keys such as "0.0156863"), else 4 digits."""
+    """An eps in [0, 1] pixel units by the vocabulary's one label (8/255 also for a stored key such as
+    "0.0156863"; see `GREY_LEVEL_TOLERANCE`); a dash for none."""
     if eps is None:
         return "—"
-    k = eps * 255
-    if abs(k - round(k)) < 1e-3:
-        return "0" if round(k) == 0 else f"{round(k)}/255"
-    return f"{eps:.4g}"
+    return eps_label(eps)
 
 
 def fmt_threshold(eps: float | None) -> str:

@@ -14,7 +14,7 @@ from typing import Any
 
 from backend.admin.figures import Figure, Table
 from backend.admin.plots import PALETTE, Series, line_chart
-from backend.vocabulary import EVAL_ATTACKS
+from backend.vocabulary import EVAL_ATTACKS, eps_label
 
 #: The ensemble's columns: "autoattack" (the per-sample worst case), "autoattack/+<stage>" (still robust after
 #: that stage and the ones before, AutoAttack's printout) and "autoattack/<stage>" (the stage's own accuracy).
@@ -46,13 +46,6 @@ def curves(metrics: dict[str, Any]) -> dict[str, dict[float, float]]:
 def warnings_of(metrics: dict[str, Any] | None) -> list[str]:
     """The sanity checks' warnings stored with an evaluation (none for metrics written before they existed)."""
     return [str(w) for w in (metrics or {}).get("warnings") or []]
-
-
-def eps_label(e: float) -> str:
-    """ "8/255" for a radius within 1e-3 grey levels of a whole one (stored metrics keep 6 digits: 0.0313725),
-    else the number; as the model comparison labels its columns."""
-    k = e * 255
-    return f"{round(k)}/255" if abs(k - round(k)) < 1e-3 else f"{e:.4g}"
 
 
 def _grid(metrics: dict[str, Any]) -> list[float]:

@@ -65,11 +65,6 @@ def _x255(eps: float) -> float:
     return eps * 255.0
 
 
-def _eps_label(eps: float) -> str:
-    k = eps * 255
-    return f"{round(k)}/255" if abs(k - round(k)) < 1e-3 else f"{eps:.4g}"
-
-
 def _groups(results: StudyResults) -> list[bool | None]:
     """The masked values of the perturbed levels, in the order None, False, True."""
     present = {row["masked"] for row in results.eps if row["eps"] > 0}

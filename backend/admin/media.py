@@ -14,7 +14,7 @@ from backend.admin import imaging
 from backend.admin.deps import AdminDep, AdminRoute
 from backend.admin.painting_pool import map_sha
 from backend.api.deps import SessionDep, StorageDep
-from backend.api.downloads import blob_file
+from backend.files.downloads import blob_file
 from backend.models import Annotation, Image, Job, Stimulus, Study
 from backend.services import admin_views as views
 from backend.services.dataset_catalog import salience_map

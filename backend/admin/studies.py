@@ -18,8 +18,8 @@ from backend.admin.deps import Admin, AdminDep, AdminRoute, FormDep, render, see
 from backend.admin.forms import checkbox, given, int_field, optional, validation_message
 from backend.admin.painting_pool import paint_next_context
 from backend.api.deps import EnqueueDep, SessionDep, SettingsDep, StorageDep
-from backend.api.exports import ExportFile, IncludeSimulated, export_response
 from backend.api.simulation import service_secret, simulate_grant
+from backend.files.exports import ExportFile, IncludeSimulated, export_response
 from backend.models import Participant, StimulusSet, Study
 from backend.schemas.studies import StudyCreate, StudyUpdate
 from backend.services import admin_views as views

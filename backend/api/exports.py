@@ -9,52 +9,24 @@ GET /studies/{id}/annotations.zip          the masks as PNGs, mean maps and COCO
 
 from __future__ import annotations
 
-from enum import StrEnum
-from typing import Annotated
-
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Request
 from fastapi.responses import Response, StreamingResponse
 
 from backend.api.deps import SessionDep, SettingsDep, StorageDep
+from backend.files.exports import ExportFile, IncludeSimulated, export_response
 from backend.models import Study
 from backend.schemas.common import ErrorOut
 from backend.schemas.studies import AnnotationStrokesOut
 from backend.services import admin_views as views
 from backend.services.coco import annotations_zip
-from backend.services.exports import annotation_strokes, stream_export
+from backend.services.exports import annotation_strokes
 from backend.services.lookups import get_or_404
-from backend.settings import Settings
 
 router = APIRouter(tags=["exports"])
 
 
-class ExportFile(StrEnum):
-    responses_csv = "responses.csv"
-    responses_json = "responses.json"
-    participants_csv = "participants.csv"
-    participants_json = "participants.json"
-    annotations_csv = "annotations.csv"
-    annotations_json = "annotations.json"
-    responses_ndjson = "responses.ndjson"
-    participants_ndjson = "participants.ndjson"
-    annotations_ndjson = "annotations.ndjson"
-
-
-#: The query parameter that puts simulated sessions (researchers' pilot runs) into an export.
-IncludeSimulated = Annotated[
-    bool, Query(description="Include simulated sessions (researchers' pilot runs, `?simulate=1`); left out by default.")
-]
-
-
-_MEDIA_TYPES = {"csv": "text/csv; charset=utf-8", "json": "application/json", "ndjson": "application/x-ndjson"}
 _TEXT = {"schema": {"type": "string"}}
 _ARRAY = {"schema": {"type": "array", "items": {"type": "object"}}}
-
-
-def mask_url_template(request: Request, settings: Settings) -> str:
-    """Absolute URL of an annotation's mask, with `{annotation_id}` to fill in."""
-    path = str(request.app.url_path_for("annotation_mask", annotation_id="0"))
-    return settings.public_base_url + path.removesuffix("/0/mask") + "/{annotation_id}/mask"
 
 
 @router.get(
@@ -114,30 +86,3 @@ def annotations_archive(study_id: int, session: SessionDep, storage: StorageDep)
         "Cache-Control": "private, no-store",
     }
     return Response(data, media_type="application/zip", headers=headers)
-
-
-def export_response(
-    study_id: int,
-    file: ExportFile,
-    request: Request,
-    session: SessionDep,
-    settings: Settings,
-    *,
-    include_simulated: bool = False,
-) -> StreamingResponse:
-    """The streamed download of one export table; the admin dashboard serves the same."""
-    study = get_or_404(session, Study, study_id)
-    table, fmt = file.value.split(".")
-    chunks = stream_export(
-        request.app.state.session_factory,
-        study.id,
-        table,  # type: ignore[arg-type]
-        fmt,  # type: ignore[arg-type]
-        mask_url=mask_url_template(request, settings),
-        include_simulated=include_simulated,
-    )
-    headers = {
-        "Content-Disposition": f'attachment; filename="{study.slug}-{file.value}"',
-        "Cache-Control": "private, no-store",
-    }
-    return StreamingResponse(chunks, media_type=_MEDIA_TYPES[fmt], headers=headers)

@@ -12,7 +12,7 @@ from fastapi import APIRouter
 from fastapi.responses import FileResponse, Response
 
 from backend.api.deps import CurrentUser, SessionDep, StorageDep
-from backend.api.downloads import IMAGE_TYPES, REVALIDATE, blob_file, file_responses
+from backend.files.downloads import IMAGE_TYPES, REVALIDATE, blob_file, file_responses
 from backend.models import Annotation, Image, Stimulus
 from backend.schemas.common import ErrorOut
 from backend.services.dataset_catalog import salience_map

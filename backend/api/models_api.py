@@ -8,7 +8,7 @@ from fastapi import APIRouter, Query
 from fastapi.responses import FileResponse, Response
 
 from backend.api.deps import CurrentUser, SessionDep, StorageDep
-from backend.api.downloads import blob_file, file_responses
+from backend.files.downloads import blob_file, file_responses
 from backend.models import TrainedModel
 from backend.schemas.common import ErrorOut
 from backend.schemas.paging import MAX_LIMIT, Page

@@ -1,6 +1,6 @@
 """Datasets for the research API: upload (validate, deduplicate, import), summaries, image pages, salience; and
-for the worker's jobs the image rows and map blobs they read (`image_rows`, `newest_map_blobs`), so that the
-worker holds no SQL of its own.
+for the worker's jobs the image rows and map blobs they read and the maps they store (`image_rows`,
+`newest_map_blobs`, `add_salience_maps`), so that the worker holds no SQL of its own.
 
 An upload is validated completely in memory (`backend.datasets.archive.read_archive`) before anything is
 written, so a rejected archive leaves no rows and no blobs. An archive whose content is already a dataset
@@ -255,3 +255,17 @@ def newest_map_blobs(session: Session, image_ids: Sequence[int], sources: Sequen
     for image_id, source, sha in rows:
         found.setdefault(image_id, {})[source] = sha  # newer rows win
     return {image_id: next(by_source[s] for s in sources if s in by_source) for image_id, by_source in found.items()}
+
+
+def add_salience_maps(session: Session, source: str, maps: Sequence[tuple[int, str]]) -> int:
+    """Add the (image id, blob sha256) maps of `source` that are not stored already (a rerun of a job adds no
+    duplicates); returns how many rows were added. The blobs must be stored first."""
+    rows = session.execute(
+        select(SalienceMap.image_id, SalienceMap.sha256).where(
+            SalienceMap.source == source, SalienceMap.image_id.in_([i for i, _ in maps])
+        )
+    )
+    present = {(image_id, sha) for image_id, sha in rows}
+    new = [SalienceMap(image_id=i, source=source, sha256=sha) for i, sha in maps if (i, sha) not in present]
+    session.add_all(new)
+    return len(new)

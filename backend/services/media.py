@@ -45,7 +45,7 @@ class MediaCache:
 
     The image request follows its trial's `next` answer, often on the same keep-alive connection and so in the
     process that answered `next` and remembered the key: then it needs no database query and no thread
-    hand-off (a third of the participant requests under `benchmarks/load.py`, whose clients keep one
+    hand-off (a third of the participant requests under `benchmarks/load/`, whose clients keep one
     connection each). A browser may send it on another connection, to another process: a miss, answered by
     the lookup. Blobs are content-addressed and never change, so their bytes can be kept; a key is
     trusted for `key_ttl_s` only (a trial's image is fetched seconds after its `next`), after which it is

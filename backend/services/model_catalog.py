@@ -1,5 +1,6 @@
 """Trained models for the research API: listing, and the checkpoint of a model (once its training stored one); for
-the `evaluate` job, keeping an evaluation with its model (`record_evaluation`)."""
+the worker's jobs the rows they read and write (`find_model`, `train_job_of`, `store_trained_model`,
+`record_evaluation`), so that the worker holds no SQL of its own."""
 
 from __future__ import annotations
 
@@ -66,3 +67,41 @@ def record_evaluation(session: Session, model_id: int, key: str, metrics: dict[s
     merged["evaluations"] = {**merged.get("evaluations", {}), key: metrics}
     row.metrics = merged
     return True
+
+
+def find_model(session: Session, model_id: int) -> TrainedModel | None:
+    """The model row, or None: a job words the refusal itself (a 404 is the API's answer, not a job's)."""
+    return session.get(TrainedModel, model_id)
+
+
+def train_job_of(session: Session, model: TrainedModel) -> Job | None:
+    """The train job that makes (or made) `model`'s checkpoint; None for a model no job of ours trains."""
+    return session.get(Job, model.job_id) if model.job_id is not None else None
+
+
+def store_trained_model(
+    session: Session,
+    job_id: int,
+    *,
+    name: str | None,
+    default_name: str,
+    arch: str,
+    method: str,
+    dataset_id: int,
+    checkpoint_sha256: str,
+    config: dict[str, Any],
+    metrics: dict[str, Any],
+) -> int:
+    """Give the train job's model row (made with the job, or here when it has none) its checkpoint and metrics;
+    returns its id. One row per job, however often the job runs, so a re-delivered job overwrites its own row.
+    The name: `name`, else the row's own, else `default_name`."""
+    row = session.scalar(select(TrainedModel).where(TrainedModel.job_id == job_id))
+    if row is None:
+        row = TrainedModel(job_id=job_id, name="")
+        session.add(row)
+    row.name = name or row.name or default_name
+    row.arch, row.method, row.dataset_id, row.checkpoint_sha256 = arch, method, dataset_id, checkpoint_sha256
+    row.config = config
+    row.metrics = metrics
+    session.flush()
+    return row.id

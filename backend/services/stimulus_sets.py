@@ -260,3 +260,25 @@ def trial_summary(session: Session, stimulus_set_id: int) -> dict[str, Any]:
             for eps, rows in sorted(per.items())
         }
     }
+
+
+def find_stimulus_set(session: Session, stimulus_set_id: int) -> StimulusSet | None:
+    """The set row, or None: the `generate_stimuli` job words the refusal itself."""
+    return session.get(StimulusSet, stimulus_set_id)
+
+
+def start_generation(sset: StimulusSet, job_id: int, *, anything_to_make: bool) -> None:
+    """The set is made by job `job_id`: `generating` while it has stimuli to make, else `ready` right away (a
+    set in use stays usable: no flip to `generating` for a rerun that makes nothing)."""
+    sset.job_id = job_id
+    sset.status = "generating" if anything_to_make else "ready"
+
+
+def finish_generation(session: Session, stimulus_set_id: int) -> dict[str, Any] | None:
+    """Mark the set `ready` once its job stored every stimulus; its `trial_summary`, or None when the set was
+    deleted meanwhile."""
+    sset = session.get(StimulusSet, stimulus_set_id)
+    if sset is None:
+        return None
+    sset.status = "ready"
+    return trial_summary(session, stimulus_set_id)

@@ -16,6 +16,7 @@ import math
 import random
 from collections import defaultdict
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import func, select
@@ -247,3 +248,25 @@ def painting_pool(session: Session, study_id: int, seed: int, min_annotators: in
         "candidates": [i for i in train_ids if i not in set(painted)],
         "min_annotators": need,
     }
+
+
+@dataclass(frozen=True)
+class StudyPaintings:
+    """What a train job reads of a study's paintings on its training images, with the coverage's own queries."""
+
+    min_annotators: int  # the job's minimum, or the study's setting
+    masks: dict[int, list[str]]  # image id -> mask blobs of its unflagged annotators (`annotation_masks`)
+    flagged: int  # paintings of flagged participants left out (`flagged_paintings`)
+
+
+def study_paintings(
+    session: Session, study_id: int, image_ids: Sequence[int], min_annotators: int | None
+) -> StudyPaintings | None:
+    """The paintings of study `study_id` on `image_ids` for the worker's means; None when there is no such study."""
+    if session.get(Study, study_id) is None:
+        return None
+    return StudyPaintings(
+        min_annotators=required_annotators(session, study_id, min_annotators),
+        masks=annotation_masks(session, study_id, image_ids),
+        flagged=flagged_paintings(session, study_id, image_ids),
+    )

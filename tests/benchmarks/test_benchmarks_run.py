@@ -15,10 +15,11 @@ pytestmark = [pytest.mark.postgres, pytest.mark.timeout(300)]
 REPO = Path(__file__).resolve().parents[2]
 
 
-def _run(script: str, postgres_url: str, *args: str) -> str:
+def _run(module: str, postgres_url: str, *args: str) -> str:
+    """`python -m benchmarks.<module>` from the repository root, as `make bench` and docs/performance.md run it."""
     env = {**os.environ, "SIPAT_BENCH_POSTGRES_URL": postgres_url}
     proc = subprocess.run(
-        [sys.executable, str(REPO / "benchmarks" / script), *args],
+        [sys.executable, "-m", f"benchmarks.{module}", *args],
         cwd=REPO,
         env=env,
         capture_output=True,
@@ -30,7 +31,7 @@ def _run(script: str, postgres_url: str, *args: str) -> str:
 
 
 def test_load_benchmark_checks_every_answer(postgres_url: str) -> None:
-    out = _run("load.py", postgres_url, "--participants", "6", "--think-ms", "50", "--workers", "1")
+    out = _run("load", postgres_url, "--participants", "6", "--think-ms", "50", "--workers", "1")
     assert "sessions completed: 6 of 6; errors: 0" in out
     assert "answers acknowledged: 120; lost: 0; duplicated: 0; altered: 0" in out
     assert "goal p99 GET next < 100 ms" in out and "p99 during arrivals / after" in out
@@ -40,7 +41,7 @@ def test_load_benchmark_with_abuse_refuses_the_floods_past_the_limits(postgres_u
     """The floods of `--abuse` at 4x the limits from one address each: some of each flood is let through, the
     rest refused 429 with Retry-After, and the participants' answers are all kept."""
     out = _run(
-        "load.py", postgres_url, "--participants", "4", "--think-ms", "1500", "--workers", "1",
+        "load", postgres_url, "--participants", "4", "--think-ms", "1500", "--workers", "1",
         "--abuse", "--abuse-clients", "1", "--abuse-factor", "4",
     )  # fmt: skip
     assert "sessions completed: 4 of 4; errors: 0" in out
@@ -53,6 +54,6 @@ def test_load_benchmark_with_abuse_refuses_the_floods_past_the_limits(postgres_u
 
 
 def test_export_benchmark_streams_both_studies(postgres_url: str) -> None:
-    out = _run("export_memory.py", postgres_url, "--rows", "3000", "--small", "300")
+    out = _run("export_memory", postgres_url, "--rows", "3000", "--small", "300")
     assert "large         3,000" in out and "small           300" in out
     assert "peak RSS at 3,000 rows / at 300 rows" in out

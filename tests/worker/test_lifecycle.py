@@ -225,6 +225,18 @@ def test_a_run_that_was_taken_over_stops_and_cannot_overwrite(factory) -> None:
     assert (row.status, row.worker_id, row.result) == ("running", "second", None)
 
 
+def test_a_result_shown_while_running_is_written_only_by_the_run_that_holds_the_job(factory) -> None:
+    """`publish_result` (a train job's per-epoch log while it trains) follows the ownership rule of progress."""
+    job_id = new_job(factory)
+    first = claimed_run(factory, job_id, "first")
+    assert first.publish_result({"train_log": [{"epoch": 1.0}]})
+    assert job(factory, job_id).result == {"train_log": [{"epoch": 1.0}]}
+    age(factory, job_id)
+    assert claim_job(factory, job_id, worker_id="second", stale_after_s=60)
+    assert not first.publish_result({"train_log": [{"epoch": 2.0}]})
+    assert job(factory, job_id).result == {"train_log": [{"epoch": 1.0}]}
+
+
 def test_reaper_requeues_lost_jobs_then_fails_them(factory, tmp_path: Path) -> None:
     job_id = new_job(factory, "generate_stimuli", max_attempts=2)
     with session_scope(factory) as session:

@@ -17,8 +17,9 @@ from PIL import Image as PILImage
 from sqlalchemy.orm import Session
 from torch import Tensor, nn
 
-from backend.models import Image, Job, TrainedModel
+from backend.models import Image, TrainedModel
 from backend.services.jobs import JobRun, WaitFor
+from backend.services.model_catalog import train_job_of
 from backend.storage import BlobStore
 from sipat.imaging import pil_to_tensor, resize_map
 from sipat.models import build_model
@@ -110,7 +111,7 @@ def trained_or_wait(session: Session, model: TrainedModel) -> TrainedModel:
     needs it goes back to the queue without spending an attempt); `JobError` with the reason otherwise."""
     if model.checkpoint_sha256 is not None:
         return model
-    job = session.get(Job, model.job_id) if model.job_id is not None else None
+    job = train_job_of(session, model)
     if job is None:
         raise JobError(f"model {model.id} has no checkpoint and no train job that could make one")
     if job.status in ("queued", "running"):

@@ -19,11 +19,10 @@ from typing import Any
 import torch
 
 from backend.db import session_scope
-from backend.models import TrainedModel
 from backend.services.dataset_catalog import newest_map_blobs
 from backend.services.job_params import EvaluateParams
 from backend.services.jobs import JobRun
-from backend.services.model_catalog import record_evaluation
+from backend.services.model_catalog import find_model, record_evaluation
 from sipat.attacks import AttackBudget
 from sipat.evaluation import evaluate
 from worker.jobs.common import JobError, Phase, image_hw, load_map, load_stored_model, trained_or_wait
@@ -37,7 +36,7 @@ TARGETED_DLR = ("apgd-t", "autoattack")
 def evaluate_job(run: JobRun, rt: Runtime) -> dict[str, Any]:
     p = EvaluateParams.model_validate(run.params)
     with session_scope(rt.session_factory) as session:
-        row = session.get(TrainedModel, p.model_id)
+        row = find_model(session, p.model_id)
         if row is None:
             raise JobError(f"model {p.model_id} does not exist")
         trained_or_wait(session, row)

@@ -43,7 +43,16 @@ from backend.models import Stimulus, StimulusSet, TrainedModel
 from backend.services.dataset_catalog import SALIENCE_PREFERENCE, ImageInfo, image_rows, newest_map_blobs
 from backend.services.job_params import GenerateStimuliParams, StimulusSetOptions
 from backend.services.jobs import JobRun
-from backend.services.stimulus_sets import add_stimuli, eps_key, stimulus_keys, trial_summary
+from backend.services.model_catalog import find_model
+from backend.services.stimulus_sets import (
+    add_stimuli,
+    eps_key,
+    find_stimulus_set,
+    finish_generation,
+    start_generation,
+    stimulus_keys,
+    trial_summary,
+)
 from backend.study.schedule import CATCH_EPS
 from sipat.attacks import apgd, fgsm, pgd, square
 from sipat.data import missing_salience
@@ -66,7 +75,7 @@ from worker.runtime import Runtime
 def _model_or_wait(session: Any, sset: StimulusSet) -> TrainedModel:
     if sset.model_id is None:
         raise JobError(f"stimulus set {sset.id} names no model; set its model_id to a trained model")
-    model = session.get(TrainedModel, sset.model_id)
+    model = find_model(session, sset.model_id)
     if model is None:
         raise JobError(f"stimulus set {sset.id} names model {sset.model_id}, which does not exist")
     return trained_or_wait(session, model)
@@ -115,7 +124,7 @@ def _batch_seed(seed: int, level: int, batch: int) -> int:
 def generate_stimuli(run: JobRun, rt: Runtime) -> dict[str, Any]:
     params = GenerateStimuliParams.model_validate(run.params)
     with session_scope(rt.session_factory) as session:
-        sset = session.get(StimulusSet, params.stimulus_set_id)
+        sset = find_stimulus_set(session, params.stimulus_set_id)
         if sset is None:
             raise JobError(f"stimulus set {params.stimulus_set_id} does not exist")
         opts = StimulusSetOptions.model_validate(sset.params or {})
@@ -135,12 +144,10 @@ def generate_stimuli(run: JobRun, rt: Runtime) -> dict[str, Any]:
         wanted = {(im.id, eps_key(e), "trial") for im in images for e in levels}
         if opts.catch:
             wanted |= {(im.id, eps_key(CATCH_EPS), "catch") for im in images}
-        sset.job_id = run.job_id
-        if wanted <= existing:  # nothing to make: a set in use stays usable (no flip to "generating")
-            sset.status = "ready"
+        start_generation(sset, run.job_id, anything_to_make=not wanted <= existing)
+        if wanted <= existing:
             return {"stimulus_set_id": sset.id, "images": len(images), "eps_levels": levels, "created": 0,
                     "skipped": len(wanted), **trial_summary(session, sset.id)}  # fmt: skip
-        sset.status = "generating"
         spec = AttackSpec(sset.attack, sset.norm, sset.steps, sset.masked)
         set_id, image_info = sset.id, [(im.id, im.sha256, im.label) for im in images]
     run.progress(0.02, f"loading model {model_row.id} and {len(image_info)} images")
@@ -193,11 +200,9 @@ def generate_stimuli(run: JobRun, rt: Runtime) -> dict[str, Any]:
             created += _store(rt, run, set_id, image_info, todo, todo, CATCH_EPS, "catch", x_u8[sel], q, classes, model)
 
     with session_scope(rt.session_factory) as session:
-        sset = session.get(StimulusSet, set_id)
-        if sset is None:
-            raise JobError(f"stimulus set {set_id} was deleted while its stimuli were generated")
-        sset.status = "ready"
-        summary = trial_summary(session, set_id)
+        summary = finish_generation(session, set_id)
+    if summary is None:
+        raise JobError(f"stimulus set {set_id} was deleted while its stimuli were generated")
     unmasked = sum(1 for i, _, _ in image_info if i not in maps) if spec.masked else None
     return {
         "stimulus_set_id": set_id,

@@ -40,20 +40,15 @@ from collections import defaultdict
 from typing import Any
 
 import torch
-from sqlalchemy import select
 from torch import nn
 
 from backend.db import session_scope
-from backend.models import SalienceMap, Study, TrainedModel
 from backend.schemas.jobs import TRAIN_LOG_KEY
+from backend.services.dataset_catalog import add_salience_maps, newest_map_blobs
 from backend.services.job_params import RankPaintingsParams, TrainParams
 from backend.services.jobs import JobRun
-from backend.services.training_coverage import (
-    annotation_masks,
-    coverage_summary,
-    flagged_paintings,
-    required_annotators,
-)
+from backend.services.model_catalog import find_model, store_trained_model
+from backend.services.training_coverage import coverage_summary, study_paintings
 from sipat.evaluation import evaluate
 from sipat.models import default_arch_for, gradcam_layer, new_model
 from sipat.salience import gradcam, mean_of_annotators
@@ -125,7 +120,7 @@ def train_job(run: JobRun, rt: Runtime) -> dict[str, Any]:
         progress=on_batch,
         checkpoint=scratch / "train.pt",
         checkpoint_meta=meta,
-        on_epoch=lambda history: publish_train_log(rt, run, history),
+        on_epoch=lambda history: publish_train_log(run, history),
     )
     history = trained.history
     run.progress(0.85, "evaluating")
@@ -156,16 +151,18 @@ def train_job(run: JobRun, rt: Runtime) -> dict[str, Any]:
     }
     run.check()
     with session_scope(rt.session_factory) as session:
-        row = session.scalar(select(TrainedModel).where(TrainedModel.job_id == run.job_id))
-        if row is None:
-            row = TrainedModel(job_id=run.job_id, name="")
-            session.add(row)
-        row.name = p.name or row.name or f"{p.method} {arch} on {dataset_name} (job {run.job_id})"
-        row.arch, row.method, row.dataset_id, row.checkpoint_sha256 = arch, p.method, p.dataset_id, sha
-        row.config = {"params": run.params, "train": cfg.to_dict(), "meta": meta}
-        row.metrics = metrics
-        session.flush()
-        model_id = row.id
+        model_id = store_trained_model(
+            session,
+            run.job_id,
+            name=p.name,
+            default_name=f"{p.method} {arch} on {dataset_name} (job {run.job_id})",
+            arch=arch,
+            method=p.method,
+            dataset_id=p.dataset_id,
+            checkpoint_sha256=sha,
+            config={"params": run.params, "train": cfg.to_dict(), "meta": meta},
+            metrics=metrics,
+        )
     rt.clear_scratch(run.job_id)
     return {"model_id": model_id, "checkpoint_sha256": sha, "metrics": metrics, TRAIN_LOG_KEY: history}
 
@@ -245,12 +242,7 @@ def _salience(
         counts["predicted"] = sources["counts"]["predicted"]
     elif p.salience == "imported":
         with session_scope(rt.session_factory) as session:
-            rows = session.execute(
-                select(SalienceMap.image_id, SalienceMap.sha256)
-                .where(SalienceMap.image_id.in_([im.id for im in infos]), SalienceMap.source == "imported")
-                .order_by(SalienceMap.id)
-            ).all()
-        newest = dict(rows)
+            newest = newest_map_blobs(session, [im.id for im in infos], ("imported",))
         for k, im in enumerate(infos):
             if im.id in newest:
                 s[k] = load_map(rt.storage, newest[im.id], size)
@@ -292,7 +284,7 @@ def reference_model(
     the train job and the `rank_paintings` job (both params carry the same reference fields)."""
     if p.reference_model_id is not None:
         with session_scope(rt.session_factory) as session:
-            row = session.get(TrainedModel, p.reference_model_id)
+            row = find_model(session, p.reference_model_id)
             if row is None:
                 raise JobError(f"reference model {p.reference_model_id} does not exist")
         model, ref_meta = load_stored_model(rt.storage, row, rt.device)
@@ -317,17 +309,16 @@ def _annotation_means(
 ) -> tuple[dict[int, torch.Tensor], int, int, int]:
     """(image id -> (1, H, W) mean of its annotators' masks for images with at least min_annotators, that
     minimum, how many painted images had fewer, how many paintings of flagged participants were left out).
-    The query is the one the coverage before queueing uses
-    (`training_coverage.annotation_masks`). The means are also stored as `human_mean` salience maps at the
+    The queries are the ones the coverage before queueing uses
+    (`training_coverage.study_paintings`). The means are also stored as `human_mean` salience maps at the
     image's own size (once per distinct map)."""
     by_id = {im.id: im for im in infos}
     study_id = p.study_id
     with session_scope(rt.session_factory) as session:
-        if study_id is None or session.get(Study, study_id) is None:
-            raise JobError(f"study {study_id} does not exist; salience 'annotations' needs an existing study_id")
-        need = required_annotators(session, study_id, p.min_annotators)
-        masks = annotation_masks(session, study_id, list(by_id))
-        flagged = flagged_paintings(session, study_id, list(by_id))
+        found = study_paintings(session, study_id, list(by_id), p.min_annotators) if study_id is not None else None
+    if found is None:
+        raise JobError(f"study {study_id} does not exist; salience 'annotations' needs an existing study_id")
+    need, masks, flagged = found.min_annotators, found.masks, found.flagged
     means: dict[int, torch.Tensor] = {}
     stored: list[tuple[int, str]] = []
     for image_id, shas in masks.items():
@@ -338,14 +329,5 @@ def _annotation_means(
         native = mean_of_annotators([load_map(rt.storage, sha, (im.height, im.width)) for sha in shas])[0]
         stored.append((image_id, rt.storage.put(map_png(native))))
     with session_scope(rt.session_factory) as session:
-        present = set(
-            session.execute(
-                select(SalienceMap.image_id, SalienceMap.sha256).where(
-                    SalienceMap.source == "human_mean", SalienceMap.image_id.in_([i for i, _ in stored])
-                )
-            ).all()
-        )
-        session.add_all(
-            SalienceMap(image_id=i, source="human_mean", sha256=sha) for i, sha in stored if (i, sha) not in present
-        )
+        add_salience_maps(session, "human_mean", stored)
     return means, need, len(masks) - len(means), flagged

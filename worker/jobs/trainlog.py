@@ -2,29 +2,19 @@
 
 Why the `result` column: the job page and `GET /api/v1/jobs/{id}` already show it, so the curves grow epoch by
 epoch without a new table; the final result keeps the same key (`backend.schemas.jobs.TRAIN_LOG_KEY`) next to
-the model's metrics. The write is guarded like `JobRun`'s progress writes: only while this run holds the job.
+the model's metrics. The write is `JobRun.publish_result`, guarded like its progress writes: only while this run
+holds the job.
 """
 
 from __future__ import annotations
 
-from sqlalchemy import update
-
-from backend.db import session_scope
-from backend.models import Job
 from backend.schemas.jobs import TRAIN_LOG_KEY
 from backend.services.jobs import JobRun
-from worker.runtime import Runtime
 
 __all__ = ["publish_train_log"]
 
 
-def publish_train_log(rt: Runtime, run: JobRun, history: list[dict[str, float]]) -> None:
+def publish_train_log(run: JobRun, history: list[dict[str, float]]) -> None:
     """Store `history` (every epoch so far) as the running job's result ``{"train_log": [...]}``; a job that
     this run no longer holds (cancelled, taken over) is left as it is."""
-    with session_scope(rt.session_factory) as session:
-        session.execute(
-            update(Job)
-            .where(Job.id == run.job_id, Job.worker_id == run.worker_id, Job.status == "running")
-            .values(result={TRAIN_LOG_KEY: [dict(row) for row in history]})
-            .execution_options(synchronize_session=False)
-        )
+    run.publish_result({TRAIN_LOG_KEY: [dict(row) for row in history]})

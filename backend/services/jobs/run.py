@@ -92,6 +92,19 @@ class JobRun:
             self._write()
             self.check()
 
+    def publish_result(self, result: dict[str, Any]) -> bool:
+        """Show `result` as the running job's result before it ends (a train job's per-epoch log, so the job page
+        draws the curves while it trains); like progress, written only while this run holds the job. False
+        when it no longer does (cancelled, taken over): the row is left as it is."""
+        with session_scope(self.session_factory) as session:
+            executed = session.execute(
+                update(Job)
+                .where(Job.id == self.job_id, Job.worker_id == self.worker_id, Job.status == "running")
+                .values(result=result)
+                .execution_options(synchronize_session=False)
+            )
+            return rowcount(executed) == 1
+
     def beat(self) -> None:
         """One heartbeat: refresh `heartbeat_at`, flush pending progress, re-read the cancellation flag."""
         self._write()

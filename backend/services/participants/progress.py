@@ -81,7 +81,7 @@ def progress(session: Session, token: str) -> Progress:
     """The session of `token` with its current trial and trial count, in one query (404 for an unknown token).
 
     The `next` route's hot path under load: one round trip and no ORM objects (the ORM's bookkeeping was the
-    largest share of the service's CPU time in `benchmarks/load.py`).
+    largest share of the service's CPU time in `benchmarks/load/`).
     """
     row = session.execute(PROGRESS, {"token_hash": token_hash(token)}).first()
     if row is None:

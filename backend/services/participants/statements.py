@@ -2,7 +2,7 @@
 
 The hot paths (`next`, an answer) run Core statements built once, at import: building a statement costs more
 than running it, and the ORM's bookkeeping was the largest share of the service's CPU time in
-`benchmarks/load.py`. Each statement is documented where it is built; the modules that run them are
+`benchmarks/load/`. Each statement is documented where it is built; the modules that run them are
 `enrolment` (TAKE_INDEX), `progress` (PROGRESS, MARK_SHOWN) and `answers` (TARGET).
 """
 

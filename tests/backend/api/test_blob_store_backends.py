@@ -136,7 +136,7 @@ def test_a_byte_range_of_a_download(
     part: tuple[int, int] | None,
 ) -> None:
     """One range, as a resumed download asks: the same answer from both stores (`FileResponse` locally,
-    `backend.api.blobstream` for S3)."""
+    `backend.files.blobstream` for S3)."""
     checkpoint = secrets.token_bytes(3 * 1024 * 1024 + 11)  # 3145739 bytes
     dataset = make_dataset(session, storage, n_images=1)
     model = TrainedModel(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from backend.api.blobstream import single_range
+from backend.files.blobstream import single_range
 
 
 @pytest.mark.parametrize(

@@ -1,10 +1,11 @@
-"""Blob downloads of the research API (images, salience maps, masks, stimuli, checkpoints), written once.
+"""Blob downloads (images, salience maps, masks, stimuli, checkpoints), written once for the research API and the
+dashboard.
 
 From a local store: the blob's file with `FileResponse` (chunked reads, Content-Length, range requests). From
 an S3 store: the object's body streamed in 1 MiB chunks with its Content-Length and one byte range on request
-(`backend.api.blobstream`). Either
+(`backend.files.blobstream`). Either
 way the media type is read from the blob's first bytes, and a missing blob is known before the status line
-goes out. Only researchers reach these routes (bearer token).
+goes out. Only researchers reach these routes (bearer token, or the dashboard's session).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from typing import Any
 
 from fastapi.responses import FileResponse, Response
 
-from backend.api.blobstream import BlobStreamResponse
+from backend.files.blobstream import BlobStreamResponse
 from backend.services.media import media_type
 from backend.storage import BlobNotFoundError, BlobStore
 
