@@ -18,6 +18,7 @@ from sipat.attacks import (
     square,
 )
 from sipat.attacks.apgd_t import dlr_targeted_loss
+from sipat.attacks.autoattack import run_ensemble
 from sipat.attacks.square import square_fraction
 from sipat.vocabulary import EVAL_ATTACKS
 from tests.sipat.conftest import TinyCNN
@@ -220,3 +221,100 @@ def test_samples_wrong_on_x_are_not_attacked(name, trained_digits_model, batch):
     x_adv = run_attack(name, trained_digits_model, x, y, 0.2, generator=_gen(), budget=SMALL)
     assert torch.equal(x_adv[:8], x[:8])
     assert not torch.equal(x_adv[8:], x[8:])
+
+
+# --- the ensemble's bookkeeping on hand-made stages -----------------------------------------------------
+
+
+class _FirstTwo(nn.Module):
+    """Logits are the first two pixels: a stage that swaps them flips the prediction, nothing else does."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.flatten(1)[:, :2] * 1.0
+
+
+def _ids(x: torch.Tensor) -> list[int]:
+    return [round(float(v) * 10) for v in x.flatten(1)[:, 2]]
+
+
+def _stage(name, breaks, calls):
+    """A stage that records what it was given and flips the samples with ids in `breaks`, marking them."""
+
+    def run(model, x, y, eps, mask, generator):
+        ids = _ids(x)
+        calls.append((name, ids, eps.tolist(), None if mask is None else mask.flatten(1)[:, 0].tolist(), generator))
+        out = x.clone()
+        hit = torch.tensor([i in breaks for i in ids], dtype=torch.bool)
+        out[hit, 0, 0, 0], out[hit, 0, 0, 1] = x[hit, 0, 0, 1], x[hit, 0, 0, 0]
+        out[hit, 0, 0, 3] = {"a": 0.25, "c": 0.5, "d": 0.75}[name]
+        return out
+
+    return run
+
+
+def _hand_batch():
+    """Six samples, ids 0..5 in pixel 2; class 0 is predicted for all; sample 5 has the wrong label."""
+    n = 6
+    x = torch.zeros(n, 1, 1, 4)
+    x[:, 0, 0, 0], x[:, 0, 0, 1] = 0.9, 0.1
+    x[:, 0, 0, 2] = torch.arange(n) / 10
+    y = torch.zeros(n, dtype=torch.long)
+    y[5] = 1
+    eps = torch.arange(n, dtype=torch.float32) / 100
+    mask = (torch.arange(n, dtype=torch.float32) / 10).view(n, 1, 1, 1).expand(n, 1, 1, 4).contiguous()
+    return x, y, eps, mask
+
+
+def test_ensemble_attacks_only_the_survivors_and_keeps_the_first_adversarial_point():
+    x, y, eps, mask = _hand_batch()
+    x0 = x.clone()
+    calls: list = []
+    g = _gen()
+    stages = [
+        ("a", _stage("a", {0, 1}, calls)),
+        ("b", None),
+        ("c", _stage("c", {1, 2, 5}, calls)),
+        ("d", _stage("d", {3, 4}, calls)),
+        ("e", _stage("e", {0, 1, 2, 3, 4}, calls)),
+    ]
+    res = run_ensemble(_FirstTwo(), x, y, eps, stages, mask=mask, generator=g)
+    assert torch.equal(x, x0)  # the input is not written
+    assert [c[:2] for c in calls] == [("a", [0, 1, 2, 3, 4]), ("c", [2, 3, 4]), ("d", [3, 4])]  # "e": no one left
+    for _, ids, e, m, gen in calls:  # each stage sees its samples' own radius and mask, and the one generator
+        assert e == pytest.approx([i / 100 for i in ids]) and m == pytest.approx([i / 10 for i in ids])
+        assert gen is g
+    assert res.skipped == ("b",)
+    assert list(res.stages) == ["a", "c", "d", "e"]
+    want = {"a": [0, 0, 1, 1, 1, 0], "c": [0, 0, 0, 1, 1, 0], "d": [0] * 6, "e": [0] * 6}
+    assert {k: v.int().tolist() for k, v in res.stages.items()} == want
+    assert res.robust.int().tolist() == [0] * 6 and res.own == {}
+    assert res.x_adv[:, 0, 0, 3].tolist() == [0.25, 0.25, 0.5, 0.75, 0.75, 0.0]  # the first stage that broke it
+    assert torch.equal(res.x_adv[5], x[5])  # wrong on x: not attacked, x comes back
+    assert res.x_adv[:5, 0, 0, 0].tolist() == pytest.approx([0.1] * 5)
+
+
+def test_ensemble_every_sample_gives_each_attack_its_own_result_and_the_and_as_worst_case():
+    x, y, eps, mask = _hand_batch()
+    calls: list = []
+    stages = [("a", _stage("a", {0, 1}, calls)), ("c", _stage("c", {1, 2, 5}, calls))]
+    res = run_ensemble(_FirstTwo(), x, y, eps, stages, generator=None, every_sample=True)
+    assert [c[:2] for c in calls] == [("a", [0, 1, 2, 3, 4]), ("c", [0, 1, 2, 3, 4])]
+    assert all(c[3] is None and c[4] is None for c in calls)
+    assert {k: v.int().tolist() for k, v in res.own.items()} == {"a": [0, 0, 1, 1, 1, 0], "c": [1, 0, 0, 1, 1, 0]}
+    assert res.robust.int().tolist() == [0, 0, 0, 1, 1, 0]
+    assert {k: v.int().tolist() for k, v in res.stages.items()} == {"a": [0, 0, 1, 1, 1, 0], "c": [0, 0, 0, 1, 1, 0]}
+    assert res.x_adv[:, 0, 0, 3].tolist() == [0.25, 0.25, 0.5, 0.0, 0.0, 0.0]  # sample 1 keeps stage a's point
+    assert torch.equal(res.robust, torch.stack(list(res.own.values())).all(0))
+
+
+def test_ensemble_puts_the_model_in_eval_mode_and_restores_it():
+    x, y, eps, _ = _hand_batch()
+    model = _FirstTwo().train()
+    seen: list = []
+
+    def stage(mo, xx, yy, e, m, g):
+        seen.append(mo.training)
+        return xx
+
+    run_ensemble(model, x, y, eps, [("s", stage)])
+    assert seen == [False] and model.training

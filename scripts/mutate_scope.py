@@ -1,0 +1,72 @@
+"""Run mutmut over one module of the method core with only the tests that exercise it.
+
+mutmut reads its scope from `[tool.mutmut]` of the pyproject.toml in the working directory and has no
+command-line switch for it; the whole scope against the whole method suite takes hours on two cores. This
+builds `var/mutate/<scope>/` with `sipat` and `tests` linked in and a pyproject.toml whose `[tool.mutmut]`
+names one module and its tests, and runs mutmut there, so each number in docs/testing.md comes from one
+command: `make mutate SCOPE=<scope>` (or `python scripts/mutate_scope.py <scope>`).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+#: scope -> (modules mutated, tests run against them)
+SCOPES: dict[str, tuple[list[str], list[str]]] = {
+    "apgd": (
+        ["sipat/attacks/apgd.py"],
+        ["tests/sipat/test_attacks_apgd_reference.py", "tests/sipat/test_attacks.py"],
+    ),
+    "autoattack": (["sipat/attacks/autoattack.py"], ["tests/sipat/test_attacks_autoattack.py"]),
+    "apgd_t": (["sipat/attacks/apgd_t.py"], ["tests/sipat/test_attacks_autoattack.py"]),
+    "square": (["sipat/attacks/square.py"], ["tests/sipat/test_attacks_autoattack.py"]),
+    "checks": (["sipat/attacks/checks.py"], ["tests/sipat/test_attacks_checks.py"]),
+    "registry": (["sipat/attacks/registry.py"], ["tests/sipat/test_attacks_autoattack.py"]),
+    "fab": (["sipat/attacks/fab.py"], ["tests/sipat/test_attacks_autoattack.py"]),
+}
+
+
+def mutmut_table(only: list[str], tests: list[str]) -> str:
+    def arr(xs: list[str]) -> str:
+        return "[\n" + "".join(f'    "{x}",\n' for x in xs) + "]"
+
+    return (
+        '[tool.mutmut]\nsource_paths = ["sipat"]\n'
+        f"only_mutate = {arr(only)}\n"
+        f"pytest_add_cli_args_test_selection = {arr(tests)}\n"
+        'pytest_add_cli_args = ["-p", "no:cacheprovider", "-p", "no:xdist", "-p", "no:cov"]\n'
+    )
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) < 1 or argv[0] not in SCOPES:
+        print(f"usage: mutate_scope.py SCOPE [mutmut run args]; SCOPE is one of {', '.join(SCOPES)}", file=sys.stderr)
+        return 2
+    scope, extra = argv[0], argv[1:]
+    only, tests = SCOPES[scope]
+    work = ROOT / "var" / "mutate" / scope
+    work.mkdir(parents=True, exist_ok=True)
+    for name in ("sipat", "tests"):
+        link = work / name
+        if not link.is_symlink():
+            link.symlink_to(ROOT / name)
+    text = (ROOT / "pyproject.toml").read_text()
+    text = re.sub(r"\[tool\.mutmut\]\n(?:(?!\n\[).)*\n", mutmut_table(only, tests), text, count=1, flags=re.S)
+    (work / "pyproject.toml").write_text(text)
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    mutmut = str(Path(sys.executable).parent / "mutmut")
+    if not extra:  # a fresh full run; with survivor names as arguments, re-run only those
+        subprocess.run(["rm", "-rf", "mutants"], cwd=work, check=True)
+    run = subprocess.run([mutmut, "run", "--max-children", "1", *extra], cwd=work, env=env)
+    subprocess.run([mutmut, "results"], cwd=work, env=env)
+    return run.returncode
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))
