@@ -23,8 +23,29 @@ SCOPES: dict[str, tuple[list[str], list[str]]] = {
         ["sipat/attacks/apgd.py"],
         ["tests/sipat/test_attacks_apgd_reference.py", "tests/sipat/test_attacks.py"],
     ),
-    "autoattack": (["sipat/attacks/autoattack.py"], ["tests/sipat/test_attacks_autoattack.py"]),
-    "apgd_t": (["sipat/attacks/apgd_t.py"], ["tests/sipat/test_attacks_autoattack.py"]),
+    "autoattack": (
+        ["sipat/attacks/autoattack.py"],
+        [
+            f"tests/sipat/test_attacks_autoattack.py::test_ensemble_{t}"
+            for t in (
+                "attacks_only_the_survivors_and_keeps_the_first_adversarial_point",
+                "every_sample_gives_each_attack_its_own_result_and_the_and_as_worst_case",
+                "puts_the_model_in_eval_mode_and_restores_it",
+            )
+        ],
+    ),
+    "apgd_t": (
+        ["sipat/attacks/apgd_t.py"],
+        [
+            f"tests/sipat/test_attacks_autoattack.py::test_{t}"
+            for t in (
+                "targeted_dlr_loss_by_hand",
+                "apgd_t_tries_the_next_highest_classes_in_turn",
+                "apgd_t_later_targets_only_add_to_what_the_first_broke",
+                "apgd_t_needs_four_classes",
+            )
+        ],
+    ),
     "square": (["sipat/attacks/square.py"], ["tests/sipat/test_attacks_autoattack.py"]),
     "checks": (["sipat/attacks/checks.py"], ["tests/sipat/test_attacks_checks.py"]),
     "registry": (["sipat/attacks/registry.py"], ["tests/sipat/test_attacks_autoattack.py"]),

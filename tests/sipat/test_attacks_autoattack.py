@@ -242,24 +242,26 @@ def _stage(name, breaks, calls):
 
     def run(model, x, y, eps, mask, generator):
         ids = _ids(x)
-        calls.append((name, ids, eps.tolist(), None if mask is None else mask.flatten(1)[:, 0].tolist(), generator))
+        m = None if mask is None else mask.flatten(1)[:, 0].tolist()
+        calls.append((name, ids, eps.tolist(), m, generator, y.tolist()))
         out = x.clone()
         hit = torch.tensor([i in breaks for i in ids], dtype=torch.bool)
         out[hit, 0, 0, 0], out[hit, 0, 0, 1] = x[hit, 0, 0, 1], x[hit, 0, 0, 0]
-        out[hit, 0, 0, 3] = {"a": 0.25, "c": 0.5, "d": 0.75}[name]
+        out[hit, 0, 0, 3] = {"a": 0.25, "c": 0.5, "d": 0.75}.get(name, 1.0)
         return out
 
     return run
 
 
 def _hand_batch():
-    """Six samples, ids 0..5 in pixel 2; class 0 is predicted for all; sample 5 has the wrong label."""
+    """Six samples, ids 0..5 in pixel 2; class 1 is predicted for sample 4, class 0 for the others;
+    sample 5 has the wrong label."""
     n = 6
     x = torch.zeros(n, 1, 1, 4)
     x[:, 0, 0, 0], x[:, 0, 0, 1] = 0.9, 0.1
+    x[4, 0, 0, 0], x[4, 0, 0, 1] = 0.1, 0.9
     x[:, 0, 0, 2] = torch.arange(n) / 10
-    y = torch.zeros(n, dtype=torch.long)
-    y[5] = 1
+    y = torch.tensor([0, 0, 0, 0, 1, 1])
     eps = torch.arange(n, dtype=torch.float32) / 100
     mask = (torch.arange(n, dtype=torch.float32) / 10).view(n, 1, 1, 1).expand(n, 1, 1, 4).contiguous()
     return x, y, eps, mask
@@ -276,21 +278,23 @@ def test_ensemble_attacks_only_the_survivors_and_keeps_the_first_adversarial_poi
         ("c", _stage("c", {1, 2, 5}, calls)),
         ("d", _stage("d", {3, 4}, calls)),
         ("e", _stage("e", {0, 1, 2, 3, 4}, calls)),
+        ("f", _stage("f", {0}, calls)),
     ]
     res = run_ensemble(_FirstTwo(), x, y, eps, stages, mask=mask, generator=g)
     assert torch.equal(x, x0)  # the input is not written
     assert [c[:2] for c in calls] == [("a", [0, 1, 2, 3, 4]), ("c", [2, 3, 4]), ("d", [3, 4])]  # "e": no one left
-    for _, ids, e, m, gen in calls:  # each stage sees its samples' own radius and mask, and the one generator
+    for _, ids, e, m, gen, labels in calls:  # each stage sees its samples' own labels, radius and mask
+        assert labels == [y[i] for i in ids]
         assert e == pytest.approx([i / 100 for i in ids]) and m == pytest.approx([i / 10 for i in ids])
-        assert gen is g
+        assert gen is g  # and the one generator
     assert res.skipped == ("b",)
-    assert list(res.stages) == ["a", "c", "d", "e"]
-    want = {"a": [0, 0, 1, 1, 1, 0], "c": [0, 0, 0, 1, 1, 0], "d": [0] * 6, "e": [0] * 6}
+    assert list(res.stages) == ["a", "c", "d", "e", "f"]
+    want = {"a": [0, 0, 1, 1, 1, 0], "c": [0, 0, 0, 1, 1, 0], "d": [0] * 6, "e": [0] * 6, "f": [0] * 6}
     assert {k: v.int().tolist() for k, v in res.stages.items()} == want
     assert res.robust.int().tolist() == [0] * 6 and res.own == {}
     assert res.x_adv[:, 0, 0, 3].tolist() == [0.25, 0.25, 0.5, 0.75, 0.75, 0.0]  # the first stage that broke it
     assert torch.equal(res.x_adv[5], x[5])  # wrong on x: not attacked, x comes back
-    assert res.x_adv[:5, 0, 0, 0].tolist() == pytest.approx([0.1] * 5)
+    assert res.x_adv[:5, 0, 0, 0].tolist() == pytest.approx([0.1] * 4 + [0.9])  # the swapped logits
 
 
 def test_ensemble_every_sample_gives_each_attack_its_own_result_and_the_and_as_worst_case():
@@ -318,3 +322,64 @@ def test_ensemble_puts_the_model_in_eval_mode_and_restores_it():
 
     run_ensemble(model, x, y, eps, [("s", stage)])
     assert seen == [False] and model.training
+
+
+# --- APGD-T's targets ------------------------------------------------------------------------------------
+
+
+class _Ladder(nn.Module):
+    """Seven classes on a 4x4 image: z = (1, 0.9, 0.8, 0.7, 0.4 + 10 u, 0.2 + 10 v, 0), u and v the mean
+    offsets from 0.5 of the top and the bottom half. At x = 0.5 the classes rank 0, 1, ..., 6; classes 1 to 3
+    cannot be raised, class 4 only through the top half, class 5 only through the bottom half."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        p = x.flatten(1) - 0.5
+        u, v = p[:, :8].mean(1), p[:, 8:].mean(1)
+        one = torch.ones_like(u)
+        return torch.stack([one, 0.9 * one, 0.8 * one, 0.7 * one, 0.4 + 10 * u, 0.2 + 10 * v, 0 * one], dim=1)
+
+
+def test_apgd_t_tries_the_next_highest_classes_in_turn():
+    x, y = torch.full((2, 1, 4, 4), 0.5), torch.zeros(2, dtype=torch.long)
+    mask = torch.ones(2, 1, 4, 4)
+    mask[1, :, :2] = 0  # sample 1 cannot move the top half
+    model = _Ladder()
+
+    def preds(n_targets: int, eps: float = 0.1) -> list[int]:
+        adv = apgd_targeted(model, x, y, eps, 10, n_targets=n_targets, mask=mask, generator=_gen())
+        return model(adv).argmax(1).tolist()
+
+    assert preds(3) == [0, 0]  # the second to fourth classes are out of reach
+    assert preds(4) == [4, 0]  # the fifth (4) through the top half, which sample 1 may not move
+    assert preds(5) == [4, 5]  # the sixth (5) through the bottom half; sample 0 was done after its success
+    assert preds(9) == [4, 5]  # capped at K - 1 = 6 targets
+    assert preds(9, eps=0.04) == [0, 0]  # no class within reach: x comes back
+
+
+def test_apgd_t_later_targets_only_add_to_what_the_first_broke():
+    g = torch.Generator().manual_seed(1)
+    w, b = torch.randn(10, 16, generator=g), torch.randn(10, generator=g) * 0.1
+    model = nn.Sequential(nn.Flatten(), nn.Linear(16, 10))
+    with torch.no_grad():
+        model[1].weight.copy_(w)
+        model[1].bias.copy_(b)
+    x = torch.rand(40, 1, 4, 4, generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        clean = model(x)
+    y = clean.argmax(1)
+    one = apgd_targeted(model, x, y, 0.05, 10, n_targets=1, generator=_gen())
+    three = apgd_targeted(model, x, y, 0.05, 10, n_targets=3, generator=_gen())
+    with torch.no_grad():
+        p1, p3 = model(one).argmax(1), model(three).argmax(1)
+    f1 = p1 != y
+    assert 0 < f1.sum() < len(y)
+    assert torch.equal(p1[f1], clean.argsort(1)[f1, -2])  # the first target is the second-highest clean class
+    assert torch.equal(one[f1], three[f1])  # a sample broken by the first target is not attacked again
+    assert torch.equal(one[~f1], x[~f1])
+    assert (p3 != y).sum() >= f1.sum()
+
+
+def test_apgd_t_needs_four_classes():
+    model = nn.Sequential(nn.Flatten(), nn.Linear(4, 3))
+    with pytest.raises(ValueError, match=r"APGD-T's targeted DLR loss needs at least 4 classes; use apgd\("):
+        apgd_targeted(model, torch.rand(2, 1, 2, 2), torch.zeros(2, dtype=torch.long), 0.1, 5)
