@@ -42,6 +42,7 @@ SCOPES: dict[str, tuple[list[str], list[str]]] = {
                 "targeted_dlr_loss_by_hand",
                 "apgd_t_tries_the_next_highest_classes_in_turn",
                 "apgd_t_later_targets_only_add_to_what_the_first_broke",
+                "apgd_t_defaults_to_nine_targets",
                 "apgd_t_needs_four_classes",
             )
         ],

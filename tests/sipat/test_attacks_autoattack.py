@@ -89,6 +89,9 @@ def test_targeted_dlr_loss_by_hand():
     # y = 0, target 2: -(5 - 3) / (5 - (2 + 1) / 2) = -2 / 3.5
     got = dlr_targeted_loss(z, torch.tensor([0]), torch.tensor([2]))
     torch.testing.assert_close(got, torch.tensor([-2 / 3.5]))
+    # a zero scale (top, third and fourth logits equal): the 1e-12 keeps the sign of -(z_y - z_t)
+    flat = dlr_targeted_loss(torch.tensor([[1.0, 1.0, 1.0, 1.0, 0.0]]), torch.tensor([0]), torch.tensor([4]))
+    torch.testing.assert_close(flat, torch.tensor([-1e12]))
 
 
 def test_square_fraction_is_the_reference_schedule():
@@ -328,32 +331,47 @@ def test_ensemble_puts_the_model_in_eval_mode_and_restores_it():
 
 
 class _Ladder(nn.Module):
-    """Seven classes on a 4x4 image: z = (1, 0.9, 0.8, 0.7, 0.4 + 10 u, 0.2 + 10 v, 0), u and v the mean
-    offsets from 0.5 of the top and the bottom half. At x = 0.5 the classes rank 0, 1, ..., 6; classes 1 to 3
-    cannot be raised, class 4 only through the top half, class 5 only through the bottom half."""
+    """Classes on a 4x4 image, p = x - 0.5, u and v the means of p over the top and the bottom half:
+    z = (1, c_1 .. c_n (constants from 0.9 down to 0.7), 0.4 + 10 u, 0.2 + 10 v, -1 - 50 mean(p)).
+    At x = 0.5 they rank in this order; the constants cannot be raised, the next class only by raising
+    the top half, the next by raising the bottom half, the last only by lowering the whole image."""
+
+    def __init__(self, n_const: int = 3) -> None:
+        super().__init__()
+        self.consts = torch.linspace(0.9, 0.7, n_const).tolist()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         p = x.flatten(1) - 0.5
         u, v = p[:, :8].mean(1), p[:, 8:].mean(1)
         one = torch.ones_like(u)
-        return torch.stack([one, 0.9 * one, 0.8 * one, 0.7 * one, 0.4 + 10 * u, 0.2 + 10 * v, 0 * one], dim=1)
+        fixed = [c * one for c in [1.0, *self.consts]]
+        return torch.stack([*fixed, 0.4 + 10 * u, 0.2 + 10 * v, -1 - 50 * p.mean(1)], dim=1)
 
 
 def test_apgd_t_tries_the_next_highest_classes_in_turn():
-    x, y = torch.full((2, 1, 4, 4), 0.5), torch.zeros(2, dtype=torch.long)
-    mask = torch.ones(2, 1, 4, 4)
+    x, y = torch.full((3, 1, 4, 4), 0.5), torch.zeros(3, dtype=torch.long)
+    mask = torch.ones(3, 1, 4, 4)
     mask[1, :, :2] = 0  # sample 1 cannot move the top half
+    mask[2] = 0.5  # sample 2 moves every pixel by at most eps / 2: only the last class is within reach
     model = _Ladder()
 
     def preds(n_targets: int, eps: float = 0.1) -> list[int]:
         adv = apgd_targeted(model, x, y, eps, 10, n_targets=n_targets, mask=mask, generator=_gen())
         return model(adv).argmax(1).tolist()
 
-    assert preds(3) == [0, 0]  # the second to fourth classes are out of reach
-    assert preds(4) == [4, 0]  # the fifth (4) through the top half, which sample 1 may not move
-    assert preds(5) == [4, 5]  # the sixth (5) through the bottom half; sample 0 was done after its success
-    assert preds(9) == [4, 5]  # capped at K - 1 = 6 targets
-    assert preds(9, eps=0.04) == [0, 0]  # no class within reach: x comes back
+    assert preds(3) == [0, 0, 0]  # the second to fourth classes are out of reach
+    assert preds(4) == [4, 0, 0]  # the fifth (4) through the top half, which sample 1 may not move
+    assert preds(5) == [4, 5, 0]  # the sixth (5) through the bottom half; sample 0 was done after its success
+    assert preds(6) == [4, 5, 6]  # the last (6): K - 1 = 6 targets in all
+    assert preds(9) == [4, 5, 6]  # capped at K - 1
+    assert preds(9, eps=0.03) == [0, 0, 0]  # no class within reach: x comes back
+
+
+def test_apgd_t_defaults_to_nine_targets():
+    model = _Ladder(n_const=9)  # 13 classes: the tenth target is the first one within reach
+    x, y = torch.full((1, 1, 4, 4), 0.5), torch.zeros(1, dtype=torch.long)
+    assert model(apgd_targeted(model, x, y, 0.1, 10, generator=_gen())).argmax(1).tolist() == [0]
+    assert model(apgd_targeted(model, x, y, 0.1, 10, n_targets=10, generator=_gen())).argmax(1).tolist() == [10]
 
 
 def test_apgd_t_later_targets_only_add_to_what_the_first_broke():
@@ -380,6 +398,11 @@ def test_apgd_t_later_targets_only_add_to_what_the_first_broke():
 
 
 def test_apgd_t_needs_four_classes():
-    model = nn.Sequential(nn.Flatten(), nn.Linear(4, 3))
-    with pytest.raises(ValueError, match=r"APGD-T's targeted DLR loss needs at least 4 classes; use apgd\("):
-        apgd_targeted(model, torch.rand(2, 1, 2, 2), torch.zeros(2, dtype=torch.long), 0.1, 5)
+    x, y = torch.rand(2, 1, 2, 2), torch.zeros(2, dtype=torch.long)
+    with pytest.raises(ValueError, match=r"^APGD-T's targeted DLR loss needs at least 4 classes; use apgd\(\.\.\., loss='ce'\)$"):
+        apgd_targeted(nn.Sequential(nn.Flatten(), nn.Linear(4, 3)), x, y, 0.1, 5)
+    assert apgd_targeted(nn.Sequential(nn.Flatten(), nn.Linear(4, 4)), x, y, 0.1, 5).shape == x.shape
+    with pytest.raises(ValueError, match=r"^steps must be an integer >= 1; got 0$"):
+        apgd_targeted(nn.Sequential(nn.Flatten(), nn.Linear(4, 4)), x, y, 0.1, 0)
+    with pytest.raises(ValueError, match=r"^n_targets must be an integer >= 1; got 0$"):
+        apgd_targeted(nn.Sequential(nn.Flatten(), nn.Linear(4, 4)), x, y, 0.1, 5, n_targets=0)
