@@ -43,11 +43,23 @@ SCOPES: dict[str, tuple[list[str], list[str]]] = {
                 "apgd_t_tries_the_next_highest_classes_in_turn",
                 "apgd_t_later_targets_only_add_to_what_the_first_broke",
                 "apgd_t_defaults_to_nine_targets",
+                "apgd_t_defaults_to_autoattacks_100_steps",
                 "apgd_t_needs_four_classes",
             )
         ],
     ),
-    "square": (["sipat/attacks/square.py"], ["tests/sipat/test_attacks_autoattack.py"]),
+    "square": (
+        ["sipat/attacks/square.py"],
+        [
+            f"tests/sipat/test_attacks_autoattack.py::test_square_{t}"
+            for t in (
+                "fraction_is_the_reference_schedule",
+                "spends_exactly_its_query_budget_on_each_unbroken_sample",
+                "starts_from_vertical_stripes_at_the_radius",
+                "margin_and_argument_checks",
+            )
+        ],
+    ),
     "checks": (["sipat/attacks/checks.py"], ["tests/sipat/test_attacks_checks.py"]),
     "registry": (["sipat/attacks/registry.py"], ["tests/sipat/test_attacks_autoattack.py"]),
     "fab": (["sipat/attacks/fab.py"], ["tests/sipat/test_attacks_autoattack.py"]),

@@ -372,6 +372,22 @@ def test_apgd_t_defaults_to_nine_targets():
     x, y = torch.full((1, 1, 4, 4), 0.5), torch.zeros(1, dtype=torch.long)
     assert model(apgd_targeted(model, x, y, 0.1, 10, generator=_gen())).argmax(1).tolist() == [0]
     assert model(apgd_targeted(model, x, y, 0.1, 10, n_targets=10, generator=_gen())).argmax(1).tolist() == [10]
+    # once every sample is broken the remaining targets are not run, and the points found come back
+    assert model(apgd_targeted(model, x, y, 0.1, 10, n_targets=12, generator=_gen())).argmax(1).tolist() == [10]
+
+
+def test_apgd_t_defaults_to_autoattacks_100_steps():
+    g = torch.Generator().manual_seed(1)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(16, 10))
+    with torch.no_grad():
+        model[1].weight.copy_(torch.randn(10, 16, generator=g))
+        model[1].bias.copy_(torch.randn(10, generator=g) * 0.1)
+    x = torch.rand(40, 1, 4, 4, generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        y = model(x).argmax(1)
+    default = apgd_targeted(model, x, y, 0.05, generator=_gen())
+    assert torch.equal(default, apgd_targeted(model, x, y, 0.05, 100, generator=_gen()))
+    assert not torch.equal(default, apgd_targeted(model, x, y, 0.05, 101, generator=_gen()))
 
 
 def test_apgd_t_later_targets_only_add_to_what_the_first_broke():
@@ -406,3 +422,61 @@ def test_apgd_t_needs_four_classes():
         apgd_targeted(nn.Sequential(nn.Flatten(), nn.Linear(4, 4)), x, y, 0.1, 0)
     with pytest.raises(ValueError, match=r"^n_targets must be an integer >= 1; got 0$"):
         apgd_targeted(nn.Sequential(nn.Flatten(), nn.Linear(4, 4)), x, y, 0.1, 5, n_targets=0)
+
+
+# --- Square's budget, start and margin ------------------------------------------------------------------
+
+
+class _Counting(nn.Module):
+    """Logits (a, 0, 0) with a = 1 + sum(x) * scale: unbreakable for scale 0; counts the rows it is given."""
+
+    def __init__(self, scale: float = 0.0) -> None:
+        super().__init__()
+        self.scale, self.rows = scale, 0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.rows += x.shape[0]
+        a = 0.5 + (x.flatten(1).sum(1) - x[0].numel() / 2) * self.scale
+        z = torch.zeros(x.shape[0], 3, dtype=x.dtype)
+        z[:, 0] = a
+        z[:, 1] = 0.25
+        return z
+
+
+def test_square_spends_exactly_its_query_budget_on_each_unbroken_sample():
+    x, y = torch.full((3, 1, 4, 4), 0.5), torch.tensor([0, 0, 2])  # sample 2 is wrong on x
+    for queries in (1, 2, 7):
+        model = _Counting()
+        square(model, x, y, 0.1, queries, generator=_gen())
+        assert model.rows == 3 + 3 + 2 * (queries - 1)  # the clean pass, the start, then one per robust sample
+    model = _Counting(scale=1.0)  # any lowering of the image's sum breaks it: done after the start
+    adv = square(model, x, y, 0.1, 50, generator=_gen())
+    assert model(adv).argmax(1).tolist()[:2] == [1, 1] and model.rows < 3 + 3 + 2 * 49
+
+
+def test_square_starts_from_vertical_stripes_at_the_radius():
+    x, y = torch.full((4, 2, 5, 6), 0.5), torch.tensor([0, 0, 0, 1])
+    adv = square(_Counting(), x, y, 0.1, 1, generator=_gen())  # one query: the start itself
+    d = adv - x
+    assert torch.equal(d[3], torch.zeros_like(d[3]))  # wrong on x: not attacked
+    torch.testing.assert_close(d[:3].abs(), torch.full_like(d[:3], 0.1))
+    assert torch.equal(d[:3], d[:3, :, :1].expand_as(d[:3]))  # one sign per (channel, column)
+    assert (d[:3] > 0).any() and (d[:3] < 0).any()
+    half = torch.ones(4, 1, 5, 6)
+    half[:, :, :, :3] = 0.5
+    d = square(_Counting(), x, y, 0.1, 1, mask=half, generator=_gen()) - x
+    torch.testing.assert_close(d[:3].abs(), (0.1 * half[:3]).expand_as(d[:3]))
+
+
+def test_square_margin_and_argument_checks():
+    from sipat.attacks.square import _margin
+
+    z = torch.tensor([[3.0, 1.0, 2.5], [0.0, 4.0, -1.0]])
+    torch.testing.assert_close(_margin(z, torch.tensor([0, 2])), torch.tensor([0.5, -5.0]))
+    x, y = torch.full((1, 1, 4, 4), 0.5), torch.zeros(1, dtype=torch.long)
+    with pytest.raises(ValueError, match=r"^queries must be an integer >= 1; got 0$"):
+        square(_Counting(), x, y, 0.1, 0)
+    for p in (0.0, 1.5):
+        with pytest.raises(ValueError, match=rf"^p_init must lie in \(0, 1\]; got {p}$"):
+            square(_Counting(), x, y, 0.1, 5, p_init=p)
+    assert square(_Counting(), x, y, 0.1, 2, p_init=1.0, generator=_gen()).shape == x.shape
