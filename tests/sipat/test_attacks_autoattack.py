@@ -101,6 +101,7 @@ def test_square_fraction_is_the_reference_schedule():
     assert square_fraction(0.8, 501, 10000) == 0.8 / 16
     assert square_fraction(0.8, 9000, 10000) == 0.8 / 512
     assert square_fraction(0.8, 2501, 5000) == 0.8 / 128  # rescaled to 10,000: 5002 lies in (4000, 6000]
+    assert square_fraction(0.8, 50995, 10_000_000) == 0.4  # int(50.995) = 50: not past 50, on the 10,000 scale
 
 
 def test_square_is_a_real_attack_and_repeats_under_a_seed(trained_digits_model, batch):
@@ -480,3 +481,91 @@ def test_square_margin_and_argument_checks():
         with pytest.raises(ValueError, match=rf"^p_init must lie in \(0, 1\]; got {p}$"):
             square(_Counting(), x, y, 0.1, 5, p_init=p)
     assert square(_Counting(), x, y, 0.1, 2, p_init=1.0, generator=_gen()).shape == x.shape
+
+
+class _Recording(nn.Module):
+    """Constant logits (1, 0, 0) whatever the input (Square can never lower the margin); keeps every input."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen: list[torch.Tensor] = []
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.seen.append(x.clone())
+        z = torch.zeros(x.shape[0], 3, dtype=x.dtype)
+        z[:, 0] = 1.0
+        return z
+
+
+def test_square_proposes_one_square_window_of_the_scheduled_side_at_a_time():
+    """Each proposal differs from the kept point (here always the start) only inside a side x side square,
+    side = round(sqrt(p_i H W)) within [1, H - 1], placed anywhere in the image (the reference's window)."""
+    n, c, h, w, queries = 2, 3, 6, 5, 300
+    x, y = torch.full((n, c, h, w), 0.5), torch.zeros(n, dtype=torch.long)
+    model = _Recording()
+    adv = square(model, x, y, 0.1, queries, generator=_gen(4))
+    start = model.seen[1]
+    assert torch.equal(adv, start)  # no proposal lowered the margin: the start is kept
+    tops, bottoms, lefts, rights, sides = set(), set(), set(), set(), set()
+    for i, proposal in enumerate(model.seen[2:], start=1):
+        side = min(max(round((square_fraction(0.8, i, queries) * h * w) ** 0.5), 1), h - 1)
+        sides.add(side)
+        for j in range(n):
+            diff = (proposal[j] != start[j]).any(0)  # (h, w)
+            if not diff.any():
+                continue  # every sign drawn equalled the stripe's: no change to see
+            r_idx, c_idx = diff.any(1).nonzero().squeeze(1), diff.any(0).nonzero().squeeze(1)
+            assert r_idx.tolist() == list(range(int(r_idx[0]), int(r_idx[0]) + side)), (i, side)
+            assert int(c_idx[-1] - c_idx[0]) < side, (i, side)
+            tops.add(int(r_idx[0]))
+            bottoms.add(int(r_idx[-1]))
+            lefts.add(int(c_idx[0]))
+            rights.add(int(c_idx[-1]))
+            d = proposal[j] - x[j]
+            torch.testing.assert_close(d.abs(), torch.full_like(d, 0.1))  # every pixel at the radius
+    assert sides == {1, 2, 3} and 0 in tops and h - 1 in bottoms and 0 in lefts and w - 1 in rights
+
+
+def test_square_draws_only_from_its_generator():
+    x, y = torch.rand(3, 2, 4, 4, generator=_gen(9)), torch.zeros(3, dtype=torch.long)
+    torch.manual_seed(123)
+    a = square(_Recording(), x, y, 0.1, 40, generator=_gen(1))
+    after = torch.rand(1)
+    torch.manual_seed(123)
+    assert torch.equal(after, torch.rand(1))  # the global generator was not drawn from
+    model = _Recording()
+    assert torch.equal(square(model, x, y, 0.1, 40, generator=_gen(1)), a)
+    assert not torch.equal(square(_Recording(), x, y, 0.1, 40, generator=_gen(2)), a)
+    # the start: x + r * s with s = 2 * bits - 1 drawn per (sample, channel, column) from the generator
+    bits = torch.randint(0, 2, (3, 2, 1, 4), generator=_gen(1))
+    torch.testing.assert_close(model.seen[1], (x + 0.1 * (2 * bits - 1)).clamp(0, 1))
+
+
+def test_square_attacks_the_samples_right_on_x_whatever_their_class():
+    x = torch.zeros(3, 1, 1, 4)
+    x[:, 0, 0, :2] = torch.tensor([[0.6, 0.4], [0.4, 0.6], [0.6, 0.4]])
+    y = torch.tensor([0, 1, 1])  # right, right (class 1), wrong
+    adv = square(_FirstTwo(), x, y, 0.15, 20, generator=_gen())
+    assert _FirstTwo()(adv).argmax(1).tolist() == [1, 0, 0]
+    assert torch.equal(adv[2], x[2])
+
+
+class _Tie(nn.Module):
+    """All logits 0: class 0 is predicted (the first maximum) with a margin of exactly 0; counts the rows."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.rows: list[int] = []
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.rows.append(x.shape[0])
+        return torch.zeros(x.shape[0], 3)
+
+
+def test_square_stops_at_a_margin_of_zero_and_works_on_one_row_images():
+    x, y = torch.full((2, 1, 1, 6), 0.5), torch.zeros(2, dtype=torch.long)
+    model = _Tie()
+    square(model, x, y, 0.1, 10, generator=_gen())
+    assert model.rows == [2, 2]  # right on x with margin 0: the start only, no further query
+    adv = square(_Recording(), x, y, 0.1, 10, generator=_gen())  # H = 1: windows of side 1
+    torch.testing.assert_close((adv - x).abs(), torch.full_like(x, 0.1))
