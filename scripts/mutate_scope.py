@@ -58,6 +58,7 @@ SCOPES: dict[str, tuple[list[str], list[str]]] = {
                 "starts_from_vertical_stripes_at_the_radius",
                 "margin_and_argument_checks",
                 "proposes_one_square_window_of_the_scheduled_side_at_a_time",
+                "windows_stay_below_the_image_height",
                 "draws_only_from_its_generator",
                 "attacks_the_samples_right_on_x_whatever_their_class",
                 "stops_at_a_margin_of_zero_and_works_on_one_row_images",

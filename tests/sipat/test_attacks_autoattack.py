@@ -484,23 +484,37 @@ def test_square_margin_and_argument_checks():
 
 
 class _Recording(nn.Module):
-    """Constant logits (1, 0, 0) whatever the input (Square can never lower the margin); keeps every input."""
+    """Constant logits (1, 0, 0) whatever the input (Square can never lower the margin); keeps every input.
+    From call `give_in` on, class 1 wins: the attack succeeds and stops."""
 
-    def __init__(self) -> None:
+    def __init__(self, give_in: int = 0) -> None:
         super().__init__()
         self.seen: list[torch.Tensor] = []
+        self.give_in = give_in
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         self.seen.append(x.clone())
         z = torch.zeros(x.shape[0], 3, dtype=x.dtype)
-        z[:, 0] = 1.0
+        z[:, 1 if len(self.seen) == self.give_in else 0] = 1.0
         return z
+
+
+@pytest.mark.parametrize(("h", "w"), [(2, 2), (1, 6)])
+def test_square_windows_stay_below_the_image_height(h, w):
+    """At 1,000 queries the first proposal covers p_init = 0.8 of the pixels; the side is capped at H - 1
+    (1 for H = 1, where H - 1 is 0), so the window never covers a whole column."""
+    x, y = torch.full((1, 16, h, w), 0.5), torch.zeros(1, dtype=torch.long)
+    model = _Recording(give_in=3)
+    square(model, x, y, 0.1, 1000, generator=_gen())
+    assert len(model.seen) == 3  # clean, start, one proposal (which wins)
+    diff = (model.seen[2][0] != model.seen[1][0]).any(0)
+    assert diff.any(1).sum() == 1 and diff.any(0).sum() == 1
 
 
 def test_square_proposes_one_square_window_of_the_scheduled_side_at_a_time():
     """Each proposal differs from the kept point (here always the start) only inside a side x side square,
     side = round(sqrt(p_i H W)) within [1, H - 1], placed anywhere in the image (the reference's window)."""
-    n, c, h, w, queries = 2, 3, 6, 5, 300
+    n, c, h, w, queries = 2, 16, 6, 5, 300  # 16 channels: a window column equal to the start in all is rare
     x, y = torch.full((n, c, h, w), 0.5), torch.zeros(n, dtype=torch.long)
     model = _Recording()
     adv = square(model, x, y, 0.1, queries, generator=_gen(4))
@@ -516,7 +530,7 @@ def test_square_proposes_one_square_window_of_the_scheduled_side_at_a_time():
                 continue  # every sign drawn equalled the stripe's: no change to see
             r_idx, c_idx = diff.any(1).nonzero().squeeze(1), diff.any(0).nonzero().squeeze(1)
             assert r_idx.tolist() == list(range(int(r_idx[0]), int(r_idx[0]) + side)), (i, side)
-            assert int(c_idx[-1] - c_idx[0]) < side, (i, side)
+            assert c_idx.tolist() == list(range(int(c_idx[0]), int(c_idx[0]) + side)), (i, side)
             tops.add(int(r_idx[0]))
             bottoms.add(int(r_idx[-1]))
             lefts.add(int(c_idx[0]))
