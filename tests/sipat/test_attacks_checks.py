@@ -22,7 +22,7 @@ class Fixed(nn.Module):
 
 
 class Drifting(nn.Module):
-    """Adds `step` more to every output on each call: two passes differ by exactly `step`."""
+    """Outputs (scale, calls * step, 0): two passes differ by `step`, the largest output is `scale`."""
 
     def __init__(self, scale: float, step: float) -> None:
         super().__init__()
@@ -32,7 +32,8 @@ class Drifting(nn.Module):
         self.calls += 1
         out = torch.zeros(x.shape[0], 3, dtype=torch.float64)
         out[:, 0] = self.scale
-        return out + self.calls * self.step
+        out[:, 1] = self.calls * self.step
+        return out
 
 
 X2 = torch.zeros(2, 1, 2, 2)
@@ -46,7 +47,9 @@ def test_probabilities_are_flagged_with_their_range_and_row_sums():
     )
     assert len(check_outputs(Fixed([[0.5, 0.5 + 4e-6], [0.5, 0.5]], torch.float64), X2)) == 1  # within 1e-5
     assert check_outputs(Fixed([[0.5, 0.5 + 4e-5], [0.5, 0.5]], torch.float64), X2) == []  # rows do not sum to 1
+    assert len(check_outputs(Fixed([[0.5, 0.5 + 1.5e-5], [0.5, 0.5]], torch.float64), X2)) == 1  # atol + rtol
     assert check_outputs(Fixed([[-0.5, 1.5], [0.25, 0.75]]), X2) == []  # logits: outside [0, 1]
+    assert check_outputs(Fixed([[1.000004, 0.0], [0.25, 0.75]], torch.float64), X2) == []  # just above 1
     assert check_outputs(Fixed([[1.25, -0.25], [0.25, 0.75]]), X2) == []
 
 
@@ -57,6 +60,8 @@ def test_a_randomised_forward_is_flagged_past_a_threshold_relative_to_the_output
         "misleads the attacks; fix the randomness or attack the expectation (EOT)"
     )
     assert check_randomized(Drifting(0.5, 0.5e-5), X2) == []  # below 1e-5 of an output scale of 1
+    assert len(check_randomized(Drifting(0.5, 1.5e-5), X2)) == 1  # outputs below 1 count as a scale of 1
+    assert check_randomized(Drifting(97.65625, 2**-10), X2) == []  # exactly 1e-5 of the scale: not past it
     assert check_randomized(Drifting(100.0, 5e-4), X2) == []  # below 1e-5 of 100
     assert len(check_randomized(Drifting(100.0, 2e-3), X2)) == 1
     assert check_randomized(Drifting(1.0, 1.0), torch.zeros(0, 1, 2, 2)) == []  # an empty batch
@@ -81,6 +86,9 @@ def test_zero_input_gradients_are_counted_per_sample():
         "robust accuracy is overstated (gradient masking)"
     )
     assert check_zero_grad(Relu(), x[:0], y[:0]) == []
+    x[2, 0, 0, 0] = 0.2  # one pixel without gradient does not make a sample count
+    assert check_zero_grad(Relu(), x, y)[0].startswith("25.0% of 4 samples")
+    assert check_zero_grad(Relu(), x[1:2], y[1:2])[0].startswith("100.0% of 1 samples")
 
 
 def test_monotone_checks_every_attack_along_the_sorted_grid_and_allows_ties():
