@@ -302,7 +302,7 @@ def test_ensemble_attacks_only_the_survivors_and_keeps_the_first_adversarial_poi
 
 
 def test_ensemble_every_sample_gives_each_attack_its_own_result_and_the_and_as_worst_case():
-    x, y, eps, mask = _hand_batch()
+    x, y, eps, _ = _hand_batch()
     calls: list = []
     stages = [("a", _stage("a", {0, 1}, calls)), ("c", _stage("c", {1, 2, 5}, calls))]
     res = run_ensemble(_FirstTwo(), x, y, eps, stages, generator=None, every_sample=True)
@@ -416,7 +416,9 @@ def test_apgd_t_later_targets_only_add_to_what_the_first_broke():
 
 def test_apgd_t_needs_four_classes():
     x, y = torch.rand(2, 1, 2, 2), torch.zeros(2, dtype=torch.long)
-    with pytest.raises(ValueError, match=r"^APGD-T's targeted DLR loss needs at least 4 classes; use apgd\(\.\.\., loss='ce'\)$"):
+    with pytest.raises(
+        ValueError, match=r"^APGD-T's targeted DLR loss needs at least 4 classes; use apgd\(\.\.\., loss='ce'\)$"
+    ):
         apgd_targeted(nn.Sequential(nn.Flatten(), nn.Linear(4, 3)), x, y, 0.1, 5)
     assert apgd_targeted(nn.Sequential(nn.Flatten(), nn.Linear(4, 4)), x, y, 0.1, 5).shape == x.shape
     with pytest.raises(ValueError, match=r"^steps must be an integer >= 1; got 0$"):
