@@ -386,9 +386,9 @@ def test_apgd_t_defaults_to_autoattacks_100_steps():
     x = torch.rand(40, 1, 4, 4, generator=torch.Generator().manual_seed(2))
     with torch.no_grad():
         y = model(x).argmax(1)
-    default = apgd_targeted(model, x, y, 0.05, generator=_gen())
-    assert torch.equal(default, apgd_targeted(model, x, y, 0.05, 100, generator=_gen()))
-    assert not torch.equal(default, apgd_targeted(model, x, y, 0.05, 101, generator=_gen()))
+    default = apgd_targeted(model, x, y, 0.05, n_targets=1, generator=_gen())
+    assert torch.equal(default, apgd_targeted(model, x, y, 0.05, 100, n_targets=1, generator=_gen()))
+    assert not torch.equal(default, apgd_targeted(model, x, y, 0.05, 101, n_targets=1, generator=_gen()))
 
 
 def test_apgd_t_later_targets_only_add_to_what_the_first_broke():
