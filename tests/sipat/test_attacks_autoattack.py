@@ -585,3 +585,45 @@ def test_square_stops_at_a_margin_of_zero_and_works_on_one_row_images():
     assert model.rows == [2, 2]  # right on x with margin 0: the start only, no further query
     adv = square(_Recording(), x, y, 0.1, 10, generator=_gen())  # H = 1: windows of side 1
     torch.testing.assert_close((adv - x).abs(), torch.full_like(x, 0.1))
+
+
+@pytest.mark.parametrize(
+    ("field", "least"),
+    [("pgd_steps", 0), ("apgd_steps", 1), ("n_targets", 1), ("fab_steps", 1), ("square_queries", 1)],
+)
+def test_every_budget_field_has_its_floor(field, least):
+    """PGD may take 0 steps (the clean point); every other count needs at least one."""
+    assert getattr(AttackBudget(**{field: least}), field) == least
+    with pytest.raises(ValueError, match=rf"^{field} must be an integer >= {least}; got {least - 1}$"):
+        AttackBudget(**{field: least - 1})
+    with pytest.raises(ValueError, match=rf"^{field} must be an integer >= {least}; got 2.0$"):
+        AttackBudget(**{field: 2.0})
+
+
+def _linear10() -> nn.Module:
+    g = torch.Generator().manual_seed(1)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(16, 10))
+    with torch.no_grad():
+        model[1].weight.copy_(torch.randn(10, 16, generator=g))
+        model[1].bias.copy_(torch.randn(10, generator=g) * 0.1)
+    return model
+
+
+@pytest.mark.parametrize("name", [*ATTACKS, "autoattack-every-sample"])
+def test_registered_attacks_draw_only_from_the_given_generator(name):
+    model = _linear10()
+    x = torch.rand(8, 1, 4, 4, generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        y = model(x).argmax(1)
+    torch.manual_seed(7)
+    if name == "autoattack-every-sample":
+        res = autoattack(model, x, y, 0.05, generator=_gen(), budget=SMALL, every_sample=True)
+        assert set(res.own) == {"apgd-ce", "apgd-t", "fab-t", "square"}
+        first = res.x_adv
+    else:
+        first = run_attack(name, model, x, y, 0.05, generator=_gen(), budget=SMALL)
+    drawn = torch.rand(1)
+    torch.manual_seed(7)
+    assert torch.equal(drawn, torch.rand(1))  # the global generator was not drawn from
+    if name == "autoattack":
+        assert torch.equal(first, autoattack(model, x, y, 0.05, generator=_gen(), budget=SMALL).x_adv)
