@@ -627,3 +627,29 @@ def test_registered_attacks_draw_only_from_the_given_generator(name):
     assert torch.equal(drawn, torch.rand(1))  # the global generator was not drawn from
     if name == "autoattack":
         assert torch.equal(first, autoattack(model, x, y, 0.05, generator=_gen(), budget=SMALL).x_adv)
+
+
+def test_autoattack_runs_the_standard_stages_under_the_given_budget():
+    from sipat.attacks.registry import _stages
+
+    torch.manual_seed(0)
+    model = TinyCNN().eval()  # untrained, but not linear: the budget changes the points found at eps 0.3
+    x = torch.rand(16, 1, 8, 8, generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        y = model(x).argmax(1)
+    e = torch.full((16,), 0.3)
+    b = AttackBudget(apgd_steps=7, n_targets=2, fab_steps=3, square_queries=5, square_p_init=0.3)
+    direct = {
+        "apgd-ce": lambda mo, x, y, e, m, g: apgd(mo, x, y, e, 7, mask=m, generator=g),
+        "apgd-t": lambda mo, x, y, e, m, g: apgd_targeted(mo, x, y, e, 7, n_targets=2, mask=m, generator=g),
+        "fab-t": lambda mo, x, y, e, m, g: fab_targeted(mo, x, y, e, 3, n_targets=2, mask=m),
+        "square": lambda mo, x, y, e, m, g: square(mo, x, y, e, 5, p_init=0.3, mask=m, generator=g),
+    }
+    stages = _stages(b)
+    assert [name for name, _ in stages] == list(direct)
+    for name, stage in stages:
+        assert stage is not None
+        torch.testing.assert_close(stage(model, x, y, e, None, _gen()), direct[name](model, x, y, e, None, _gen()))
+    res = autoattack(model, x, y, 0.3, generator=_gen(), budget=b)
+    want = run_ensemble(model, x, y, e, list(direct.items()), generator=_gen())
+    assert res.own == {} and torch.equal(res.x_adv, want.x_adv) and torch.equal(res.robust, want.robust)
