@@ -104,11 +104,18 @@ bench: install
 
 # Mutation testing of the method core with mutmut (slow, so not part of `make test`); the scope and the test
 # selection are [tool.mutmut] in pyproject.toml, the score and the surviving mutants in docs/testing.md.
+# `make mutate SCOPE=apgd` (apgd, apgd_t, autoattack, square, checks, registry, fab) runs one module against
+# its own tests in var/mutate/<scope>/ (scripts/mutate_scope.py): the command behind each per-module number.
+SCOPE ?=
 mutate: install
 	$(PY) -m pip install --quiet mutmut==3.8.1
+ifneq ($(SCOPE),)
+	nice -n 15 $(PY) scripts/mutate_scope.py $(SCOPE)
+else
 	rm -rf mutants
 	OMP_NUM_THREADS=1 $(VENV)/bin/mutmut run --max-children 2
 	$(VENV)/bin/mutmut results
+endif
 
 clean:
 	rm -rf var runs .pytest_cache

@@ -145,7 +145,7 @@ def _apgd_run(
     n = x.shape[0]
     r = radius(e, m)
     t = uniform_like(x, generator)
-    t = t / t.flatten(1).abs().amax(dim=1).clamp_min(1e-12).view(-1, 1, 1, 1)
+    t = t / (t.flatten(1).abs().amax(dim=1) + 1e-12).view(-1, 1, 1, 1)
     x_adv = project_linf(x + t * r, x, r)
 
     logits, loss_now, grad = input_grad(model, x_adv, y, loss_fn)

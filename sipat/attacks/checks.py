@@ -38,7 +38,9 @@ def check_randomized(model: nn.Module, x: Tensor) -> list[str]:
     """Warn when two forward passes on the same x give different outputs (in the current mode)."""
     with torch.no_grad():
         a, b = model(x).float(), model(x).float()
-    diff = float((a - b).abs().max()) if a.numel() else 0.0
+    if a.numel() == 0:  # an empty batch: nothing to compare (and `max` of nothing raises)
+        return []
+    diff = float((a - b).abs().max())
     if diff > 1e-5 * max(float(a.abs().max()), 1.0):
         return [
             f"the forward pass is randomised (two passes on one batch differ by up to {diff:.3g}): a single gradient "
