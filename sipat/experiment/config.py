@@ -190,7 +190,11 @@ class ExperimentConfig:
             raise ValueError(f"eval_attacks must be some of {', '.join(EVAL_ATTACKS)}; got {list(self.eval_attacks)}")
         train["alpha"] = self.alpha if self.alpha is not None else 2.5 * train["eps"] / max(int(train["steps"]), 1)
         put("train", TrainConfig(**train))  # method, seed, clean_share: TrainConfig's until `train_config`
-        plan_items(self)  # validates methods against variants
+        items = plan_items(self)  # validates methods against variants
+        # an error here, not train's warning: an experiment's tables would name a radius it never trained at
+        ramp_problem = self.train.eps_ramp_problem()  # train's own method is sip_at: this looks at eps only
+        if ramp_problem is not None and any(arm.method != "standard" for arm, _ in items):
+            raise ValueError(ramp_problem)
 
     def __getattr__(self, name: str) -> Any:
         """``cfg.eps``, ``cfg.epochs`` ...: the training settings read flat, as the config files write them."""
