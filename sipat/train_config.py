@@ -11,8 +11,9 @@ Recipe knobs (all schedules are per batch, so a ramp over 2 epochs of 10 batches
 
 - ``eps_ramp_epochs``: the training radius grows linearly from 0 to ``eps`` over this many epochs (the step
   size ``alpha`` scales with it, keeping ``alpha / eps`` fixed); 0 = the full radius from the first batch.
-  A ramp as long as the run or longer never trains at ``eps`` (`TrainConfig.eps_ramp_problem`): `train` warns
-  (`EpsRampWarning`), an experiment config refuses it.
+  A ramp as long as the run or longer never trains at ``eps`` but in the last batch at best
+  (`TrainConfig.eps_ramp_problem`): `train` warns (`EpsRampWarning`); an experiment config refuses a ramp
+  longer than its epochs.
 - ``warmup_epochs``: the learning rate grows linearly to the scheduled value over this many epochs (from 1/n
   of it at the first of n warm-up batches), then follows StepLR; 0 = no warm-up.
 - ``grad_clip``: the largest global L2 norm of the gradient (after AMP unscaling); None = no clipping.
