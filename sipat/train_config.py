@@ -5,7 +5,9 @@ The method defaults are the paper's (eps 8/255, 32 steps of 1/255, SGD lr 0.1, m
 existed trains exactly as it did (and still resumes from its checkpoints). `RECIPE` holds the values that make
 every adversarial baseline train on `shapes`: without an eps ramp and a learning-rate warm-up, PGD-AT collapsed
 to chance in 2 of 3 seeds there, because the first updates at the full radius push the network to the
-constant predictor before it has learnt any feature (see benchmarks/recipe.py).
+constant predictor before it has learnt any feature (see benchmarks/recipe.py). Its flip is wrong for data
+whose class or cue is not mirror-symmetric (shapes' oriented textures, digits), so configs/shapes.json and
+mnist5k.json set ``augment`` off (docs/results.md).
 
 Recipe knobs (all schedules are per batch, so a ramp over 2 epochs of 10 batches has 20 steps):
 
