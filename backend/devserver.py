@@ -72,6 +72,9 @@ DEMO_TRAIN = {
     "eps": 0.1,
     "alpha": 0.04,
     "steps": 3,
+    # the job's default ramp (10 epochs) is as long as this run: it would reach eps only in its last batch
+    "eps_ramp_epochs": 4,
+    "warmup_epochs": 2,
     "eval_eps": [0.0, 0.05, 0.1, 0.2, 0.3],
     "eval_attacks": ["pgd"],
     "eval_steps": 5,

@@ -5,12 +5,17 @@ The method defaults are the paper's (eps 8/255, 32 steps of 1/255, SGD lr 0.1, m
 existed trains exactly as it did (and still resumes from its checkpoints). `RECIPE` holds the values that make
 every adversarial baseline train on `shapes`: without an eps ramp and a learning-rate warm-up, PGD-AT collapsed
 to chance in 2 of 3 seeds there, because the first updates at the full radius push the network to the
-constant predictor before it has learnt any feature (see benchmarks/recipe.py).
+constant predictor before it has learnt any feature (see benchmarks/recipe.py). Its flip is wrong for data
+whose class or cue is not mirror-symmetric (shapes' oriented textures, digits), so configs/shapes.json and
+mnist5k.json set ``augment`` off (docs/results.md).
 
 Recipe knobs (all schedules are per batch, so a ramp over 2 epochs of 10 batches has 20 steps):
 
 - ``eps_ramp_epochs``: the training radius grows linearly from 0 to ``eps`` over this many epochs (the step
   size ``alpha`` scales with it, keeping ``alpha / eps`` fixed); 0 = the full radius from the first batch.
+  A ramp as long as the run or longer never trains at ``eps`` but in the last batch at best
+  (`TrainConfig.eps_ramp_problem`): `train` warns (`EpsRampWarning`); an experiment config refuses a ramp
+  longer than its epochs.
 - ``warmup_epochs``: the learning rate grows linearly to the scheduled value over this many epochs (from 1/n
   of it at the first of n warm-up batches), then follows StepLR; 0 = no warm-up.
 - ``grad_clip``: the largest global L2 norm of the gradient (after AMP unscaling); None = no clipping.
@@ -30,6 +35,10 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from sipat.vocabulary import MASKED_METHODS, METHODS, RECIPE, Method
+
+
+class EpsRampWarning(UserWarning):
+    """A run whose eps ramp is as long as the run or longer: it never trains at its nominal radius."""
 
 
 @dataclass(frozen=True)
@@ -118,6 +127,25 @@ class TrainConfig:
             return self.eps
         return self.eps * min(1.0, max(0.0, progress_epochs) / self.eps_ramp_epochs)
 
+    def eps_ramp_problem(self) -> str | None:
+        """What is wrong when the eps ramp is as long as the run or longer, else None.
+
+        Such a run never trains at ``eps`` (or only in its very last batch), so its model and every number
+        reported for it belong to a smaller radius than the one its config names: a silent change of the
+        experiment. ``standard`` training and eps 0 have no radius to reach (a short Grad-CAM reference model
+        may share the ramp of an experiment's config).
+        """
+        if self.method == "standard" or self.eps == 0 or self.eps_ramp_epochs < self.epochs:
+            return None
+        if self.eps_ramp_epochs == self.epochs:
+            reached = f"reaches eps {self.eps:.4g} only in the last batch"
+        else:
+            reached = f"never reaches eps {self.eps:.4g} (it ends at {self.eps_at(self.epochs):.4g})"
+        return (
+            f"eps_ramp_epochs ({self.eps_ramp_epochs}) >= epochs ({self.epochs}): the training radius {reached}; "
+            "set eps_ramp_epochs below epochs (e.g. a third of them) or train more epochs"
+        )
+
     def lr_factor_at(self, progress_epochs: float) -> float:
         """The warm-up's multiplier of the scheduled learning rate after ``progress_epochs`` epochs."""
         if self.warmup_epochs == 0:
@@ -125,4 +153,4 @@ class TrainConfig:
         return min(1.0, max(0.0, progress_epochs) / self.warmup_epochs)
 
 
-__all__ = ["MASKED_METHODS", "METHODS", "RECIPE", "Method", "TrainConfig"]
+__all__ = ["MASKED_METHODS", "METHODS", "RECIPE", "EpsRampWarning", "Method", "TrainConfig"]

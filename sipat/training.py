@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
+import warnings
 from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import dataclass, field
@@ -45,7 +46,7 @@ from sipat.checkpoints import (
 )
 from sipat.objectives import batch_loss, clean_rows
 from sipat.runlog import EpochLog, csv_beside
-from sipat.train_config import MASKED_METHODS, METHODS, RECIPE, Method, TrainConfig
+from sipat.train_config import MASKED_METHODS, METHODS, RECIPE, EpsRampWarning, Method, TrainConfig
 
 
 @dataclass(frozen=True)
@@ -183,6 +184,9 @@ def train(
         raise ValueError("amp='fp16' needs a CUDA device; use amp='bf16' or 'none' on the CPU")
     if len(train_set) == 0:  # type: ignore[arg-type]
         raise ValueError("the training set is empty")
+    ramp_problem = cfg.eps_ramp_problem()
+    if ramp_problem is not None:  # a warning, not an error: a quick look at a few epochs stays possible
+        warnings.warn(ramp_problem, EpsRampWarning, stacklevel=2)
     fit_set, val_set = split_validation(train_set, cfg)
     if cfg.augment:
         fit_set = Augmented(fit_set, padding=cfg.crop_padding)
@@ -365,6 +369,7 @@ __all__ = [
     "METHODS",
     "MODEL_META_KEYS",
     "RECIPE",
+    "EpsRampWarning",
     "Method",
     "Progress",
     "TrainConfig",

@@ -64,7 +64,7 @@ def _shown(value: Any) -> str:
 
 DEFAULTS = {
     "method": "sip_at",
-    "epochs": "10",
+    "epochs": str(TrainParams.model_fields["epochs"].default),
     "eps": "8/255",
     "alpha": "1/255",
     "steps": "10",

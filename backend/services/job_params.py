@@ -58,7 +58,14 @@ class TrainParams(_Params):
         description="Side in pixels the images are resized to (square); null keeps the dataset's size, which "
         "must then be the same for every image.",
     )
-    epochs: int = Field(default=10, ge=1, le=1000)
+    # 20: the recipe's 10-epoch eps ramp (default below) then 10 epochs at the full eps; at 10 (the ramp's length)
+    # a default job reached eps only in its last batch
+    epochs: int = Field(
+        default=2 * RECIPE["eps_ramp_epochs"],
+        ge=1,
+        le=1000,
+        description="Training epochs; with the default eps ramp (10) the second half trains at the full eps.",
+    )
     batch_size: int = Field(default=32, ge=1, le=4096)
     lr: float = Field(default=0.1, gt=0, le=10)
     eps: float = Field(default=8 / 255, ge=0, le=1, description="Training radius (L-inf, [0, 1] units).")

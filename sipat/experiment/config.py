@@ -190,7 +190,13 @@ class ExperimentConfig:
             raise ValueError(f"eval_attacks must be some of {', '.join(EVAL_ATTACKS)}; got {list(self.eval_attacks)}")
         train["alpha"] = self.alpha if self.alpha is not None else 2.5 * train["eps"] / max(int(train["steps"]), 1)
         put("train", TrainConfig(**train))  # method, seed, clean_share: TrainConfig's until `train_config`
-        plan_items(self)  # validates methods against variants
+        items = plan_items(self)  # validates methods against variants
+        # an error where no batch reaches eps, not only train's warning: the tables would name a radius that no
+        # run trained at (a ramp as long as the run reaches it in the last batch; train warns about that one)
+        ramp_problem = self.train.eps_ramp_problem()  # train's own method is sip_at: this looks at eps only
+        never = self.train.eps_ramp_epochs > self.train.epochs
+        if ramp_problem is not None and never and any(arm.method != "standard" for arm, _ in items):
+            raise ValueError(ramp_problem)
 
     def __getattr__(self, name: str) -> Any:
         """``cfg.eps``, ``cfg.epochs`` ...: the training settings read flat, as the config files write them."""

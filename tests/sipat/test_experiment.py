@@ -28,7 +28,7 @@ from sipat.experiment import (
 )
 from sipat.models import build_model
 from sipat.salience import to_mask
-from sipat.training import TrainConfig, batch_loss, clean_rows
+from sipat.training import RECIPE, TrainConfig, batch_loss, clean_rows
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 
@@ -208,6 +208,33 @@ def test_shipped_configs_parse_and_plan_at_least_three_seeds(name):
     assert len(cfg.seeds) >= 3 and cfg.dataset == name
     methods = {r.method for r in runs}
     assert {"standard", "pgd_at", "trades", "sip_at", "sip_trades"} <= methods
+
+
+@pytest.mark.parametrize(
+    ("name", "ramp", "warmup"),
+    [("shapes", 10, 5), ("shapes-cpu", 5, 3), ("mnist5k", 3, 2)],
+)
+def test_the_cpu_configs_write_the_whole_recipe_and_train_most_epochs_at_full_eps(name, ramp, warmup):
+    written = json.loads((CONFIGS / f"{name}.json").read_text())
+    assert set(RECIPE) <= set(written)  # every knob explicit: TrainConfig's defaults have the recipe off
+    t = ExperimentConfig.from_file(CONFIGS / f"{name}.json").train
+    assert (t.eps_ramp_epochs, t.warmup_epochs, t.grad_clip, t.weight_decay) == (ramp, warmup, 10.0, 5e-4)
+    # no flips: they mirror digits (mnist5k) and swap the 45 and 135 degree textures of shapes' classes 1 and 3
+    assert t.augment is False and t.crop_padding == 4
+    # the ramp ends early (a third of the run; 3 of 8 epochs on mnist5k): most epochs train at the tables' eps
+    assert t.eps_ramp_problem() is None and t.epochs - t.eps_ramp_epochs >= 0.6 * t.epochs
+
+
+def test_an_eps_ramp_longer_than_the_run_is_refused_where_a_method_needs_the_radius():
+    with pytest.raises(ValueError, match=r"eps_ramp_epochs \(9\) >= epochs \(8\).*never reaches eps"):
+        ExperimentConfig(dataset="shapes", epochs=8, eps_ramp_epochs=9, methods=["standard", "pgd_at"])
+    with pytest.raises(ValueError, match=r"eps_ramp_epochs \(10\) >= epochs \(8\).*never reaches eps"):
+        ExperimentConfig.from_dict({"dataset": "shapes", "epochs": 8, "eps_ramp_epochs": 10, "methods": ["trades"]})
+    # as long as the run: eps in the last batch, which `train` warns about (a tiny test run may want that)
+    assert ExperimentConfig(dataset="shapes", epochs=1, eps_ramp_epochs=1, methods=["pgd_at"]).epochs == 1
+    # standard training has no radius to reach (nor has eps 0): a ramp is no problem there
+    assert ExperimentConfig(dataset="shapes", epochs=2, eps_ramp_epochs=8, methods=["standard"]).epochs == 2
+    assert ExperimentConfig(dataset="shapes", epochs=2, eps_ramp_epochs=8, eps=0, methods=["pgd_at"]).eps == 0
 
 
 def test_config_values_accept_fractions_and_refuse_unknown_keys(tmp_path):

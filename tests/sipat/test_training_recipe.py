@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import csv
 import math
+import re
+import warnings
 
 import pytest
 import torch
 from torch.utils.data import TensorDataset
 
-from sipat.train_config import RECIPE
+from sipat.train_config import RECIPE, EpsRampWarning
 from sipat.training import TrainConfig, read_checkpoint, split_validation, train, validate
 from tests.sipat.conftest import TinyCNN
 
@@ -42,7 +44,8 @@ def _same(a: torch.nn.Module, b: torch.nn.Module) -> bool:
 
 def test_eps_ramp_trains_the_first_batch_at_the_ramped_radius(digits):
     # one batch of a 2-epoch ramp = half the radius with half the step: the same run as eps/2, alpha/2
-    ramped = _trained(digits, **ONE_BATCH, eps_ramp_epochs=2)
+    with pytest.warns(EpsRampWarning):  # a 1-epoch run of a 2-epoch ramp, on purpose
+        ramped = _trained(digits, **ONE_BATCH, eps_ramp_epochs=2)
     half = _trained(digits, **{**ONE_BATCH, "eps": 0.0625, "alpha": 0.03125})
     full = _trained(digits, **ONE_BATCH)
     assert _same(ramped, half) and not _same(ramped, full)
@@ -186,3 +189,29 @@ def test_an_interrupted_recipe_run_resumes_to_the_uninterrupted_result(digits, t
     assert _same(straight, resumed)
     with open(tmp_path / "run.csv", newline="") as fh:
         assert len(list(csv.DictReader(fh))) == len(result.history)
+
+
+@pytest.mark.parametrize(
+    ("epochs", "ramp", "says"),
+    [(8, 10, "never reaches eps 0.1 \\(it ends at 0.08\\)"), (10, 10, "reaches eps 0.1 only in the last batch")],
+)
+def test_a_ramp_as_long_as_the_run_is_named_with_the_radius_reached(epochs, ramp, says):
+    problem = TrainConfig(method="pgd_at", eps=0.1, epochs=epochs, eps_ramp_epochs=ramp).eps_ramp_problem()
+    assert problem is not None
+    assert re.search(f"eps_ramp_epochs \\({ramp}\\) >= epochs \\({epochs}\\): the training radius {says}", problem)
+
+
+def test_a_ramp_shorter_than_the_run_or_without_a_radius_is_no_problem():
+    assert TrainConfig(method="pgd_at", eps=0.1, epochs=11, eps_ramp_epochs=10).eps_ramp_problem() is None
+    assert TrainConfig(method="pgd_at", eps=0.1, epochs=1, eps_ramp_epochs=0).eps_ramp_problem() is None
+    # no radius to reach: standard training (a short Grad-CAM reference model), or eps 0
+    assert TrainConfig(method="standard", eps=0.1, epochs=2, eps_ramp_epochs=10).eps_ramp_problem() is None
+    assert TrainConfig(method="pgd_at", eps=0.0, epochs=2, eps_ramp_epochs=10).eps_ramp_problem() is None
+
+
+def test_train_warns_when_the_ramp_outlasts_the_run(digits):
+    with pytest.warns(EpsRampWarning, match="eps_ramp_epochs \\(2\\) >= epochs \\(1\\)"):
+        _trained(digits, **ONE_BATCH, eps_ramp_epochs=2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", EpsRampWarning)
+        _trained(digits, **{**ONE_BATCH, "epochs": 2}, eps_ramp_epochs=1)  # full eps in the second epoch

@@ -29,6 +29,7 @@ def test_the_form_shows_the_recipe_in_an_advanced_fold_with_its_defaults(admin: 
     session.commit()
     page = admin.get("/admin/training").text
     fold = page[page.index('<details class="span more" id="t-recipe">') : page.index("Queue training")]
+    assert _input_value(page, "epochs") == "20"  # the job's default: the 10-epoch ramp, then 10 at the full eps
     assert "<summary>Advanced: training recipe</summary>" in fold
     shown = {name: _input_value(fold, name) for name in ("eps_ramp_epochs", "warmup_epochs", "crop_padding")}
     assert shown == {k: str(RECIPE[k]) for k in shown}

@@ -74,3 +74,12 @@ def test_the_recipe_can_be_switched_off_knob_by_knob() -> None:
     off = {"eps_ramp_epochs": 0, "warmup_epochs": 0, "grad_clip": None, "weight_decay": 0, "augment": False}
     params = validate_job_params("train", {"dataset_id": 1, **off})
     assert {k: params[k] for k in off} == off
+
+
+def test_a_default_job_trains_its_second_half_at_the_full_eps() -> None:
+    """The default epochs outlast the default ramp: at 10 epochs (the ramp's length) eps came in the last batch."""
+    params = validate_job_params("train", {"dataset_id": 1, "method": "pgd_at"})
+    cfg = TrainConfig(**{k: v for k, v in params.items() if k in TrainConfig.__dataclass_fields__})
+    assert (cfg.epochs, cfg.eps_ramp_epochs) == (20, RECIPE["eps_ramp_epochs"])
+    assert cfg.eps_ramp_problem() is None
+    assert cfg.eps_at(cfg.epochs / 2) == cfg.eps and cfg.eps_at(cfg.epochs / 2 - 1) < cfg.eps
