@@ -168,16 +168,21 @@ def decide(cfg: ExperimentConfig, payloads: Sequence[dict[str, Any]], out: str |
                 [fc(s) for s in both],
                 [fr(s) for s in both],
             )
-            rows.append((f"{name}: {control}", _fmt(res)))
+            # the direct paired differences too: at equal coverage a control perturbs as much as the arm, so
+            # more clean accuracy at no less robustness says "where" without the frontier (which may not reach)
+            own, ctl = [table[arm][s] for s in both], [table[control][s] for s in both]
+            dcl = _safe(paired_difference, [v[0] for v in own], [v[0] for v in ctl])
+            drb = _safe(paired_difference, [v[1] for v in own], [v[1] for v in ctl])
+            rows.append((f"{name}: {control}", f"{_fmt(res)} | {_fmt(dcl)} | {_fmt(drb)}"))
         if rows:
             checks[arm] = rows
-    lines += ["", "## Against the controls (margin of the arm minus margin of the control)", ""]
-    lines += ["| arm | control | difference of margins |", "|---|---|---|"]
+    lines += ["", "## Against the controls (arm minus control: frontier margins, clean and robust accuracy)", ""]
+    lines += ["| arm | control | difference of margins | clean | robust |", "|---|---|---|---|---|"]
     for arm, rows in checks.items():
         for name, text in rows:
             lines.append(f"| {arm} | {name} | {text} |")
     if not checks:
-        lines.append("| – | – | no arm with controls in this experiment |")
+        lines.append("| – | – | no arm with controls in this experiment | | |")
     files = {"decision": out / "decision.md", "decision_seeds": out / "decision_seeds.csv"}
     with files["decision_seeds"].open("w", newline="", encoding="utf-8") as f:
         writer = csv.writer(f)
