@@ -95,7 +95,7 @@ def test_the_predicted_run_records_which_image_got_which_source(tiny):
 def test_the_decision_report_traces_the_frontier_and_names_the_controls(tiny):
     cfg, out, files, _ = tiny
     md = files["decision"].read_text()
-    assert "PGD-AT frontier: pgd_at@eps=0.5x, pgd_at; seeds with every radius: 0, 1" in md
+    assert "PGD-AT frontier: standard, pgd_at@eps=0.5x, pgd_at; seeds with every radius: 0, 1" in md
     for control in ("displaced: sip_at [human+displaced]", "random: sip_at [human+random]",
                     "clean_mix: clean_mix [human]"):  # fmt: skip
         assert f"| sip_at [human] | {control} |" in md

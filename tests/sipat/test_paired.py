@@ -70,6 +70,8 @@ def test_frontier_margin_is_the_clean_gain_at_equal_robustness() -> None:
     assert frontier_margin(0.93, 0.55, FRONTIER_C, FRONTIER_R) == pytest.approx(0.03)
     assert frontier_margin(0.80, 0.60, FRONTIER_C, FRONTIER_R) == pytest.approx(-0.05)  # interpolated 0.85
     assert math.isnan(frontier_margin(0.99, 0.30, FRONTIER_C, FRONTIER_R))  # less robust than any radius
+    least = FRONTIER_C[int(np.argmin(FRONTIER_R))]  # the least robust radius dominates a less clean arm below it
+    assert frontier_margin(least - 0.04, 0.30, FRONTIER_C, FRONTIER_R) == pytest.approx(-0.04)
     assert frontier_margin(0.82, 0.70, FRONTIER_C, FRONTIER_R) == pytest.approx(0.02)  # dominates the 1x point
     assert math.isnan(frontier_margin(0.70, 0.70, FRONTIER_C, FRONTIER_R))
     c, r = pareto_front([0.9, 0.85, 0.8], [0.5, 0.45, 0.6])  # (0.85, 0.45) is dominated
