@@ -93,8 +93,10 @@ def test_frontier_check_verdicts() -> None:
     on = frontier_check(on_line + rng.normal(0, 0.005, 8), robust, fc, fr)
     assert (above.verdict, below.verdict, on.verdict) == ("above", "below", "on")
     assert above.result is not None and abs(above.result.mean - 0.03) < 0.006
-    outside = frontier_check(on_line, fr[:, 0] - 0.1, fc, fr)
+    outside = frontier_check(fc[:, 0] + 0.02, fr[:, 0] - 0.1, fc, fr)  # less robust, cleaner: not traced there
     assert outside.verdict == "outside" and outside.result is None
+    dominated = frontier_check(fc[:, 0] - 0.03 + rng.normal(0, 0.005, 8), fr[:, 0] - 0.1, fc, fr)
+    assert dominated.verdict == "below"  # less robust and less clean than the least robust radius
     with pytest.raises(ValueError, match="per seed"):
         frontier_check(on_line, robust, fc[:4], fr[:4])
 
