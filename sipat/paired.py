@@ -141,14 +141,18 @@ def frontier_margin(
 
     > 0: above the frontier (more clean accuracy at equal robustness than any PGD-AT radius interpolates to);
     < 0: below. Beyond the most robust radius, an arm that is also cleaner than it dominates it (margin: the
-    clean difference to it); otherwise, and below the least robust radius, the frontier is not traced there:
-    NaN (add radii).
+    clean difference to it, a lower bound); below the least robust radius, an arm that is also less clean than
+    it is dominated by it (margin: the clean difference, negative, an upper bound: never a false "above").
+    Otherwise the frontier is not traced there: NaN (add radii).
     """
     c, r = pareto_front(frontier_clean, frontier_robust)
     if arm_robust > r[-1]:
         gap = float(arm_clean - c[-1])
         return gap if gap >= 0 else math.nan
-    if arm_robust < r[0] or (c.size == 1 and arm_robust != r[0]):
+    if arm_robust < r[0]:
+        gap = float(arm_clean - c[0])
+        return gap if gap <= 0 else math.nan
+    if c.size == 1 and arm_robust != r[0]:
         return math.nan
     return float(arm_clean - np.interp(arm_robust, r, c))
 

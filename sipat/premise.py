@@ -69,6 +69,10 @@ class PremiseParams:
     """Gaussian pixel noise everywhere, before clipping to [0, 1]."""
     min_contrast: float = 0.25
     """Least L-inf distance between the object's colour and the background's (the object stays visible)."""
+    kinds: tuple[str, ...] | None = None
+    """The class shapes, one per class (names from `KINDS`); None = the first ``num_classes`` of `KINDS`. The
+    distractors draw from the same shapes. Distinct outlines (e.g. cross, triangle, ring, square) make the robust
+    cue learnable at small budgets; circle/square/diamond differ little at 32 px."""
 
     def __post_init__(self) -> None:
         for name in ("coverage", "clutter_coverage"):
@@ -78,6 +82,11 @@ class PremiseParams:
                 raise ValueError(f"{name} must be [low, high] with 0 < low <= high <= 0.5, got {list(value)}")
         if not 2 <= self.num_classes <= len(KINDS):
             raise ValueError(f"num_classes must be in 2..{len(KINDS)}, got {self.num_classes}")
+        if self.kinds is not None:
+            kinds = tuple(str(k) for k in self.kinds)
+            object.__setattr__(self, "kinds", kinds)
+            if len(kinds) != self.num_classes or len(set(kinds)) != len(kinds) or not set(kinds) <= set(KINDS):
+                raise ValueError(f"kinds must be {self.num_classes} distinct names of {list(KINDS)}, got {list(kinds)}")
         if self.image_size < 16 or self.n_train < 1 or self.n_test < 1 or self.clutter < 0:
             raise ValueError("need image_size >= 16, n_train >= 1, n_test >= 1 and clutter >= 0")
         for name in ("texture_correlation", "shape_correlation"):
@@ -85,6 +94,11 @@ class PremiseParams:
                 raise ValueError(f"{name} is a probability in [0, 1], got {getattr(self, name)}")
         if self.texture_amplitude < 0 or self.noise_std < 0 or self.texture_period < 2 or self.min_contrast > 0.5:
             raise ValueError("need texture_amplitude >= 0, noise_std >= 0, texture_period >= 2, min_contrast <= 0.5")
+
+    @property
+    def shapes(self) -> tuple[str, ...]:
+        """The shape of each class (``kinds``, or the first ``num_classes`` of `KINDS`)."""
+        return self.kinds if self.kinds is not None else KINDS[: self.num_classes]
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> PremiseParams:
@@ -143,7 +157,7 @@ def make_premise(n: int, p: PremiseParams, rng: np.random.Generator) -> dict[str
     """Draw n images; returns ``images`` (n, 3, S, S) float32 in [0, 1], ``labels`` (n,) int64 (balanced,
     shuffled), ``masks`` (n, 1, S, S) float32 {0, 1} (the object, exactly), ``texture`` and ``shape`` (n,) int64
     (each image's texture orientation and shape class, for analyses of which cue a model uses)."""
-    s, c = p.image_size, p.num_classes
+    s, c, shapes = p.image_size, p.num_classes, p.shapes
     labels = rng.permutation(np.arange(n) % c).astype(np.int64)
     out: dict[str, np.ndarray] = {
         "images": np.empty((n, 3, s, s), np.float32),
@@ -157,11 +171,11 @@ def make_premise(n: int, p: PremiseParams, rng: np.random.Generator) -> dict[str
         background = rng.uniform(0.3, 0.7, size=3)
         img = np.broadcast_to(background[:, None, None], (3, s, s)).copy()
         for _ in range(p.clutter):  # label-independent distractors: random kind, colour and texture
-            m = _place(KINDS[int(rng.integers(c))], *p.clutter_coverage, s, rng)
+            m = _place(shapes[int(rng.integers(c))], *p.clutter_coverage, s, rng)
             g = _grating(int(rng.integers(c)), c, p.texture_period, s, rng)
             img = np.where(m[None], rng.uniform(0.1, 0.9, size=3)[:, None, None] + p.texture_amplitude * g, img)
         t, sh = _other(k, p.texture_correlation, c, rng), _other(k, p.shape_correlation, c, rng)
-        mask = _place(KINDS[sh], *p.coverage, s, rng)
+        mask = _place(shapes[sh], *p.coverage, s, rng)
         while True:
             colour = rng.uniform(0.1, 0.9, size=3)
             if np.abs(colour - background).max() >= p.min_contrast:
@@ -187,7 +201,7 @@ def load_premise(split: str = "train", seed: int = 0, **params: Any) -> InMemory
     p = PremiseParams.from_dict(params)
     n = p.n_train if split == "train" else p.n_test
     d = make_premise(n, p, np.random.default_rng([seed, 0 if split == "train" else 1]))
-    classes = [f"{KINDS[k]}/{round(180 * k / p.num_classes)}deg" for k in range(p.num_classes)]
+    classes = [f"{p.shapes[k]}/{round(180 * k / p.num_classes)}deg" for k in range(p.num_classes)]
     ds = InMemoryDataset(
         torch.from_numpy(d["images"]),
         torch.from_numpy(d["labels"]),
@@ -203,6 +217,10 @@ def load_premise(split: str = "train", seed: int = 0, **params: Any) -> InMemory
 
 # ----------------------------------------------------------------------------------------------------------
 # the pilot: does the set train with a plain model, and does that model read the fragile texture?
+
+
+#: Recipe keys of a config the pilot honours as `sipat experiment` does (so a pilot measures the same training).
+_PILOT_RECIPE_KEYS = ("eps_ramp_epochs", "warmup_epochs", "grad_clip", "weight_decay", "augment", "crop_padding")
 
 
 def run_pilot(
@@ -240,6 +258,7 @@ def run_pilot(
         steps=steps,
         alpha=2.5 * eps / max(steps, 1),
         seed=seed,
+        **{k: config[k] for k in _PILOT_RECIPE_KEYS if k in config},
     )
     start = time.perf_counter()
     result = train(model, train_set, cfg, device=device)

@@ -257,6 +257,7 @@ PREMISE_OPTIONS = (
     "clutter_coverage",
     "noise_std",
     "min_contrast",
+    "kinds",
 )
 
 

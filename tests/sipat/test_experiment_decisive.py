@@ -95,7 +95,7 @@ def test_the_predicted_run_records_which_image_got_which_source(tiny):
 def test_the_decision_report_traces_the_frontier_and_names_the_controls(tiny):
     cfg, out, files, _ = tiny
     md = files["decision"].read_text()
-    assert "PGD-AT frontier: pgd_at@eps=0.5x, pgd_at; seeds with every radius: 0, 1" in md
+    assert "PGD-AT frontier: pgd_at@eps=0.5x, pgd_at; seeds with every radius: 0, 1" in md  # no standard arm
     for control in ("displaced: sip_at [human+displaced]", "random: sip_at [human+random]",
                     "clean_mix: clean_mix [human]"):  # fmt: skip
         assert f"| sip_at [human] | {control} |" in md
@@ -140,5 +140,23 @@ def test_an_arm_above_the_frontier_beats_its_controls_and_one_below_does_not(tmp
     controls = [line for line in md.split("## Against")[1].splitlines() if line.startswith("| sip_at [human] |")]
     assert len(controls) == 3
     for line in controls:  # 6 points of margin over each control; all 8 seeds agree: Wilcoxon's least p, 2/256
-        diff = line.rstrip(" |").rsplit(" | ", 1)[1]
-        assert diff.startswith(("+6.", "+5.9")) and "W p=0.00781" in diff
+        _, _, margin, clean, robust = line.strip(" |").split(" | ")
+        assert margin.startswith(("+6.", "+5.9")) and "W p=0.00781" in margin
+        # equal robustness, so the direct clean difference says the same without the frontier
+        assert clean.startswith(("+6.", "+5.9")) and "W p=0.00781" in clean and robust.startswith(("+0.00", "n/a"))
+
+
+def test_standard_is_the_frontiers_radius_zero_end(tmp_path: Path):
+    """An arm a little less robust than the smallest PGD-AT radius is measured against the line to `standard`."""
+    cfg = ExperimentConfig(eps=0.1, eval_eps=[0, 0.1], eval_attacks=["pgd"], seeds=list(range(8)))
+    rng = np.random.default_rng(1)
+    payloads = []
+    for s in range(8):
+        for arm, clean, robust in (("standard", 0.95, 0.0), ("pgd_at@eps=0.5x", 0.90, 0.30), ("pgd_at", 0.80, 0.50)):
+            payloads.append(_payload(arm, "none", s, clean, robust))
+        # at robust 0.15 the line from standard (0.95, 0) to 0.5x (0.90, 0.30) is at 0.925: 1.5 points below it
+        payloads.append(_payload("sip_at", "human", s, 0.91 + rng.normal(0, 0.002), 0.15))
+    md = decide(cfg, payloads, tmp_path)["decision"].read_text()
+    assert "PGD-AT frontier: standard, pgd_at@eps=0.5x, pgd_at;" in md and "radius-0 end" in md
+    row = next(line for line in md.splitlines() if line.startswith("| sip_at [human] |"))
+    assert "| below |" in row and row.split(" | ")[4].startswith("-1.")

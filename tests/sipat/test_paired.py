@@ -70,6 +70,8 @@ def test_frontier_margin_is_the_clean_gain_at_equal_robustness() -> None:
     assert frontier_margin(0.93, 0.55, FRONTIER_C, FRONTIER_R) == pytest.approx(0.03)
     assert frontier_margin(0.80, 0.60, FRONTIER_C, FRONTIER_R) == pytest.approx(-0.05)  # interpolated 0.85
     assert math.isnan(frontier_margin(0.99, 0.30, FRONTIER_C, FRONTIER_R))  # less robust than any radius
+    least = FRONTIER_C[int(np.argmin(FRONTIER_R))]  # the least robust radius dominates a less clean arm below it
+    assert frontier_margin(least - 0.04, 0.30, FRONTIER_C, FRONTIER_R) == pytest.approx(-0.04)
     assert frontier_margin(0.82, 0.70, FRONTIER_C, FRONTIER_R) == pytest.approx(0.02)  # dominates the 1x point
     assert math.isnan(frontier_margin(0.70, 0.70, FRONTIER_C, FRONTIER_R))
     c, r = pareto_front([0.9, 0.85, 0.8], [0.5, 0.45, 0.6])  # (0.85, 0.45) is dominated
@@ -91,8 +93,10 @@ def test_frontier_check_verdicts() -> None:
     on = frontier_check(on_line + rng.normal(0, 0.005, 8), robust, fc, fr)
     assert (above.verdict, below.verdict, on.verdict) == ("above", "below", "on")
     assert above.result is not None and abs(above.result.mean - 0.03) < 0.006
-    outside = frontier_check(on_line, fr[:, 0] - 0.1, fc, fr)
+    outside = frontier_check(fc[:, 0] + 0.02, fr[:, 0] - 0.1, fc, fr)  # less robust, cleaner: not traced there
     assert outside.verdict == "outside" and outside.result is None
+    dominated = frontier_check(fc[:, 0] - 0.03 + rng.normal(0, 0.005, 8), fr[:, 0] - 0.1, fc, fr)
+    assert dominated.verdict == "below"  # less robust and less clean than the least robust radius
     with pytest.raises(ValueError, match="per seed"):
         frontier_check(on_line, robust, fc[:4], fr[:4])
 

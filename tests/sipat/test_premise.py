@@ -108,6 +108,20 @@ def test_seeded_and_splits_independent() -> None:
     assert float(a.images.min()) >= 0 and float(a.images.max()) <= 1
 
 
+def test_kinds_choose_the_class_shapes() -> None:
+    """``kinds`` names the shape of each class: a ring's bounding-box centre is a hole, a cross's is filled."""
+    ds = load_premise(
+        "train", 0, n_train=40, num_classes=2, kinds=["ring", "cross"], shape_correlation=1.0, clutter=0,
+        noise_std=0.0, texture_amplitude=0.0,
+    )  # fmt: skip
+    assert ds.classes == ["ring/0deg", "cross/90deg"]
+    assert PremiseParams().shapes == KINDS[:4]  # the default is unchanged
+    for mask, label in zip(ds.salience[:, 0].bool(), ds.labels.tolist(), strict=True):
+        rows, cols = mask.any(1).nonzero()[:, 0], mask.any(0).nonzero()[:, 0]
+        centre = mask[(rows.min() + rows.max()) // 2, (cols.min() + cols.max()) // 2]
+        assert bool(centre) == (label == 1), f"class {label} should be a {'cross' if label else 'ring'}"
+
+
 @pytest.mark.parametrize(
     ("params", "match"),
     [
@@ -115,6 +129,9 @@ def test_seeded_and_splits_independent() -> None:
         ({"num_classes": len(KINDS) + 1}, "num_classes"),
         ({"shape_correlation": 1.5}, "probability"),
         ({"texture": 1}, "does not take"),
+        ({"kinds": ["circle", "circle", "square", "ring"]}, "kinds"),
+        ({"kinds": ["cross", "triangle", "ring", "blob"]}, "kinds"),
+        ({"kinds": ["cross", "triangle"]}, "kinds"),
     ],
 )
 def test_bad_parameters_are_refused(params: dict, match: str) -> None:
@@ -136,7 +153,7 @@ def test_pilot_runs_and_reports(method: str) -> None:
     assert out["shape_correlation"] == 0.7 and out["train_seconds"] >= 0 and 0.0 <= out["pgd_accuracy"] <= 1.0
 
 
-@pytest.mark.parametrize("name", ["premise.json", "premise-pilot.json"])
+@pytest.mark.parametrize("name", ["premise.json", "premise-pilot.json", "premise-cpu8.json"])
 def test_configs_parameters_are_the_generators(name: str) -> None:
     """The configs' dataset_params are exactly PremiseParams (no key silently ignored, none missing)."""
     config = json.loads((Path(__file__).parents[2] / "configs" / name).read_text())
