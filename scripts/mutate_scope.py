@@ -67,6 +67,7 @@ SCOPES: dict[str, tuple[list[str], list[str]]] = {
     ),
     "checks": (["sipat/attacks/checks.py"], ["tests/sipat/test_attacks_checks.py"]),
     "registry": (["sipat/attacks/registry.py"], ["tests/sipat/test_attacks_autoattack.py"]),
+    "evaluation": (["sipat/evaluation.py"], ["tests/sipat/test_evaluation_exact.py"]),
     "fab": (  # partial: no FAB-T test of its own on a hand-made model yet (docs/testing.md)
         ["sipat/attacks/fab.py"],
         [

@@ -66,7 +66,6 @@ def _columns(attacks: Sequence[str], budget: AttackBudget, every_sample: bool) -
     return out
 
 
-@torch.no_grad()
 def evaluate(
     model: nn.Module,
     data: Dataset | DataLoader,
@@ -104,52 +103,53 @@ def evaluate(
         checks: run the sanity checks (logits, zero gradients, randomness on the first batch; accuracy
             rising with eps; black box beating white box) and return their warnings in the result.
     """
-    unknown = [a for a in attacks if a not in ATTACKS]
-    if unknown:
-        raise ValueError(f"unknown attacks {unknown}; choose from {', '.join(ATTACKS)}")
-    if any(e < 0 for e in eps_grid):
-        raise ValueError("eps values must be >= 0")
-    budget = budget or AttackBudget(pgd_steps=pgd_steps, apgd_steps=apgd_steps)
-    dev = pick_device(device)
-    loader = data if isinstance(data, DataLoader) else DataLoader(data, batch_size=batch_size, shuffle=False)
-    gen = torch.Generator(device=dev).manual_seed(seed)
-    grid = sorted({float(e) for e in eps_grid})
-    n = 0
-    clean_correct = 0
-    correct = {c: dict.fromkeys(grid, 0) for c in _columns(attacks, budget, autoattack_every_sample)}
-    warnings: list[str] = []
-    model.to(dev)
-    with eval_mode(model):
-        total = len(loader)
-        for i, (x, y, s) in enumerate(loader):
-            x, y, s = x.to(dev), y.to(dev), s.to(dev)
-            if checks and i == 0:
-                warnings += check_outputs(model, x) + check_randomized(model, x) + check_zero_grad(model, x, y)
-            ok = model(x).argmax(1) == y
-            n += y.shape[0]
-            clean_correct += int(ok.sum())
-            xs, ys = x[ok], y[ok]
-            mask = to_mask(s[ok], threshold) if masked else None
-            for a in attacks:
-                for e in grid:
-                    if e == 0 or xs.shape[0] == 0:
-                        for c in correct:
-                            if c == a or (a == "autoattack" and c.startswith("autoattack/")):
-                                correct[c][e] += xs.shape[0]
-                        continue
-                    if a == "autoattack":
-                        _ensemble(model, xs, ys, e, mask, gen, budget, autoattack_every_sample, correct)
-                        continue
-                    x_adv = run_attack(a, model, xs, ys, e, mask=mask, generator=gen, budget=budget)
-                    correct[a][e] += int((model(x_adv).argmax(1) == ys).sum())
-            if progress is not None:
-                progress((i + 1) / total, f"evaluated {n} images")
-    if n == 0:
-        raise ValueError("the evaluation set is empty")
-    robust_acc = {c: {e: k / n for e, k in per_eps.items()} for c, per_eps in correct.items()}
-    if checks:
-        warnings += check_monotone(robust_acc) + check_black_box(robust_acc, BLACK_BOX, n)
-    return EvalResult(n=n, clean_acc=clean_correct / n, robust_acc=robust_acc, warnings=warnings)
+    with torch.no_grad():  # a `with`, not the decorator: mutmut 3 mutates only undecorated functions
+        unknown = [a for a in attacks if a not in ATTACKS]
+        if unknown:
+            raise ValueError(f"unknown attacks {unknown}; choose from {', '.join(ATTACKS)}")
+        if any(e < 0 for e in eps_grid):
+            raise ValueError("eps values must be >= 0")
+        budget = budget or AttackBudget(pgd_steps=pgd_steps, apgd_steps=apgd_steps)
+        dev = pick_device(device)
+        loader = data if isinstance(data, DataLoader) else DataLoader(data, batch_size=batch_size, shuffle=False)
+        gen = torch.Generator(device=dev).manual_seed(seed)
+        grid = sorted({float(e) for e in eps_grid})
+        n = 0
+        clean_correct = 0
+        correct = {c: dict.fromkeys(grid, 0) for c in _columns(attacks, budget, autoattack_every_sample)}
+        warnings: list[str] = []
+        model.to(dev)
+        with eval_mode(model):
+            total = len(loader)
+            for i, (x, y, s) in enumerate(loader):
+                x, y, s = x.to(dev), y.to(dev), s.to(dev)
+                if checks and i == 0:
+                    warnings += check_outputs(model, x) + check_randomized(model, x) + check_zero_grad(model, x, y)
+                ok = model(x).argmax(1) == y
+                n += y.shape[0]
+                clean_correct += int(ok.sum())
+                xs, ys = x[ok], y[ok]
+                mask = to_mask(s[ok], threshold) if masked else None
+                for a in attacks:
+                    for e in grid:
+                        if e == 0 or xs.shape[0] == 0:
+                            for c in correct:
+                                if c == a or (a == "autoattack" and c.startswith("autoattack/")):
+                                    correct[c][e] += xs.shape[0]
+                            continue
+                        if a == "autoattack":
+                            _ensemble(model, xs, ys, e, mask, gen, budget, autoattack_every_sample, correct)
+                            continue
+                        x_adv = run_attack(a, model, xs, ys, e, mask=mask, generator=gen, budget=budget)
+                        correct[a][e] += int((model(x_adv).argmax(1) == ys).sum())
+                if progress is not None:
+                    progress((i + 1) / total, f"evaluated {n} images")
+        if n == 0:
+            raise ValueError("the evaluation set is empty")
+        robust_acc = {c: {e: k / n for e, k in per_eps.items()} for c, per_eps in correct.items()}
+        if checks:
+            warnings += check_monotone(robust_acc) + check_black_box(robust_acc, BLACK_BOX, n)
+        return EvalResult(n=n, clean_acc=clean_correct / n, robust_acc=robust_acc, warnings=warnings)
 
 
 def _ensemble(
