@@ -68,9 +68,10 @@ SCOPES: dict[str, tuple[list[str], list[str]]] = {
     "checks": (["sipat/attacks/checks.py"], ["tests/sipat/test_attacks_checks.py"]),
     "registry": (["sipat/attacks/registry.py"], ["tests/sipat/test_attacks_autoattack.py"]),
     "evaluation": (["sipat/evaluation.py"], ["tests/sipat/test_evaluation_exact.py"]),
-    "fab": (  # partial: no FAB-T test of its own on a hand-made model yet (docs/testing.md)
+    "fab": (
         ["sipat/attacks/fab.py"],
         [
+            "tests/sipat/test_attacks_fab.py",
             "tests/sipat/test_attacks_autoattack.py::test_fab_projection_is_the_least_linf_step_an_lp_finds",
             "tests/sipat/test_attacks_autoattack.py::test_registered_attacks_draw_only_from_the_given_generator",
             "tests/sipat/test_attacks_autoattack.py::test_autoattack_runs_the_standard_stages_under_the_given_budget",
@@ -107,11 +108,13 @@ def main(argv: list[str]) -> int:
     text = re.sub(r"\[tool\.mutmut\]\n(?:(?!\n\[).)*\n", mutmut_table(only, tests), text, count=1, flags=re.S)
     (work / "pyproject.toml").write_text(text)
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    mutmut = str(Path(sys.executable).parent / "mutmut")
+    # `python -m mutmut`, not the venv's `mutmut` script: the script's shebang names the interpreter path
+    # of whichever checkout installed it, which a shared or moved virtualenv no longer has
+    mutmut = [sys.executable, "-m", "mutmut"]
     if not extra:  # a fresh full run; with survivor names as arguments, re-run only those
         subprocess.run(["rm", "-rf", "mutants"], cwd=work, check=True)
-    run = subprocess.run([mutmut, "run", "--max-children", "1", *extra], cwd=work, env=env)
-    subprocess.run([mutmut, "results"], cwd=work, env=env)
+    run = subprocess.run([*mutmut, "run", "--max-children", "1", *extra], cwd=work, env=env)
+    subprocess.run([*mutmut, "results"], cwd=work, env=env)
     return run.returncode
 
 

@@ -129,7 +129,7 @@ def _fab_run(
     free = None if m is None else (m > 0).expand_as(x0)
     x1 = x0.clone()
     adv = x0.clone()
-    best = torch.full((n,), float("inf"), device=x0.device)
+    best = torch.full((n,), float("inf"), device=x0.device, dtype=x0.dtype)
     flat0 = x0.flatten(1)
     for _ in range(steps):
         x_in = x1.detach().requires_grad_(True)
