@@ -170,10 +170,60 @@ def test_the_attacks_draw_from_the_seeded_generator_and_leave_the_global_one_alo
     ],
 )
 def test_bad_arguments_are_refused_with_what_to_fix(kwargs, message):
-    with pytest.raises(ValueError, match=message.replace("[", r"\[").replace("]", r"\]")):
+    with pytest.raises(ValueError, match="^" + message.replace("[", r"\[").replace("]", r"\]") + "$"):
         evaluate(Threshold(), _set(PIXELS, LABELS), **kwargs)
 
 
 def test_an_empty_set_is_refused():
     with pytest.raises(ValueError, match="the evaluation set is empty"):
         evaluate(Threshold(), _set([], []), eps_grid=[0.0])
+
+
+class Counting(Threshold):
+    """Threshold that counts its forward passes: the number of steps an attack took, without knowing its
+    internals (each PGD/APGD step is one forward pass more)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls = 0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.calls += 1
+        return super().forward(x)
+
+
+def _calls(**kwargs) -> int:
+    model = Counting()
+    evaluate(model, _set(PIXELS, LABELS), eps_grid=[0.3], checks=False, **kwargs)
+    return model.calls
+
+
+def test_the_defaults_are_pgd_20_and_apgd_100_steps_and_the_step_counts_reach_the_budget():
+    for attack, name, default in (("pgd", "pgd_steps", 20), ("apgd", "apgd_steps", 100)):
+        implicit = _calls(attacks=[attack])
+        assert implicit == _calls(attacks=[attack], **{name: default})
+        assert implicit != _calls(attacks=[attack], **{name: default + 1})
+        # without a budget the step counts given to evaluate are the ones the attacks run
+        assert _calls(attacks=[attack], **{name: 7}) == _calls(attacks=[attack], budget=AttackBudget(**{name: 7}))
+        assert _calls(attacks=[attack], **{name: 7}) != _calls(attacks=[attack], **{name: 8})
+
+
+def test_by_default_evaluation_is_unmasked_seeded_at_0_in_batches_of_128_checked_and_without_each_attack_alone():
+    salient = _set(PIXELS, LABELS, salience=0.9)  # masked, the decisive pixel would be spared
+    assert evaluate(Threshold(), salient, eps_grid=[0.3], attacks=["fgsm"]).robust_acc == {"fgsm": {0.3: 0.4}}
+    columns = evaluate(Threshold(), salient, eps_grid=[0.0], attacks=["autoattack"]).robust_acc
+    assert "autoattack/square" not in columns and "autoattack/+square" in columns
+    calls: list[float] = []
+    evaluate(Threshold(), _set([0.9] * 129, [0] * 129), eps_grid=[0.0], progress=lambda f, _m: calls.append(f))
+    assert calls == [0.5, 1.0]  # two batches: 128 images, then 1
+    probabilities = nn.Sequential(Threshold(), nn.Softmax(dim=1))
+    warned = evaluate(probabilities, _set(PIXELS, LABELS), eps_grid=[0.0], attacks=["fgsm"]).warnings
+    assert len(warned) == 1 and "probabilities" in warned[0]
+    # PGD with no step is its random start alone: 200 samples at 0.6 each fall with chance 1/3 at eps 0.3
+    start_only = AttackBudget(pgd_steps=0)
+    kw = {"eps_grid": [0.3], "attacks": ["pgd"], "budget": start_only, "checks": False}
+    data = _set([0.6] * 200, [0] * 200)
+    seeded = [evaluate(Threshold(), data, **kw).robust_acc["pgd"][0.3]]
+    seeded += [evaluate(Threshold(), data, seed=s, **kw).robust_acc["pgd"][0.3] for s in (0, 1)]
+    assert seeded[0] == seeded[1] != seeded[2]
+    assert 0.5 < seeded[0] < 0.85  # about 2/3 hold: the start is drawn in the ball, not fixed
