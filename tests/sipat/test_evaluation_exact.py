@@ -175,7 +175,7 @@ def test_bad_arguments_are_refused_with_what_to_fix(kwargs, message):
 
 
 def test_an_empty_set_is_refused():
-    with pytest.raises(ValueError, match="the evaluation set is empty"):
+    with pytest.raises(ValueError, match=r"^the evaluation set is empty$"):
         evaluate(Threshold(), _set([], []), eps_grid=[0.0])
 
 
@@ -227,3 +227,40 @@ def test_by_default_evaluation_is_unmasked_seeded_at_0_in_batches_of_128_checked
     seeded += [evaluate(Threshold(), data, seed=s, **kw).robust_acc["pgd"][0.3] for s in (0, 1)]
     assert seeded[0] == seeded[1] != seeded[2]
     assert 0.5 < seeded[0] < 0.85  # about 2/3 hold: the start is drawn in the ball, not fixed
+
+
+def test_the_first_batch_alone_is_checked_only_when_asked_and_later_warnings_add_to_it():
+    probabilities = nn.Sequential(Threshold(), nn.Softmax(dim=1))
+    kw = {"eps_grid": [0.0], "attacks": ["fgsm"]}
+    one_batch = evaluate(probabilities, _set(PIXELS, LABELS), **kw).warnings
+    three_batches = evaluate(probabilities, _set(PIXELS, LABELS), batch_size=2, **kw).warnings
+    assert len(one_batch) == 1 and three_batches == one_batch  # the first batch, once
+    assert evaluate(probabilities, _set(PIXELS, LABELS), checks=False, **kw).warnings == []
+
+
+class Step(nn.Module):
+    """Threshold's decision with no gradient (a sign of the pixel): the white-box attacks see nothing,
+    Square breaks what the ball allows, and the checks say so with sample counts."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        s = torch.sign(x[:, 0, 0, 0] - 0.5)
+        return torch.stack((s, -s, torch.full_like(s, -20.0), torch.full_like(s, -30.0)), dim=1)
+
+
+def test_masked_gradients_are_reported_with_the_first_batch_warnings_and_the_count_of_samples_square_broke():
+    budget = AttackBudget(apgd_steps=2, n_targets=1, fab_steps=2, square_queries=40)
+    res = evaluate(Step(), _set(PIXELS, LABELS), eps_grid=[0.3], attacks=["autoattack"], budget=budget)
+    square = [w for w in res.warnings if w.startswith("Square broke")]
+    # 40 queries (seed 0) break one of the two breakable samples: a drop of 0.2 is 1 of the n = 5 samples
+    assert len(square) == 1 and square[0].startswith("Square broke 0.2000 (1 of 5 samples) at eps 0.3")
+    assert len(res.warnings) > 1  # the first batch's zero-gradient warning is kept next to it
+
+
+def test_every_nonzero_eps_is_attacked_even_eps_1_and_eps_0_fills_each_column_once():
+    res = evaluate(Threshold(), _set(PIXELS, LABELS), eps_grid=[1.0], attacks=["fgsm"])
+    assert res.robust_acc == {"fgsm": {1.0: 0.0}}  # at eps 1 every pixel can cross 0.5
+    one = AttackBudget(pgd_steps=1, apgd_steps=1, n_targets=1, fab_steps=1, square_queries=1)
+    both = evaluate(Threshold(), _set(PIXELS, LABELS), eps_grid=[0.05, 0.3], attacks=["autoattack"], budget=one)
+    assert both.robust_acc["autoattack"] == {0.05: 0.8, 0.3: 0.4}
+    zero = evaluate(Threshold(), _set(PIXELS, LABELS), eps_grid=[0.0], attacks=["pgd", "fgsm", "autoattack"])
+    assert all(per == {0.0: 0.8} for per in zero.robust_acc.values())
