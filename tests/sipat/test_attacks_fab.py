@@ -35,15 +35,16 @@ def _linf(a: Tensor, b: Tensor) -> float:
 
 
 # Two classes; f = z_1 - z_0 = w . x + c with w = (1, -2, 0.5, 0), c = -0.3; the least step is |f| / ||w||_1.
-W2 = [[0.0, 0.0, 0.0, 0.0], [1.0, -2.0, 0.5, 0.0]]
-B2 = [0.0, -0.3]
+# Class 0's own logit is not constant, so f must be the difference z_1 - z_0, not z_1 alone.
+W2 = [[0.5, 0.0, 0.0, 0.0], [1.5, -2.0, 0.5, 0.0]]
+B2 = [0.25, -0.05]
 X2 = _img(0.5, 0.5, 0.5, 0.5)
 F2 = 0.5 - 1.0 + 0.25 - 0.3  # f(X2) = -0.55 < 0: class 0
 DELTA2 = abs(F2) / 3.5  # ||w||_1 = 3.5: the least L-inf distance to the boundary, 0.157...
 STEP2 = torch.tensor([1.0, -1.0, 1.0, 0.0], dtype=torch.float64).view(1, 1, 1, D)  # sign(w); w_4 = 0 stays
 
 
-def _reference(model: nn.Module, x0: Tensor, y: int, t: int, steps: int) -> tuple[Tensor, float]:
+def _reference(model: nn.Module, x0: Tensor, y: int, t: int, steps: int, beta: float = 0.9) -> tuple[Tensor, float]:
     """Croce & Hein's targeted FAB loop (AutoAttack's fab_pt, alpha_max 0.1, eta 1.05, beta 0.9) for a
     linear model, with the box-free closed-form projection (valid while the iterates stay inside [0, 1])."""
     lin = model[1]
@@ -65,7 +66,7 @@ def _reference(model: nn.Module, x0: Tensor, y: int, t: int, steps: int) -> tupl
             dist = _linf(x1, x0)
             if dist < best:
                 best, adv = dist, x1.clone()
-            x1 = x0 + (x1 - x0) * 0.9
+            x1 = x0 + (x1 - x0) * beta
     return adv, best
 
 
@@ -97,7 +98,7 @@ def test_fab_closes_in_on_the_least_linf_distance_and_accepts_only_within_eps():
     assert DELTA2 <= dist <= DELTA2 * 1.01  # within 1 % of the least distance (the loop settles at 1.0052)
     assert dist < DELTA2 * 1.04  # better than the first (overshot by eta) point: the search went on
     # a radius just above what 100 steps reach accepts the point; just below the least distance keeps x
-    assert torch.equal(fab_targeted(model, X2, y, dist + 1e-9, steps=100, n_targets=1), adv)
+    assert torch.equal(fab_targeted(model, X2, y, dist, steps=100, n_targets=1), adv)  # the radius is closed
     below = fab_targeted(model, X2, y, DELTA2 * 0.999, steps=100, n_targets=1)
     assert torch.equal(below, X2)
 
@@ -193,3 +194,75 @@ def test_fab_projection_pushes_to_the_edges_when_the_box_cannot_close_the_gap_an
     assert torch.allclose(d, torch.tensor([[0.4, -0.4, 0.0, 0.1]], dtype=torch.float64), atol=1e-12, rtol=0)
     on = project_linf_hyperplane(t, w, (w * t).sum(1))  # already on the plane: no step
     assert torch.equal(on.abs(), torch.zeros_like(on))
+
+
+def test_a_long_step_back_is_capped_by_alpha_max():
+    """With beta 0.5 the point steps back far from the boundary, so |d_k| / (|d_k| + |d_0|) > 0.1 and the
+    cap alpha_max = 0.1 decides the mix (with beta 0.9 it never binds on this model)."""
+    model = _linear(W2, B2)
+    adv = fab_targeted(model, X2, torch.tensor([0]), 1.0, steps=6, n_targets=1, beta=0.5)
+    ref, _ = _reference(model, X2, 0, 1, 6, beta=0.5)
+    assert torch.allclose(adv, ref, atol=1e-10, rtol=0)
+    uncapped = fab_targeted(model, X2, torch.tensor([0]), 1.0, steps=6, n_targets=1, beta=0.5, alpha_max=1.0)
+    assert not torch.allclose(uncapped, ref, atol=1e-6, rtol=0)
+
+
+def test_fab_near_the_box_edges_stays_in_the_box():
+    """Sample 0 (class 0) needs pixel 1 up, and it is 0.03 from 1; sample 1 (class 1) needs it down, 0.03
+    from 0: the overshoot by eta would pass the edge, and the clip holds it there."""
+    model = _linear(W2, B2)
+    x = torch.cat((_img(0.97, 0.6, 0.5, 0.5), _img(0.03, 0.03, 1.0, 0.5)))
+    y = torch.tensor([0, 1])
+    assert model(x).argmax(1).tolist() == [0, 1]
+    for steps in (1, 10):
+        adv = fab_targeted(model, x, y, 1.0, steps=steps, n_targets=1)
+        assert float(adv.min()) >= 0.0 and float(adv.max()) <= 1.0
+        assert adv[0, 0, 0, 0] == 1.0 and adv[1, 0, 0, 0] == 0.0  # at the edges, not past them
+        assert model(adv).argmax(1).tolist() == [1, 0]
+
+
+def test_a_batch_gives_each_sample_what_it_gets_alone():
+    """Different labels, radii and outcomes in one batch: per-sample reductions (argmax over classes, the
+    hyperplane offset per sample) must not mix the rows."""
+    model = _linear(W4, B4)
+    x = torch.cat((X4, _img(1.0, 0.5, 0.5, 0.5), X4, X4))  # sample 1: class 1 (pixel 1 at 1.0)
+    y = torch.tensor([0, 1, 0, 2])  # sample 3 is wrong: not attacked
+    eps = torch.tensor([0.3, 0.3, 0.045, 0.3], dtype=torch.float64)
+    batch = fab_targeted(model, x, y, eps, steps=20, n_targets=3)
+    alone = torch.cat(
+        [fab_targeted(model, x[i : i + 1], y[i : i + 1], eps[i : i + 1], 20, n_targets=3) for i in range(4)]
+    )
+    assert torch.allclose(batch, alone, atol=1e-12, rtol=0)
+    assert model(batch).argmax(1).tolist()[:3] == [1, 2, 3] and torch.equal(batch[3], x[3])
+    mask = torch.ones(4, 1, 1, D, dtype=torch.float64)
+    masked = fab_targeted(model, x, y, eps, steps=20, n_targets=3, mask=mask)
+    masked_alone = torch.cat(
+        [
+            fab_targeted(model, x[i : i + 1], y[i : i + 1], eps[i : i + 1], 20, n_targets=3, mask=mask[i : i + 1])
+            for i in range(4)
+        ]
+    )
+    assert torch.allclose(masked, masked_alone, atol=1e-12, rtol=0)
+
+
+def test_fab_refuses_zero_steps_or_targets():
+    model = _linear(W2, B2)
+    with pytest.raises(ValueError, match=r"^steps must be an integer >= 1; got 0$"):
+        fab_targeted(model, X2, torch.tensor([0]), 0.1, steps=0)
+    with pytest.raises(ValueError, match=r"^n_targets must be an integer >= 1; got 0$"):
+        fab_targeted(model, X2, torch.tensor([0]), 0.1, n_targets=0)
+
+
+@pytest.mark.parametrize(
+    ("gap", "step"),
+    [
+        (0.1, [0.025, -0.025, 0.025]),  # lam 0.025 below every room: the first segment (k = 0)
+        (1.0, [0.4, -0.4, 0.1]),  # pixel 3 stops at its edge (room 0.1): lam = (1 - 0.2) / 2
+        (1.65, [0.75, -0.7, 0.1]),  # pixel 2 at its edge too (room 0.7): the last segment, lam = 0.75
+    ],
+)
+def test_fab_projection_on_each_segment_of_the_piecewise_linear_gain(gap, step):
+    t = torch.tensor([[0.2, 0.7, 0.9]], dtype=torch.float64)
+    w = torch.tensor([[1.0, -1.0, 2.0]], dtype=torch.float64)
+    d = project_linf_hyperplane(t, w, (w * t).sum(1) + gap)
+    assert torch.allclose(d, torch.tensor([step], dtype=torch.float64), atol=1e-12, rtol=0)
