@@ -104,7 +104,7 @@ bench: install
 
 # Mutation testing of the method core with mutmut (slow, so not part of `make test`); the scope and the test
 # selection are [tool.mutmut] in pyproject.toml, the score and the surviving mutants in docs/testing.md.
-# `make mutate SCOPE=apgd` (apgd, apgd_t, autoattack, square, checks, registry, fab) runs one module against
+# `make mutate SCOPE=apgd` (apgd, apgd_t, autoattack, square, checks, registry, evaluation, fab) runs one module against
 # its own tests in var/mutate/<scope>/ (scripts/mutate_scope.py): the command behind each per-module number.
 SCOPE ?=
 mutate: install
