@@ -4,7 +4,7 @@ For logits z = W x + c the boundary z_t = z_y is the hyperplane (W_t - W_y) . x 
 linearisation FAB makes at every step is exact: from x the least L-inf step to it moves every coordinate
 by |f(x)| / ||w||_1 in the direction sign(w) (away from the box edges, which these tests keep clear).
 That pins FAB's step (the overshoot eta, the mix alpha with the projection of the original x, the step back
-beta), the acceptance by eps, the targets in clean-logit rank order and the mask, each in ~10 ms.
+beta), the acceptance by eps, the targets in clean-logit rank order and the mask, each test under 1 s.
 """
 
 from __future__ import annotations
