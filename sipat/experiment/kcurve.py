@@ -91,7 +91,7 @@ def kcurve(cfg: ExperimentConfig, payloads: list[dict[str, Any]], out: str | Pat
     eps = table["eps"]
     lines = [f"# {cfg.name}: the k-curve (sip_at with human maps on k % of the training images)", "",
              f"Robust accuracy at eps {eps:.6g} (the worst evaluated attack); n_train {n_train}. "
-             "Means over seeds, then per seed in brackets.", "",
+             "Means over the seeds that ran, then each seed's value in seed order.", "",
              "| k % | fill | seeds | clean | robust | clean per seed | robust per seed |",
              "|---|---|---|---|---|---|---|"]  # fmt: skip
     rows = []
