@@ -33,7 +33,8 @@ def add_arguments(p: Any) -> None:
     p.add_argument("--methods", nargs="+", help=f"of {', '.join(EXPERIMENT_METHODS)}; arms pgd_at@eps=0.5x, "
                    "trades@beta=1; sip_at@human for one variant")  # fmt: skip
     p.add_argument("--variants", nargs="+", help="e.g. human gradcam+top=0.25 human+displaced human+random "
-                   "human+shuffled human+unannotated=0.5 predicted+unannotated=0.9")  # fmt: skip
+                   "human+shuffled human+unannotated=0.5 predicted+unannotated=0.9 "
+                   "human+unannotated=0.9+fill=gradcam")  # fmt: skip
     p.add_argument("--arch")
     p.add_argument("--weights-path", help="a local state-dict file every model starts from (never downloaded)")
     p.add_argument("--epochs", type=int)

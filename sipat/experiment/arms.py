@@ -18,6 +18,8 @@ from typing import Any
 
 SOURCES = ("human", "gradcam", "predicted")
 CONTROLS = ("shuffled", "displaced", "random")
+#: sources that can fill the images a ``human`` variant leaves without a map (``fill=<source>``)
+FILLS = ("gradcam",)
 #: methods whose loss has an adversary, so a radius factor means something
 ATTACKED_METHODS = frozenset({"pgd_at", "trades", "sip_at", "sip_trades", "clean_mix"})
 TRADES_METHODS = frozenset({"trades", "sip_trades"})
@@ -91,13 +93,17 @@ class Variant:
     """A salience variant: its ``source`` (``none``, ``human``, ``gradcam`` or ``predicted``), ``top`` (binarise
     to this share of each image's pixels; None = the maps as they are), the share of annotated training images
     whose map is removed (``unannotated``), and a ``control`` that moves the maps (``shuffled``: to another
-    image; ``displaced``: off the image's own salient region; ``random``: to random pixels; all keep coverage)."""
+    image; ``displaced``: off the image's own salient region; ``random``: to random pixels; all keep coverage),
+    and ``fill``: the source whose maps the images without a human map get (``gradcam``: the reference model's
+    Grad-CAM, as the ``gradcam`` variant uses it), so the k-curve can compare no fill, Grad-CAM and the predictor
+    on exactly the same blanked images."""
 
     source: str = "none"
     shuffled: bool = False
     unannotated: float = 0.0
     top: float | None = None
     control: str | None = None
+    fill: str | None = None
 
     def __post_init__(self) -> None:
         if self.shuffled and self.control in (None, "shuffled"):  # Variant(source, shuffled=True) as before
@@ -115,7 +121,7 @@ class Variant:
             return cls()
         if source not in SOURCES:
             raise ValueError(f"salience variant {text!r}: the source must be one of {', '.join(SOURCES)}")
-        unannotated, top, control = 0.0, None, None
+        unannotated, top, control, fill = 0.0, None, None, None
         for mod in mods:
             key, _, value = mod.partition("=")
             if key in CONTROLS and not value:
@@ -130,14 +136,21 @@ class Variant:
                 top = parse_number(value, f"{text}: top")
                 if not 0 < top < 1:
                     raise ValueError(f"salience variant {text!r}: top is the share of pixels kept, in (0, 1)")
+            elif key == "fill" and value:
+                if value not in FILLS:
+                    raise ValueError(f"salience variant {text!r}: fill must be one of {', '.join(FILLS)}")
+                fill = value
             else:
                 raise ValueError(
                     f"salience variant {text!r}: unknown part {mod!r}; write e.g. human, gradcam+shuffled, "
-                    "human+unannotated=0.5, gradcam+top=0.25+displaced, human+random, predicted+unannotated=0.9"
+                    "human+unannotated=0.5, gradcam+top=0.25+displaced, human+random, predicted+unannotated=0.9, "
+                    "human+unannotated=0.9+fill=gradcam"
                 )
         if source == "predicted" and unannotated == 1:
             raise ValueError(f"salience variant {text!r}: the predictor needs some human maps (unannotated < 1)")
-        return cls(source, False, unannotated, top, control)
+        if fill is not None and source != "human":
+            raise ValueError(f"salience variant {text!r}: fill completes human maps; use it as human+...+fill=gradcam")
+        return cls(source, False, unannotated, top, control, fill)
 
     @property
     def name(self) -> str:
@@ -148,6 +161,8 @@ class Variant:
             parts.append(self.control)
         if self.unannotated:
             parts.append(f"unannotated={self.unannotated:g}")
+        if self.fill is not None:
+            parts.append(f"fill={self.fill}")
         return "+".join(parts)
 
     @property
@@ -162,6 +177,7 @@ NO_SALIENCE = Variant()
 __all__ = [
     "ATTACKED_METHODS",
     "CONTROLS",
+    "FILLS",
     "NO_SALIENCE",
     "SOURCES",
     "TRADES_METHODS",

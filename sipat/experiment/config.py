@@ -325,7 +325,7 @@ def run_settings(cfg: ExperimentConfig, run: RunSpec) -> dict[str, Any]:
         settings.update(arm=run.arm.name, train_eps=cfg.eps * f, train_alpha=cfg.train_alpha * f)
     if run.beta is not None:
         settings.update(arm=run.arm.name, trades_beta=run.beta)
-    if run.variant.source == "gradcam" or cfg.dataset in ("cifar10", "cifar100", "fashion"):
+    if "gradcam" in (run.variant.source, run.variant.fill) or cfg.dataset in ("cifar10", "cifar100", "fashion"):
         settings["reference_epochs"] = cfg.reference_epochs
     if run.variant.source == "predicted":
         settings["predictor"] = dict(cfg.predictor)

@@ -13,6 +13,7 @@ import numpy as np
 
 from sipat.experiment.config import ExperimentConfig, plan_items, plan_runs
 from sipat.experiment.decide import decide
+from sipat.experiment.kcurve import kcurve
 from sipat.experiment.store import _atomic_write, _unperturbed, _value, arm_name, finished_runs
 from sipat.vocabulary import eps_label, in_255ths
 
@@ -188,6 +189,7 @@ def write_report(
     png, svg = _plot(cfg, rows, out / "accuracy_vs_eps")
     files.update(png=png, svg=svg)
     files.update(decide(cfg, payloads, out))  # with PGD-AT at >= 2 radii: the paired decision report
+    files.update(kcurve(cfg, list(payloads), out))  # with sip_at at k < 100 and k = 100: the k-curve
     return files
 
 

@@ -20,7 +20,7 @@ from sipat.experiment.config import SALIENCE_METHODS, ExperimentConfig, RunSpec,
 from sipat.experiment.datasets import WithSalience, load_data, subset
 from sipat.experiment.maps import MapSet, dataset_maps, variant_maps
 from sipat.experiment.report import write_report
-from sipat.experiment.sources import PredictedMaps, predicted_maps
+from sipat.experiment.sources import FilledMaps, PredictedMaps, filled_maps, predicted_maps
 from sipat.experiment.store import _atomic_write, finished_runs, run_path
 from sipat.training import model_meta, save_checkpoint, train
 
@@ -37,6 +37,7 @@ class _SeedContext:
         self._reference: dict[str, MapSet] | None = None
         self._maps: dict[str, MapSet] = {}
         self._predicted: dict[float, PredictedMaps] = {}
+        self._filled: dict[tuple[str, float], FilledMaps] = {}
         self._masked_test: Dataset | None = None
 
     def new_model(self, seed: int):
@@ -127,9 +128,21 @@ class _SeedContext:
             )  # fmt: skip
         return self._predicted[unannotated]
 
+    def filled(self, fill: str, unannotated: float) -> FilledMaps:
+        """Human maps with ``unannotated`` of them blanked and those images given the ``fill`` source's maps."""
+        if (fill, unannotated) not in self._filled:
+            if fill != "gradcam":
+                raise ValueError(f"unknown fill {fill!r}; use gradcam")
+            self._filled[fill, unannotated] = filled_maps(
+                self.human(), self.reference()["train"], unannotated=unannotated, seed=self.seed, source=fill
+            )
+        return self._filled[fill, unannotated]
+
     def maps(self, variant: Variant) -> MapSet:
         if variant.name not in self._maps:
-            if variant.source == "human":
+            if variant.fill is not None:
+                base = self.filled(variant.fill, variant.unannotated).maps
+            elif variant.source == "human":
                 base = self.human()
             elif variant.source == "predicted":
                 base = self.predicted(variant.unannotated).maps
@@ -156,6 +169,8 @@ def _execute(run: RunSpec, ctx: _SeedContext, out: Path, bar_factory: Callable |
     if run.method in SALIENCE_METHODS:
         if run.variant.source == "predicted":
             map_source = ctx.predicted(run.variant.unannotated).record()
+        elif run.variant.fill is not None:
+            map_source = ctx.filled(run.variant.fill, run.variant.unannotated).record()
         maps = ctx.maps(run.variant)
         cover = maps.coverage(cfg.train.threshold)
         salient_share = float(cover.mean())

@@ -1,5 +1,6 @@
-"""The ``predicted`` salience source of an experiment (issue 20): human maps where the image has one, the maps
-of a salience predictor (`sipat.predictor`) trained on those human maps everywhere else.
+"""The filled salience sources of an experiment (issue 20): human maps where the image has one, and elsewhere
+the maps of a salience predictor (`sipat.predictor`) trained on those human maps (``predicted``) or the reference
+model's Grad-CAM (``human+...+fill=gradcam``).
 
 Why it is trained per seed and per share: with ``predicted+unannotated=u`` the human maps of a seeded u share
 of the annotated images are removed first (the same images `human+unannotated=u` blanks, same generator), and
@@ -37,6 +38,33 @@ class PredictedMaps:
         """What a run stores: counts per source and the indices (into the training set) of predicted maps."""
         idx = torch.nonzero(self.predicted).flatten().tolist()
         return {"human": len(self.predicted) - len(idx), "predicted": len(idx), "predicted_images": idx}
+
+
+@dataclass(frozen=True)
+class FilledMaps:
+    """Human maps completed from another ``source``'s maps, and, per training image, which one it got."""
+
+    maps: MapSet
+    filled: torch.Tensor
+    """(n,) bool: True where the image got the ``source`` map, False where the human map was kept."""
+    source: str
+
+    def record(self) -> dict[str, Any]:
+        """What a run stores, in the form `PredictedMaps.record` has: counts per source, the filled indices."""
+        idx = torch.nonzero(self.filled).flatten().tolist()
+        return {"human": len(self.filled) - len(idx), self.source: len(idx), f"{self.source}_images": idx}
+
+
+def filled_maps(human: MapSet, fill: MapSet, *, unannotated: float, seed: int, source: str) -> FilledMaps:
+    """Blank a seeded ``unannotated`` share of the human maps (the very images `human+unannotated=u` blanks:
+    same generator) and give every image left without a map its map from ``fill`` (e.g. Grad-CAM)."""
+    if len(fill) != len(human) or fill.values.shape != human.values.shape:
+        raise ValueError(f"the {source} maps ({tuple(fill.values.shape)}) do not match the human maps "
+                         f"({tuple(human.values.shape)})")  # fmt: skip
+    kept = unannotate(human, unannotated, np.random.default_rng([seed, 101])) if unannotated else human
+    filled = ~kept.has & fill.has
+    values = torch.where(filled.view(-1, 1, 1, 1), fill.values, kept.values)
+    return FilledMaps(MapSet(values, kept.has | fill.has), filled, source)
 
 
 def _images(ds: Dataset, batch_size: int = 512) -> torch.Tensor:
@@ -80,4 +108,4 @@ def predicted_maps(
     return PredictedMaps(MapSet.from_float(filled.maps.cpu()), filled.predicted, result.history)
 
 
-__all__ = ["PredictedMaps", "predicted_maps"]
+__all__ = ["FilledMaps", "PredictedMaps", "filled_maps", "predicted_maps"]
