@@ -24,6 +24,7 @@ from sqlalchemy import Select, and_, case, func, select
 from sqlalchemy.orm import Session
 
 from backend.models import Annotation, Job, Participant, Stimulus, Trial, utcnow
+from backend.services.training_coverage import COUNTED_PAINTER
 from backend.study.config import StudyConfig
 
 #: Hours an unfinished session's unpainted annotation trials count as claims on their images.
@@ -54,7 +55,7 @@ def painting_counts(
     docstring). Read from the set's `annotate` stimuli of those images through the trials' stimulus index, so
     the cost follows the ranked images' trials, not the study's size."""
     cutoff = utcnow() - timedelta(hours=CLAIM_HOURS)
-    accepted = and_(Annotation.id.is_not(None), Participant.flagged.is_(False), Participant.simulated.is_(False))
+    accepted = and_(Annotation.id.is_not(None), COUNTED_PAINTER)
     pending = and_(
         Annotation.id.is_(None),
         Participant.completed_at.is_(None),

@@ -27,6 +27,7 @@ from backend.models import Annotation, Job, Participant, Study, Trial
 from backend.services.errors import ServiceError
 from backend.services.job_requests import commit_and_enqueue, submit_job
 from backend.services.paint_next import rank_jobs
+from backend.services.training_coverage import COUNTED_PAINTER
 from backend.study.config import StudyConfig
 
 log = logging.getLogger(__name__)
@@ -36,18 +37,14 @@ ACTIVE = ("queued", "running")
 RECENT = 50
 
 
-def study_paintings(session: Session, study_id: int) -> int:
-    """Accepted paintings of the study: participants not flagged, pilots left out."""
+def accepted_paintings(session: Session, study_id: int) -> int:
+    """Accepted paintings of the study (`training_coverage.COUNTED_PAINTER`)."""
     return (
         session.scalar(
             select(func.count(Annotation.id))
             .join(Trial, Annotation.trial_id == Trial.id)
             .join(Participant, Trial.participant_id == Participant.id)
-            .where(
-                Participant.study_id == study_id,
-                Participant.flagged.is_(False),
-                Participant.simulated.is_(False),
-            )
+            .where(Participant.study_id == study_id, COUNTED_PAINTER)
         )
         or 0
     )
@@ -63,7 +60,7 @@ def _last_refresh(jobs: list[Job]) -> int:
 
 def due(session: Session, study_id: int, every: int) -> tuple[bool, int, list[Job]]:
     """(whether a refresh is due, the study's paintings, its newest ranking jobs)."""
-    count = study_paintings(session, study_id)
+    count = accepted_paintings(session, study_id)
     # populate_existing: the second look, under the lock, must see statuses changed since the first
     jobs = list(session.scalars(rank_jobs(study_id).limit(RECENT).execution_options(populate_existing=True)))
     return count // every > _last_refresh(jobs) // every, count, jobs
@@ -118,4 +115,4 @@ def refresh_and_send(session_factory: Callable[[], Session], trial_id: int, enqu
             log.warning("ranking job %s of trial %s's study not sent: %s", job.id, trial_id, exc.message)
 
 
-__all__ = ["due", "refresh_after_painting", "refresh_and_send", "study_paintings"]
+__all__ = ["accepted_paintings", "due", "refresh_after_painting", "refresh_and_send"]

@@ -19,13 +19,17 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import and_, func, select
 from sqlalchemy.orm import Session
 
 from backend.models import Annotation, Image, Participant, Stimulus, StimulusSet, Study, Trial
 from backend.services.errors import InvalidInputError
 from backend.services.job_params import STUDY_SOURCES  # sources that read a study's paintings
 from backend.vocabulary import MASKED_METHODS
+
+#: The one rule for a painting SIP-AT uses (training means, rankings, the refresh count of `rerank_every`): its
+#: painter passed the catch trials and is not a researcher's pilot.
+COUNTED_PAINTER = and_(Participant.flagged.is_(False), Participant.simulated.is_(False))
 
 HOLDOUT_FRACTION = 0.2
 #: Below this share of training images with a human map, coverage comes with a warning.
@@ -57,8 +61,7 @@ def annotation_masks(session: Session, study_id: int, image_ids: Sequence[int]) 
         .join(Participant, Trial.participant_id == Participant.id)
         .where(
             Participant.study_id == study_id,
-            Participant.flagged.is_(False),
-            Participant.simulated.is_(False),
+            COUNTED_PAINTER,
             Stimulus.image_id.in_(list(image_ids)),
         )
         .order_by(Annotation.id)

@@ -130,6 +130,42 @@ def _thresholds(levels: np.ndarray, k: np.ndarray, n: np.ndarray, start: np.ndar
     return eps_at(0.5, a, b, g, lam), eps_at(0.75, a, b, g, lam), at_bound, theta
 
 
+def threshold_fit(
+    levels: np.ndarray, k: np.ndarray, n: np.ndarray, kb: np.ndarray, nb: np.ndarray
+) -> tuple[dict[str, Any], np.ndarray, tuple[float, float]]:
+    """eps50 / eps75 of one condition's pooled counts with participant-bootstrap intervals (`kb`, `nb`: the
+    resampled counts, one row per resample), as the fields of a results block; with the (B, 2) draws (NaN: not
+    reached or not fitted) for paired differences, and the point estimates as fitted (NaN when not fitted).
+    One definition for the masked/unmasked conditions and for compared stimulus sets."""
+    boot = np.full((kb.shape[0], 2), np.nan)
+    fields: dict[str, Any]
+    if (levels[n > 0] > 0).sum() < 2:
+        fields = {
+            "eps50": None,
+            "eps75": None,
+            "eps50_ci": [None, None],
+            "eps75_ci": [None, None],
+            "share_not_reached": None,
+            "at_bound": [],
+            "reason": "a fit needs trials at two or more positive eps levels",
+        }
+        return fields, boot, (math.nan, math.nan)
+    e50, e75, at_bound, theta = _thresholds(levels, k, n, None)
+    for r in range(kb.shape[0]):
+        if (levels[nb[r] > 0] > 0).sum() >= 2:
+            boot[r] = _thresholds(levels, kb[r], nb[r], theta)[:2]
+    fields = {
+        "eps50": or_none(e50),
+        "eps75": or_none(e75),
+        "eps50_ci": list(percentile_interval(boot[:, 0], missing_is_inf=True)),
+        "eps75_ci": list(percentile_interval(boot[:, 1], missing_is_inf=True)),
+        "share_not_reached": float(np.isnan(boot[:, 0]).mean()) if len(boot) else 0.0,
+        "at_bound": at_bound,
+        "reason": None,
+    }
+    return fields, boot, (e50, e75)
+
+
 @dataclass(frozen=True)
 class _Condition:
     name: str  # "all" | "unmasked" | "masked"
@@ -222,40 +258,15 @@ def _threshold_block(
     draws: dict[str, np.ndarray] = {}
     for cond in _conditions(c):
         lv = levels[cond.cols]
-        if (lv[n_all[cond.cols] > 0] > 0).sum() < 2:
-            blocks.append(
-                {
-                    "condition": cond.name,
-                    "eps50": None,
-                    "eps75": None,
-                    "eps50_ci": [None, None],
-                    "eps75_ci": [None, None],
-                    "share_not_reached": None,
-                    "at_bound": [],
-                    "reason": "a fit needs trials at two or more positive eps levels",
-                }
-            )
-            continue
-        e50, e75, at_bound, theta = _thresholds(lv, k_all[cond.cols], n_all[cond.cols], None)
-        boot = np.full((kb.shape[0], 2), np.nan)
-        for b in range(kb.shape[0]):
-            if (lv[nb[b, cond.cols] > 0] > 0).sum() >= 2:
-                boot[b] = _thresholds(lv, kb[b, cond.cols], nb[b, cond.cols], theta)[:2]
-        draws[cond.name] = boot
-        not_reached = float(np.isnan(boot[:, 0]).mean()) if len(boot) else 0.0
-        tested = lv[lv > 0]
-        blocks.append(
-            {
-                "condition": cond.name,
-                "eps50": or_none(e50),
-                "eps75": or_none(e75),
-                "eps50_ci": list(percentile_interval(boot[:, 0], missing_is_inf=True)),
-                "eps75_ci": list(percentile_interval(boot[:, 1], missing_is_inf=True)),
-                "share_not_reached": not_reached,
-                "at_bound": at_bound,
-                "reason": None,
-            }
+        fields, boot, (e50, e75) = threshold_fit(
+            lv, k_all[cond.cols], n_all[cond.cols], kb[:, cond.cols], nb[:, cond.cols]
         )
+        blocks.append({"condition": cond.name, **fields})
+        if fields["reason"]:
+            continue
+        draws[cond.name] = boot
+        at_bound, not_reached = fields["at_bound"], fields["share_not_reached"]
+        tested = lv[lv > 0]
         if at_bound:
             warnings.append(_w("fit_at_bound", f"{cond.name}: the fit ended at the bound of {', '.join(at_bound)}"))
         for name, v in (("eps50", e50), ("eps75", e75)):

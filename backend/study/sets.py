@@ -22,8 +22,7 @@ from typing import Any
 import numpy as np
 
 from backend.study.analysis import dprime
-from backend.study.participants import dprime_counts, percentile_interval, resample
-from backend.study.psychometric import eps_at, fit_counts
+from backend.study.participants import dprime_counts, percentile_interval, resample, threshold_fit
 from backend.study.rows import judged_perturbed, or_none, row_eps, row_get
 
 
@@ -125,31 +124,9 @@ def _one_set(
         "n_participants": int((n[:, cols].sum(1) > 0).sum()) if cols else 0,
         "n_trials": int(n_all.sum()),
         "levels": rows,
-        "eps50": None,
-        "eps75": None,
-        "eps50_ci": [None, None],
-        "eps75_ci": [None, None],
-        "share_not_reached": None,
-        "at_bound": [],
-        "reason": None,
     }
-    boot = np.full((kb.shape[0], 2), np.nan)
-    if (levels[n_all > 0] > 0).sum() < 2:
-        block["reason"] = "a fit needs trials at two or more positive eps levels"
-        return block, boot
-    (a, b, g, lam), at_bound, theta = fit_counts(levels, k_all, n_all)
-    for r in range(kb.shape[0]):
-        if (levels[nbs[r] > 0] > 0).sum() >= 2:
-            (ra, rb, rg, rl), _, _ = fit_counts(levels, kbs[r], nbs[r], start=theta)
-            boot[r] = eps_at(0.5, ra, rb, rg, rl), eps_at(0.75, ra, rb, rg, rl)
-    block.update(
-        eps50=or_none(eps_at(0.5, a, b, g, lam)),
-        eps75=or_none(eps_at(0.75, a, b, g, lam)),
-        eps50_ci=list(percentile_interval(boot[:, 0], missing_is_inf=True)),
-        eps75_ci=list(percentile_interval(boot[:, 1], missing_is_inf=True)),
-        share_not_reached=float(np.isnan(boot[:, 0]).mean()) if len(boot) else 0.0,
-        at_bound=at_bound,
-    )
+    fields, boot, _ = threshold_fit(levels, k_all, n_all, kbs, nbs)
+    block.update(fields)
     return block, boot
 
 
