@@ -25,6 +25,7 @@ from backend.db import make_engine, make_session_factory
 from backend.migrate import upgrade
 from backend.storage import LocalBlobStore
 from tests.backend.fixtures import fresh_schema
+from tests.browser.driver import PageWatch
 from tests.netkit import free_port, serving, uvicorn_cmd
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -182,3 +183,23 @@ def shots(request: pytest.FixtureRequest) -> Any:
         return path
 
     return take
+
+
+DESKTOP = {"viewport": {"width": 1280, "height": 900}}
+
+
+@pytest.fixture
+def new_page(browser: Any) -> Iterator[Any]:
+    """`new_page(**context_options)` -> (page, PageWatch) in a fresh desktop-sized context of its own (options
+    override `DESKTOP`); the contexts are closed after the test."""
+    contexts = []
+
+    def make(**options: Any) -> tuple[Any, PageWatch]:
+        context = browser.new_context(**{**DESKTOP, **options})
+        contexts.append(context)
+        page = context.new_page()
+        return page, PageWatch().attach(page)
+
+    yield make
+    for context in contexts:
+        context.close()

@@ -6,37 +6,20 @@ page's CSP (form-action) lets through."""
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
 from typing import Any
 from urllib.parse import parse_qs
 
 import pytest
 
 from tests.browser import seed
-from tests.browser.driver import PageWatch, answer_until, stored, wait_screen
+from tests.browser.driver import answer_until, stored, wait_screen
 
 pytestmark = pytest.mark.browser
 
-DESKTOP = {"viewport": {"width": 1280, "height": 900}}
 TAN = math.tan(math.radians(13.5))
 CARD_PX = 428  # the card outline's width: 428 / 85.6 = 5 CSS px per mm
 PX_PER_MM = CARD_PX / 85.6
 SANDBOX = "https://workersandbox.mturk.com"
-
-
-@pytest.fixture
-def new_page(browser: Any) -> Iterator[Any]:
-    contexts = []
-
-    def make() -> tuple[Any, PageWatch]:
-        context = browser.new_context(**DESKTOP)
-        contexts.append(context)
-        page = context.new_page()
-        return page, PageWatch().attach(page)
-
-    yield make
-    for context in contexts:
-        context.close()
 
 
 def press_when(page: Any, sweep: int, offset_px: float) -> float:

@@ -4,7 +4,6 @@ backward mask followed, fullscreen asked for (and exits counted), and the card c
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -14,26 +13,9 @@ from backend.api.simulation import simulate_grant
 from backend.models import Participant, Study
 from tests.browser import seed
 from tests.browser.conftest import TEST_SECRET
-from tests.browser.driver import PageWatch, answer_until, position, stored, wait_screen
+from tests.browser.driver import answer_until, position, stored, wait_screen
 
 pytestmark = pytest.mark.browser
-
-DESKTOP = {"viewport": {"width": 1280, "height": 900}}
-
-
-@pytest.fixture
-def new_page(browser: Any) -> Iterator[Any]:
-    contexts = []
-
-    def make(**options: Any) -> tuple[Any, PageWatch]:
-        context = browser.new_context(**{**DESKTOP, **options})
-        contexts.append(context)
-        page = context.new_page()
-        return page, PageWatch().attach(page)
-
-    yield make
-    for context in contexts:
-        context.close()
 
 
 #: Two blurs and one hidden page, dispatched as the browser would (the page cannot tell them apart).

@@ -17,7 +17,6 @@ from backend.models import Participant, Study, Trial
 from tests.browser import seed
 from tests.browser.conftest import TEST_SECRET
 from tests.browser.driver import (
-    PageWatch,
     answer_until,
     mask_array,
     mouse_stroke,
@@ -30,25 +29,8 @@ from tests.browser.driver import (
 
 pytestmark = pytest.mark.browser
 
-DESKTOP = {"viewport": {"width": 1280, "height": 900}}
 PHONE = {"viewport": {"width": 390, "height": 844}, "device_scale_factor": 3, "has_touch": True, "is_mobile": True}
 REDIRECT = "https://platform.example/complete?cc={completion_code}"
-
-
-@pytest.fixture
-def new_page(browser: Any) -> Any:
-    """`new_page(**context_options)` -> (page, PageWatch); contexts are closed after the test."""
-    contexts = []
-
-    def make(**options: Any) -> tuple[Any, PageWatch]:
-        context = browser.new_context(**{**DESKTOP, **options})
-        contexts.append(context)
-        page = context.new_page()
-        return page, PageWatch().attach(page)
-
-    yield make
-    for context in contexts:
-        context.close()
 
 
 def study_url(server: Any, slug: str, pid: str) -> str:

@@ -3,7 +3,6 @@ declining consent on a Prolific study (the 'no consent' code and the return link
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -11,32 +10,16 @@ from sqlalchemy import select
 
 from backend.models import Participant
 from tests.browser import seed
-from tests.browser.driver import PageWatch, answer_until, stored, wait_screen
+from tests.browser.driver import answer_until, stored, wait_screen
 
 pytestmark = pytest.mark.browser
 
-DESKTOP = {"viewport": {"width": 1280, "height": 900}}
 ITEMS = [
     {"id": "age", "kind": "age_range", "required": True},
     {"id": "vision", "kind": "vision_corrected"},
     {"id": "device", "kind": "device"},
     {"id": "comments", "kind": "free_text", "prompt": "Anything else?"},
 ]
-
-
-@pytest.fixture
-def new_page(browser: Any) -> Iterator[Any]:
-    contexts = []
-
-    def make() -> tuple[Any, PageWatch]:
-        context = browser.new_context(**DESKTOP)
-        contexts.append(context)
-        page = context.new_page()
-        return page, PageWatch().attach(page)
-
-    yield make
-    for context in contexts:
-        context.close()
 
 
 def test_questionnaire_after_the_trials(server: Any, slug: str, new_page: Any, shots: Any) -> None:
