@@ -20,6 +20,16 @@ class TinyCNN(nn.Module):
         return self.head(h.flatten(1))
 
 
+@pytest.fixture(scope="module")
+def one_thread():
+    """Tiny CNNs run fastest on one thread, and far faster so on a CPU shared with other jobs: a module that trains
+    them asks for it with `pytestmark = pytest.mark.usefixtures("one_thread")`."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="session")
 def digits() -> tuple[torch.Tensor, torch.Tensor]:
     """scikit-learn's 1,797 real 8x8 handwritten digits, (N, 1, 8, 8) in [0, 1]."""
