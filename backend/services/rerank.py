@@ -71,7 +71,7 @@ def refresh_after_painting(session: Session, trial_id: int) -> Job | None:
     the created job (not committed, not sent), or None. Call after the painting's commit, in a session of its
     own: it rolls back what the session read before it takes the lock (module docstring)."""
     row = session.execute(
-        select(Study.id, Study.config)
+        select(Study.id, Study.config, Study.owner_id)
         .join(Participant, Participant.study_id == Study.id)
         .join(Trial, Trial.participant_id == Participant.id)
         .where(Trial.id == trial_id)
@@ -96,7 +96,7 @@ def refresh_after_painting(session: Session, trial_id: int) -> Job | None:
     except ServiceError as exc:  # nothing painted enough yet, a reference model deleted, ...: try next painting
         log.info("study %s: no ranking queued after %s paintings: %s", row.id, count, exc.message)
         return None
-    job.owner_id = session.scalar(select(Study.owner_id).where(Study.id == row.id))
+    job.owner_id = row.owner_id
     job.message = f"queued: {count} paintings passed a multiple of {every} (rerank_every)"
     return job
 
