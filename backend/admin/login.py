@@ -101,8 +101,7 @@ def login(request: Request, form: Annotated[dict[str, str], Depends(login_form)]
         wait = exc.retry_after_s
     if wait is None:
         try:  # the argon2 budget of all clients together (backend.hashbudget): refused here, nothing is hashed
-            with request.app.state.password_checks.slot():
-                user = authenticate_password(db, email, form.get("password", ""))
+            user = request.app.state.password_checks.run(authenticate_password, db, email, form.get("password", ""))
         except ValueError:  # not an e-mail address
             user = None
         except RateLimitedError as exc:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 
 import pytest
+from argon2 import PasswordHasher
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -23,6 +24,26 @@ def test_password_hashing() -> None:
     assert auth.hash_password("correct horse") != hashed  # salted
     with pytest.raises(ValueError, match="at least 8"):
         auth.hash_password("short")
+
+
+def test_new_hashes_use_the_owasp_setting_and_old_ones_are_rehashed_at_login(
+    session: Session, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The cheaper argon2 setting (backend.auth) applies to new hashes; an account hashed with argon2-cffi's
+    default still logs in, and its hash is replaced by one at the new setting; a wrong password replaces nothing."""
+    monkeypatch.setattr(auth, "_hasher", auth.make_hasher())  # the production setting, not the tests' cheap one
+    fresh = auth.hash_password("a-password")
+    assert f"$m={auth.ARGON2_MEMORY_KIB},t={auth.ARGON2_TIME_COST},p={auth.ARGON2_LANES}$" in fresh
+    user = make_user(session, "old@example.org", password="a-password")
+    old = PasswordHasher().hash("a-password")  # 64 MiB, 3 passes, 4 lanes
+    assert "$m=65536,t=3,p=4$" in old
+    user.password_hash = old
+    session.flush()
+    assert auth.authenticate_password(session, "old@example.org", "wrong-password") is None
+    assert user.password_hash == old
+    assert auth.authenticate_password(session, "old@example.org", "a-password") is user
+    assert f"$m={auth.ARGON2_MEMORY_KIB},t={auth.ARGON2_TIME_COST},p={auth.ARGON2_LANES}$" in user.password_hash
+    assert auth.verify_password(user.password_hash, "a-password")
 
 
 def test_authenticate_password(session: Session) -> None:

@@ -9,14 +9,17 @@
   participant already enrolled goes on with `next` and answers;
 * N concurrent requests at a limit of L: exactly L pass (one atomic hit per limit; the old test-then-count let
   requests in flight pass together, made visible here by a storage that answers slowly), in memory and in Redis;
-* a request refused by its client's own limit spends none of the study's allowance.
+* a request refused by its client's own limit spends none of the study's allowance;
+* hashes run on threads of the lowest CPU priority (and so do the threads they start), the caller's is unchanged.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
+import os
 import secrets
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -30,7 +33,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from backend import auth
-from backend.hashbudget import PasswordCheckBudget
+from backend.hashbudget import HASH_NICE, PasswordCheckBudget
 from backend.main import create_app
 from backend.models import Participant
 from backend.ratelimits import RateLimitedError, RateLimits, parse_limit
@@ -276,3 +279,34 @@ def test_a_client_refused_by_its_own_limit_spends_none_of_the_studys(settings: S
 
     assert [enrol("192.0.2.1") for _ in range(10)] == [True] * 2 + [False] * 8  # 8 refused by its own limit
     assert [enrol(f"192.0.2.{i}") for i in range(2, 7)] == [True] * 3 + [False] * 2  # the study had 3 left
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="nice is per thread on Linux only; elsewhere hashes keep it")
+def test_hashes_run_on_low_priority_threads_and_the_threads_they_start_inherit_it() -> None:
+    """A participant's request that is ready to run must take the core from a hash (docs/performance.md)."""
+    budget = PasswordCheckBudget(None, concurrency=1, backlog=0, wait_s=1)
+
+    def nice_here() -> int:
+        return os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+
+    def nice_of_a_started_thread() -> int:  # libargon2 starts a thread per lane from the hashing thread
+        seen: list[int] = []
+        worker = threading.Thread(target=lambda: seen.append(nice_here()))
+        worker.start()
+        worker.join(10)
+        return seen[0]
+
+    caller = nice_here()
+    assert budget.run(nice_here) == HASH_NICE > caller
+    assert budget.run(nice_of_a_started_thread) == HASH_NICE
+    assert nice_here() == caller  # the caller's thread keeps its priority
+    assert budget.run(auth.verify_password, auth.hash_password("a-password"), "a-password") is True
+
+
+def test_run_refuses_without_running_when_the_budget_is_spent() -> None:
+    budget = PasswordCheckBudget(parse_limit("1 per minute", "test"), concurrency=1, backlog=0, wait_s=1)
+    calls: list[int] = []
+    assert budget.run(calls.append, 1) is None
+    with pytest.raises(RateLimitedError):
+        budget.run(calls.append, 2)
+    assert calls == [1]
