@@ -12,11 +12,14 @@ variant of the config (an entry ``"sip_trades@human"`` in ``methods`` runs with 
 of one seed starts from the same initial weights, sees the same data and has the same budget (epochs, eps,
 steps, alpha, batch size, lr schedule; an arm's modifiers change only its own radius or beta).
 
-Salience variants, written ``<source>[+top=<share>][+shuffled|+displaced|+random][+unannotated=<share>][+fill=gradcam]``
+Salience variants, written
+``<source>[+top=<share>][+shuffled|+displaced|+random][+unannotated=<share>][+fill=gradcam][+choice=active]``
 (`arms.Variant`; ``top`` binarises to a fixed share of pixels; ``displaced`` / ``random`` move each map off its
 salient region / to random pixels at equal coverage, `sipat.controls`; source ``predicted`` fills the images
 without a human map with a salience predictor's maps, and ``human+...+fill=gradcam`` with the reference model's
-Grad-CAM, `sources`; the k-curve over the annotated share is `kcurve`):
+Grad-CAM, `sources`; ``choice=active`` picks the images that keep their map as an active painting pool would,
+`choice`; the k-curve over the annotated share is `kcurve`, with the trained maps' quality from `quality`; the
+``annotators`` setting makes the human maps simulated paintings of the exact masks):
 
 - ``human``: the dataset's own maps (mnist5k strokes, shapes object masks, CUB-200 segmentations).
 - ``gradcam``: Grad-CAM (`sipat.salience.gradcam` at `sipat.models.gradcam_layer`, target = the label) of a

@@ -20,6 +20,8 @@ SOURCES = ("human", "gradcam", "predicted")
 CONTROLS = ("shuffled", "displaced", "random")
 #: sources that can fill the images a ``human`` variant leaves without a map (``fill=<source>``)
 FILLS = ("gradcam",)
+#: how the annotated images that keep their human map are chosen (``choice=<way>``; random is the default)
+CHOICES = ("random", "active")
 #: methods whose loss has an adversary, so a radius factor means something
 ATTACKED_METHODS = frozenset({"pgd_at", "trades", "sip_at", "sip_trades", "clean_mix"})
 TRADES_METHODS = frozenset({"trades", "sip_trades"})
@@ -96,7 +98,9 @@ class Variant:
     image; ``displaced``: off the image's own salient region; ``random``: to random pixels; all keep coverage),
     and ``fill``: the source whose maps the images without a human map get (``gradcam``: the reference model's
     Grad-CAM, as the ``gradcam`` variant uses it), so the k-curve can compare no fill, Grad-CAM and the predictor
-    on exactly the same blanked images."""
+    on exactly the same blanked images; and ``choice``: how the images that keep their human map are chosen
+    (``random``, the default, or ``active``: half at random, the rest by a salience predictor's doubt, as a
+    study's active painting pool would; see `sipat.experiment.choice`)."""
 
     source: str = "none"
     shuffled: bool = False
@@ -104,6 +108,7 @@ class Variant:
     top: float | None = None
     control: str | None = None
     fill: str | None = None
+    choice: str = "random"
 
     def __post_init__(self) -> None:
         if self.shuffled and self.control in (None, "shuffled"):  # Variant(source, shuffled=True) as before
@@ -111,6 +116,8 @@ class Variant:
         elif self.shuffled or (self.control is not None and self.control not in CONTROLS):
             raise ValueError(f"control must be one of {', '.join(CONTROLS)}; got {self.control!r}")
         object.__setattr__(self, "shuffled", self.control == "shuffled")
+        if self.choice not in CHOICES:
+            raise ValueError(f"choice must be one of {', '.join(CHOICES)}; got {self.choice!r}")
 
     @classmethod
     def parse(cls, text: str) -> Variant:
@@ -121,7 +128,7 @@ class Variant:
             return cls()
         if source not in SOURCES:
             raise ValueError(f"salience variant {text!r}: the source must be one of {', '.join(SOURCES)}")
-        unannotated, top, control, fill = 0.0, None, None, None
+        unannotated, top, control, fill, choice = 0.0, None, None, None, "random"
         for mod in mods:
             key, _, value = mod.partition("=")
             if key in CONTROLS and not value:
@@ -140,17 +147,26 @@ class Variant:
                 if value not in FILLS:
                     raise ValueError(f"salience variant {text!r}: fill must be one of {', '.join(FILLS)}")
                 fill = value
+            elif key == "choice" and value:
+                if value not in CHOICES:
+                    raise ValueError(f"salience variant {text!r}: choice must be one of {', '.join(CHOICES)}")
+                choice = value
             else:
                 raise ValueError(
                     f"salience variant {text!r}: unknown part {mod!r}; write e.g. human, gradcam+shuffled, "
                     "human+unannotated=0.5, gradcam+top=0.25+displaced, human+random, predicted+unannotated=0.9, "
-                    "human+unannotated=0.9+fill=gradcam"
+                    "human+unannotated=0.9+fill=gradcam, human+unannotated=0.9+choice=active"
                 )
         if source == "predicted" and unannotated == 1:
             raise ValueError(f"salience variant {text!r}: the predictor needs some human maps (unannotated < 1)")
         if fill is not None and source != "human":
             raise ValueError(f"salience variant {text!r}: fill completes human maps; use it as human+...+fill=gradcam")
-        return cls(source, False, unannotated, top, control, fill)
+        if choice != "random" and (source == "gradcam" or not 0 < unannotated < 1):
+            raise ValueError(
+                f"salience variant {text!r}: choice picks which painted images keep their human map, so it needs "
+                "a human or predicted source and 0 < unannotated < 1 (e.g. human+unannotated=0.9+choice=active)"
+            )
+        return cls(source, False, unannotated, top, control, fill, choice)
 
     @property
     def name(self) -> str:
@@ -163,6 +179,8 @@ class Variant:
             parts.append(f"unannotated={self.unannotated:g}")
         if self.fill is not None:
             parts.append(f"fill={self.fill}")
+        if self.choice != "random":  # random is the default: the names of runs made before choice existed stay
+            parts.append(f"choice={self.choice}")
         return "+".join(parts)
 
     @property
@@ -176,6 +194,7 @@ NO_SALIENCE = Variant()
 
 __all__ = [
     "ATTACKED_METHODS",
+    "CHOICES",
     "CONTROLS",
     "FILLS",
     "NO_SALIENCE",

@@ -25,6 +25,8 @@ CONTROL_METHODS = ("clean_mix",)
 EXPERIMENT_METHODS = (*METHODS, *CONTROL_METHODS)
 SALIENCE_METHODS = frozenset({"sip_at", "sip_trades", "clean_mix"})
 EXTERNAL_DATASETS = ("cifar10", "cifar100", "cub200")
+#: built-in datasets whose salience is the exact object mask: simulated annotators can paint them
+EXACT_MASK_DATASETS = ("shapes", "premise")
 
 #: TrainConfig fields that differ between the runs of one experiment (set by `ExperimentConfig.train_config`).
 PER_RUN_FIELDS = ("method", "seed", "clean_share")
@@ -104,7 +106,14 @@ class ExperimentConfig:
     """Epochs of ``standard`` training of the Grad-CAM reference model."""
     predictor: dict[str, Any] = field(default_factory=dict)
     """`sipat.predictor.PredictorConfig` settings (not ``seed``: each run's seed) of the salience predictor that
-    fills the images without a human map in ``predicted`` variants."""
+    fills the images without a human map in ``predicted`` variants and, with ``choice=active``, picks the images
+    that keep their human map."""
+    annotators: dict[str, Any] | None = None
+    """``{"count": 3, "seed": 0}``: the training images' human maps are the mean of ``count`` simulated annotators'
+    paintings of the exact object masks (`sipat.predictor.annotators`, seeded by ``seed``; only for
+    `EXACT_MASK_DATASETS`); the test images keep the exact masks. None: the exact masks everywhere."""
+    active_rounds: int = 1
+    """``choice=active``: in how many rounds, after the random first half, the predictor picks the rest."""
     eval_eps: tuple[float, ...] = DEFAULT_EVAL_EPS
     eval_attacks: tuple[str, ...] = ("pgd", "apgd")
     eval_pgd_steps: int = 20
@@ -166,6 +175,9 @@ class ExperimentConfig:
                 f"unknown predictor settings {sorted(set(self.predictor) - set(known))}; known are {known}"
             )
         PredictorConfig(**self.predictor)  # its own checks
+        put("annotators", _check_annotators(self.annotators, self.dataset))
+        if isinstance(self.active_rounds, bool) or not isinstance(self.active_rounds, int) or self.active_rounds < 1:
+            raise ValueError(f"active_rounds must be an integer >= 1; got {self.active_rounds!r}")
         if self.dataset not in BUILTIN_DATASETS and self.dataset not in EXTERNAL_DATASETS:
             raise ValueError(
                 f"dataset must be one of {', '.join([*BUILTIN_DATASETS, *EXTERNAL_DATASETS])}; got {self.dataset!r}"
@@ -253,6 +265,28 @@ class ExperimentConfig:
         return dataclasses.replace(self, **{k: v for k, v in changes.items() if v is not None})
 
 
+def _check_annotators(value: Any, dataset: str) -> dict[str, int] | None:
+    """``annotators`` with its defaults filled in (count 3, seed 0), or a clear error."""
+    if value is None:
+        return None
+    if not isinstance(value, Mapping):
+        raise ValueError(f'annotators must be a mapping like {{"count": 3, "seed": 0}} or null; got {value!r}')
+    unknown = sorted(set(value) - {"count", "seed"})
+    if unknown:
+        raise ValueError(f"unknown annotators settings {unknown}; known are ['count', 'seed']")
+    out = {"count": value.get("count", 3), "seed": value.get("seed", 0)}
+    for name, low in (("count", 1), ("seed", 0)):
+        v = out[name]
+        if isinstance(v, bool) or not isinstance(v, int) or v < low:
+            raise ValueError(f"annotators {name} must be an integer >= {low}; got {v!r}")
+    if dataset not in EXACT_MASK_DATASETS:
+        raise ValueError(
+            f"annotators paint the exact object masks, which {dataset} does not have; "
+            f"use them with {' or '.join(EXACT_MASK_DATASETS)}"
+        )
+    return out
+
+
 def _split_entry(entry: str) -> tuple[str, list[str], list[str] | None]:
     """``method@mod@...@variant,variant`` -> (method, modifier texts, variant texts or None when not given).
     A part after ``@`` is a modifier when it starts with ``eps=`` or ``beta=``, else a list of variants."""
@@ -315,7 +349,8 @@ def run_settings(cfg: ExperimentConfig, run: RunSpec) -> dict[str, Any]:
 
     An arm's modifiers enter as the radius and step it trains with (``train_eps``, ``train_alpha``) and its
     ``trades_beta``; the recipe knobs where set; the reference epochs where Grad-CAM is used; the predictor's
-    settings for a ``predicted`` variant.
+    settings for a ``predicted`` variant or ``choice=active``; the simulated annotators where maps are used and
+    set; the active rounds for ``choice=active``.
     """
     settings = {k: getattr(cfg, k) for k in _RESULT_FIELDS}
     settings.update(method=run.method, variant=run.variant.name, seed=run.seed, alpha=cfg.train_alpha)
@@ -327,6 +362,10 @@ def run_settings(cfg: ExperimentConfig, run: RunSpec) -> dict[str, Any]:
         settings.update(arm=run.arm.name, trades_beta=run.beta)
     if "gradcam" in (run.variant.source, run.variant.fill) or cfg.dataset in ("cifar10", "cifar100", "fashion"):
         settings["reference_epochs"] = cfg.reference_epochs
-    if run.variant.source == "predicted":
+    if run.variant.source == "predicted" or run.variant.choice == "active":
         settings["predictor"] = dict(cfg.predictor)
+    if run.variant.choice == "active":
+        settings.update(reference_epochs=cfg.reference_epochs, active_rounds=cfg.active_rounds)
+    if cfg.annotators is not None and run.variant.source in ("human", "predicted"):
+        settings["annotators"] = dict(cfg.annotators)
     return json.loads(json.dumps(settings))

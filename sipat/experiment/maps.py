@@ -118,15 +118,15 @@ def control_maps(maps: MapSet, control: str, seed: int, threshold: float | None 
 
 def variant_maps(base: MapSet, variant: Variant, seed: int, threshold: float | None = 0.5) -> MapSet:
     """The maps of ``variant`` made from its source's maps ``base``, in this order: binarised to the top share,
-    blanked (not for ``predicted`` nor a ``fill``: their source maps come blanked and filled, see
-    `sipat.experiment.sources`), then
+    blanked (not for ``predicted``, a ``fill`` nor ``choice=active``: their source maps come blanked (and
+    filled), see `sipat.experiment.sources` and `sipat.experiment.choice`), then
     moved by the control; every random step seeded by ``seed``."""
     maps = base
     if variant.top is not None:
         gen = torch.Generator().manual_seed(seed * 1009 + 104)
         share = variant.top
         maps = _per_chunk(maps, lambda s: topshare_maps(s, share, generator=gen))
-    if variant.unannotated and variant.source != "predicted" and variant.fill is None:
+    if variant.unannotated and variant.source != "predicted" and variant.fill is None and variant.choice == "random":
         maps = unannotate(maps, variant.unannotated, np.random.default_rng([seed, 101]))
     if variant.control is not None:
         maps = control_maps(maps, variant.control, seed, threshold)

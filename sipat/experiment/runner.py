@@ -14,13 +14,22 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from sipat.data import contract, side
+from sipat.data import InMemoryDataset, contract, side
 from sipat.experiment.arms import Variant
-from sipat.experiment.config import SALIENCE_METHODS, ExperimentConfig, RunSpec, plan_runs, run_settings
+from sipat.experiment.choice import KeptSet, active_kept, random_kept
+from sipat.experiment.config import (
+    EXACT_MASK_DATASETS,
+    SALIENCE_METHODS,
+    ExperimentConfig,
+    RunSpec,
+    plan_runs,
+    run_settings,
+)
 from sipat.experiment.datasets import WithSalience, load_data, subset
 from sipat.experiment.maps import MapSet, dataset_maps, variant_maps
+from sipat.experiment.quality import map_quality
 from sipat.experiment.report import write_report
-from sipat.experiment.sources import FilledMaps, PredictedMaps, filled_maps, predicted_maps
+from sipat.experiment.sources import FilledMaps, PredictedMaps, filled_maps, predicted_maps, train_images
 from sipat.experiment.store import _atomic_write, finished_runs, run_path
 from sipat.training import model_meta, save_checkpoint, train
 
@@ -34,10 +43,12 @@ class _SeedContext:
         self.train = subset(load_data(cfg, "train", self.data_seed), cfg.train_limit, self.data_seed)
         self.test = subset(load_data(cfg, "test", self.data_seed), cfg.eval_limit, self.data_seed + 1)
         self._human: MapSet | None = None
+        self._truth: MapSet | None = None
         self._reference: dict[str, MapSet] | None = None
         self._maps: dict[str, MapSet] = {}
-        self._predicted: dict[float, PredictedMaps] = {}
-        self._filled: dict[tuple[str, float], FilledMaps] = {}
+        self._kept: dict[tuple[float, str], KeptSet] = {}
+        self._predicted: dict[tuple[float, str], PredictedMaps] = {}
+        self._filled: dict[tuple[str, float, str], FilledMaps] = {}
         self._masked_test: Dataset | None = None
 
     def new_model(self, seed: int):
@@ -59,11 +70,26 @@ class _SeedContext:
         )
         return model, meta
 
+    def truth(self) -> MapSet:
+        """The training set's own maps: on `EXACT_MASK_DATASETS` the exact object masks."""
+        if self._truth is None:
+            self._truth = dataset_maps(self.train)
+        return self._truth
+
     def human(self) -> MapSet:
+        """The training images' human maps: the dataset's own, or with ``annotators`` the mean of the simulated
+        annotators' paintings of its exact masks (seeded by the annotators' seed: one painting effort per data)."""
         if self._human is None:
-            maps = dataset_maps(self.train)
+            maps = self.truth()
             if not bool(maps.has.any()):
                 raise ValueError(f"{self.cfg.dataset} has no human salience maps; use the gradcam variant for it")
+            if self.cfg.annotators is not None:
+                from sipat.predictor.annotators import human_mean
+
+                if not bool(maps.has.all()):
+                    raise ValueError("simulated annotators need the exact mask of every training image")
+                a = self.cfg.annotators
+                maps = MapSet.from_float(human_mean(maps.to_float(), n_annotators=a["count"], seed=a["seed"]))
             self._human = maps
         return self._human
 
@@ -119,33 +145,63 @@ class _SeedContext:
         self._reference = result
         return result
 
-    def predicted(self, unannotated: float) -> PredictedMaps:
-        """The ``predicted`` source's maps after blanking ``unannotated`` of the human ones (cached per share)."""
-        if unannotated not in self._predicted:
-            self._predicted[unannotated] = predicted_maps(
-                self.train, self.human(), unannotated=unannotated, seed=self.seed, settings=self.cfg.predictor,
-                device=self.device, log=self.log,
-            )  # fmt: skip
-        return self._predicted[unannotated]
+    def kept(self, unannotated: float, choice: str = "random") -> KeptSet:
+        """The human maps that stay after blanking ``unannotated`` of them, chosen by ``choice`` (cached per
+        (share, choice), so every fill of one share and choice starts from the same kept images)."""
+        if (unannotated, choice) not in self._kept:
+            if choice == "random":
+                kept = random_kept(self.human(), unannotated, self.seed)
+            elif choice == "active":
+                kept = active_kept(
+                    train_images(self.train), _labels(self.train), self.human(), self.reference()["train"],
+                    unannotated=unannotated, seed=self.seed, settings=self.cfg.predictor,
+                    rounds=self.cfg.active_rounds, device=self.device, log=self.log,
+                )  # fmt: skip
+            else:
+                raise ValueError(f"unknown choice {choice!r}; use random or active")
+            self._kept[unannotated, choice] = kept
+        return self._kept[unannotated, choice]
 
-    def filled(self, fill: str, unannotated: float) -> FilledMaps:
+    def predicted(self, unannotated: float, choice: str = "random") -> PredictedMaps:
+        """The ``predicted`` source's maps after blanking ``unannotated`` of the human ones (cached per share)."""
+        if (unannotated, choice) not in self._predicted:
+            self._predicted[unannotated, choice] = predicted_maps(
+                self.train, self.human(), unannotated=unannotated, seed=self.seed, settings=self.cfg.predictor,
+                device=self.device, log=self.log, kept=self.kept(unannotated, choice).maps,
+            )  # fmt: skip
+        return self._predicted[unannotated, choice]
+
+    def filled(self, fill: str, unannotated: float, choice: str = "random") -> FilledMaps:
         """Human maps with ``unannotated`` of them blanked and those images given the ``fill`` source's maps."""
-        if (fill, unannotated) not in self._filled:
+        if (fill, unannotated, choice) not in self._filled:
             if fill != "gradcam":
                 raise ValueError(f"unknown fill {fill!r}; use gradcam")
-            self._filled[fill, unannotated] = filled_maps(
-                self.human(), self.reference()["train"], unannotated=unannotated, seed=self.seed, source=fill
-            )
-        return self._filled[fill, unannotated]
+            self._filled[fill, unannotated, choice] = filled_maps(
+                self.human(), self.reference()["train"], unannotated=unannotated, seed=self.seed, source=fill,
+                kept=self.kept(unannotated, choice).maps,
+            )  # fmt: skip
+        return self._filled[fill, unannotated, choice]
+
+    def quality(self, variant: Variant) -> dict[str, Any] | None:
+        """`map_quality` of the variant's training maps against the exact masks, for a variant that blanks human
+        maps on a dataset that has exact masks; else None."""
+        if self.cfg.dataset not in EXACT_MASK_DATASETS or not variant.unannotated:
+            return None
+        if variant.source not in ("human", "predicted"):
+            return None
+        kept = self.kept(variant.unannotated, variant.choice).maps.has
+        return map_quality(self.maps(variant), kept, self.truth(), threshold=self.cfg.train.threshold)
 
     def maps(self, variant: Variant) -> MapSet:
         if variant.name not in self._maps:
             if variant.fill is not None:
-                base = self.filled(variant.fill, variant.unannotated).maps
+                base = self.filled(variant.fill, variant.unannotated, variant.choice).maps
+            elif variant.source == "human" and variant.choice != "random":
+                base = self.kept(variant.unannotated, variant.choice).maps  # blanked already (variant_maps)
             elif variant.source == "human":
                 base = self.human()
             elif variant.source == "predicted":
-                base = self.predicted(variant.unannotated).maps
+                base = self.predicted(variant.unannotated, variant.choice).maps
             else:
                 base = self.reference()["train"]
             self._maps[variant.name] = variant_maps(base, variant, self.seed, self.cfg.train.threshold)
@@ -159,19 +215,30 @@ class _SeedContext:
         return self._masked_test
 
 
+def _labels(ds: Dataset, batch_size: int = 512) -> torch.Tensor:
+    """(n,) the training labels (the class balance of an active choice)."""
+    if isinstance(ds, InMemoryDataset):
+        return ds.labels.long()
+    return torch.cat([torch.as_tensor(y) for _, y, _ in DataLoader(ds, batch_size=batch_size)]).long()
+
+
 def _execute(run: RunSpec, ctx: _SeedContext, out: Path, bar_factory: Callable | None) -> dict[str, Any]:
     from sipat.evaluation import evaluate
 
     cfg = ctx.cfg
     train_set: Dataset = ctx.train
-    salient_share = annotated_share = map_source = None
+    salient_share = annotated_share = map_source = kept = quality = None
     clean_share = 0.0
+    v = run.variant
     if run.method in SALIENCE_METHODS:
-        if run.variant.source == "predicted":
-            map_source = ctx.predicted(run.variant.unannotated).record()
-        elif run.variant.fill is not None:
-            map_source = ctx.filled(run.variant.fill, run.variant.unannotated).record()
-        maps = ctx.maps(run.variant)
+        if v.source == "predicted":
+            map_source = ctx.predicted(v.unannotated, v.choice).record()
+        elif v.fill is not None:
+            map_source = ctx.filled(v.fill, v.unannotated, v.choice).record()
+        if v.source in ("human", "predicted") and v.unannotated:
+            kept = ctx.kept(v.unannotated, v.choice).record()
+        quality = ctx.quality(v)
+        maps = ctx.maps(v)
         cover = maps.coverage(cfg.train.threshold)
         salient_share = float(cover.mean())
         annotated_share = float(maps.has.float().mean())
@@ -217,6 +284,8 @@ def _execute(run: RunSpec, ctx: _SeedContext, out: Path, bar_factory: Callable |
         "annotated_share": annotated_share,
         "clean_share": clean_share,
         "map_source": map_source,
+        "kept_maps": kept,
+        "map_quality": quality,
         "train_config": tcfg.to_dict(),
     }
     try:

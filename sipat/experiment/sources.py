@@ -55,19 +55,23 @@ class FilledMaps:
         return {"human": len(self.filled) - len(idx), self.source: len(idx), f"{self.source}_images": idx}
 
 
-def filled_maps(human: MapSet, fill: MapSet, *, unannotated: float, seed: int, source: str) -> FilledMaps:
+def filled_maps(
+    human: MapSet, fill: MapSet, *, unannotated: float, seed: int, source: str, kept: MapSet | None = None
+) -> FilledMaps:
     """Blank a seeded ``unannotated`` share of the human maps (the very images `human+unannotated=u` blanks:
-    same generator) and give every image left without a map its map from ``fill`` (e.g. Grad-CAM)."""
+    same generator) and give every image left without a map its map from ``fill`` (e.g. Grad-CAM).
+    ``kept``: the human maps already blanked another way (``choice=active``, `sipat.experiment.choice`)."""
     if len(fill) != len(human) or fill.values.shape != human.values.shape:
         raise ValueError(f"the {source} maps ({tuple(fill.values.shape)}) do not match the human maps "
                          f"({tuple(human.values.shape)})")  # fmt: skip
-    kept = unannotate(human, unannotated, np.random.default_rng([seed, 101])) if unannotated else human
+    if kept is None:
+        kept = unannotate(human, unannotated, np.random.default_rng([seed, 101])) if unannotated else human
     filled = ~kept.has & fill.has
     values = torch.where(filled.view(-1, 1, 1, 1), fill.values, kept.values)
     return FilledMaps(MapSet(values, kept.has | fill.has), filled, source)
 
 
-def _images(ds: Dataset, batch_size: int = 512) -> torch.Tensor:
+def train_images(ds: Dataset, batch_size: int = 512) -> torch.Tensor:
     if isinstance(ds, InMemoryDataset):
         return ds.images.float()
     return torch.cat([x for x, _, _ in DataLoader(ds, batch_size=batch_size)])
@@ -82,6 +86,7 @@ def predicted_maps(
     settings: dict[str, Any],
     device: str | None = None,
     log: Callable[[str], None] = lambda _m: None,
+    kept: MapSet | None = None,
 ) -> PredictedMaps:
     """Human maps (after blanking a seeded ``unannotated`` share) where present, predicted maps elsewhere.
 
@@ -91,12 +96,14 @@ def predicted_maps(
         unannotated: the share of annotated images whose human map is removed first, in [0, 1).
         seed: seeds the blanking (as `sipat.experiment.maps.variant_maps` does) and the predictor.
         settings: `PredictorConfig` fields other than ``seed``.
+        kept: the human maps already blanked another way (``choice=active``); default: the seeded blanking.
     """
-    kept = unannotate(human, unannotated, np.random.default_rng([seed, 101])) if unannotated else human
+    if kept is None:
+        kept = unannotate(human, unannotated, np.random.default_rng([seed, 101])) if unannotated else human
     if not bool(kept.has.any()):
         raise ValueError("the predicted source needs human maps to learn from; this training set has none left")
     cfg = PredictorConfig(**{**settings, "seed": seed})
-    images = _images(train)
+    images = train_images(train)
     maps = kept.to_float()
     log(
         f"seed {seed}: training the salience predictor on {int(kept.has.sum())} human maps "
@@ -108,4 +115,4 @@ def predicted_maps(
     return PredictedMaps(MapSet.from_float(filled.maps.cpu()), filled.predicted, result.history)
 
 
-__all__ = ["FilledMaps", "PredictedMaps", "filled_maps", "predicted_maps"]
+__all__ = ["FilledMaps", "PredictedMaps", "filled_maps", "predicted_maps", "train_images"]

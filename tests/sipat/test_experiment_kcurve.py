@@ -99,7 +99,7 @@ def test_a_filled_run_trains_on_grad_cam_exactly_where_the_human_map_was_blanked
     assert torch.equal(maps.values[blanked], cam.values[blanked])
     assert torch.equal(maps.values[~blanked], human.values[~blanked])
     assert not torch.equal(cam.values[~blanked], human.values[~blanked])  # the two sources differ there
-    assert files["kcurve"].is_file() and "| 25 | gradcam | 1 |" in files["kcurve"].read_text()
+    assert files["kcurve"].is_file() and "| 25 | gradcam | random | 1 |" in files["kcurve"].read_text()
 
 
 def _payload(method: str, variant: str, seed: int, clean: float, robust: float) -> dict:
@@ -118,15 +118,17 @@ def test_the_kcurve_finds_the_least_k_that_reaches_95_percent_of_the_gain(tmp_pa
         runs.append(_payload("sip_at", "predicted+unannotated=0.9", s, 0.70, 0.20))  # gain, but robustness lost
         runs.append(_payload("sip_at", "predicted+unannotated=0.5", s, 0.70, 0.29))  # 0.29 >= 0.95 * 0.30
         runs.append(_payload("sip_at", "human+top=0.25", s, 0.99, 0.99))  # not a curve point
-    assert curve_point("human+unannotated=0.75+fill=gradcam") == (25, "gradcam")
-    assert curve_point("human") == (100, "none") and curve_point("human+top=0.25") is None
+    assert curve_point("human+unannotated=0.75+fill=gradcam") == (25, "gradcam", "random")
+    assert curve_point("human") == (100, "none", "random") and curve_point("human+top=0.25") is None
     table = kcurve_table(cfg, runs)
-    assert set(table["points"][100, "predicted"]) == {0, 1}  # k = 100 belongs to every fill
+    assert set(table["points"][100, "predicted", "active"]) == {0, 1}  # k = 100 belongs to every fill and choice
     assert paintings_needed(table, "none")[0] == 50
     assert paintings_needed(table, "predicted")[0] == 50
     files = kcurve(cfg, runs, tmp_path)
     md = files["kcurve"].read_text()
-    assert "- fill none: k = 50 % (500 images)" in md and "| 50 | none | 2 | 0.6910 | 0.3000 | 0.690 0.692 |" in md
+    assert "- fill none, choice random: k = 50 % (500 images)" in md
+    assert "| 50 | none | random | 2 | 0.6910 | 0.3000 | - | - | - | - | 0.690 0.692 |" in md
+    assert md.count("| 100 | all | - | 2 |") == 1  # the k = 100 runs once, not per fill and choice
     flat = [_payload("pgd_at", "none", 0, 0.7, 0.3), _payload("sip_at", "human", 0, 0.69, 0.3),
             _payload("sip_at", "human+unannotated=0.5", 0, 0.7, 0.3)]  # fmt: skip
     assert paintings_needed(kcurve_table(cfg, flat), "none") == (
