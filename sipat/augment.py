@@ -1,5 +1,8 @@
 """Joint image + salience augmentation with ``torchvision.transforms.v2`` (random crop with padding, flip).
 
+The flip is optional (``flip=False``, `TrainConfig.flip`): a mirror image changes the class or the cue of some
+data (digits; the 45 and 135 degree textures of ``shapes``), while a shift of a few pixels changes neither.
+
 Why joint: SIP-AT's adversary spares the salient pixels of each image, so a map that stays put while its image
 is shifted or mirrored protects the wrong pixels. ``transforms.v2`` applies one random draw to every
 ``tv_tensors`` input of a call, so an image wrapped as ``tv_tensors.Image`` and its map as ``tv_tensors.Mask``
@@ -27,8 +30,8 @@ __all__ = ["Augmented", "joint_transform"]
 
 
 def joint_transform(size: tuple[int, int], padding: int = 4, flip: bool = True) -> v2.Transform:
-    """Random ``size`` crop of the image zero-padded by ``padding`` px on each side, then a horizontal flip
-    with probability 1/2; for an ``(Image, Mask)`` pair, one draw for both."""
+    """Random ``size`` crop of the image zero-padded by ``padding`` px on each side, then (with ``flip``) a
+    horizontal flip with probability 1/2; for an ``(Image, Mask)`` pair, one draw for both."""
     if padding < 0:
         raise ValueError(f"padding must be >= 0 pixels; got {padding}")
     steps: list[v2.Transform] = []

@@ -220,7 +220,15 @@ def load_premise(split: str = "train", seed: int = 0, **params: Any) -> InMemory
 
 
 #: Recipe keys of a config the pilot honours as `sipat experiment` does (so a pilot measures the same training).
-_PILOT_RECIPE_KEYS = ("eps_ramp_epochs", "warmup_epochs", "grad_clip", "weight_decay", "augment", "crop_padding")
+_PILOT_RECIPE_KEYS = (
+    "eps_ramp_epochs",
+    "warmup_epochs",
+    "grad_clip",
+    "weight_decay",
+    "augment",
+    "crop_padding",
+    "flip",
+)
 
 
 def run_pilot(

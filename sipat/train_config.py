@@ -6,8 +6,9 @@ existed trains exactly as it did (and still resumes from its checkpoints). `RECI
 every adversarial baseline train on `shapes`: without an eps ramp and a learning-rate warm-up, PGD-AT collapsed
 to chance in 2 of 3 seeds there, because the first updates at the full radius push the network to the
 constant predictor before it has learnt any feature (see benchmarks/recipe.py). Its flip is wrong for data
-whose class or cue is not mirror-symmetric (shapes' oriented textures, digits), so configs/shapes.json and
-mnist5k.json set ``augment`` off (docs/results.md).
+whose class or cue is not mirror-symmetric (shapes' oriented textures, digits): ``flip`` off keeps the padded
+crop alone. configs/shapes.json and mnist5k.json write ``flip`` off and keep ``augment`` off too, because the
+crop alone kept PGD-AT on shapes at chance in a short check (docs/results.md).
 
 Recipe knobs (all schedules are per batch, so a ramp over 2 epochs of 10 batches has 20 steps):
 
@@ -20,8 +21,9 @@ Recipe knobs (all schedules are per batch, so a ramp over 2 epochs of 10 batches
   of it at the first of n warm-up batches), then follows StepLR; 0 = no warm-up.
 - ``grad_clip``: the largest global L2 norm of the gradient (after AMP unscaling); None = no clipping.
 - ``weight_decay``: SGD's L2 penalty; 5e-4 is the adversarial-training norm (Madry, Rice et al.).
-- ``augment`` / ``crop_padding``: random crop after zero-padding by ``crop_padding`` pixels and a horizontal
-  flip, applied to the image and its salience map together (`sipat.augment`).
+- ``augment`` / ``crop_padding`` / ``flip``: random crop after zero-padding by ``crop_padding`` pixels, then
+  (with ``flip``, the default) a horizontal flip with probability 1/2, applied to the image and its salience map
+  together (`sipat.augment`). ``flip`` False keeps the crop alone; without ``augment`` both are unused.
 - ``val_share``: the share of the training set held out (seeded) to pick the best epoch by robust validation
   accuracy (``val_steps``-step PGD at ``eps``; clean accuracy breaks ties), against robust overfitting;
   the model returned is the best epoch's. 0 = no validation, the last epoch is kept.
@@ -34,7 +36,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from sipat.vocabulary import MASKED_METHODS, METHODS, RECIPE, Method
+from sipat.vocabulary import MASKED_METHODS, METHODS, RECIPE, Method, eps_ramp_problem
 
 
 class EpsRampWarning(UserWarning):
@@ -71,6 +73,9 @@ class TrainConfig:
     grad_clip: float | None = None
     augment: bool = False
     crop_padding: int = 4
+    flip: bool = True
+    """With ``augment``: also flip horizontally. True, as before the knob existed, so old configs and
+    checkpoints keep their meaning."""
     val_share: float = 0.0
     val_steps: int = 10
     patience: int | None = None
@@ -91,6 +96,9 @@ class TrainConfig:
             raise ValueError(f"clean_share must be in [0, 1); got {self.clean_share}")
         if self.clean_share > 0 and self.method not in ("pgd_at", "sip_at"):
             raise ValueError(f"clean_share applies to pgd_at and sip_at only; got method {self.method!r}")
+        for name in ("augment", "flip"):  # a config file's "false" (a string) would switch them on
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"{name} must be true or false; got {getattr(self, name)!r}")
         for name in ("eps_ramp_epochs", "warmup_epochs", "crop_padding", "val_steps"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0; got {getattr(self, name)}")
@@ -130,21 +138,11 @@ class TrainConfig:
     def eps_ramp_problem(self) -> str | None:
         """What is wrong when the eps ramp is as long as the run or longer, else None.
 
-        Such a run never trains at ``eps`` (or only in its very last batch), so its model and every number
-        reported for it belong to a smaller radius than the one its config names: a silent change of the
-        experiment. ``standard`` training and eps 0 have no radius to reach (a short Grad-CAM reference model
-        may share the ramp of an experiment's config).
+        Such a run never trains at ``eps`` (or only in its very last batch): a silent change of the experiment.
+        The rule is `sipat.vocabulary.eps_ramp_problem`, which the web's train jobs apply too (``standard``
+        training and eps 0 are exempt: a short Grad-CAM reference model may share an experiment's ramp).
         """
-        if self.method == "standard" or self.eps == 0 or self.eps_ramp_epochs < self.epochs:
-            return None
-        if self.eps_ramp_epochs == self.epochs:
-            reached = f"reaches eps {self.eps:.4g} only in the last batch"
-        else:
-            reached = f"never reaches eps {self.eps:.4g} (it ends at {self.eps_at(self.epochs):.4g})"
-        return (
-            f"eps_ramp_epochs ({self.eps_ramp_epochs}) >= epochs ({self.epochs}): the training radius {reached}; "
-            "set eps_ramp_epochs below epochs (e.g. a third of them) or train more epochs"
-        )
+        return eps_ramp_problem(self.method, self.eps, self.epochs, self.eps_ramp_epochs)
 
     def lr_factor_at(self, progress_epochs: float) -> float:
         """The warm-up's multiplier of the scheduled learning rate after ``progress_epochs`` epochs."""

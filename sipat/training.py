@@ -189,7 +189,7 @@ def train(
         warnings.warn(ramp_problem, EpsRampWarning, stacklevel=2)
     fit_set, val_set = split_validation(train_set, cfg)
     if cfg.augment:
-        fit_set = Augmented(fit_set, padding=cfg.crop_padding)
+        fit_set = Augmented(fit_set, padding=cfg.crop_padding, flip=cfg.flip)
     model.to(dev)
     if cfg.channels_last:
         model.to(memory_format=torch.channels_last)

@@ -1,5 +1,5 @@
 """The names both sides of the torch line use: methods, attacks, the eval grid, image files, the manifest format,
-bounding boxes and eps values.
+bounding boxes and eps values, and the training recipe with its eps-ramp rule.
 
 Standard library only. DESIGN.md lets imports point only `worker -> sipat` and `worker -> backend`: `sipat` imports
 nothing of ours and `backend` (which must start without torch) imports no `sipat`. So this one text stands twice,
@@ -25,7 +25,9 @@ MASKED_METHODS: Final = frozenset({"sip_at", "sip_trades"})
 
 #: The training recipe's knob values (eps ramp, lr warm-up, gradient-norm clipping, weight decay, crop + flip):
 #: what `sipat train --recipe` and the web's train jobs use by default. Defined here, torch-free, so that the
-#: web's job parameters take their defaults from the same dict that `sipat.train_config` applies.
+#: web's job parameters take their defaults from the same dict that `sipat.train_config` applies. ``flip``
+#: belongs to ``augment``: off, the augmentation is the padded crop alone, for data whose class or cue a mirror
+#: image changes (digits, oriented textures).
 RECIPE: dict[str, Any] = {
     "eps_ramp_epochs": 10,
     "warmup_epochs": 5,
@@ -33,7 +35,30 @@ RECIPE: dict[str, Any] = {
     "weight_decay": 5e-4,
     "augment": True,
     "crop_padding": 4,
+    "flip": True,
 }
+
+
+def eps_ramp_problem(method: str, eps: float, epochs: int, eps_ramp_epochs: int) -> str | None:
+    """What is wrong with an eps ramp as long as the run or longer, else None; the message says what to fix.
+
+    Such a run never trains at ``eps`` (or only in its very last batch), so its model and every number reported
+    for it belong to a smaller radius than the one its settings name. ``standard`` training and eps 0 have no
+    radius to reach. One rule for `sipat.train_config.TrainConfig` (``train`` warns, an experiment config
+    refuses a ramp longer than the run) and the web's train jobs (refused with 422 at submission).
+    """
+    if method == "standard" or eps == 0 or eps_ramp_epochs < epochs:
+        return None
+    if eps_ramp_epochs == epochs:
+        reached = f"reaches eps {eps:.4g} only in the last batch"
+    else:
+        reached = f"never reaches eps {eps:.4g} (it ends at {eps * epochs / eps_ramp_epochs:.4g})"
+    return (
+        f"eps_ramp_epochs ({eps_ramp_epochs}) >= epochs ({epochs}): the training radius {reached}; "
+        "set eps_ramp_epochs below epochs (e.g. a third of them) or train more epochs"
+    )
+
+
 #: Attacks a robustness evaluation can run (keys of `sipat.attacks.registry.ATTACKS`); the `Literal` is what the
 #: web side's request models validate with, the tuple what everything else iterates.
 EvalAttack = Literal["pgd", "apgd", "fgsm", "apgd-t", "fab-t", "square", "autoattack"]

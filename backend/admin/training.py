@@ -51,6 +51,13 @@ RECIPE_FIELDS = (
 )
 #: What a text field accepts for "switched off" where the param takes null (grad_clip, patience).
 _OFF = ("none", "off", "no")
+#: The form's augmentation select -> `TrainParams`' augment and flip: one choice, because the flip exists only
+#: with the crop ("crop" is the crop alone, for digits and oriented textures, which a mirror image changes).
+AUGMENTATIONS: dict[str, dict[str, bool]] = {
+    "true": {"augment": True, "flip": True},
+    "crop": {"augment": True, "flip": False},
+    "false": {"augment": False},
+}
 
 
 def _shown(value: Any) -> str:
@@ -79,6 +86,8 @@ DEFAULTS = {
     # The training recipe (advanced fold): `TrainParams`' defaults, i.e. `sipat.train_config.RECIPE`.
     **{name: _shown(TrainParams.model_fields[name].default) for name in RECIPE_FIELDS},
 }
+if DEFAULTS["augment"] == "true" and not TrainParams.model_fields["flip"].default:
+    DEFAULTS["augment"] = "crop"
 
 
 EVAL_DEFAULTS = {
@@ -213,7 +222,11 @@ def _recipe_params(form: dict[str, str]) -> dict[str, Any]:
             values[name] = None
     augment = optional(form, "augment")
     if augment is not None:
-        values["augment"] = augment.lower() in ("true", "on", "yes", "1")
+        if augment.lower() not in AUGMENTATIONS:
+            raise InvalidInputError(
+                f"augmentation: choose crop and flip (true), crop only (crop) or none (false); got {augment!r}"
+            )
+        values.update(AUGMENTATIONS[augment.lower()])
     numbers = {
         "eps_ramp_epochs": int_field(form, "eps_ramp_epochs", label="eps ramp (epochs)"),
         "warmup_epochs": int_field(form, "warmup_epochs", label="learning-rate warm-up (epochs)"),

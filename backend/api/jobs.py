@@ -86,7 +86,9 @@ def submit_job(
 
     The params of each kind are in the schema of the body (`kind` picks them); omitted ones take their
     defaults, which the answer's `params` show. A train job's defaults include the training recipe
-    (`eps_ramp_epochs`, `warmup_epochs`, `grad_clip`, `weight_decay`, `augment`, ...)."""
+    (`eps_ramp_epochs`, `warmup_epochs`, `grad_clip`, `weight_decay`, `augment`, `flip`, ...). A train job
+    whose eps ramp is as long as its epochs or longer (so it would never train at its eps) is refused with 422
+    (`backend.vocabulary.eps_ramp_problem`)."""
     # The owner rule for every row the params name (study, dataset, models, stimulus set) comes first in
     # `submit_job`, before anything about them (a study's coverage) is checked or told.
     job = svc.submit_job(session, body.kind, body.params.model_dump(mode="json"), owner=user)

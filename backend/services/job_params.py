@@ -103,10 +103,15 @@ class TrainParams(_Params):
     )
     augment: bool = Field(
         default=RECIPE["augment"],
-        description="Random crop (after zero padding by crop_padding px) and horizontal flip, of the image and "
-        "its salience map together.",
+        description="Random crop (after zero padding by crop_padding px) and, with flip, a horizontal flip, of "
+        "the image and its salience map together.",
     )
     crop_padding: int = Field(default=RECIPE["crop_padding"], ge=0, le=256, description="Pixels, with augment.")
+    flip: bool = Field(
+        default=RECIPE["flip"],
+        description="With augment: also flip horizontally (probability 1/2). false = crop only, for data a mirror "
+        "image changes (digits, oriented textures).",
+    )
     val_share: float = Field(
         default=0.0,
         ge=0,

@@ -16,13 +16,14 @@ from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from backend.models import Dataset, Job, StimulusSet, Study, TrainedModel, User, utcnow
-from backend.services.errors import UnavailableError
+from backend.services.errors import InvalidInputError, UnavailableError
 from backend.services.job_params import validate_job_params
 from backend.services.jobs import create_job, create_train_job
 from backend.services.lookups import get_referenced
 from backend.services.ownership import require_owner
 from backend.services.stimulus_sets import regenerate
 from backend.services.training_coverage import painting_pool
+from backend.vocabulary import eps_ramp_problem
 
 log = logging.getLogger(__name__)
 
@@ -44,8 +45,17 @@ def submit_job(session: Session, kind: str, params: dict[str, Any], *, owner: Us
     (see `create_train_job`), owned by `owner` too; `generate_stimuli` (re)generates an existing stimulus set
     (409 while it has a job queued or running);
     `rank_paintings` needs painted training images (422 otherwise).
+
+    A `train` job whose eps ramp is as long as its epochs or longer is refused (422 saying what to fix,
+    `backend.vocabulary.eps_ramp_problem`, the rule by which `sipat.training.train` warns and an experiment
+    config refuses): it would never train at the eps its model is filed under. The rule applies here, where a
+    person asks for a job, not in `TrainParams`, which the worker also applies to jobs already stored.
     """
     clean = validate_job_params(kind, params)
+    if kind == "train":
+        problem = eps_ramp_problem(clean["method"], clean["eps"], clean["epochs"], clean["eps_ramp_epochs"])
+        if problem is not None:
+            raise InvalidInputError(f"invalid train parameters: {problem}")
     for name, model in _REFERENCES.items():
         if clean.get(name) is not None and owner is not None:
             require_owner(session, owner, model, clean[name], field=f"params.{name}")

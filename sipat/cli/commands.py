@@ -55,7 +55,17 @@ def _evaluate_with_bar(model: Any, data: Any, **kwargs: Any):
         bar.close()
 
 
-RECIPE_FLAGS = ("eps_ramp_epochs", "warmup_epochs", "grad_clip", "weight_decay", "augment", "val_share", "patience")
+RECIPE_FLAGS = (
+    "eps_ramp_epochs",
+    "warmup_epochs",
+    "grad_clip",
+    "weight_decay",
+    "augment",
+    "crop_padding",
+    "flip",
+    "val_share",
+    "patience",
+)
 
 
 def recipe_knobs(args: argparse.Namespace) -> dict[str, Any]:

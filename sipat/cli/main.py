@@ -60,6 +60,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--grad-clip", type=float, default=None, help="largest global gradient norm")
     r.add_argument("--weight-decay", type=float, default=None)
     r.add_argument("--augment", action=argparse.BooleanOptionalAction, default=None, help="crop + flip, with maps")
+    r.add_argument("--crop-padding", type=int, default=None, help="pixels of zero padding of --augment's crop")
+    r.add_argument("--flip", action=argparse.BooleanOptionalAction, default=None, help="--no-flip: crop only")
     r.add_argument("--val-share", type=float, default=None, help="held out to keep the best robust epoch")
     r.add_argument("--patience", type=int, default=None, help="early stop after epochs without a better one")
     r.add_argument("--tensorboard", action="store_true", help="also write TensorBoard scalars to --out")

@@ -339,7 +339,7 @@ def plan_runs(cfg: ExperimentConfig) -> list[RunSpec]:
 
 # TrainConfig fields of the recipe and the validation split: in a run's settings only where they differ from
 # TrainConfig's defaults, so runs made before these knobs existed (with the defaults) stay finished
-_RECIPE_FIELDS = ("eps_ramp_epochs", "warmup_epochs", "grad_clip", "augment", "crop_padding", "val_share",
+_RECIPE_FIELDS = ("eps_ramp_epochs", "warmup_epochs", "grad_clip", "augment", "crop_padding", "flip", "val_share",
                   "val_steps", "patience")  # fmt: skip
 _DEFAULTS = {k: getattr(TrainConfig(), k) for k in _RECIPE_FIELDS}
 
@@ -355,6 +355,8 @@ def run_settings(cfg: ExperimentConfig, run: RunSpec) -> dict[str, Any]:
     settings = {k: getattr(cfg, k) for k in _RESULT_FIELDS}
     settings.update(method=run.method, variant=run.variant.name, seed=run.seed, alpha=cfg.train_alpha)
     settings.update({k: getattr(cfg.train, k) for k in _RECIPE_FIELDS if getattr(cfg.train, k) != _DEFAULTS[k]})
+    if not cfg.train.augment:  # the flip is part of the augmentation: without it, it decides nothing
+        settings.pop("flip", None)
     if run.eps_factor is not None:
         f = run.eps_factor
         settings.update(arm=run.arm.name, train_eps=cfg.eps * f, train_alpha=cfg.train_alpha * f)

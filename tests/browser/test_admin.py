@@ -199,6 +199,8 @@ def test_researcher_runs_the_loop(server_with_broker: Any, browser: Any) -> None
     assert page.input_value("#t-salience") == "annotations"
     page.click("details.more summary")
     page.fill("#t-batch", "4")
+    page.click("#t-recipe summary")
+    page.fill("#t-eps-ramp", "0")  # the default 10-epoch ramp outlasts 1 epoch: the job would be refused
     page.fill("#t-eval", "0, 8/255, 32/255")
     page.fill("#t-eval-steps", "1")
     page.click("#train-form button[type=submit]")

@@ -36,6 +36,7 @@ TRAIN = {
     "arch": "small_cnn",
     "salience": "annotations",
     "epochs": 1,
+    "eps_ramp_epochs": 0,  # the API refuses a ramp as long as the run (the default is 10 epochs)
     "batch_size": 32,
     "lr": 0.02,
     "eps": 0.1,

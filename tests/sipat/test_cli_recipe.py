@@ -22,6 +22,14 @@ def test_recipe_gives_the_recipe_and_flags_override_it():
     assert (cfg.eps_ramp_epochs, cfg.warmup_epochs, cfg.augment, cfg.patience) == (3, RECIPE["warmup_epochs"], False, 2)
 
 
+def test_crop_without_flip_from_the_cli():
+    knobs = _knobs("--recipe", "--no-flip", "--crop-padding", "2")
+    assert knobs == {**RECIPE, "flip": False, "crop_padding": 2}
+    cfg = TrainConfig(method="pgd_at", **knobs)
+    assert (cfg.augment, cfg.flip, cfg.crop_padding) == (True, False, 2)
+    assert _knobs("--augment", "--no-flip") == {"augment": True, "flip": False}
+
+
 def test_single_flags_without_the_recipe():
     assert _knobs("--warmup-epochs", "5", "--grad-clip", "1.5", "--weight-decay", "5e-4") == {
         "warmup_epochs": 5,

@@ -139,6 +139,10 @@ def test_run_settings_name_the_arm_radius_beta_recipe_and_predictor():
     assert beta["arm"] == "trades@beta=1" and beta["trades_beta"] == 1.0
     ramped = run_settings(cfg.replace(eps_ramp_epochs=3, augment=True), RunSpec("pgd_at", Variant(), 0))
     assert ramped["eps_ramp_epochs"] == 3 and ramped["augment"] is True and ramped != plain
+    assert "flip" not in ramped  # the default (on), as every run before the knob: those stay finished
+    crop_only = run_settings(cfg.replace(eps_ramp_epochs=3, augment=True, flip=False), RunSpec("pgd_at", Variant(), 0))
+    assert crop_only == {**ramped, "flip": False}
+    assert run_settings(cfg.replace(flip=False), RunSpec("pgd_at", Variant(), 0)) == plain  # no augment: no flip
     pred = RunSpec("sip_at", Variant.parse("predicted+unannotated=0.5"), 0)
     assert run_settings(cfg, pred)["predictor"] == {"epochs": 2}
     assert run_settings(cfg.replace(predictor={"epochs": 3}), pred) != run_settings(cfg, pred)

@@ -92,6 +92,24 @@ def test_augmentation_moves_image_and_map_together():
     assert moved >= len(data) // 2  # the transform did something
 
 
+def test_augmentation_without_flip_crops_image_and_map_together_and_never_mirrors():
+    size, pad = 12, 3
+    data = _pairs(n=32, size=size)
+    aug = Augmented(data, padding=pad, flip=False)
+    torch.manual_seed(0)
+    shifted = 0
+    for i in range(len(data)):
+        x0 = data[i][0]
+        x, _y, s = aug[i]
+        assert torch.equal(x[:1], s)  # the map went where its pixels went
+        padded = F.pad(x0, (pad, pad, pad, pad))
+        crops = [padded[:, dy : dy + size, dx : dx + size] for dy in range(2 * pad + 1) for dx in range(2 * pad + 1)]
+        assert any(torch.equal(x, c) for c in crops)  # a window of the zero-padded image ...
+        assert not any(torch.equal(x, c.flip(-1)) for c in crops)  # ... never a mirrored one
+        shifted += not torch.equal(x, x0)
+    assert shifted >= len(data) // 2  # the crop did move most of them (1 of 49 windows is the identity)
+
+
 def test_augmentation_keeps_an_unannotated_item_unannotated():
     x = torch.rand(1, 3, 8, 8)
     data = TensorDataset(x, torch.tensor([0]), torch.full((1, 1, 8, 8), math.nan))
@@ -106,5 +124,6 @@ def test_joint_transform_flip_only_and_bad_padding():
     x = torch.arange(16.0).view(1, 4, 4)
     outs = {tuple(t(x).flatten().tolist()) for _ in range(20)}
     assert outs == {tuple(x.flatten().tolist()), tuple(x.flip(-1).flatten().tolist())}
+    assert torch.equal(joint_transform((4, 4), padding=0, flip=False)(x), x)  # neither crop nor flip: identity
     with pytest.raises(ValueError, match="padding"):
         joint_transform((4, 4), padding=-1)

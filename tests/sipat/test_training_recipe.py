@@ -91,6 +91,15 @@ def test_augmentation_changes_training_and_stays_seeded(digits):
     assert _same(a, b) and not _same(a, plain)
 
 
+def test_flip_off_reaches_training(digits):
+    # without padding the crop is the whole image, so the flip is all that augments: off, training is plain
+    plain = _trained(digits, **ONE_BATCH)
+    flipped = _trained(digits, **ONE_BATCH, augment=True, crop_padding=0)
+    unflipped = _trained(digits, **ONE_BATCH, augment=True, crop_padding=0, flip=False)
+    assert _same(unflipped, plain) and not _same(flipped, plain)
+    assert not _same(_trained(digits, **ONE_BATCH, augment=True, crop_padding=2, flip=False), plain)  # crop alone
+
+
 def test_validation_split_is_seeded_disjoint_and_complete(digits):
     data = _data(digits, n=100)
     cfg = TrainConfig(val_share=0.2, seed=3)
@@ -159,10 +168,16 @@ def test_the_recipe_knobs_default_off_and_check_their_input():
     recipe = cfg.with_recipe(warmup_epochs=3)
     assert recipe.weight_decay == 5e-4 and recipe.eps_ramp_epochs == RECIPE["eps_ramp_epochs"]
     assert recipe.warmup_epochs == 3
+    assert cfg.flip is True and recipe.flip is RECIPE["flip"] is True  # flip on: the behaviour before the knob
     for bad in ({"grad_clip": 0.0}, {"val_share": 1.0}, {"eps_ramp_epochs": -1}, {"weight_decay": -1e-4}):
         with pytest.raises(ValueError, match=next(iter(bad))):
             TrainConfig(**bad)
     assert math.isclose(TrainConfig.from_dict(recipe.to_dict()).weight_decay, 5e-4)
+    with pytest.raises(ValueError, match="flip must be true or false; got 'false'"):
+        TrainConfig(augment=True, flip="false")  # type: ignore[arg-type]
+    # a config stored before the knob (no "flip") reads back with the flip it trained with
+    old = {k: v for k, v in recipe.to_dict().items() if k != "flip"}
+    assert TrainConfig.from_dict(old) == recipe
 
 
 def test_an_interrupted_recipe_run_resumes_to_the_uninterrupted_result(digits, tmp_path):

@@ -7,10 +7,11 @@ import pytest
 
 from backend.db import session_scope
 from backend.models import Job, TrainedModel
+from backend.services.job_params import TrainParams
 from backend.services.jobs import create_train_job, run_job
 from sipat.train_config import RECIPE
 from tests.worker.workerkit import FAST_TRAIN
-from worker.jobs.train import train_job
+from worker.jobs.train import train_config, train_job
 from worker.runtime import Runtime
 
 
@@ -68,3 +69,9 @@ def test_the_recipe_switched_off_trains_at_the_full_radius(rt: Runtime, dataset_
         log = session.get(Job, job_id).result["train_log"]
     assert [row["eps"] for row in log] == [0.1, 0.1] and [row["lr"] for row in log] == [0.05, 0.05]
     assert "val_robust" not in log[0]
+
+
+def test_crop_without_flip_reaches_the_training_config() -> None:
+    cfg = train_config(TrainParams.model_validate({"dataset_id": 1, "flip": False, "crop_padding": 2}))
+    assert (cfg.augment, cfg.flip, cfg.crop_padding) == (True, False, 2)
+    assert train_config(TrainParams.model_validate({"dataset_id": 1})).flip is True  # RECIPE's: crop and flip

@@ -185,6 +185,7 @@ def train_config(p: TrainParams) -> TrainConfig:
         weight_decay=p.weight_decay,
         augment=p.augment,
         crop_padding=p.crop_padding,
+        flip=p.flip,
         val_share=p.val_share,
         val_steps=p.val_steps,
         patience=p.patience,

@@ -385,6 +385,7 @@ def test_queue_training_and_compare_models(admin: TestClient, seeded, session: S
         "method": "sip_at",
         "arch": "auto",
         "epochs": "2",
+        "eps_ramp_epochs": "1",  # shorter than the run, or the job is refused
         "eps": "4/255",
         "alpha": "1/255",
         "steps": "3",

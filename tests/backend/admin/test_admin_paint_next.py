@@ -84,6 +84,7 @@ def test_the_training_form_queues_a_predicted_job_and_refuses_one_without_painti
         "study_id": str(s.study.id),
         "predictor_epochs": "7",
         "epochs": "1",
+        "eps_ramp_epochs": "0",  # no ramp: one as long as the run is refused
     }
     page = admin.get("/admin/training").text
     assert '<option value="predicted"' in page and 'name="predictor_epochs"' in page

@@ -35,7 +35,8 @@ def test_the_form_shows_the_recipe_in_an_advanced_fold_with_its_defaults(admin: 
     assert shown == {k: str(RECIPE[k]) for k in shown}
     assert float(_input_value(fold, "grad_clip")) == RECIPE["grad_clip"]
     assert float(_input_value(fold, "weight_decay")) == RECIPE["weight_decay"]
-    assert '<option value="true" selected>crop and flip' in fold  # RECIPE["augment"] is True
+    assert '<option value="true" selected>crop and flip' in fold  # RECIPE["augment"] and RECIPE["flip"] are True
+    assert '<option value="crop" >crop only, no flip' in fold
     assert (_input_value(fold, "val_share"), _input_value(fold, "patience")) == ("0.0", "none")
 
 
@@ -80,8 +81,8 @@ def test_the_recipe_knobs_of_the_form_reach_the_job(
         "val_steps": 4,
         "patience": 2,
     }
-    # Left empty, a knob takes the recipe's value.
-    r = admin.post("/admin/training", data=_form(admin, dataset.id, eps_ramp_epochs="", grad_clip=""))
+    # Left empty, a knob takes the recipe's value (a 10-epoch ramp: the run must be longer).
+    r = admin.post("/admin/training", data=_form(admin, dataset.id, epochs="20", eps_ramp_epochs="", grad_clip=""))
     latest = session.scalars(select(Job).where(Job.kind == "train").order_by(Job.id.desc())).first()
     assert latest.id != job.id and (latest.params["eps_ramp_epochs"], latest.params["grad_clip"]) == (10, 10.0)
 
@@ -95,6 +96,41 @@ def test_the_recipe_knobs_of_the_form_reach_the_job(
         r = admin.post("/admin/training", data=_form(admin, dataset.id, **bad))
         assert r.status_code == 422 and fragment in r.text, (bad, r.text[-2000:])
     assert len(enqueued.sent) == 2
+
+
+def test_crop_only_is_augmentation_without_flip(
+    admin: TestClient, session: Session, storage: BlobStore, enqueued: Enqueued
+) -> None:
+    dataset = make_dataset(session, storage)
+    session.commit()
+    for choice, expected in (("crop", (True, False)), ("true", (True, True)), ("false", (False, True))):
+        form = _form(admin, dataset.id, eps_ramp_epochs="1", augment=choice)
+        r = admin.post("/admin/training", data=form, follow_redirects=False)
+        assert r.status_code == 303, r.text
+        job = session.scalars(select(Job).where(Job.kind == "train").order_by(Job.id.desc())).first()
+        assert (job.params["augment"], job.params["flip"]) == expected, choice
+    r = admin.post("/admin/training", data=_form(admin, dataset.id, eps_ramp_epochs="1", augment="mirror"))
+    assert r.status_code == 422 and "augmentation: choose crop and flip (true), crop only (crop) or none" in r.text
+    assert len(enqueued.sent) == 3
+
+
+def test_an_eps_ramp_as_long_as_the_run_re_renders_the_form_with_the_error(
+    admin: TestClient, session: Session, storage: BlobStore, enqueued: Enqueued
+) -> None:
+    dataset = make_dataset(session, storage)
+    session.commit()
+    r = admin.post("/admin/training", data=_form(admin, dataset.id, eps_ramp_epochs="4", augment="crop"))
+    assert r.status_code == 422
+    assert (
+        "eps_ramp_epochs (4) &gt;= epochs (4): the training radius reaches eps 0.03137 only in the last batch; "
+        "set eps_ramp_epochs below epochs (e.g. a third of them) or train more epochs" in r.text
+    )
+    # the form comes back as it was sent, to be corrected
+    assert (_input_value(r.text, "epochs"), _input_value(r.text, "eps_ramp_epochs")) == ("4", "4")
+    assert '<option value="crop" selected>crop only' in r.text
+    r = admin.post("/admin/training", data=_form(admin, dataset.id))  # the default ramp (10) outlasts 4 epochs
+    assert r.status_code == 422 and "eps_ramp_epochs (10) &gt;= epochs (4)" in r.text
+    assert enqueued.sent == [] and session.scalar(select(Job).where(Job.kind == "train")) is None
 
 
 LOG = [

@@ -23,7 +23,8 @@ def test_train_job_is_committed_then_enqueued_once(
 ) -> None:
     dataset = make_dataset(session, storage)
     session.commit()
-    r = api.post("/api/v1/jobs", json={"kind": "train", "params": {"dataset_id": dataset.id, "epochs": 2}})
+    params = {"dataset_id": dataset.id, "epochs": 2, "eps_ramp_epochs": 1}  # a ramp shorter than the run
+    r = api.post("/api/v1/jobs", json={"kind": "train", "params": params})
     assert r.status_code == 202, r.text
     job = r.json()
     assert job["status"] == "queued" and job["kind"] == "train" and job["progress"] == 0

@@ -95,3 +95,30 @@ def test_a_train_job_gets_the_recipe_by_default(
     )
     assert r.status_code == 202 and r.json()["params"]["eps_ramp_epochs"] == 0
     assert len(enqueued.sent) == 2
+
+
+def test_an_eps_ramp_as_long_as_the_run_is_a_422_saying_what_to_fix(
+    api: TestClient, session: Session, storage: BlobStore, enqueued: FakeEnqueuer
+) -> None:
+    dataset = make_dataset(session, storage)
+    session.commit()
+    base = {"dataset_id": dataset.id, "method": "pgd_at", "eps": 0.1}
+    for epochs, ramp, reached in (
+        (10, 10, "reaches eps 0.1 only in the last batch"),
+        (4, 10, "never reaches eps 0.1 (it ends at 0.04)"),
+    ):
+        params = {**base, "epochs": epochs, "eps_ramp_epochs": ramp}
+        r = api.post("/api/v1/jobs", json={"kind": "train", "params": params})
+        assert r.status_code == 422, r.text
+        assert r.json()["detail"] == (
+            f"invalid train parameters: eps_ramp_epochs ({ramp}) >= epochs ({epochs}): the training radius "
+            f"{reached}; set eps_ramp_epochs below epochs (e.g. a third of them) or train more epochs"
+        )
+    r = api.post("/api/v1/jobs", json={"kind": "train", "params": {**base, "epochs": 4}})  # the default ramp, 10
+    assert r.status_code == 422 and "eps_ramp_epochs (10) >= epochs (4)" in r.json()["detail"]
+    assert enqueued.sent == [] and session.scalar(select(func.count()).select_from(Job)) == 0
+    # a shorter ramp, or none; standard training or eps 0, which have no radius to reach: queued
+    for changes in ({"eps_ramp_epochs": 9}, {"eps_ramp_epochs": 0}, {"method": "standard"}, {"eps": 0}):
+        r = api.post("/api/v1/jobs", json={"kind": "train", "params": {**base, "epochs": 10, **changes}})
+        assert r.status_code == 202, (changes, r.text)
+    assert len(enqueued.sent) == 4

@@ -22,6 +22,7 @@ def test_defaults_are_the_recipe() -> None:
         "weight_decay": 5e-4,
         "augment": True,
         "crop_padding": 4,
+        "flip": True,
     }
     # Validation and early stopping are not part of RECIPE: off, as in TrainConfig and `sipat train --recipe`.
     off = TrainConfig()
@@ -50,6 +51,7 @@ def test_every_recipe_knob_reaches_the_train_config() -> None:
         ("weight_decay", -1e-4),
         ("weight_decay", 2),
         ("augment", "sometimes"),
+        ("flip", "sometimes"),
         ("crop_padding", -1),
         ("val_share", 1.0),
         ("val_share", -0.1),
