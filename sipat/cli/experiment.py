@@ -59,6 +59,8 @@ def add_arguments(p: Any) -> None:
     p.add_argument("--plan", "--dry-run", dest="plan", action="store_true",
                    help="list the runs (and which are finished) and stop")  # fmt: skip
     p.add_argument("--report-only", action="store_true", help="rewrite the report from the finished runs")
+    p.add_argument("--autoattack-check", type=int, metavar="N",
+                   help="AutoAttack on N test images, saved models of --seeds (autoattack_check.md)")  # fmt: skip
     p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bars")
 
 
@@ -98,6 +100,13 @@ def main_from_args(args: Any) -> int:
         for r in runs:
             print(f"{'done' if r.run_id in done else 'todo'}  {r.run_id}")
         print(f"{len(runs)} runs ({len(done)} finished) -> {out}")
+        return 0
+    if args.autoattack_check is not None:
+        from sipat.experiment.aacheck import autoattack_check
+
+        files = autoattack_check(cfg, out, limit=args.autoattack_check, device=args.device)
+        for f in files.values():
+            print(f"wrote {f}")
         return 0
     files = report_only(cfg, out) if args.report_only else run_experiment(cfg, out, device=args.device,
                                                                           progress=args.progress)  # fmt: skip
