@@ -80,6 +80,19 @@ def _frontier_labels(table: dict[str, dict[int, tuple]]) -> list[str]:
     return (["standard"] if radii and "standard" in table else []) + radii
 
 
+#: the unmasked method each masked arm changes: its paired difference says what the maps change, beyond the method
+BASE_METHOD = {"sip_at": "pgd_at", "sip_trades": "trades", "clean_mix": "pgd_at"}
+
+
+def _base(label: str, table: dict[str, dict[int, tuple]]) -> str | None:
+    """The arm's unmasked counterpart in ``table`` (``sip_trades@beta=1 [human]`` -> ``trades@beta=1``: same
+    radius and beta), else ``pgd_at``; None when that did not run."""
+    arm = label.partition(" [")[0]
+    method, *mods = arm.split("@")
+    base = "@".join([BASE_METHOD.get(method, "pgd_at"), *mods]) if method in BASE_METHOD else "pgd_at"
+    return base if base in table else ("pgd_at" if "pgd_at" in table else None)
+
+
 def _controls(label: str, table: dict[str, dict[int, tuple]]) -> list[tuple[str, str]]:
     """(control name, label) for an arm ``<arm> [<variant>]`` whose variant moves no map: the same arm with the
     variant displaced, random and shuffled, and clean_mix with the same variant and eps factor, where run."""
@@ -131,13 +144,14 @@ def decide(cfg: ExperimentConfig, payloads: Sequence[dict[str, Any]], out: str |
         f"{'all' if cfg.eval_limit is None else cfg.eval_limit} test images. PGD-AT frontier: {', '.join(radii)}; "
         f"seeds with every radius: {', '.join(map(str, seeds)) or 'none'}. Cells: mean paired difference "
         "[95 % BCa bootstrap interval] (paired t-test p, Wilcoxon signed-rank p, seeds), in percentage points. "
-        "An arm is `above` the frontier only if both tests reject 0; with few seeds they cannot."
+        "An arm is `above` the frontier only if both tests reject 0; with few seeds they cannot. *base*: the "
+        "unmasked method the arm changes (sip_trades: TRADES at the same beta and radius; else PGD-AT), paired."
         + (" `standard` is the frontier's radius-0 end." if radii[0] == "standard" else ""),
         "",
         "## Frontier margins (arm clean minus PGD-AT frontier clean at the arm's robust accuracy)",
         "",
-        "| arm | seeds | clean | robust | margin | verdict | clean vs pgd_at | robust vs pgd_at |",
-        "|---|---|---|---|---|---|---|---|",
+        "| arm | seeds | clean | robust | margin | verdict | base | clean vs base | robust vs base |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     fc = lambda s: [table[r][s][0] for r in radii]  # noqa: E731
     fr = lambda s: [table[r][s][1] for r in radii]  # noqa: E731
@@ -154,14 +168,17 @@ def decide(cfg: ExperimentConfig, payloads: Sequence[dict[str, Any]], out: str |
                 margin = _fmt(chk.result) if chk.result is not None else "outside the traced frontier"
             except ValueError as exc:
                 margin = f"n/a ({exc})"
-        base = [table["pgd_at"][s] for s in common] if "pgd_at" in table else []
-        dc = _safe(paired_difference, c, [b[0] for b in base])
-        dr = _safe(paired_difference, r, [b[1] for b in base])
+        base_arm = _base(arm, table)
+        paired = [s for s in common if base_arm is not None and s in table[base_arm]]
+        base = [table[base_arm][s] for s in paired] if base_arm is not None else []
+        own = [table[arm][s] for s in paired]
+        dc = _safe(paired_difference, [v[0] for v in own], [b[0] for b in base])
+        dr = _safe(paired_difference, [v[1] for v in own], [b[1] for b in base])
         lines.append(
             f"| {arm} | {len(common)} | {np.mean(c):.3f} | {np.mean(r):.3f} | {margin} | {verdict} | "
-            f"{_fmt(dc)} | {_fmt(dr)} |"
+            f"{base_arm or 'n/a'} | {_fmt(dc)} | {_fmt(dr)} |"
             if common
-            else f"| {arm} | 0 | – | – | n/a | n/a | n/a | n/a |"
+            else f"| {arm} | 0 | – | – | n/a | n/a | n/a | n/a | n/a |"
         )
         rows = []
         for name, control in _controls(arm, table):

@@ -154,3 +154,22 @@ def test_standard_is_the_frontiers_radius_zero_end(tmp_path: Path):
     assert "PGD-AT frontier: standard, pgd_at@eps=0.5x, pgd_at;" in md and "radius-0 end" in md
     row = next(line for line in md.splitlines() if line.startswith("| sip_at [human] |"))
     assert "| below |" in row and row.split(" | ")[4].startswith("-1.")
+
+
+def test_each_masked_arm_is_paired_with_the_unmasked_method_it_changes(tmp_path: Path):
+    """sip_trades at beta 1 against TRADES at beta 1 (not PGD-AT); sip_at against PGD-AT; missing base: PGD-AT."""
+    cfg = ExperimentConfig(eps=0.1, eval_eps=[0, 0.1], eval_attacks=["pgd"], seeds=list(range(8)))
+    payloads = []
+    for s in range(8):
+        for arm, clean, robust in (("pgd_at@eps=0.5x", 0.90, 0.30), ("pgd_at", 0.80, 0.50),
+                                   ("trades@beta=1", 0.70, 0.45)):  # fmt: skip
+            payloads.append(_payload(arm, "none", s, clean, robust))
+        payloads.append(_payload("sip_trades@beta=1", "human", s, 0.75 + 0.001 * s, 0.45))
+        payloads.append(_payload("sip_trades", "human", s, 0.72 + 0.001 * s, 0.45))  # beta 6: its TRADES never ran
+        payloads.append(_payload("sip_at", "human", s, 0.83 + 0.001 * s, 0.45))
+    md = decide(cfg, payloads, tmp_path)["decision"].read_text()
+    rows = {line.split(" | ")[0].lstrip("| "): line.split(" | ") for line in md.splitlines() if line.startswith("| ")}
+    assert rows["sip_trades@beta=1 [human]"][6] == "trades@beta=1"
+    assert rows["sip_trades@beta=1 [human]"][7].startswith("+5.3")  # 0.7535 - 0.70, in points
+    assert rows["sip_at [human]"][6] == "pgd_at" and rows["sip_at [human]"][7].startswith("+3.3")
+    assert rows["sip_trades [human]"][6] == "pgd_at"
