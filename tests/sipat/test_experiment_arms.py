@@ -105,7 +105,9 @@ def test_bad_variants_are_refused(text, message):
         Variant.parse(text)
 
 
-@pytest.mark.parametrize("name", ["fashion", "premise", "premise-pilot", "premise-cpu", "premise-cpu8"])
+@pytest.mark.parametrize(
+    "name", ["fashion", "fashion-cpu", "premise", "premise-pilot", "premise-cpu", "premise-cpu8", "premise-trades8"]
+)
 def test_the_decisive_configs_plan_every_arm_with_one_recipe(name):
     cfg = ExperimentConfig.from_file(CONFIGS / f"{name}.json")
     runs = plan_runs(cfg)
