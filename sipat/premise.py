@@ -36,6 +36,7 @@ import numpy as np
 import torch
 
 from sipat.data.memory import InMemoryDataset
+from sipat.vocabulary import RECIPE
 
 KINDS = ("circle", "square", "triangle", "diamond", "cross", "ring")
 _AREA = {"circle": math.pi, "square": 4.0, "triangle": 2.0, "diamond": 2.0, "cross": 20 / 9, "ring": 0.6975 * math.pi}
@@ -219,16 +220,9 @@ def load_premise(split: str = "train", seed: int = 0, **params: Any) -> InMemory
 # the pilot: does the set train with a plain model, and does that model read the fragile texture?
 
 
-#: Recipe keys of a config the pilot honours as `sipat experiment` does (so a pilot measures the same training).
-_PILOT_RECIPE_KEYS = (
-    "eps_ramp_epochs",
-    "warmup_epochs",
-    "grad_clip",
-    "weight_decay",
-    "augment",
-    "crop_padding",
-    "flip",
-)
+#: Recipe keys of a config the pilot honours as `sipat experiment` does (so a pilot measures the same training):
+#: the recipe's own keys, one definition in the vocabulary.
+_PILOT_RECIPE_KEYS = tuple(RECIPE)
 
 
 def run_pilot(

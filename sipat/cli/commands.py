@@ -13,7 +13,7 @@ from torch.utils.data import Dataset, random_split
 
 from sipat.cli.options import _defaults
 from sipat.data import SubsetOf, contract, side
-from sipat.vocabulary import grid_labels
+from sipat.vocabulary import RECIPE, grid_labels
 
 
 def load_dataset(spec: str, split: str, seed: int, salience_root: str | None = None) -> Dataset:
@@ -55,22 +55,12 @@ def _evaluate_with_bar(model: Any, data: Any, **kwargs: Any):
         bar.close()
 
 
-RECIPE_FLAGS = (
-    "eps_ramp_epochs",
-    "warmup_epochs",
-    "grad_clip",
-    "weight_decay",
-    "augment",
-    "crop_padding",
-    "flip",
-    "val_share",
-    "patience",
-)
+#: the recipe's keys (the vocabulary's RECIPE) and the validation-split flags
+RECIPE_FLAGS = (*RECIPE, "val_share", "patience")
 
 
 def recipe_knobs(args: argparse.Namespace) -> dict[str, Any]:
     """TrainConfig fields from `sipat train`'s recipe flags: `--recipe`'s values, then each flag given."""
-    from sipat.train_config import RECIPE
 
     given = {name: getattr(args, name) for name in RECIPE_FLAGS if getattr(args, name) is not None}
     return {**(RECIPE if args.recipe else {}), **given}

@@ -87,9 +87,8 @@ BASE_METHOD = {"sip_at": "pgd_at", "sip_trades": "trades", "clean_mix": "pgd_at"
 def _base(label: str, table: dict[str, dict[int, tuple]]) -> str | None:
     """The arm's unmasked counterpart in ``table`` (``sip_trades@beta=1 [human]`` -> ``trades@beta=1``: same
     radius and beta), else ``pgd_at``; None when that did not run."""
-    arm = label.partition(" [")[0]
-    method, *mods = arm.split("@")
-    base = "@".join([BASE_METHOD.get(method, "pgd_at"), *mods]) if method in BASE_METHOD else "pgd_at"
+    method, *mods = label.partition(" [")[0].split("@")
+    base = "@".join([BASE_METHOD[method], *mods]) if method in BASE_METHOD else "pgd_at"
     return base if base in table else ("pgd_at" if "pgd_at" in table else None)
 
 
