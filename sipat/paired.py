@@ -232,14 +232,15 @@ def compare_margins(
 
 def frontier_plot(
     path: str | Path,
-    frontier: Mapping[str, tuple[Sequence[float], Sequence[float]]],
+    frontiers: Mapping[str, Mapping[str, tuple[Sequence[float], Sequence[float]]]],
     arms: Mapping[str, tuple[Sequence[float], Sequence[float]]],
     *,
     title: str = "",
 ) -> Path | None:
-    """Clean (y) vs robust (x) accuracy: each PGD-AT radius (``frontier``: label -> per-seed clean, robust) as a
-    mean point joined into the frontier line, each arm as a mean point with per-seed dots. Written to ``path``
-    (format from its suffix). Returns None, with a warning, when matplotlib is not installed."""
+    """Clean (y) vs robust (x) accuracy: each frontier (``frontiers``: its name -> label -> per-seed clean,
+    robust; e.g. the PGD-AT radii, the TRADES betas) as mean points joined into its Pareto line, each arm as a
+    mean point with per-seed dots. Written to ``path`` (format from its suffix). Returns None, with a warning,
+    when matplotlib is not installed."""
     try:
         from matplotlib.figure import Figure  # no pyplot: no global figure state, no GUI backend
     except ImportError:
@@ -247,12 +248,15 @@ def frontier_plot(
         return None
     fig = Figure(figsize=(5.5, 4.5))
     ax = fig.add_subplot()
-    means = {k: (float(np.mean(c)), float(np.mean(r))) for k, (c, r) in frontier.items()}
-    fc, fr = pareto_front([v[0] for v in means.values()], [v[1] for v in means.values()])
-    ax.plot(fr, fc, "-", color="0.4", label="PGD-AT frontier")
-    for label, (c, r) in frontier.items():
-        ax.scatter(r, c, s=8, color="0.6")
-        ax.annotate(label, (means[label][1], means[label][0]), fontsize=7, xytext=(3, 3), textcoords="offset points")
+    for (name, frontier), style in zip(frontiers.items(), ("-", "--", ":", "-."), strict=False):
+        means = {k: (float(np.mean(c)), float(np.mean(r))) for k, (c, r) in frontier.items()}
+        fc, fr = pareto_front([v[0] for v in means.values()], [v[1] for v in means.values()])
+        ax.plot(fr, fc, style, color="0.4", label=name)
+        for label, (c, r) in frontier.items():
+            ax.scatter(r, c, s=8, color="0.6")
+            ax.annotate(
+                label, (means[label][1], means[label][0]), fontsize=7, xytext=(3, 3), textcoords="offset points"
+            )
     for label, (c, r) in arms.items():
         dots = ax.scatter(r, c, s=8, alpha=0.5)
         ax.scatter([np.mean(r)], [np.mean(c)], s=40, color=dots.get_facecolor()[0], label=label, edgecolor="k")

@@ -66,18 +66,33 @@ def _per_seed(cfg: ExperimentConfig, payloads: Sequence[dict[str, Any]], eps: fl
     return table
 
 
-def _frontier_labels(table: dict[str, dict[int, tuple]]) -> list[str]:
-    """The PGD-AT arms (one per training radius), by radius, led by ``standard`` when it ran: PGD-AT at radius 0
-    is standard training under the same recipe, and without that end an arm a little less robust than the
-    smallest radius lies "outside" the frontier. (The line from it to the smallest radius is a chord under a
-    concave frontier, so a margin measured on it flatters the arm; decision.md shows the radii it used.)"""
+#: the frontiers traced: the unmasked method and the modifier whose value orders its points, "perturbing less"
+#: first (PGD-AT by training radius, TRADES by beta; both at radius / beta 0 are standard training)
+FRONTIERS = {"pgd_at": ("PGD-AT", "eps"), "trades": ("TRADES", "beta")}
+#: the masked methods measured on a frontier of their own method as well as on PGD-AT's
+OWN_FRONTIER = {"sip_trades": "trades"}
 
-    def factor(label: str) -> float:
-        mod = label.partition("@eps=")[2]
-        return float(mod.rstrip("x")) if mod else 1.0
 
-    radii = sorted((k for k in table if k == "pgd_at" or k.startswith("pgd_at@eps=")), key=factor)
-    return (["standard"] if radii and "standard" in table else []) + radii
+def _frontier_labels(table: dict[str, dict[int, tuple]], method: str = "pgd_at", default: float = 1.0) -> list[str]:
+    """The arms of `method`'s frontier ordered by their knob (`FRONTIERS`; ``default``: the knob's value when the
+    label has no modifier, 1.0 for the radius factor, the config's beta for TRADES), led by ``standard`` when it
+    ran: PGD-AT at radius 0, TRADES at beta 0, is standard training under the same recipe, and without that end an
+    arm a little less robust than the first point lies "outside" the frontier. (The line from it to the first
+    point is a chord under a concave frontier, so a margin measured on it flatters the arm; decision.md shows
+    the points it used.) A TRADES frontier holds only TRADES at the training radius (no ``eps=`` modifier)."""
+    knob = FRONTIERS[method][1]
+
+    def value(label: str) -> float | None:
+        head, *mods = label.split("@")
+        if head != method:
+            return None
+        found = dict(m.partition("=")[::2] for m in mods)
+        if set(found) - {knob}:
+            return None
+        return float(found[knob].rstrip("x")) if knob in found else default
+
+    points = sorted((k for k in table if value(k) is not None), key=lambda k: value(k) or 0.0)
+    return (["standard"] if points and "standard" in table else []) + points
 
 
 #: the unmasked method each masked arm changes: its paired difference says what the maps change, beyond the method
@@ -123,87 +138,157 @@ def _fmt(res: PairedResult | str) -> str:
     return res if isinstance(res, str) else res.summary()
 
 
+@dataclasses.dataclass(frozen=True)
+class _Frontier:
+    """A traced frontier: its name, its points' labels in order, the seeds on which every point ran."""
+
+    name: str
+    labels: list[str]
+    seeds: list[int]
+
+    def clean(self, table: dict[str, dict[int, tuple]], seed: int) -> list[float]:
+        return [table[r][seed][0] for r in self.labels]
+
+    def robust(self, table: dict[str, dict[int, tuple]], seed: int) -> list[float]:
+        return [table[r][seed][1] for r in self.labels]
+
+
+def _traced(cfg: ExperimentConfig, table: dict[str, dict[int, tuple]]) -> dict[str, _Frontier]:
+    """method -> its frontier, for each of `FRONTIERS` with at least two points in ``table``."""
+    found = {}
+    for method, (name, _knob) in FRONTIERS.items():
+        labels = _frontier_labels(table, method, cfg.trades_beta if method == "trades" else 1.0)
+        if len(labels) >= 2:
+            seeds = sorted(set.intersection(*(set(table[r]) for r in labels)))
+            found[method] = _Frontier(name, labels, seeds)
+    return found
+
+
+def _method(label: str) -> str:
+    return label.partition(" [")[0].split("@")[0]
+
+
+def _own_frontier(label: str, traced: dict[str, _Frontier]) -> _Frontier | None:
+    """The frontier an arm's controls are compared on: its own method's (TRADES for sip_trades) when traced,
+    else PGD-AT's."""
+    own = OWN_FRONTIER.get(_method(label))
+    return traced.get(own) if own in traced else traced.get("pgd_at")
+
+
+def _margin_row(arm: str, table: dict[str, dict[int, tuple]], front: _Frontier) -> str:
+    """One row of a margins table: the arm's means, its margin over ``front`` and its paired base differences."""
+    common = [s for s in front.seeds if s in table[arm]]
+    if not common:
+        return f"| {arm} | 0 | – | – | n/a | n/a | n/a | n/a | n/a |"
+    c = [table[arm][s][0] for s in common]
+    r = [table[arm][s][1] for s in common]
+    margin, verdict = "n/a", "n/a"
+    if len(common) >= 2:
+        try:
+            chk = frontier_check(
+                c, r, [front.clean(table, s) for s in common], [front.robust(table, s) for s in common]
+            )
+            verdict = chk.verdict
+            margin = _fmt(chk.result) if chk.result is not None else "outside the traced frontier"
+        except ValueError as exc:
+            margin = f"n/a ({exc})"
+    base_arm = _base(arm, table)
+    paired = [s for s in common if base_arm is not None and s in table[base_arm]]
+    base = [table[base_arm][s] for s in paired] if base_arm is not None else []
+    own = [table[arm][s] for s in paired]
+    dc = _safe(paired_difference, [v[0] for v in own], [b[0] for b in base])
+    dr = _safe(paired_difference, [v[1] for v in own], [b[1] for b in base])
+    return (
+        f"| {arm} | {len(common)} | {np.mean(c):.3f} | {np.mean(r):.3f} | {margin} | {verdict} | "
+        f"{base_arm or 'n/a'} | {_fmt(dc)} | {_fmt(dr)} |"
+    )
+
+
+def _control_row(arm: str, name: str, control: str, table: dict[str, dict[int, tuple]], front: _Frontier | None) -> str:
+    """arm minus control: the difference of their margins on ``front``, and the direct paired differences."""
+    seeds = front.seeds if front is not None else sorted(table[arm])
+    both = [s for s in seeds if s in table[arm] and s in table[control]]
+    res: PairedResult | str = "n/a (no frontier traced)"
+    if front is not None:
+        res = _safe(
+            compare_margins,
+            ([table[arm][s][0] for s in both], [table[arm][s][1] for s in both]),
+            ([table[control][s][0] for s in both], [table[control][s][1] for s in both]),
+            [front.clean(table, s) for s in both],
+            [front.robust(table, s) for s in both],
+        )
+    # the direct paired differences too: at equal coverage a control perturbs as much as the arm, so more clean
+    # accuracy at no less robustness says "where" without the frontier (which may not reach)
+    own, ctl = [table[arm][s] for s in both], [table[control][s] for s in both]
+    dcl = _safe(paired_difference, [v[0] for v in own], [v[0] for v in ctl])
+    drb = _safe(paired_difference, [v[1] for v in own], [v[1] for v in ctl])
+    where = front.name if front is not None else "none"
+    return f"| {arm} | {name}: {control} | {where} | {_fmt(res)} | {_fmt(dcl)} | {_fmt(drb)} |"
+
+
+_MARGIN_HEAD = [
+    "| arm | seeds | clean | robust | margin | verdict | base | clean vs base | robust vs base |",
+    "|---|---|---|---|---|---|---|---|---|",
+]
+
+
 def decide(cfg: ExperimentConfig, payloads: Sequence[dict[str, Any]], out: str | Path) -> dict[str, Path]:
-    """Write decision.md, decision_seeds.csv and frontier.png from finished runs; {} without >= 2 PGD-AT radii."""
+    """Write decision.md, decision_seeds.csv and frontier.png from finished runs; {} when no frontier has two
+    points (PGD-AT radii, or TRADES betas, counting ``standard``)."""
     out = Path(out)
     eps = robust_eps(cfg)
     table = _per_seed(cfg, payloads, eps)
-    radii = _frontier_labels(table)
-    if len(radii) < 2:
+    traced = _traced(cfg, table)
+    if not traced:
         return {}
-    seeds = sorted(set.intersection(*(set(table[r]) for r in radii)))
-    arms = [k for k in table if k not in radii and k != "standard"]
+    members = {label for front in traced.values() for label in front.labels}
+    arms = [k for k in table if k not in members and k != "standard"]
     e = eps_label(eps, in_255ths([eps]))
     worst = "autoattack" in cfg.eval_attacks
     metric = "AutoAttack (worst case)" if worst else f"min over {', '.join(cfg.eval_attacks)}"
+    knobs = {"pgd_at": "radius", "trades": "beta"}
+    fronts = " ".join(
+        f"{front.name} frontier: {', '.join(front.labels)}; seeds with every {knobs[m]}: "
+        f"{', '.join(map(str, front.seeds)) or 'none'}."
+        for m, front in traced.items()
+    )
     lines = [
         f"# Decision report of `{cfg.name}` on {cfg.dataset}",
         "",
         f"Robust accuracy: {metric}, unmasked, at eps {e}; clean accuracy on the same "
-        f"{'all' if cfg.eval_limit is None else cfg.eval_limit} test images. PGD-AT frontier: {', '.join(radii)}; "
-        f"seeds with every radius: {', '.join(map(str, seeds)) or 'none'}. Cells: mean paired difference "
-        "[95 % BCa bootstrap interval] (paired t-test p, Wilcoxon signed-rank p, seeds), in percentage points. "
-        "An arm is `above` the frontier only if both tests reject 0; with few seeds they cannot. *base*: the "
+        f"{'all' if cfg.eval_limit is None else cfg.eval_limit} test images. {fronts} Cells: mean paired "
+        "difference [95 % BCa bootstrap interval] (paired t-test p, Wilcoxon signed-rank p, seeds), in percentage "
+        "points. An arm is `above` a frontier only if both tests reject 0; with few seeds they cannot. *base*: the "
         "unmasked method the arm changes (sip_trades: TRADES at the same beta and radius; else PGD-AT), paired."
-        + (" `standard` is the frontier's radius-0 end." if radii[0] == "standard" else ""),
-        "",
-        "## Frontier margins (arm clean minus PGD-AT frontier clean at the arm's robust accuracy)",
-        "",
-        "| arm | seeds | clean | robust | margin | verdict | base | clean vs base | robust vs base |",
-        "|---|---|---|---|---|---|---|---|---|",
+        + (" `standard` is each frontier's zero end." if "standard" in members else ""),
     ]
-    fc = lambda s: [table[r][s][0] for r in radii]  # noqa: E731
-    fr = lambda s: [table[r][s][1] for r in radii]  # noqa: E731
-    checks: dict[str, list[tuple[str, str]]] = {}
-    for arm in arms:
-        common = [s for s in seeds if s in table[arm]]
-        c = [table[arm][s][0] for s in common]
-        r = [table[arm][s][1] for s in common]
-        margin, verdict = "n/a", "n/a"
-        if len(common) >= 2:
-            try:
-                chk = frontier_check(c, r, [fc(s) for s in common], [fr(s) for s in common])
-                verdict = chk.verdict
-                margin = _fmt(chk.result) if chk.result is not None else "outside the traced frontier"
-            except ValueError as exc:
-                margin = f"n/a ({exc})"
-        base_arm = _base(arm, table)
-        paired = [s for s in common if base_arm is not None and s in table[base_arm]]
-        base = [table[base_arm][s] for s in paired] if base_arm is not None else []
-        own = [table[arm][s] for s in paired]
-        dc = _safe(paired_difference, [v[0] for v in own], [b[0] for b in base])
-        dr = _safe(paired_difference, [v[1] for v in own], [b[1] for b in base])
-        lines.append(
-            f"| {arm} | {len(common)} | {np.mean(c):.3f} | {np.mean(r):.3f} | {margin} | {verdict} | "
-            f"{base_arm or 'n/a'} | {_fmt(dc)} | {_fmt(dr)} |"
-            if common
-            else f"| {arm} | 0 | – | – | n/a | n/a | n/a | n/a | n/a |"
-        )
-        rows = []
-        for name, control in _controls(arm, table):
-            both = [s for s in common if s in table[control]]
-            res = _safe(
-                compare_margins,
-                ([table[arm][s][0] for s in both], [table[arm][s][1] for s in both]),
-                ([table[control][s][0] for s in both], [table[control][s][1] for s in both]),
-                [fc(s) for s in both],
-                [fr(s) for s in both],
-            )
-            # the direct paired differences too: at equal coverage a control perturbs as much as the arm, so
-            # more clean accuracy at no less robustness says "where" without the frontier (which may not reach)
-            own, ctl = [table[arm][s] for s in both], [table[control][s] for s in both]
-            dcl = _safe(paired_difference, [v[0] for v in own], [v[0] for v in ctl])
-            drb = _safe(paired_difference, [v[1] for v in own], [v[1] for v in ctl])
-            rows.append((f"{name}: {control}", f"{_fmt(res)} | {_fmt(dcl)} | {_fmt(drb)}"))
-        if rows:
-            checks[arm] = rows
-    lines += ["", "## Against the controls (arm minus control: frontier margins, clean and robust accuracy)", ""]
-    lines += ["| arm | control | difference of margins | clean | robust |", "|---|---|---|---|---|"]
-    for arm, rows in checks.items():
-        for name, text in rows:
-            lines.append(f"| {arm} | {name} | {text} |")
-    if not checks:
-        lines.append("| – | – | no arm with controls in this experiment | | |")
+    if "pgd_at" in traced:
+        lines += ["", "## Frontier margins (arm clean minus PGD-AT frontier clean at the arm's robust accuracy)", ""]
+        lines += _MARGIN_HEAD + [_margin_row(arm, table, traced["pgd_at"]) for arm in arms]
+    for method, front in traced.items():
+        own = [arm for arm in arms if OWN_FRONTIER.get(_method(arm)) == method]
+        if method != "pgd_at" and own:
+            lines += [
+                "",
+                f"## {front.name} frontier margins (arm clean minus the {front.name} frontier's clean at the arm's "
+                f"robust accuracy: does sparing the maps beat turning {front.name}'s own knob?)",
+                "",
+            ]
+            lines += _MARGIN_HEAD + [_margin_row(arm, table, front) for arm in own]
+    lines += [
+        "",
+        "## Against the controls (arm minus control: frontier margins on the arm's own frontier, clean and "
+        "robust accuracy)",
+        "",
+        "| arm | control | frontier | difference of margins | clean | robust |",
+        "|---|---|---|---|---|---|",
+    ]
+    rows = [
+        _control_row(arm, name, control, table, _own_frontier(arm, traced))
+        for arm in arms
+        for name, control in _controls(arm, table)
+    ]
+    lines += rows or ["| – | – | – | no arm with controls in this experiment | | |"]
     files = {"decision": out / "decision.md", "decision_seeds": out / "decision_seeds.csv"}
     with files["decision_seeds"].open("w", newline="", encoding="utf-8") as f:
         writer = csv.writer(f)
@@ -213,10 +298,15 @@ def decide(cfg: ExperimentConfig, payloads: Sequence[dict[str, Any]], out: str |
                 writer.writerow([label, s, c, r])
     lines += ["", f"Per-seed values: `{files['decision_seeds'].name}`; plot: `frontier.png`.", ""]
     _atomic_write(files["decision"], "\n".join(lines))
-    frontier = {r: ([table[r][s][0] for s in seeds], [table[r][s][1] for s in seeds]) for r in radii}
+    curves = {
+        f"{front.name} frontier": {r: ([table[r][s][0] for s in front.seeds], [table[r][s][1] for s in front.seeds])
+                                   for r in front.labels}
+        for front in traced.values()
+        if front.seeds
+    }  # fmt: skip
     plotted = {a: ([v[0] for v in table[a].values()], [v[1] for v in table[a].values()]) for a in arms}
-    if all(not math.isnan(x) for c, r in frontier.values() for x in (*c, *r)) and seeds:
-        png = frontier_plot(out / "frontier.png", frontier, plotted, title=f"{cfg.name}: clean vs robust (eps {e})")
+    if curves and all(not math.isnan(x) for pts in curves.values() for c, r in pts.values() for x in (*c, *r)):
+        png = frontier_plot(out / "frontier.png", curves, plotted, title=f"{cfg.name}: clean vs robust (eps {e})")
         if png is not None:
             files["frontier"] = png
     return files

@@ -134,7 +134,8 @@ def test_an_arm_above_the_frontier_beats_its_controls_and_one_below_does_not(tmp
     controls = [line for line in md.split("## Against")[1].splitlines() if line.startswith("| sip_at [human] |")]
     assert len(controls) == 3
     for line in controls:  # 6 points of margin over each control; all 8 seeds agree: Wilcoxon's least p, 2/256
-        _, _, margin, clean, robust = line.strip(" |").split(" | ")
+        _, _, frontier, margin, clean, robust = line.strip(" |").split(" | ")
+        assert frontier == "PGD-AT"
         assert margin.startswith(("+6.", "+5.9")) and "W p=0.00781" in margin
         # equal robustness, so the direct clean difference says the same without the frontier
         assert clean.startswith(("+6.", "+5.9")) and "W p=0.00781" in clean and robust.startswith(("+0.00", "n/a"))
@@ -151,7 +152,7 @@ def test_standard_is_the_frontiers_radius_zero_end(tmp_path: Path):
         # at robust 0.15 the line from standard (0.95, 0) to 0.5x (0.90, 0.30) is at 0.925: 1.5 points below it
         payloads.append(_payload("sip_at", "human", s, 0.91 + rng.normal(0, 0.002), 0.15))
     md = decide(cfg, payloads, tmp_path)["decision"].read_text()
-    assert "PGD-AT frontier: standard, pgd_at@eps=0.5x, pgd_at;" in md and "radius-0 end" in md
+    assert "PGD-AT frontier: standard, pgd_at@eps=0.5x, pgd_at;" in md and "zero end" in md
     row = next(line for line in md.splitlines() if line.startswith("| sip_at [human] |"))
     assert "| below |" in row and row.split(" | ")[4].startswith("-1.")
 
@@ -173,3 +174,31 @@ def test_each_masked_arm_is_paired_with_the_unmasked_method_it_changes(tmp_path:
     assert rows["sip_trades@beta=1 [human]"][7].startswith("+5.3")  # 0.7535 - 0.70, in points
     assert rows["sip_at [human]"][6] == "pgd_at" and rows["sip_at [human]"][7].startswith("+3.3")
     assert rows["sip_trades [human]"][6] == "pgd_at"
+
+
+def test_sip_trades_is_measured_on_the_trades_frontier_too(tmp_path: Path):
+    """TRADES at several betas traces its own frontier (standard = beta 0); sip_trades gets a margin on it, and its
+    controls are compared there; the report works without any PGD-AT arm."""
+    cfg = ExperimentConfig(eps=0.1, eval_eps=[0, 0.1], eval_attacks=["pgd"], seeds=list(range(8)), trades_beta=6.0)
+    rng = np.random.default_rng(2)
+    payloads = []
+    for s in range(8):
+        shift = rng.normal(0, 0.02)
+        for arm, clean, robust in (("standard", 0.95, 0.0), ("trades@beta=1", 0.90, 0.30), ("trades", 0.80, 0.50),
+                                   ("trades@beta=12", 0.70, 0.55)):  # fmt: skip
+            payloads.append(_payload(arm, "none", s, clean + shift, robust))
+        # at robust 0.40 the TRADES frontier (0.90, 0.30)-(0.80, 0.50) is at 0.85: sip_trades 4 points above it
+        for variant, clean in (("human", 0.89), ("human+displaced", 0.85), ("human+random", 0.845)):
+            payloads.append(_payload("sip_trades", variant, s, clean + shift + rng.normal(0, 0.003), 0.40))
+    md = decide(cfg, payloads, tmp_path)["decision"].read_text()
+    assert "TRADES frontier: standard, trades@beta=1, trades, trades@beta=12; seeds with every beta: 0, 1" in md
+    assert "## Frontier margins" not in md  # no PGD-AT radii ran: no PGD-AT table
+    section = md.split("## TRADES frontier margins")[1].split("## Against")[0]
+    row = next(line for line in section.splitlines() if line.startswith("| sip_trades [human] |"))
+    assert "| above |" in row and row.split(" | ")[4].startswith(("+4.", "+3.9"))
+    assert row.split(" | ")[6] == "trades"  # base: TRADES at the same beta
+    controls = [line for line in md.split("## Against")[1].splitlines() if line.startswith("| sip_trades [human] |")]
+    assert len(controls) == 2
+    for line in controls:  # 4 points over displaced, 4.5 over random, on the TRADES frontier
+        _, _, frontier, margin, _clean, _robust = line.strip(" |").split(" | ")
+        assert frontier == "TRADES" and 3.4 < float(margin.split()[0]) < 5.1 and "W p=0.00781" in margin

@@ -119,5 +119,7 @@ def test_frontier_plot(tmp_path: Path) -> None:
     frontier = {
         f"pgd_at {k}x": ([c], [r]) for k, c, r in zip(("0.5", "0.75", "1"), FRONTIER_C, FRONTIER_R, strict=True)
     }
-    out = frontier_plot(tmp_path / "f" / "frontier.png", frontier, {"sip_at": ([0.93, 0.94], [0.55, 0.56])})
+    trades = {"trades@beta=1": ([0.92], [0.5]), "trades": ([0.85], [0.6])}
+    curves = {"PGD-AT frontier": frontier, "TRADES frontier": trades}
+    out = frontier_plot(tmp_path / "f" / "frontier.png", curves, {"sip_at": ([0.93, 0.94], [0.55, 0.56])})
     assert out is not None and out.stat().st_size > 1000 and out.read_bytes()[:4] == b"\x89PNG"
