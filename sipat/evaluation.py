@@ -30,6 +30,7 @@ from sipat.attacks.registry import ATTACKS as _REGISTRY
 from sipat.attacks.registry import BLACK_BOX, AttackBudget, autoattack, run_attack
 from sipat.salience import to_mask
 from sipat.training import pick_device
+from sipat.vocabulary import eps_label
 
 DEFAULT_EPS_GRID = (0.0, 1 / 255, 2 / 255, 4 / 255, 8 / 255, 16 / 255)
 ATTACKS = tuple(_REGISTRY)
@@ -173,15 +174,10 @@ def _ensemble(
 
 
 def format_table(result: EvalResult) -> str:
-    """A Markdown table: one row per attack, one column per eps (in 1/255 units when they are round);
-    the sanity checks' warnings below it."""
+    """A Markdown table: one row per attack, one column per eps (each labelled by `sipat.vocabulary.eps_label`:
+    in 1/255 units when it is a whole number of grey levels); the sanity checks' warnings below it."""
     grid = sorted({e for per in result.robust_acc.values() for e in per})
-
-    def label(e: float) -> str:
-        k = e * 255
-        return f"{round(k)}/255" if abs(k - round(k)) < 1e-6 and 0 < k <= 32 else f"{e:g}"
-
-    head = "| attack | " + " | ".join(f"eps {label(e)}" for e in grid) + " |"
+    head = "| attack | " + " | ".join(f"eps {eps_label(e)}" for e in grid) + " |"
     rule = "|---|" + "---|" * len(grid)
     rows = [f"| {a} | " + " | ".join(f"{per[e]:.4f}" for e in grid) + " |" for a, per in result.robust_acc.items()]
     lines = [f"clean accuracy {result.clean_acc:.4f} on {result.n} images", "", head, rule, *rows]

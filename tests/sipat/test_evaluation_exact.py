@@ -36,9 +36,9 @@ def test_format_table_is_exact_in_255ths_and_plain_eps_with_warnings_below():
             "warning: w2",
         ]
     )
-    # 32/255 is the largest eps written in 255ths, 33/255 is written plainly; no warnings: no blank tail
-    edge = EvalResult(n=1, clean_acc=1.0, robust_acc={"pgd": {32 / 255: 1.0, 33 / 255: 0.0}})
-    assert format_table(edge).splitlines()[2] == f"| attack | eps 32/255 | eps {33 / 255:g} |"
+    # each eps by the vocabulary's one label: whole grey levels in 255ths, the rest plainly; no warnings: no blank tail
+    edge = EvalResult(n=1, clean_acc=1.0, robust_acc={"pgd": {33 / 255: 1.0, 33.5 / 255: 0.0}})
+    assert format_table(edge).splitlines()[2] == f"| attack | eps 33/255 | eps {33.5 / 255:g} |"
     assert not format_table(edge).endswith("\n") and format_table(edge).splitlines()[-1] == "| pgd | 1.0000 | 0.0000 |"
 
 
