@@ -55,8 +55,10 @@ Grad-CAM maps); ``results.md`` and ``results.csv`` (mean and sample standard dev
 variant), ``runs.csv`` (one row per run) and ``accuracy_vs_eps.png`` / ``.svg``. A re-run skips every run
 whose JSON exists with the same settings and refuses, naming the differences, one made with other settings.
 
-The decision report (`decide`): with PGD-AT at >= 2 radii, each arm's margin over the PGD-AT frontier and its
-paired comparison with its controls (`sipat.paired`), in ``decision.md``, ``decision_seeds.csv``, ``frontier.png``.
+The decision report (`decide`): with PGD-AT at >= 2 radii, each arm's margin over the PGD-AT frontier; with
+TRADES at >= 2 betas (``standard`` counts as beta 0), each SIP-TRADES arm's margin over the TRADES frontier;
+and each masked arm's paired comparison with its controls on its own frontier (`sipat.paired`), in
+``decision.md``, ``decision_seeds.csv``, ``frontier.png``.
 
 Modules: `config` (settings, the plan), `arms` (arms and variants), `maps` (salience maps and their variants),
 `sources` (the predicted source), `decide` (the decision report), `datasets` (the

@@ -7,8 +7,10 @@ seed; an arm's *margin* is its clean accuracy minus the frontier's at the arm's 
 (`sipat.paired.frontier_margin`). SIP-AT wins on a dataset only if its margin is significantly positive
 (`frontier_check`: ``above``) *and* significantly larger than each control's (`compare_margins`): the same maps
 displaced off the salient region, random maps, both at equal coverage, and ``clean_mix`` at the same unperturbed
-share (docs/experiments-decisive.md, "The decision rule"). This module computes those numbers; it states no
-verdict about the paper beyond what the tests say, and with few seeds the tests cannot reject anything.
+share (docs/experiments-decisive.md, "The decision rule"). SIP-TRADES changes TRADES, whose own knob (beta)
+also trades clean for robust accuracy: with TRADES at several betas it is measured on the TRADES frontier too,
+and its controls are compared there. This module computes those numbers; it states no verdict about the paper
+beyond what the tests say, and with few seeds the tests cannot reject anything.
 
 The robust accuracy used is, per run, at the training eps (the largest evaluation eps not above it): the
 ``autoattack`` column (per-sample worst case) when evaluated, else the minimum over the evaluated attacks of

@@ -188,7 +188,7 @@ def write_report(
                              round(p["train_seconds"], 1), round(p["eval_seconds"], 1)])  # fmt: skip
     png, svg = _plot(cfg, rows, out / "accuracy_vs_eps")
     files.update(png=png, svg=svg)
-    files.update(decide(cfg, payloads, out))  # with PGD-AT at >= 2 radii: the paired decision report
+    files.update(decide(cfg, payloads, out))  # with a frontier of >= 2 points (PGD-AT radii, TRADES betas)
     files.update(kcurve(cfg, list(payloads), out))  # with sip_at at k < 100 and k = 100: the k-curve
     return files
 
