@@ -9,7 +9,6 @@ from __future__ import annotations
 import gc
 import logging
 import re
-import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -55,8 +54,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         _freeze_startup_objects()
-        if settings.gil_switch_interval_ms is not None:
-            sys.setswitchinterval(settings.gil_switch_interval_ms / 1000)
         yield
         engine.dispose()
 

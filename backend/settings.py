@@ -152,14 +152,6 @@ class Settings(BaseSettings):
         description="'json': one JSON object per log line from the API (uvicorn's loggers) and the workers (Celery's), "
         "credentials redacted (backend.logjson); 'text': the servers' own formats.",
     )
-    gil_switch_interval_ms: float | None = Field(
-        default=None,
-        gt=0,
-        le=100,
-        description="Python's thread switch interval in each API process (`sys.setswitchinterval`, in ms; empty: "
-        "Python's 5 ms). The event loop waits up to this long for the GIL while a database thread computes; "
-        "docs/performance.md has the measurements.",
-    )
     max_body_bytes: int = Field(
         default=1024 * 1024,
         ge=1024,
