@@ -226,7 +226,10 @@ def compare_margins(
     fc, fr = np.asarray(frontier_clean), np.asarray(frontier_robust)
     ma, mc = _margins(*arm, fc, fr), _margins(*control, fc, fr)
     if np.isnan(ma).any() or np.isnan(mc).any():
-        raise ValueError("an arm lies outside the traced frontier for some seed; add PGD-AT radii around it")
+        raise ValueError(
+            "an arm lies outside the traced frontier for some seed; add frontier points (PGD-AT radii, TRADES "
+            "betas) around it"
+        )
     return paired_difference(ma, mc, confidence=confidence)
 
 

@@ -106,7 +106,18 @@ def test_bad_variants_are_refused(text, message):
 
 
 @pytest.mark.parametrize(
-    "name", ["fashion", "fashion-cpu", "premise", "premise-pilot", "premise-cpu", "premise-cpu8", "premise-trades8"]
+    "name",
+    [
+        "fashion",
+        "fashion-cpu",
+        "fashion-trades-cpu",
+        "premise",
+        "premise-pilot",
+        "premise-cpu",
+        "premise-cpu8",
+        "premise-trades8",
+        "premise-tradesfront8",
+    ],
 )
 def test_the_decisive_configs_plan_every_arm_with_one_recipe(name):
     cfg = ExperimentConfig.from_file(CONFIGS / f"{name}.json")
@@ -122,7 +133,7 @@ def test_the_decisive_configs_plan_every_arm_with_one_recipe(name):
     assert t.eps_ramp_epochs < t.epochs and t.weight_decay == 5e-4
     if name in ("fashion", "premise"):
         assert (t.eps_ramp_epochs, t.warmup_epochs, len(cfg.seeds), cfg.eval_limit) == (10, 5, 8, 2000)
-        assert {"pgd_at", "pgd_at@eps=0.5x", "pgd_at@eps=0.75x", "trades", "trades@beta=1"} <= arms
+        assert {"pgd_at", "pgd_at@eps=0.5x", "pgd_at@eps=0.75x", "trades", "trades@beta=1", "trades@beta=3"} <= arms
         assert {r.variant.control for r in runs} >= {"displaced", "random"}
 
 
