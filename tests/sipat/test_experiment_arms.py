@@ -222,7 +222,7 @@ def test_the_cli_dry_run_lists_every_arm_of_the_fashion_config(tmp_path, capsys)
 
     assert main(["experiment", "--config", str(CONFIGS / "fashion.json"), "--out", str(tmp_path), "--dry-run"]) == 0
     out = capsys.readouterr().out
-    for run in ("pgd_at@eps=0.5x__none__seed0", "trades@beta=1__none__seed3", "clean_mix__gradcam+top=0.25__seed7",
+    for run in ("pgd_at@eps=0.5x__none__seed0", "trades@beta=3__none__seed3", "clean_mix__gradcam+top=0.25__seed7",
                 "sip_at__gradcam+top=0.25+displaced__seed7", "sip_trades__gradcam+top=0.25__seed1"):  # fmt: skip
         assert f"todo  {run}" in out
-    assert "88 runs (0 finished)" in out
+    assert "96 runs (0 finished)" in out  # 12 arms x 8 seeds
