@@ -264,9 +264,10 @@ def decide(cfg: ExperimentConfig, payloads: Sequence[dict[str, Any]], out: str |
         "unmasked method the arm changes (sip_trades: TRADES at the same beta and radius; else PGD-AT), paired."
         + (" `standard` is each frontier's zero end." if "standard" in members else ""),
     ]
-    if "pgd_at" in traced:
+    if "pgd_at" in traced:  # every other arm, TRADES at each beta too: how each compares with PGD-AT
+        on_pgd = [k for k in table if k not in traced["pgd_at"].labels and k != "standard"]
         lines += ["", "## Frontier margins (arm clean minus PGD-AT frontier clean at the arm's robust accuracy)", ""]
-        lines += _MARGIN_HEAD + [_margin_row(arm, table, traced["pgd_at"]) for arm in arms]
+        lines += _MARGIN_HEAD + [_margin_row(arm, table, traced["pgd_at"]) for arm in on_pgd]
     for method, front in traced.items():
         own = [arm for arm in arms if OWN_FRONTIER.get(_method(arm)) == method]
         if method != "pgd_at" and own:

@@ -193,6 +193,14 @@ def test_sip_trades_is_measured_on_the_trades_frontier_too(tmp_path: Path):
     md = decide(cfg, payloads, tmp_path)["decision"].read_text()
     assert "TRADES frontier: standard, trades@beta=1, trades, trades@beta=12; seeds with every beta: 0, 1" in md
     assert "## Frontier margins" not in md  # no PGD-AT radii ran: no PGD-AT table
+    # with PGD-AT radii too, TRADES at each beta is also measured against PGD-AT, sip_trades on both frontiers
+    for s in range(8):
+        for arm, clean, robust in (("pgd_at@eps=0.5x", 0.88, 0.30), ("pgd_at", 0.78, 0.50)):
+            payloads.append(_payload(arm, "none", s, clean, robust))
+    both = decide(cfg, payloads, tmp_path)["decision"].read_text()
+    pgd = both.split("## Frontier margins")[1].split("## TRADES frontier margins")[0]
+    assert all(f"| {arm} | 8 |" in pgd for arm in ("trades@beta=1", "trades", "sip_trades [human]"))
+    assert "| sip_trades [human] | 8 |" in both.split("## TRADES frontier margins")[1]
     section = md.split("## TRADES frontier margins")[1].split("## Against")[0]
     row = next(line for line in section.splitlines() if line.startswith("| sip_trades [human] |"))
     assert "| above |" in row and row.split(" | ")[4].startswith(("+4.", "+3.9"))
