@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from sipat.experiment.arms import CONTROLS, Variant
+from sipat.experiment.arms import CONTROLS, Arm, Variant
 from sipat.experiment.config import ExperimentConfig
 from sipat.experiment.store import _atomic_write, _value, arm_name
 from sipat.paired import PairedResult, compare_margins, frontier_check, frontier_plot, paired_difference
@@ -68,9 +68,9 @@ def _per_seed(cfg: ExperimentConfig, payloads: Sequence[dict[str, Any]], eps: fl
     return table
 
 
-#: the frontiers traced: the unmasked method and the modifier whose value orders its points, "perturbing less"
+#: the frontiers traced: the unmasked method, its name and the knob that orders its points, "perturbing less"
 #: first (PGD-AT by training radius, TRADES by beta; both at radius / beta 0 are standard training)
-FRONTIERS = {"pgd_at": ("PGD-AT", "eps"), "trades": ("TRADES", "beta")}
+FRONTIERS = {"pgd_at": ("PGD-AT", "radius"), "trades": ("TRADES", "beta")}
 #: the masked methods measured on a frontier of their own method as well as on PGD-AT's
 OWN_FRONTIER = {"sip_trades": "trades"}
 
@@ -82,16 +82,17 @@ def _frontier_labels(table: dict[str, dict[int, tuple]], method: str = "pgd_at",
     arm a little less robust than the first point lies "outside" the frontier. (The line from it to the first
     point is a chord under a concave frontier, so a margin measured on it flatters the arm; decision.md shows
     the points it used.) A TRADES frontier holds only TRADES at the training radius (no ``eps=`` modifier)."""
-    knob = FRONTIERS[method][1]
 
     def value(label: str) -> float | None:
+        if " [" in label:
+            return None  # an arm with maps
         head, *mods = label.split("@")
-        if head != method:
+        arm = Arm.parse(head, mods, label)  # the arm names' one parser
+        if arm.method != method:
             return None
-        found = dict(m.partition("=")[::2] for m in mods)
-        if set(found) - {knob}:
-            return None
-        return float(found[knob].rstrip("x")) if knob in found else default
+        if method == "pgd_at":
+            return arm.eps_factor or default
+        return None if arm.eps_factor is not None else (arm.beta or default)
 
     points = sorted((k for k in table if value(k) is not None), key=lambda k: value(k) or 0.0)
     return (["standard"] if points and "standard" in table else []) + points
@@ -248,9 +249,8 @@ def decide(cfg: ExperimentConfig, payloads: Sequence[dict[str, Any]], out: str |
     e = eps_label(eps, in_255ths([eps]))
     worst = "autoattack" in cfg.eval_attacks
     metric = "AutoAttack (worst case)" if worst else f"min over {', '.join(cfg.eval_attacks)}"
-    knobs = {"pgd_at": "radius", "trades": "beta"}
     fronts = " ".join(
-        f"{front.name} frontier: {', '.join(front.labels)}; seeds with every {knobs[m]}: "
+        f"{front.name} frontier: {', '.join(front.labels)}; seeds with every {FRONTIERS[m][1]}: "
         f"{', '.join(map(str, front.seeds)) or 'none'}."
         for m, front in traced.items()
     )
