@@ -110,6 +110,7 @@ def test_bad_variants_are_refused(text, message):
     [
         "fashion",
         "fashion-cpu",
+        "fashion-cpu8",
         "fashion-trades-cpu",
         "premise",
         "premise-pilot",
