@@ -75,7 +75,13 @@ FRONTIERS = {"pgd_at": ("PGD-AT", "radius"), "trades": ("TRADES", "beta")}
 OWN_FRONTIER = {"sip_trades": "trades"}
 
 
-def _frontier_labels(table: dict[str, dict[int, tuple]], method: str = "pgd_at", default: float = 1.0) -> list[str]:
+def _arm(label: str) -> Arm:
+    """The arm of a table label (``sip_trades@beta=1 [human]`` -> its `Arm`), read by the arm names' one parser."""
+    head, *mods = label.partition(" [")[0].split("@")
+    return Arm.parse(head, mods, label)
+
+
+def _frontier_labels(table: dict[str, dict[int, tuple]], method: str, default: float) -> list[str]:
     """The arms of `method`'s frontier ordered by their knob (`FRONTIERS`; ``default``: the knob's value when the
     label has no modifier, 1.0 for the radius factor, the config's beta for TRADES), led by ``standard`` when it
     ran: PGD-AT at radius 0, TRADES at beta 0, is standard training under the same recipe, and without that end an
@@ -84,18 +90,15 @@ def _frontier_labels(table: dict[str, dict[int, tuple]], method: str = "pgd_at",
     the points it used.) A TRADES frontier holds only TRADES at the training radius (no ``eps=`` modifier)."""
 
     def value(label: str) -> float | None:
-        if " [" in label:
-            return None  # an arm with maps
-        head, *mods = label.split("@")
-        arm = Arm.parse(head, mods, label)  # the arm names' one parser
-        if arm.method != method:
-            return None
+        arm = _arm(label)
+        if " [" in label or arm.method != method:
+            return None  # an arm with maps, or another method
         if method == "pgd_at":
             return arm.eps_factor or default
         return None if arm.eps_factor is not None else (arm.beta or default)
 
-    points = sorted((k for k in table if value(k) is not None), key=lambda k: value(k) or 0.0)
-    return (["standard"] if points and "standard" in table else []) + points
+    points = sorted((v, k) for k in table if (v := value(k)) is not None)
+    return (["standard"] if points and "standard" in table else []) + [k for _, k in points]
 
 
 #: the unmasked method each masked arm changes: its paired difference says what the maps change, beyond the method
@@ -105,8 +108,8 @@ BASE_METHOD = {"sip_at": "pgd_at", "sip_trades": "trades", "clean_mix": "pgd_at"
 def _base(label: str, table: dict[str, dict[int, tuple]]) -> str | None:
     """The arm's unmasked counterpart in ``table`` (``sip_trades@beta=1 [human]`` -> ``trades@beta=1``: same
     radius and beta), else ``pgd_at``; None when that did not run."""
-    method, *mods = label.partition(" [")[0].split("@")
-    base = "@".join([BASE_METHOD[method], *mods]) if method in BASE_METHOD else "pgd_at"
+    arm = _arm(label)
+    base = dataclasses.replace(arm, method=BASE_METHOD[arm.method]).name if arm.method in BASE_METHOD else "pgd_at"
     return base if base in table else ("pgd_at" if "pgd_at" in table else None)
 
 
@@ -121,7 +124,7 @@ def _controls(label: str, table: dict[str, dict[int, tuple]]) -> list[tuple[str,
         moved = dataclasses.replace(Variant.parse(variant), control=control).name
         if f"{arm} [{moved}]" in table:
             found.append((control, f"{arm} [{moved}]"))
-    mix = "@".join(["clean_mix", *[p for p in arm.split("@")[1:] if p.startswith("eps=")]])
+    mix = Arm("clean_mix", _arm(label).eps_factor).name
     if f"{mix} [{variant}]" in table:
         found.append(("clean_mix", f"{mix} [{variant}]"))
     return found
@@ -167,14 +170,10 @@ def _traced(cfg: ExperimentConfig, table: dict[str, dict[int, tuple]]) -> dict[s
     return found
 
 
-def _method(label: str) -> str:
-    return label.partition(" [")[0].split("@")[0]
-
-
 def _own_frontier(label: str, traced: dict[str, _Frontier]) -> _Frontier | None:
     """The frontier an arm's controls are compared on: its own method's (TRADES for sip_trades) when traced,
     else PGD-AT's."""
-    own = OWN_FRONTIER.get(_method(label))
+    own = OWN_FRONTIER.get(_arm(label).method)
     return traced.get(own) if own in traced else traced.get("pgd_at")
 
 
@@ -269,7 +268,7 @@ def decide(cfg: ExperimentConfig, payloads: Sequence[dict[str, Any]], out: str |
         lines += ["", "## Frontier margins (arm clean minus PGD-AT frontier clean at the arm's robust accuracy)", ""]
         lines += _MARGIN_HEAD + [_margin_row(arm, table, traced["pgd_at"]) for arm in on_pgd]
     for method, front in traced.items():
-        own = [arm for arm in arms if OWN_FRONTIER.get(_method(arm)) == method]
+        own = [arm for arm in arms if OWN_FRONTIER.get(_arm(arm).method) == method]
         if method != "pgd_at" and own:
             lines += [
                 "",
