@@ -21,8 +21,9 @@ from typing import Any
 
 from sipat.experiment.arms import CHOICES, Variant
 from sipat.experiment.config import ExperimentConfig
-from sipat.experiment.decide import robust_eps, robust_value
+from sipat.experiment.decide import _fmt, _safe, robust_eps, robust_value
 from sipat.experiment.store import _atomic_write
+from sipat.paired import paired_difference
 
 FILL_NAMES = ("none", "gradcam", "predicted")
 #: map-quality columns: (group, measure) of a run's ``map_quality`` (see `sipat.experiment.quality`)
@@ -98,6 +99,19 @@ def paintings_needed(
     return None, "no k reaches it"
 
 
+def against_full(table: dict[str, Any], key: tuple[int, str, str]) -> tuple[str, str]:
+    """(clean, robust) of k minus k = 100 for one curve point, paired over the seeds both ran (`sipat.paired`
+    summaries with their number of seeds, or why there is none): whether a k is short of painting every image
+    by more than seed noise, which the 95 % rule on means alone cannot say."""
+    full = table["points"].get((100, key[1], key[2]), {})
+    cells = table["points"][key]
+    seeds = sorted(set(full) & set(cells))
+    clean, robust = (
+        _fmt(_safe(paired_difference, [cells[s][i] for s in seeds], [full[s][i] for s in seeds])) for i in (0, 1)
+    )
+    return clean, robust
+
+
 def _cell(v: float) -> str:
     return "-" if math.isnan(v) else f"{v:.3f}"
 
@@ -148,6 +162,12 @@ def kcurve(cfg: ExperimentConfig, payloads: list[dict[str, Any]], out: str | Pat
             k_needed, why = paintings_needed(table, fill, choice)
             where = f"k = {k_needed} % ({round(k_needed * n_train / 100)} images)" if k_needed is not None else "none"
             lines.append(f"- fill {fill}, choice {choice}: {where}; {why}")
+    lines += ["", "## Each k against painting every image (k minus k = 100, paired over seeds)", "",
+              "Cells: mean paired difference [95 % BCa bootstrap interval] (paired t-test p, Wilcoxon signed-rank "
+              "p, seeds), in percentage points; a k is short of full painting only where both tests reject 0.", "",
+              "| k % | fill | choice | clean | robust |", "|---|---|---|---|---|"]  # fmt: skip
+    for key in shown:
+        lines.append(f"| {key[0]} | {key[1]} | {key[2]} | {' | '.join(against_full(table, key))} |")
     files = {"kcurve": out / "kcurve.md", "kcurve_csv": out / "kcurve.csv"}
     _atomic_write(files["kcurve"], "\n".join(lines) + "\n")
     with files["kcurve_csv"].open("w", newline="", encoding="utf-8") as f:
@@ -158,4 +178,4 @@ def kcurve(cfg: ExperimentConfig, payloads: list[dict[str, Any]], out: str | Pat
     return files
 
 
-__all__ = ["QUALITY", "curve_point", "kcurve", "kcurve_table", "paintings_needed"]
+__all__ = ["QUALITY", "against_full", "curve_point", "kcurve", "kcurve_table", "paintings_needed"]

@@ -14,7 +14,7 @@ from sipat.data.builtin import load_builtin
 from sipat.experiment import ExperimentConfig, run_experiment
 from sipat.experiment.arms import Variant
 from sipat.experiment.config import RunSpec, run_settings
-from sipat.experiment.kcurve import curve_point, kcurve, kcurve_table, paintings_needed
+from sipat.experiment.kcurve import against_full, curve_point, kcurve, kcurve_table, paintings_needed
 from sipat.experiment.maps import MapSet, unannotate, variant_maps
 from sipat.experiment.runner import _SeedContext
 from sipat.experiment.sources import filled_maps
@@ -133,3 +133,25 @@ def test_the_kcurve_finds_the_least_k_that_reaches_95_percent_of_the_gain(tmp_pa
             _payload("sip_at", "human+unannotated=0.5", 0, 0.7, 0.3)]  # fmt: skip
     assert paintings_needed(kcurve_table(cfg, flat), "none") == (
         None, "painting every image gives no clean gain over pgd_at (-0.0100)")  # fmt: skip
+
+
+def test_each_k_is_compared_with_painting_every_image_paired_over_seeds(tmp_path):
+    cfg = ExperimentConfig.from_dict({**TINY, "seeds": list(range(8))})
+    noise = [0.01, -0.02, 0.03, 0.0, -0.01, 0.02, -0.03, 0.015]  # shared by every arm of a seed: pairing removes it
+    runs = []
+    for s, e in enumerate(noise):
+        runs.append(_payload("pgd_at", "none", s, 0.50 + e, 0.30))
+        runs.append(_payload("sip_at", "human", s, 0.70 + e, 0.30))
+        runs.append(_payload("sip_at", "human+unannotated=0.9", s, 0.60 + e + 0.001 * s, 0.30))  # 10 points short
+        runs.append(_payload("sip_at", "human+unannotated=0.5", s, 0.70 + e + (0.004 if s % 2 else -0.004), 0.30))
+    table = kcurve_table(cfg, runs)
+    short = against_full(table, (10, "none", "random"))
+    assert short[0].startswith("-9.65 [") and "n=8" in short[0]
+    p_t = float(short[0].split("t p=")[1].split(",")[0])
+    assert p_t < 1e-6
+    level = against_full(table, (50, "none", "random"))[0]
+    assert level.startswith("+0.00 [") and float(level.split("t p=")[1].split(",")[0]) == 1.0
+    assert short[1] == "+0.00 [+0.00, +0.00] (t p=1, W p=1, n=8)"  # robust equal in every seed
+    md = kcurve(cfg, runs, tmp_path)["kcurve"].read_text()
+    assert f"| 10 | none | random | {short[0]} |" in md
+    assert against_full(kcurve_table(cfg, runs[:4]), (10, "none", "random"))[0].startswith("n/a (")  # one seed
