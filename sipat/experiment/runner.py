@@ -30,7 +30,7 @@ from sipat.experiment.maps import MapSet, dataset_maps, variant_maps
 from sipat.experiment.quality import map_quality
 from sipat.experiment.report import write_report
 from sipat.experiment.sources import FilledMaps, PredictedMaps, filled_maps, predicted_maps, train_images
-from sipat.experiment.store import _atomic_write, finished_runs, run_path
+from sipat.experiment.store import _atomic_write, checkpoint_path, finished_runs, run_path
 from sipat.training import model_meta, save_checkpoint, train
 
 
@@ -254,7 +254,8 @@ def _execute(run: RunSpec, ctx: _SeedContext, out: Path, bar_factory: Callable |
         changes["trades_beta"] = run.beta
     tcfg = cfg.train_config("pgd_at" if run.method == "clean_mix" else run.method, run.seed, **changes)
     model, meta = ctx.new_model(run.seed)
-    ckpt = out / "checkpoints" / f"{run.run_id}.pt"
+    ckpt = checkpoint_path(out, run)
+    settings = run_settings(cfg, run)
     bar = None
 
     def progress(p) -> None:
@@ -277,7 +278,7 @@ def _execute(run: RunSpec, ctx: _SeedContext, out: Path, bar_factory: Callable |
         "trades_beta": tcfg.trades_beta,
         "variant": run.variant.name,
         "seed": run.seed,
-        "settings": run_settings(cfg, run),
+        "settings": settings,
         "arch": meta["arch"],
         "n_train": len(contract(ctx.train)),
         "salient_share": salient_share,
@@ -290,7 +291,13 @@ def _execute(run: RunSpec, ctx: _SeedContext, out: Path, bar_factory: Callable |
     }
     try:
         history = train(
-            model, train_set, tcfg, device=ctx.device, progress=progress, checkpoint=ckpt, checkpoint_meta=meta
+            model,
+            train_set,
+            tcfg,
+            device=ctx.device,
+            progress=progress,
+            checkpoint=ckpt,
+            checkpoint_meta={**meta, "settings": settings},
         ).history
     except FloatingPointError as exc:  # a diverged run is a result: kept, counted, left out of the means
         return {
@@ -368,7 +375,7 @@ def run_experiment(
                 bar.set_postfix_str(run.run_id)
                 payload = _execute(run, ctx, out, inner if progress else None)
                 _atomic_write(run_path(out, run), json.dumps(payload, indent=2))
-                (out / "checkpoints" / f"{run.run_id}.pt").unlink(missing_ok=True)
+                checkpoint_path(out, run).unlink(missing_ok=True)
                 done[run.run_id] = payload
                 bar.update(1)
                 outcome = (

@@ -49,14 +49,21 @@ def run_path(out: Path, run: RunSpec) -> Path:
     return out / "runs" / f"{run.run_id}.json"
 
 
+def checkpoint_path(out: Path, run: RunSpec) -> Path:
+    """Where a run's training state lives while it trains (removed when it finishes)."""
+    return out / "checkpoints" / f"{run.run_id}.pt"
+
+
 def finished_runs(cfg: ExperimentConfig, out: Path, runs: Sequence[RunSpec]) -> dict[str, dict[str, Any]]:
-    """The planned runs whose result JSON exists with the same settings; ValueError for one with other settings."""
+    """The planned runs whose result JSON exists with the same settings; ValueError for one with other settings,
+    and for a half-trained run (its checkpoint) with other settings, before anything trains."""
     done = {}
     for run in runs:
         payload = _read_json(run_path(out, run))
-        if payload is None:
-            continue
         want = run_settings(cfg, run)
+        if payload is None:
+            check_checkpoint(checkpoint_path(out, run), want)
+            continue
         if payload.get("settings") != want:
             diff = _diff(payload.get("settings") or {}, want)
             raise ValueError(
@@ -65,3 +72,21 @@ def finished_runs(cfg: ExperimentConfig, out: Path, runs: Sequence[RunSpec]) -> 
             )
         done[run.run_id] = payload
     return done
+
+
+def check_checkpoint(path: Path, settings: dict[str, Any]) -> None:
+    """Refuse to resume a half-trained run made with other settings. Why here and not in `sipat.training`: its
+    resume check compares the training config, but an experiment's maps (annotators, fill, choice, controls)
+    are settings of the run, not of the config, so a checkpoint trained on other maps would resume silently.
+    A checkpoint written before runs stored their settings in it resumes as before."""
+    if not path.is_file():
+        return
+    from sipat.checkpoints import read_checkpoint
+
+    stored = read_checkpoint(path).get("meta", {}).get("settings")
+    if stored is not None and stored != settings:
+        raise ValueError(
+            f"{path} holds a half-trained run made with other settings (they differ in "
+            f"{', '.join(_diff(stored, settings))}); pass another --out for the new settings, or delete that file "
+            "to train the run anew"
+        )

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 
+from sipat.checkpoints import save_checkpoint
 from sipat.cli import main
 from sipat.data import load_builtin
 from sipat.experiment import (
@@ -26,6 +27,8 @@ from sipat.experiment import (
     subset,
     variant_maps,
 )
+from sipat.experiment.config import run_settings
+from sipat.experiment.store import checkpoint_path, finished_runs
 from sipat.models import build_model
 from sipat.salience import to_mask
 from sipat.training import RECIPE, TrainConfig, batch_loss, clean_rows
@@ -124,6 +127,40 @@ def test_a_rerun_with_other_settings_is_refused_naming_them(tiny):
     cfg, out, _ = tiny
     with pytest.raises(ValueError, match=r"other settings \(they differ in epochs\)"):
         run_experiment(cfg.replace(epochs=2), out, device="cpu", progress=False, log=lambda _m: None)
+
+
+def test_a_half_trained_run_made_on_other_maps_is_refused_before_anything_trains(tmp_path):
+    """The training config cannot tell (the maps are not in it): the run's settings stored in its checkpoint can."""
+    cfg = ExperimentConfig.from_dict(TINY)
+    runs = plan_runs(cfg)
+    run = next(r for r in runs if r.method == "sip_at")
+    ckpt = checkpoint_path(tmp_path, run)
+    other = {**run_settings(cfg, run), "annotators": {"count": 3, "seed": 0}}
+    model = build_model("small_cnn", num_classes=10, in_channels=1)
+    save_checkpoint(ckpt, model, TrainConfig(), meta={"settings": other}, resume={"epoch": 1})
+    with pytest.raises(ValueError, match=r"half-trained run made with other settings \(they differ in annotators\)"):
+        finished_runs(cfg, tmp_path, runs)
+    save_checkpoint(ckpt, model, TrainConfig(), meta={"settings": run_settings(cfg, run)}, resume={"epoch": 1})
+    assert finished_runs(cfg, tmp_path, runs) == {}  # the same settings: it resumes
+    save_checkpoint(ckpt, model, TrainConfig(), meta={}, resume={"epoch": 1})
+    assert finished_runs(cfg, tmp_path, runs) == {}  # written before checkpoints held settings: resumes as before
+
+
+def test_a_training_run_stores_its_settings_in_its_checkpoint(tmp_path, monkeypatch):
+    import sipat.experiment.runner as runner
+
+    def train_then_die(*args, **kwargs):
+        runner_train(*args, **kwargs)
+        raise KeyboardInterrupt  # killed after the last epoch's checkpoint, before the run's JSON
+
+    runner_train = runner.train
+    monkeypatch.setattr(runner, "train", train_then_die)
+    cfg = ExperimentConfig.from_dict({**TINY, "seeds": [0], "methods": ["sip_at"], "epochs": 1})
+    with pytest.raises(KeyboardInterrupt):
+        run_experiment(cfg, tmp_path, device="cpu", progress=False, log=lambda _m: None)
+    run = plan_runs(cfg)[0]
+    stored = torch.load(checkpoint_path(tmp_path, run), weights_only=True)["meta"]["settings"]
+    assert stored == run_settings(cfg, run)
 
 
 def _human_maps(n: int = 300) -> MapSet:
