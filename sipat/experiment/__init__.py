@@ -49,11 +49,12 @@ accuracy and robust accuracy under PGD (``eval_pgd_steps``, step 2.5 * eps / ste
 dataset without maps the reference model's Grad-CAM of the test images).
 
 Output under ``out/``: ``config.json``; ``runs/<run>.json`` per finished run (written atomically as it
-finishes: results, settings, history, seconds); ``checkpoints/<run>.pt`` while a run trains (an interrupted run
-resumes after its last finished epoch); ``models/<run>.pt`` (``save_models``); ``salience/`` (reference
-Grad-CAM maps); ``results.md`` and ``results.csv`` (mean and sample standard deviation over seeds per method and
-variant), ``runs.csv`` (one row per run) and ``accuracy_vs_eps.png`` / ``.svg``. A re-run skips every run
-whose JSON exists with the same settings and refuses, naming the differences, one made with other settings.
+finishes: results, settings, history, seconds); ``checkpoints/<run>.pt`` while a run trains (an interrupted
+run resumes after its last finished epoch; one made with other settings is refused); ``models/<run>.pt``
+(``save_models``); ``salience/`` (reference Grad-CAM maps); ``results.md`` and ``results.csv`` (mean and sample
+standard deviation over seeds per method and variant), ``runs.csv`` (one row per run) and ``accuracy_vs_eps.png``
+/ ``.svg``. A re-run skips every run whose JSON exists with the same settings and refuses, naming the
+differences, one made with other settings.
 
 The decision report (`decide`): with PGD-AT at >= 2 radii, each arm's margin over the PGD-AT frontier; with
 TRADES at >= 2 betas (``standard`` counts as beta 0), each SIP-TRADES arm's margin over the TRADES frontier;
