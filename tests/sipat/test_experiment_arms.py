@@ -112,6 +112,7 @@ def test_bad_variants_are_refused(text, message):
         "fashion-cpu",
         "fashion-cpu8",
         "fashion-trades-cpu",
+        "fashion-trades-cpu8",
         "kcurve8-cpu",
         "premise",
         "premise-pilot",
