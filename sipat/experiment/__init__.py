@@ -116,7 +116,7 @@ from sipat.experiment.report import (
 )
 from sipat.experiment.runner import _execute, _SeedContext, run_experiment
 from sipat.experiment.sources import PredictedMaps, predicted_maps
-from sipat.experiment.store import _atomic_write, _diff, _read_json, _value, arm_name, finished_runs, run_path
+from sipat.experiment.store import _diff, _read_json, _value, arm_name, finished_runs, run_path
 from sipat.vocabulary import EVAL_ATTACKS, eps_label, in_255ths
 
 __all__ = [
@@ -142,7 +142,6 @@ __all__ = [
     "Variant",
     "WithSalience",
     "_SeedContext",
-    "_atomic_write",
     "_diff",
     "_diverged_note",
     "_execute",

@@ -26,10 +26,11 @@ from statistics import fmean
 from typing import Any
 
 from sipat.attacks.registry import AttackBudget
+from sipat.checkpoints import atomic_write_text
 from sipat.experiment.config import ExperimentConfig, plan_runs
 from sipat.experiment.datasets import load_data, subset
 from sipat.experiment.decide import robust_eps
-from sipat.experiment.store import _atomic_write, _read_json
+from sipat.experiment.store import _read_json
 
 
 def _check_run(
@@ -93,7 +94,7 @@ def autoattack_check(
                 tests[data_seed] = subset(load_data(cfg, "test", data_seed), limit, data_seed + 2)
             log(f"{run.run_id}: AutoAttack on {limit} test images")
             result = _check_run(cfg, model_path, tests[data_seed], eps, device, budget)
-            _atomic_write(cache, json.dumps(result, indent=1))
+            atomic_write_text(cache, json.dumps(result, indent=1))
             log(f"{run.run_id}: clean {result['clean_acc']:.3f}, {'/'.join(cfg.eval_attacks)} {result['cheap']:.3f}, "
                 f"AutoAttack {result['autoattack']:.3f} ({result['autoattack_s']:.0f} s)")  # fmt: skip
         label = run.arm.name if run.variant.source == "none" else f"{run.arm.name} [{run.variant.name}]"
@@ -126,7 +127,7 @@ def _write(cfg: ExperimentConfig, out: Path, rows: list[tuple[str, int, dict[str
     if missing:
         lines += ["", f"Not checked (no saved model; run with save_models on): {', '.join(missing)}."]
     files = {"autoattack_check": out / "autoattack_check.md", "autoattack_check_csv": out / "autoattack_check.csv"}
-    _atomic_write(files["autoattack_check"], "\n".join(lines) + "\n")
+    atomic_write_text(files["autoattack_check"], "\n".join(lines) + "\n")
     with files["autoattack_check_csv"].open("w", newline="", encoding="utf-8") as f:
         writer = csv.writer(f)
         writer.writerow(["arm", "seed", "n", "clean_acc", "cheap", "autoattack", "gap"])

@@ -29,9 +29,10 @@ from typing import Any
 
 import numpy as np
 
+from sipat.checkpoints import atomic_write_text
 from sipat.experiment.arms import CONTROLS, Arm, Variant
 from sipat.experiment.config import ExperimentConfig
-from sipat.experiment.store import _atomic_write, _value, arm_name
+from sipat.experiment.store import _value, arm_name
 from sipat.paired import PairedResult, compare_margins, frontier_check, frontier_plot, paired_difference
 from sipat.vocabulary import eps_label, in_255ths
 
@@ -299,7 +300,7 @@ def decide(cfg: ExperimentConfig, payloads: Sequence[dict[str, Any]], out: str |
             for s, (c, r) in sorted(per.items()):
                 writer.writerow([label, s, c, r])
     lines += ["", f"Per-seed values: `{files['decision_seeds'].name}`; plot: `frontier.png`.", ""]
-    _atomic_write(files["decision"], "\n".join(lines))
+    atomic_write_text(files["decision"], "\n".join(lines))
     curves = {
         f"{front.name} frontier": {r: ([table[r][s][0] for s in front.seeds], [table[r][s][1] for s in front.seeds])
                                    for r in front.labels}

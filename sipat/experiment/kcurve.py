@@ -19,10 +19,10 @@ from pathlib import Path
 from statistics import fmean
 from typing import Any
 
+from sipat.checkpoints import atomic_write_text
 from sipat.experiment.arms import CHOICES, Variant
 from sipat.experiment.config import ExperimentConfig
 from sipat.experiment.decide import _fmt, _safe, robust_eps, robust_value
-from sipat.experiment.store import _atomic_write
 from sipat.paired import paired_difference
 
 FILL_NAMES = ("none", "gradcam", "predicted")
@@ -169,7 +169,7 @@ def kcurve(cfg: ExperimentConfig, payloads: list[dict[str, Any]], out: str | Pat
     for key in shown:
         lines.append(f"| {key[0]} | {key[1]} | {key[2]} | {' | '.join(against_full(table, key))} |")
     files = {"kcurve": out / "kcurve.md", "kcurve_csv": out / "kcurve.csv"}
-    _atomic_write(files["kcurve"], "\n".join(lines) + "\n")
+    atomic_write_text(files["kcurve"], "\n".join(lines) + "\n")
     with files["kcurve_csv"].open("w", newline="", encoding="utf-8") as f:
         writer = csv.writer(f)
         writer.writerow(["k_percent", "fill", "choice", "seed", "clean_acc", f"robust_acc_eps={eps:.6g}",

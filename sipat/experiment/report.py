@@ -11,10 +11,11 @@ from typing import Any
 
 import numpy as np
 
+from sipat.checkpoints import atomic_write_text
 from sipat.experiment.config import ExperimentConfig, plan_items, plan_runs
 from sipat.experiment.decide import decide
 from sipat.experiment.kcurve import kcurve
-from sipat.experiment.store import _atomic_write, _unperturbed, _value, arm_name, finished_runs
+from sipat.experiment.store import _unperturbed, _value, arm_name, finished_runs
 from sipat.vocabulary import eps_label, in_255ths
 
 
@@ -172,7 +173,7 @@ def write_report(
     rows = summarise(cfg, payloads)
     files = {"markdown": out / "results.md", "csv": out / "results.csv", "runs_csv": out / "runs.csv"}
     arch = ", ".join(sorted({p["arch"] for p in payloads}))
-    _atomic_write(files["markdown"], _markdown(cfg, rows, len(payloads), total or len(payloads), arch))
+    atomic_write_text(files["markdown"], _markdown(cfg, rows, len(payloads), total or len(payloads), arch))
     with files["csv"].open("w", newline="", encoding="utf-8") as f:
         table = csv.DictWriter(f, fieldnames=list(rows[0]))
         table.writeheader()

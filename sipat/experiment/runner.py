@@ -14,6 +14,7 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from sipat.checkpoints import atomic_write_text
 from sipat.data import InMemoryDataset, contract, side
 from sipat.experiment.arms import Variant
 from sipat.experiment.choice import KeptSet, active_kept, random_kept
@@ -30,7 +31,7 @@ from sipat.experiment.maps import MapSet, dataset_maps, variant_maps
 from sipat.experiment.quality import map_quality
 from sipat.experiment.report import write_report
 from sipat.experiment.sources import FilledMaps, PredictedMaps, filled_maps, predicted_maps, train_images
-from sipat.experiment.store import _atomic_write, checkpoint_path, finished_runs, run_path
+from sipat.experiment.store import checkpoint_path, finished_runs, run_path
 from sipat.training import model_meta, save_checkpoint, train
 
 
@@ -354,7 +355,7 @@ def run_experiment(
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    _atomic_write(out / "config.json", json.dumps(cfg.to_dict(), indent=2))
+    atomic_write_text(out / "config.json", json.dumps(cfg.to_dict(), indent=2))
     runs = plan_runs(cfg)
     done = finished_runs(cfg, out, runs)
     bar = tqdm(total=len(runs), initial=len(done), desc="runs", unit="run", dynamic_ncols=True, disable=not progress)
@@ -374,7 +375,7 @@ def run_experiment(
             for run in todo:
                 bar.set_postfix_str(run.run_id)
                 payload = _execute(run, ctx, out, inner if progress else None)
-                _atomic_write(run_path(out, run), json.dumps(payload, indent=2))
+                atomic_write_text(run_path(out, run), json.dumps(payload, indent=2))
                 checkpoint_path(out, run).unlink(missing_ok=True)
                 done[run.run_id] = payload
                 bar.update(1)

@@ -8,7 +8,15 @@ import json
 import pytest
 import torch
 
-from sipat.checkpoints import atomic_write, export_model, load_exported, load_model, model_meta, save_checkpoint
+from sipat.checkpoints import (
+    atomic_write,
+    atomic_write_text,
+    export_model,
+    load_exported,
+    load_model,
+    model_meta,
+    save_checkpoint,
+)
 from sipat.models import NormalizedModel, build_model, gradcam_layer, new_model, torchvision_classifiers
 from sipat.training import TrainConfig
 
@@ -107,3 +115,27 @@ def test_atomic_write_keeps_the_old_file_when_writing_fails(tmp_path):
     with pytest.raises(RuntimeError, match="disk full"):
         atomic_write(target, fail)
     assert target.read_text() == "old" and [p.name for p in tmp_path.iterdir()] == ["a.txt"]
+
+
+def test_simultaneous_writers_of_one_file_never_collide(tmp_path):
+    """Two experiment processes started at once into one out dir (the documented way to use both cores) both
+    write config.json; with one fixed temporary name, one renamed the other's file away (FileNotFoundError)."""
+    import threading
+
+    target, errors, start = tmp_path / "config.json", [], threading.Barrier(4)
+
+    def writer(i: int) -> None:
+        start.wait()
+        for _ in range(200):
+            try:
+                atomic_write_text(target, f"writer {i}\n" * 100)
+            except OSError as exc:
+                errors.append(exc)
+
+    threads = [threading.Thread(target=writer, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == [] and [p.name for p in tmp_path.iterdir()] == ["config.json"]
+    assert target.read_text() in {f"writer {i}\n" * 100 for i in range(4)}
