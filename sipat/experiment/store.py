@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from sipat.checkpoints import read_checkpoint
 from sipat.experiment.config import ExperimentConfig, RunSpec, run_settings
 
 
@@ -74,8 +75,6 @@ def check_checkpoint(path: Path, settings: dict[str, Any]) -> None:
     A checkpoint written before runs stored their settings in it resumes as before."""
     if not path.is_file():
         return
-    from sipat.checkpoints import read_checkpoint
-
     stored = read_checkpoint(path).get("meta", {}).get("settings")
     if stored is not None and stored != settings:
         raise ValueError(
