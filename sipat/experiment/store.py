@@ -59,13 +59,17 @@ def finished_runs(cfg: ExperimentConfig, out: Path, runs: Sequence[RunSpec]) -> 
             check_checkpoint(checkpoint_path(out, run), want)
             continue
         if payload.get("settings") != want:
-            diff = _diff(payload.get("settings") or {}, want)
-            raise ValueError(
-                f"{run_path(out, run)} was made with other settings (they differ in {', '.join(diff)}); "
-                "pass another --out for the new settings, or delete that file to redo the run"
-            )
+            raise _other_settings(run_path(out, run), "was", payload.get("settings") or {}, want, "redo the run")
         done[run.run_id] = payload
     return done
+
+
+def _other_settings(path: Path, held: str, stored: dict[str, Any], want: dict[str, Any], redo: str) -> ValueError:
+    """The one refusal of a file made with other settings (a finished run's JSON, a half-trained checkpoint)."""
+    return ValueError(
+        f"{path} {held} made with other settings (they differ in {', '.join(_diff(stored, want))}); "
+        f"pass another --out for the new settings, or delete that file to {redo}"
+    )
 
 
 def check_checkpoint(path: Path, settings: dict[str, Any]) -> None:
@@ -77,8 +81,4 @@ def check_checkpoint(path: Path, settings: dict[str, Any]) -> None:
         return
     stored = read_checkpoint(path).get("meta", {}).get("settings")
     if stored is not None and stored != settings:
-        raise ValueError(
-            f"{path} holds a half-trained run made with other settings (they differ in "
-            f"{', '.join(_diff(stored, settings))}); pass another --out for the new settings, or delete that file "
-            "to train the run anew"
-        )
+        raise _other_settings(path, "holds a half-trained run", stored, settings, "train the run anew")
