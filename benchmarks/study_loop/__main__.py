@@ -1,0 +1,85 @@
+"""A simulated study through the web loop: does active choice of which images people paint beat random
+choice, by the number of paintings (issue 20)?
+
+For each seed, a fresh platform (`world.py`: SQLite, the app over HTTP, an inline worker) holds two studies
+alike but for `painting_pool` ("random", the default, and "active"), both with `rerank_every`. Simulated
+people (`people.py`) take part one after another, the same person j in both; every `--every` paintings the
+service queues a `rank_paintings` job from its background refresh, which the active pool's next participants
+follow. At those same points the study's stored paintings train a fresh predictor, scored on held-out test
+images (`measure.py`). The report pairs the two pools over seeds at each number of paintings.
+
+    .venv/bin/python -m benchmarks.study_loop --seeds 0 1 2 3 4 --out runs/study-loop [--paintings 120]
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import tempfile
+import time
+from dataclasses import asdict, fields
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from benchmarks.study_loop.measure import Yardstick, measure
+from benchmarks.study_loop.people import Population, take_part
+from benchmarks.study_loop.report import write_report
+from benchmarks.study_loop.world import POOLS, LoopConfig, build_world
+from sipat.predictor import centre_prior, compare, uniform_map
+
+
+def run_seed(cfg: LoopConfig, seed: int, log: Any = print) -> list[dict[str, Any]]:
+    """The rows of one seed: a baseline row per reference map, then one per pool and measuring point."""
+    t0 = time.perf_counter()
+    rows: list[dict[str, Any]] = []
+    with tempfile.TemporaryDirectory(prefix="study-loop-") as tmp, build_world(Path(tmp), cfg, seed) as world:
+        people, yardstick = Population(world.train_masks, seed), Yardstick(world, seed)
+        m, (h, w) = len(world.test_ids), world.test_x.shape[-2:]
+        baselines = {"centre prior": centre_prior(m, h, w), "uniform": uniform_map(m, h, w)}
+        for name, quality in compare(yardstick.test_human, baselines).items():
+            rows.append({"seed": seed, "pool": name, "paintings": 0, **quality})
+        for pool in POOLS:
+            study_id, slug = world.studies[pool]
+            person, done = 0, 0
+            for point in range(cfg.every, cfg.paintings + 1, cfg.every):
+                while done < point:
+                    done += len(take_part(world, slug, people, person))
+                    person += 1
+                row = measure(world, study_id, yardstick, steps=cfg.predictor_steps, width=cfg.width, seed=seed)
+                rows.append({"seed": seed, "pool": pool, "people": person, **row})
+                log(
+                    f"seed {seed} {pool:<6} {row['paintings']:>4} paintings of {row['images']:>4} images, "
+                    f"{row['rankings']} rankings: CC {row['cc']:.3f}, fill CC {row['fill_cc']:.3f} "
+                    f"({time.perf_counter() - t0:.0f} s)"
+                )
+    return rows
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    defaults = LoopConfig()
+    for f in fields(LoopConfig):
+        ap.add_argument(f"--{f.name.replace('_', '-')}", type=type(getattr(defaults, f.name)), default=None)
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    ap.add_argument("--out", type=Path, required=True, help="folder for rows.csv and report.md")
+    ap.add_argument("--threads", type=int, default=1)
+    args = ap.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    cfg = LoopConfig(**{f.name: v for f in fields(LoopConfig) if (v := getattr(args, f.name)) is not None})
+    t0 = time.perf_counter()
+    rows = [row for seed in args.seeds for row in run_seed(cfg, seed)]
+    seconds = time.perf_counter() - t0
+    args.out.mkdir(parents=True, exist_ok=True)
+    keys = list(dict.fromkeys(k for row in rows for k in row))
+    with open(args.out / "rows.csv", "w", newline="") as out:
+        writer = csv.DictWriter(out, fieldnames=keys)
+        writer.writeheader()
+        writer.writerows(rows)
+    write_report(args.out / "report.md", rows, {**asdict(cfg), "seeds": args.seeds}, seconds)
+    print((args.out / "report.md").read_text())
+
+
+if __name__ == "__main__":
+    main()
