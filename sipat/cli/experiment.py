@@ -10,6 +10,7 @@ from typing import Any
 import torch
 
 from sipat.cli.options import parse_eps
+from sipat.data import BUILTIN_DATASETS
 from sipat.experiment import (
     EVAL_ATTACKS,
     EXPERIMENT_METHODS,
@@ -25,7 +26,8 @@ def add_arguments(p: Any) -> None:
     """The `sipat experiment` flags; every given flag overrides the config file's value."""
     p.add_argument("--config", help="a JSON (or YAML) experiment config, e.g. configs/mnist5k.json")
     p.add_argument("--out", help="results folder (default runs/<config name>); re-running resumes it")
-    p.add_argument("--dataset", help="mnist5k, shapes, cifar10, cifar100, cub200")
+    names = ", ".join([*sorted(BUILTIN_DATASETS), "cifar10", "cifar100", "cub200"])
+    p.add_argument("--dataset", help=f"{names} (the last three from --data-root)")
     p.add_argument("--data-root", help="folder with the cifar/cub files (see docs/experiments.md)")
     p.add_argument("--set", dest="params", action="append", default=[], metavar="KEY=VALUE",
                    help="a dataset parameter, value as JSON, e.g. --set texture_correlation=0.25")  # fmt: skip

@@ -75,3 +75,12 @@ def test_eps_fractions_and_errors(capsys):
 def test_a_missing_checkpoint_is_a_clear_error(capsys):
     assert main(["evaluate", "--dataset", "mnist5k", "--checkpoint", "missing.pt"]) == 2
     assert "missing.pt does not exist" in capsys.readouterr().err
+
+
+def test_experiment_help_names_every_built_in_dataset(capsys):
+    with pytest.raises(SystemExit):
+        main(["experiment", "--help"])
+    options = " ".join(capsys.readouterr().out.split()).split("options:", 1)[1]
+    dataset = options.split("--dataset DATASET", 1)[1].split("--data-root", 1)[0]
+    for name in ("fashion", "mnist5k", "premise", "shapes", "cifar10", "cub200"):
+        assert name in dataset
