@@ -8,13 +8,18 @@ service queues a `rank_paintings` job from its background refresh, which the act
 follow. At those same points the study's stored paintings train a fresh predictor, scored on held-out test
 images (`measure.py`). The report pairs the two pools over seeds at each number of paintings.
 
-    .venv/bin/python -m benchmarks.study_loop --seeds 0 1 2 3 4 --out runs/study-loop [--paintings 120]
+    .venv/bin/python -m benchmarks.study_loop --seeds 0 1 2 3 --out runs/study-loop [--paintings 100 ...]
+    .venv/bin/python -m benchmarks.study_loop --report-only --out runs/study-loop [the same settings]
+
+Each seed's rows land in `--out`/seeds/ when the seed ends: a rerun skips them, two processes with other
+`--seeds` can share the folder, and the report gathers every finished seed.
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
+import json
 import tempfile
 import time
 from dataclasses import asdict, fields
@@ -27,6 +32,7 @@ from benchmarks.study_loop.measure import Yardstick, measure
 from benchmarks.study_loop.people import Population, take_part
 from benchmarks.study_loop.report import write_report
 from benchmarks.study_loop.world import POOLS, LoopConfig, build_world
+from sipat.checkpoints import atomic_write_text
 from sipat.predictor import centre_prior, compare, uniform_map
 
 
@@ -57,27 +63,57 @@ def run_seed(cfg: LoopConfig, seed: int, log: Any = print) -> list[dict[str, Any
     return rows
 
 
+def _seed_file(out: Path, seed: int) -> Path:
+    return out / "seeds" / f"seed-{seed}.json"
+
+
+def gather(out: Path, config: dict[str, Any]) -> tuple[list[dict[str, Any]], list[int], float]:
+    """(rows, seeds, seconds) of every finished seed under `out`; a seed run under another config is refused,
+    so one report never mixes two settings."""
+    rows: list[dict[str, Any]] = []
+    seeds: list[int] = []
+    seconds = 0.0
+    for path in sorted((out / "seeds").glob("seed-*.json")):
+        done = json.loads(path.read_text())
+        if done["config"] != config:
+            raise SystemExit(f"{path} was run with {done['config']}, not {config}: use another --out")
+        rows += done["rows"]
+        seeds.append(done["seed"])
+        seconds += done["seconds"]
+    return rows, sorted(seeds), seconds
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     defaults = LoopConfig()
     for f in fields(LoopConfig):
         ap.add_argument(f"--{f.name.replace('_', '-')}", type=type(getattr(defaults, f.name)), default=None)
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    ap.add_argument("--out", type=Path, required=True, help="folder for rows.csv and report.md")
+    ap.add_argument("--out", type=Path, required=True, help="folder of the seeds' rows, rows.csv and report.md")
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--report-only", action="store_true", help="report the seeds finished under --out")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     cfg = LoopConfig(**{f.name: v for f in fields(LoopConfig) if (v := getattr(args, f.name)) is not None})
-    t0 = time.perf_counter()
-    rows = [row for seed in args.seeds for row in run_seed(cfg, seed)]
-    seconds = time.perf_counter() - t0
-    args.out.mkdir(parents=True, exist_ok=True)
+    config = asdict(cfg)
+    gather(args.out, config)  # refuses a folder of another config before anything runs
+    for seed in [] if args.report_only else args.seeds:
+        path = _seed_file(args.out, seed)
+        if path.exists():
+            print(f"seed {seed}: done before ({path})")
+            continue
+        t0 = time.perf_counter()
+        rows = run_seed(cfg, seed)
+        done = {"config": config, "seed": seed, "seconds": time.perf_counter() - t0, "rows": rows}
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(path, json.dumps(done, indent=1))
+    rows, seeds, seconds = gather(args.out, config)
     keys = list(dict.fromkeys(k for row in rows for k in row))
     with open(args.out / "rows.csv", "w", newline="") as out:
         writer = csv.DictWriter(out, fieldnames=keys)
         writer.writeheader()
         writer.writerows(rows)
-    write_report(args.out / "report.md", rows, {**asdict(cfg), "seeds": args.seeds}, seconds)
+    write_report(args.out / "report.md", rows, {**config, "seeds": seeds}, seconds)
     print((args.out / "report.md").read_text())
 
 

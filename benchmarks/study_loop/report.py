@@ -38,7 +38,7 @@ def lines(rows: list[dict[str, Any]], config: dict[str, Any], seconds: float) ->
     out = [
         "# A simulated study through the web loop: active vs random choice of what people paint",
         "",
-        f"Config: `{json.dumps(config)}`; {len(seeds)} seeds, {seconds:.0f} s wall.",
+        f"Config: `{json.dumps(config)}`; {len(seeds)} seeds, {seconds:.0f} s of run time (the seeds' sum).",
         "",
         "Means over seeds. `cc` .. `auc`: a predictor trained on the study's stored paintings, on held-out test "
         "images against other simulated people's mean painting; `fill_cc`: the training maps SIP-AT would get "

@@ -4,6 +4,8 @@ does not follow it, and one person paints an image alike in both studies (what m
 
 from __future__ import annotations
 
+import json
+from dataclasses import asdict
 from pathlib import Path
 
 import pytest
@@ -11,6 +13,7 @@ from sqlalchemy import select
 
 from backend.db import session_scope
 from backend.models import Job
+from benchmarks.study_loop.__main__ import gather
 from benchmarks.study_loop.measure import Yardstick, measure
 from benchmarks.study_loop.people import Population, take_part
 from benchmarks.study_loop.report import lines
@@ -76,3 +79,15 @@ def test_the_report_pairs_the_pools_over_seeds() -> None:
     text = "\n".join(lines(rows, {"seeds": [0, 1, 2]}, 1.0))
     assert "| 10 | +0.110 [+0.100, +0.120] (t p=0.0027, " in text  # CC: active minus random, mean of 0.10, 0.11, 0.12
     assert "| active | 10 | 10 | - | 0.710 |" in text
+
+
+def test_finished_seeds_are_gathered_and_a_folder_of_another_config_is_refused(tmp_path: Path) -> None:
+    config = asdict(CFG)
+    (tmp_path / "seeds").mkdir()
+    for seed in (3, 1):
+        done = {"config": config, "seed": seed, "seconds": 2.5, "rows": [{"seed": seed, "pool": "random"}]}
+        (tmp_path / "seeds" / f"seed-{seed}.json").write_text(json.dumps(done))
+    rows, seeds, seconds = gather(tmp_path, config)
+    assert seeds == [1, 3] and seconds == 5.0 and {r["seed"] for r in rows} == {1, 3}
+    with pytest.raises(SystemExit, match="was run with"):
+        gather(tmp_path, {**config, "paintings": 40})
