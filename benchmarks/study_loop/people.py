@@ -13,8 +13,9 @@ from typing import Any
 
 import torch
 
-from benchmarks.study_loop.world import World, png_bytes, sha256
+from benchmarks.study_loop.world import World, sha256
 from sipat.predictor.annotators import paint, random_profiles
+from sipat.stimuli import to_png
 
 API = "/api/v1"
 
@@ -33,7 +34,7 @@ class Population:
             profile = random_profiles(1, generator=g)[0]
             self._paintings[person] = paint(self.masks, profile, generator=g)
         u8 = (self._paintings[person][index, 0] * 255).to(torch.uint8).numpy()
-        return png_bytes(u8[..., None])
+        return to_png(u8[..., None])
 
 
 def _ok(reply: Any, what: str) -> Any:

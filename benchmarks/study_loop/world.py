@@ -11,16 +11,13 @@ background refresh after a painting, the claims, the worker's job function and i
 from __future__ import annotations
 
 import hashlib
-import io
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
 from fastapi.testclient import TestClient
-from PIL import Image as PILImage
 from pydantic import SecretStr
 from sqlalchemy import select
 
@@ -35,6 +32,7 @@ from backend.services.studies import create_study, open_study
 from backend.settings import Settings
 from backend.study.config import StudyConfig
 from sipat.data import load_builtin
+from sipat.stimuli import to_png
 from worker.runner import execute
 from worker.runtime import Runtime
 
@@ -81,12 +79,6 @@ class World:
     test_masks: torch.Tensor
 
 
-def png_bytes(u8: np.ndarray) -> bytes:
-    buf = io.BytesIO()
-    PILImage.fromarray(u8.squeeze(-1) if u8.shape[-1] == 1 else u8).save(buf, format="PNG")
-    return buf.getvalue()
-
-
 def _archive(cfg: LoopConfig, seed: int) -> tuple[list[ArchiveImage], dict[str, tuple[torch.Tensor, ...]]]:
     """The dataset as an upload (PNG bytes, no salience: the study's people provide it) and, per split, the
     8-bit images as floats, the exact masks and the labels."""
@@ -102,7 +94,7 @@ def _archive(cfg: LoopConfig, seed: int) -> tuple[list[ArchiveImage], dict[str, 
                 ArchiveImage(
                     label=label,
                     filename=f"{split}/{label}/{i:05d}.png",
-                    data=png_bytes(pixels),
+                    data=to_png(pixels),
                     width=pixels.shape[1],
                     height=pixels.shape[0],
                     salience_png=None,
