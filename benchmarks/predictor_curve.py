@@ -125,7 +125,14 @@ def main() -> None:
                     new = select_random(n, extra, candidates=unpainted, seed=args.seed + k)
                 else:
                     new = select_active(
-                        model, tr.images, tr.labels, cam_train, extra, candidates=unpainted, seed=args.seed + k
+                        model,
+                        tr.images,
+                        tr.labels,
+                        cam_train,
+                        extra,
+                        candidates=unpainted,
+                        painted=~unpainted,
+                        seed=args.seed + k,
                     )
                 pool = torch.cat([pool, new])
 
@@ -137,9 +144,9 @@ def main() -> None:
     cols = (*MEASURES, "fill_cc")
     print(f"{'k %':>4} {'painted':>7} {'choice':<8}" + "".join(f"{c:>8}" for c in cols))
     for r in rows:
-        k = "-" if r["k"] is None else str(r["k"])
+        k_text = "-" if r["k"] is None else str(r["k"])
         print(
-            f"{k:>4} {r.get('painted', '-')!s:>7} {r['choice']:<8}"
+            f"{k_text:>4} {r.get('painted', '-')!s:>7} {r['choice']:<8}"
             + "".join(f"{r[c]:>8.3f}" if c in r else f"{'-':>8}" for c in cols)
         )
     for choice in ("random", "active"):

@@ -108,6 +108,8 @@ def main(argv: list[str] | None = None) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         atomic_write_text(path, json.dumps(done, indent=1))
     rows, seeds, seconds = gather(args.out, config)
+    if not seeds:
+        raise SystemExit(f"no finished seed under {args.out / 'seeds'}: run some seeds first (without --report-only)")
     keys = list(dict.fromkeys(k for row in rows for k in row))
     with open(args.out / "rows.csv", "w", newline="") as out:
         writer = csv.DictWriter(out, fieldnames=keys)

@@ -98,7 +98,14 @@ def active_kept(
         model = train_predictor(images, maps, cfg, device=device).model
         candidates = human.has & ~has
         idx = select_active(
-            model, images.to(dev), labels, cam.to(dev), k, candidates=candidates, seed=seed * 1009 + 107 + r
+            model,
+            images.to(dev),
+            labels,
+            cam.to(dev),
+            k,
+            candidates=candidates,
+            painted=has,
+            seed=seed * 1009 + 107 + r,
         )
         has[idx], picked[idx] = True, True
     return KeptSet(MapSet(human.values, has), "active", picked)

@@ -60,14 +60,30 @@ def acquisition_scores(spread: Tensor, disagreement: Tensor, *, weight: float = 
 
 
 def select_balanced(
-    scores: Tensor, labels: Tensor, k: int, *, candidates: Tensor | None = None, seed: int = 0
+    scores: Tensor,
+    labels: Tensor,
+    k: int,
+    *,
+    candidates: Tensor | None = None,
+    painted: Tensor | None = None,
+    seed: int = 0,
 ) -> Tensor:
-    """The k candidates with the highest scores, taken class by class in turn: (k,) indices in pick order."""
+    """The k candidates with the highest scores, taken class by class in turn: (k,) indices in pick order.
+
+    Each pick goes to the class with the fewest images so far, counting the `painted` ones ((N,) bool, default
+    none), ties in a seeded class order. Why count them: a study paints only the head of each ranking before
+    the next, and a ranking that always began with the same classes would let them run ahead, ranking after
+    ranking (with 4 classes and 10 paintings per ranking, by one image per ranking). Without `painted` this is
+    plain turn-taking.
+    """
     n = scores.numel()
     if labels.shape != (n,):
         raise ValueError(f"labels must be ({n},) like the scores; got {tuple(labels.shape)}")
     cand = _candidates(n, candidates)
     _check_k(k, int(cand.sum()))
+    if painted is not None and (painted.dtype != torch.bool or painted.shape != (n,)):
+        raise ValueError(f"painted must be a bool tensor of shape ({n},) (True = painted already)")
+    done = painted.cpu() if painted is not None else torch.zeros(n, dtype=torch.bool)
     g = torch.Generator().manual_seed(seed)
     tie = torch.randperm(n, generator=g)
     queues: dict[int, list[int]] = {}
@@ -76,15 +92,15 @@ def select_balanced(
         queues[c] = sorted(idx, key=lambda i: (-float(scores[i]), int(tie[i])))
     classes = list(queues)
     class_order = [classes[i] for i in torch.randperm(len(classes), generator=g).tolist()]
+    rank = {c: r for r, c in enumerate(class_order)}
+    have = {c: int((done & (labels == c)).sum()) for c in classes}
     picks: list[int] = []
     heads = dict.fromkeys(classes, 0)
     while len(picks) < k:
-        for c in class_order:
-            if len(picks) == k:
-                break
-            if heads[c] < len(queues[c]):
-                picks.append(queues[c][heads[c]])
-                heads[c] += 1
+        c = min((c for c in classes if heads[c] < len(queues[c])), key=lambda c: (have[c], rank[c]))
+        picks.append(queues[c][heads[c]])
+        heads[c] += 1
+        have[c] += 1
     return torch.tensor(picks, dtype=torch.long)
 
 
@@ -104,6 +120,7 @@ def select_active(
     k: int,
     *,
     candidates: Tensor | None = None,
+    painted: Tensor | None = None,
     seed: int = 0,
     samples: int = 16,
     weight: float = 0.5,
@@ -114,6 +131,7 @@ def select_active(
         model: the current `SaliencyNet` (with dropout > 0).
         images: (N, C, H, W) in [0, 1]; labels (N,); gradcam_maps (N, 1, H, W) in [0, 1].
         k: how many to pick.  candidates: (N,) bool, True = unpainted (default: all).
+        painted: (N,) bool, the images painted so far, whose classes the balance counts (`select_balanced`).
         seed: fixes the MC-dropout draws, the tie-breaks and the class order.
 
     Returns (k,) indices into `images`, in the order they were picked.
@@ -124,7 +142,7 @@ def select_active(
     signals = acquisition_signals(
         model, images, gradcam_maps, candidates=cand, seed=seed, samples=samples, weight=weight
     )
-    return select_balanced(signals["score"], labels.cpu(), k, candidates=cand, seed=seed)
+    return select_balanced(signals["score"], labels.cpu(), k, candidates=cand.cpu(), painted=painted, seed=seed)
 
 
 def acquisition_signals(

@@ -13,7 +13,7 @@ from sqlalchemy import select
 
 from backend.db import session_scope
 from backend.models import Job
-from benchmarks.study_loop.__main__ import gather
+from benchmarks.study_loop.__main__ import gather, main
 from benchmarks.study_loop.measure import Yardstick, measure
 from benchmarks.study_loop.people import Population, take_part
 from benchmarks.study_loop.report import lines
@@ -91,3 +91,8 @@ def test_finished_seeds_are_gathered_and_a_folder_of_another_config_is_refused(t
     assert seeds == [1, 3] and seconds == 5.0 and {r["seed"] for r in rows} == {1, 3}
     with pytest.raises(SystemExit, match="was run with"):
         gather(tmp_path, {**config, "paintings": 40})
+
+
+def test_a_report_of_a_folder_without_finished_seeds_says_so(tmp_path: Path) -> None:
+    with pytest.raises(SystemExit, match="no finished seed under"):
+        main(["--report-only", "--out", str(tmp_path / "nothing")])

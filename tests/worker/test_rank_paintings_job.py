@@ -52,7 +52,9 @@ def test_ranking_is_deterministic_balanced_and_lists_only_unpainted_training_ima
     assert set(ids) <= set(train) - set(painted)
     assert all(r["label"] == train[r["image_id"]] for r in first["ranking"])
     per_class = Counter(r["label"] for r in first["ranking"])
-    assert len(per_class) == 6 and max(per_class.values()) - min(per_class.values()) <= 1  # 6 classes, 12 picks
+    # 6 classes, 12 picks: balanced together with the images painted before (the next test says how)
+    with_painted = per_class + Counter(train[i] for i in painted)
+    assert len(per_class) == 6 and max(with_painted.values()) - min(with_painted.values()) <= 1
     # within a class, the picks come in falling score order
     for label in per_class:
         scores = [r["score"] for r in first["ranking"] if r["label"] == label]
@@ -144,3 +146,18 @@ def test_the_held_out_split_is_seeded_and_needs_five_painted_images() -> None:
     assert held_out_split(rows, seed=5) == (fit, held)
     assert any(held_out_split(rows, seed=s)[1] != held for s in range(6, 12))
     assert held_out_split(rows[:4], seed=5) == (rows[:4], [])
+
+
+def test_the_ranking_evens_out_the_classes_of_what_is_painted(rt: Runtime, dataset_id: int) -> None:
+    """Each pick goes to a class with the fewest images among those painted and picked before it, so a study
+    that paints the head of each ranking stays balanced (`select_balanced`'s `painted`)."""
+    study_id = _study(rt, dataset_id, "rank-even", n_annotate=8)
+    painted = _paint_all(rt, "rank-even", participants=1)
+    with session_scope(rt.session_factory) as session:
+        label_of = dict(session.execute(select(Image.id, Image.label).where(Image.dataset_id == dataset_id)).all())
+    have = Counter(label_of[i] for i in painted)
+    classes = sorted(set(label_of.values()))
+    assert max(have[c] for c in classes) > min(have[c] for c in classes)  # the painting is uneven to start with
+    for r in _rank(rt, study_id, seed=2)["ranking"]:
+        assert have[r["label"]] == min(have[c] for c in classes), (r["label"], dict(have))
+        have[r["label"]] += 1

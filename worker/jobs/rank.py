@@ -16,7 +16,8 @@ Steps (job progress in brackets):
    the painted images, CC/SIM/NSS on those, with the number of paintings it learnt from).
 3. Grad-CAM [45-80 %] of a reference classifier (`reference_model_id`, or a quick standard model).
 4. The ranking [80-100 %]: `sipat.predictor.acquisition_signals` (MC-dropout spread, 1 - CC with Grad-CAM,
-   seeded) and `select_balanced` (classes in turn): the `top` candidates in pick order, each with its label,
+   seeded) and `select_balanced` (classes in turn, the painted images' classes counted, so that the heads of
+   successive rankings keep the study's paintings balanced): the `top` candidates in pick order, each with its label,
    score, spread, disagreement, paintings so far and three PNG blobs (predicted map, MC-dropout spread map,
    the human mean when someone painted it), written before the result names them. The same data, params and
    seed give the same ranking (on the CPU).
@@ -104,7 +105,8 @@ def rank_paintings_job(run: JobRun, rt: Runtime) -> dict[str, Any]:
         trained.model, x.to(dev), cams.to(dev), candidates=candidates, seed=p.seed, samples=p.samples, weight=p.weight
     )
     k = min(p.top, len(todo))
-    picks = select_balanced(signals["score"], train_set.labels.cpu(), k, candidates=candidates, seed=p.seed)
+    labels = train_set.labels.cpu()
+    picks = select_balanced(signals["score"], labels, k, candidates=candidates, painted=~candidates, seed=p.seed)
     picked = picks.tolist()
     with session_scope(rt.session_factory) as session:  # ranked images painted by too few people so far
         some = annotation_masks(session, p.study_id, [train_infos[i].id for i in picked])
