@@ -89,7 +89,9 @@ def quality_figure(points: list[dict[str, Any]]) -> Figure:
         svg=svg,
         tables=[Table(columns=["job", "paintings", "images", "held out", "CC", "SIM", "NSS"], rows=rows)],
         caption="Each ranking holds out a seeded 20 % of the painted images (from 5 painted images on), trains a "
-        "predictor on the rest and scores it against the held-out mean human maps.",
+        "predictor on the rest and scores it against the held-out mean human maps. Those images are the ones this "
+        "study chose to paint (with an active pool, the hard ones), so the curve follows one study and does not "
+        "compare pools; benchmarks/study_loop compares them on fixed test images.",
     )
 
 
