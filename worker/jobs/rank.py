@@ -17,9 +17,9 @@ Steps (job progress in brackets):
 3. Grad-CAM [45-80 %] of a reference classifier (`reference_model_id`, or a quick standard model).
 4. The ranking [80-100 %]: `sipat.predictor.acquisition_signals` (MC-dropout spread, 1 - CC with Grad-CAM,
    seeded) and `select_balanced` (classes in turn, the painted images' classes counted, so that the heads of
-   successive rankings keep the study's paintings balanced): the `top` candidates in pick order, each with its label,
-   score, spread, disagreement, paintings so far and three PNG blobs (predicted map, MC-dropout spread map,
-   the human mean when someone painted it), written before the result names them. The same data, params and
+   successive rankings keep the study's paintings balanced): the `top` candidates in pick order, each with its
+   label, score, spread, disagreement, paintings so far and three PNG blobs (predicted map, MC-dropout spread
+   map, the human mean when someone painted it), written before the result names them. The same data, params and
    seed give the same ranking (on the CPU).
 """
 
