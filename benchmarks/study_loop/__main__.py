@@ -35,6 +35,18 @@ from benchmarks.study_loop.world import POOLS, LoopConfig, build_world
 from sipat.checkpoints import atomic_write_text
 from sipat.predictor import centre_prior, compare, uniform_map
 
+HELP = {
+    "dataset": "a built-in set with exact object masks (shapes, premise)",
+    "n_train": "training images: the annotation pool",
+    "n_test": "held-out test images the predictor is scored on",
+    "paintings": "paintings per study",
+    "every": "rerank_every of both studies, and the measuring interval",
+    "per_session": "annotation trials per participant",
+    "min_annotators": "paintings an image needs to count as painted",
+    "predictor_steps": "optimiser steps of each measuring predictor",
+    "width": "width of each measuring predictor",
+}
+
 
 def run_seed(cfg: LoopConfig, seed: int, log: Any = print) -> list[dict[str, Any]]:
     """The rows of one seed: a baseline row per reference map, then one per pool and measuring point."""
@@ -87,7 +99,9 @@ def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     defaults = LoopConfig()
     for f in fields(LoopConfig):
-        ap.add_argument(f"--{f.name.replace('_', '-')}", type=type(getattr(defaults, f.name)), default=None)
+        value = getattr(defaults, f.name)
+        help_ = f"{HELP[f.name]} (default {value})"
+        ap.add_argument(f"--{f.name.replace('_', '-')}", type=type(value), default=None, help=help_)
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--out", type=Path, required=True, help="folder of the seeds' rows, rows.csv and report.md")
     ap.add_argument("--threads", type=int, default=1)

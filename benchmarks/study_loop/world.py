@@ -46,8 +46,8 @@ class LoopConfig:
     dataset: str = "shapes"
     n_train: int = 300
     n_test: int = 100
-    paintings: int = 120
-    every: int = 20
+    paintings: int = 100
+    every: int = 10
     per_session: int = 5
     min_annotators: int = 1
     predictor_steps: int = 150
