@@ -63,8 +63,10 @@ def run_seed(cfg: LoopConfig, seed: int, log: Any = print) -> list[dict[str, Any
             person, done = 0, 0
             for point in range(cfg.every, cfg.paintings + 1, cfg.every):
                 while done < point:
-                    done += len(take_part(world, slug, people, person))
-                    person += 1
+                    painted = take_part(world, slug, people, person)
+                    if not painted:  # the pool ran dry: more sessions would paint nothing either
+                        raise SystemExit(f"seed {seed}: {pool} study gave person {person} nothing to paint")
+                    done, person = done + len(painted), person + 1
                 row = measure(world, study_id, yardstick, steps=cfg.predictor_steps, width=cfg.width, seed=seed)
                 rows.append({"seed": seed, "pool": pool, "people": person, **row})
                 log(
