@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import time
 
 import torch
@@ -95,7 +94,7 @@ def main() -> None:
     def fit(pool: torch.Tensor, k: int):
         maps = torch.full_like(h_train, float("nan"))
         maps[pool] = h_train[pool]
-        epochs = max(1, math.ceil(args.steps * 32 / pool.numel()))
+        epochs = PredictorConfig.epochs_for(args.steps, pool.numel())
         cfg = PredictorConfig(epochs=epochs, width=args.width, seed=args.seed)
         model = train_predictor(tr.images, maps, cfg, device="cpu").model
         quality = compare(h_test, {"p": predict_maps(model, te.images)})["p"]

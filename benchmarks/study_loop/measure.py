@@ -10,7 +10,6 @@ maps SIP-AT would get (paintings where painted, predictions elsewhere) against e
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import torch
@@ -18,13 +17,13 @@ from sqlalchemy import func, select
 
 from backend.db import session_scope
 from backend.models import Job
-from backend.services.paint_next import rank_jobs
+from backend.services.paint_next import newest_ranking, rank_jobs
 from backend.services.training_coverage import annotation_masks
 from benchmarks.study_loop.world import World
 from sipat.predictor import PredictorConfig, compare, fill_maps, human_mean, predict_maps, train_predictor
 from sipat.predictor.metrics import cc
-from sipat.salience import mean_of_annotators
-from worker.jobs.common import load_map
+from sipat.salience import has_salience
+from worker.jobs.common import mean_map
 
 
 class Yardstick:
@@ -44,7 +43,7 @@ def study_maps(world: World, study_id: int) -> tuple[torch.Tensor, int]:
     maps = torch.full((len(world.train_ids), 1, *size), float("nan"))
     for k, image_id in enumerate(world.train_ids):
         if masks.get(image_id):
-            maps[k] = mean_of_annotators([load_map(world.rt.storage, sha, size) for sha in masks[image_id]])[0]
+            maps[k] = mean_map(world.rt.storage, masks[image_id], size)
     return maps, sum(len(v) for v in masks.values())
 
 
@@ -53,7 +52,7 @@ def rankings(world: World, study_id: int) -> tuple[int, float | None]:
     with session_scope(world.rt.session_factory) as session:
         done = rank_jobs(study_id).where(Job.status == "succeeded")
         count = session.scalar(select(func.count()).select_from(done.subquery())) or 0
-        newest = session.scalars(done.limit(1)).first()
+        newest = newest_ranking(session, study_id)
         heldout = (newest.result or {}).get("heldout", {}).get("cc") if newest is not None else None
     return int(count), (float(heldout) if heldout is not None else None)
 
@@ -61,9 +60,9 @@ def rankings(world: World, study_id: int) -> tuple[int, float | None]:
 def measure(world: World, study_id: int, yardstick: Yardstick, *, steps: int, width: int, seed: int) -> dict[str, Any]:
     """The row of one pool at this point of the run (module docstring)."""
     maps, paintings = study_maps(world, study_id)
-    painted = ~torch.isnan(maps.flatten(1)).any(1)
+    painted = has_salience(maps)
     n = int(painted.sum())
-    cfg = PredictorConfig(epochs=max(1, math.ceil(steps * 32 / max(n, 1))), width=width, seed=seed)
+    cfg = PredictorConfig(epochs=PredictorConfig.epochs_for(steps, n), width=width, seed=seed)
     model = train_predictor(world.train_x, maps, cfg, device="cpu").model
     quality = compare(yardstick.test_human, {"p": predict_maps(model, world.test_x)})["p"]
     filled = fill_maps(maps, predict_maps(model, world.train_x)).maps

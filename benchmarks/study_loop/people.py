@@ -13,11 +13,11 @@ from typing import Any
 
 import torch
 
-from benchmarks.study_loop.world import World, sha256
+from backend.api import API_PREFIX as API
+from backend.storage import sha256_hex
+from benchmarks.study_loop.world import World
 from sipat.predictor.annotators import paint, random_profiles
 from sipat.stimuli import to_png
-
-API = "/api/v1"
 
 
 class Population:
@@ -55,7 +55,7 @@ def take_part(world: World, slug: str, people: Population, person: int) -> list[
         base = f"{API}/sessions/{token}/trials/{trial['trial_id']}"
         if trial["question"] == "annotate":
             image = _ok(client.get(trial["image_url"]), "image").content
-            index = world.by_sha.get(sha256(image))
+            index = world.by_sha.get(sha256_hex(image))
             if index is None:
                 raise RuntimeError("an annotation trial showed an image that is not a training image")
             mask = base64.b64encode(people.painting(person, index)).decode()

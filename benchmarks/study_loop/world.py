@@ -10,7 +10,6 @@ background refresh after a painting, the claims, the worker's job function and i
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -200,7 +199,3 @@ def _run_inline(rt: Runtime) -> Callable[[Job], None]:
             raise RuntimeError(f"job {job.id} ({job.kind}) {outcome.status}")
 
     return send
-
-
-def sha256(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()

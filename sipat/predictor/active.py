@@ -23,12 +23,17 @@ from sipat.predictor.metrics import cc
 from sipat.predictor.model import mc_dropout
 
 
+def _mask(n: int, mask: Tensor | None, name: str, meaning: str, *, default: bool) -> Tensor:
+    """`mask` checked as an (n,) bool tensor (True = `meaning`), or all `default` when None."""
+    if mask is None:
+        return torch.full((n,), default, dtype=torch.bool)
+    if mask.dtype != torch.bool or mask.shape != (n,):
+        raise ValueError(f"{name} must be a bool tensor of shape ({n},) (True = {meaning})")
+    return mask
+
+
 def _candidates(n: int, candidates: Tensor | None) -> Tensor:
-    if candidates is None:
-        return torch.ones(n, dtype=torch.bool)
-    if candidates.dtype != torch.bool or candidates.shape != (n,):
-        raise ValueError(f"candidates must be a bool tensor of shape ({n},) (True = unpainted)")
-    return candidates
+    return _mask(n, candidates, "candidates", "unpainted", default=True)
 
 
 def _check_k(k: int, available: int) -> None:
@@ -81,9 +86,7 @@ def select_balanced(
         raise ValueError(f"labels must be ({n},) like the scores; got {tuple(labels.shape)}")
     cand = _candidates(n, candidates)
     _check_k(k, int(cand.sum()))
-    if painted is not None and (painted.dtype != torch.bool or painted.shape != (n,)):
-        raise ValueError(f"painted must be a bool tensor of shape ({n},) (True = painted already)")
-    done = painted.cpu() if painted is not None else torch.zeros(n, dtype=torch.bool)
+    done = _mask(n, painted, "painted", "painted already", default=False).cpu()
     g = torch.Generator().manual_seed(seed)
     tie = torch.randperm(n, generator=g)
     queues: dict[int, list[int]] = {}

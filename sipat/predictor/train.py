@@ -15,6 +15,7 @@ epoch; a later call with the same config and data size continues after the last 
 from __future__ import annotations
 
 import dataclasses
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -53,6 +54,12 @@ class PredictorConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+    @staticmethod
+    def epochs_for(steps: int, images: int, batch_size: int = 32) -> int:
+        """Epochs that give about `steps` optimiser steps on `images` painted images (at least one): a fixed
+        budget of steps, so that a predictor learnt from a few paintings is not starved of updates."""
+        return max(1, math.ceil(steps * batch_size / max(images, 1)))
 
 
 @dataclass

@@ -23,6 +23,7 @@ from backend.services.model_catalog import train_job_of
 from backend.storage import BlobStore
 from sipat.imaging import pil_to_tensor, resize_map
 from sipat.models import build_model
+from sipat.salience import mean_of_annotators
 from sipat.stimuli import to_png
 from sipat.training import TrainConfig, read_checkpoint, save_checkpoint
 
@@ -64,6 +65,11 @@ def load_map(storage: BlobStore, sha256: str, size: tuple[int, int]) -> Tensor:
     """A grayscale map PNG (255 = salient) as (1, H, W) float32 in [0, 1] at `size` = (H, W), resized by the
     one map path (`sipat.imaging.resize_map`: area average when shrinking, so thin strokes are not aliased away)."""
     return resize_map(pil_to_tensor(open_image(storage, sha256), channels=1), size)
+
+
+def mean_map(storage: BlobStore, shas: Sequence[str], size: tuple[int, int]) -> Tensor:
+    """The mean of several people's paintings of one image, (1, H, W) at `size`: each read by `load_map`."""
+    return mean_of_annotators([load_map(storage, sha, size) for sha in shas])[0]
 
 
 def map_png(s: Tensor) -> bytes:

@@ -36,9 +36,9 @@ from backend.services.jobs import JobRun
 from backend.services.training_coverage import annotation_masks, painting_pool
 from sipat.models import default_arch_for, gradcam_layer
 from sipat.predictor import PredictorConfig, acquisition_signals, select_balanced, train_predictor
-from sipat.salience import gradcam, mean_of_annotators
+from sipat.salience import gradcam
 from sipat.training import Progress
-from worker.jobs.common import JobError, Phase, load_map, model_meta
+from worker.jobs.common import JobError, Phase, mean_map, model_meta
 from worker.jobs.datasets import build_set, channels_of, common_size, dataset_images, decode, split_train_eval
 from worker.jobs.predicted import pad4
 from worker.jobs.rank_views import held_out_quality, map_blobs
@@ -72,7 +72,7 @@ def rank_paintings_job(run: JobRun, rt: Runtime) -> dict[str, Any]:
     human = torch.full((len(train_infos), 1, *size), float("nan"))
     for k, im in enumerate(train_infos):
         if im.id in painted:
-            human[k] = mean_of_annotators([load_map(rt.storage, sha, size) for sha in masks[im.id]])[0]
+            human[k] = mean_map(rt.storage, masks[im.id], size)
     candidates = torch.tensor([im.id not in painted for im in train_infos], dtype=torch.bool)
     run.progress(0.05, f"{len(painted)} painted, {int(candidates.sum())} candidates")
 
@@ -111,9 +111,7 @@ def rank_paintings_job(run: JobRun, rt: Runtime) -> dict[str, Any]:
     with session_scope(rt.session_factory) as session:  # ranked images painted by too few people so far
         some = annotation_masks(session, p.study_id, [train_infos[i].id for i in picked])
     human_means = {
-        i: mean_of_annotators([load_map(rt.storage, sha, size) for sha in some[train_infos[i].id]])[0]
-        for i in picked
-        if some.get(train_infos[i].id)
+        i: mean_map(rt.storage, some[train_infos[i].id], size) for i in picked if some.get(train_infos[i].id)
     }
     run.progress(0.9, "maps of the ranked images")
     blobs, scale = map_blobs(rt.storage, trained.model, x, picked, (h, w), human_means, samples=p.samples, seed=p.seed)

@@ -51,7 +51,7 @@ from backend.services.model_catalog import find_model, store_trained_model
 from backend.services.training_coverage import coverage_summary, study_paintings
 from sipat.evaluation import evaluate
 from sipat.models import default_arch_for, gradcam_layer, new_model
-from sipat.salience import gradcam, mean_of_annotators
+from sipat.salience import gradcam
 from sipat.training import Progress, TrainConfig, train
 from sipat.vocabulary import MASKED_METHODS
 from worker.jobs.common import (
@@ -60,6 +60,7 @@ from worker.jobs.common import (
     load_map,
     load_stored_model,
     map_png,
+    mean_map,
     model_meta,
     save_model_blob,
 )
@@ -325,9 +326,9 @@ def _annotation_means(
     for image_id, shas in masks.items():
         if len(shas) < need:
             continue
-        means[image_id] = mean_of_annotators([load_map(rt.storage, sha, size) for sha in shas])[0]
+        means[image_id] = mean_map(rt.storage, shas, size)
         im = by_id[image_id]
-        native = mean_of_annotators([load_map(rt.storage, sha, (im.height, im.width)) for sha in shas])[0]
+        native = mean_map(rt.storage, shas, (im.height, im.width))
         stored.append((image_id, rt.storage.put(map_png(native))))
     with session_scope(rt.session_factory) as session:
         add_salience_maps(session, "human_mean", stored)
