@@ -118,6 +118,8 @@ def test_bad_variants_are_refused(text, message):
         "premise-pilot",
         "premise-cpu",
         "premise-cpu8",
+        "premise-long8",
+        "premise-full8",
         "premise-trades8",
         "premise-tradesfront8",
     ],
@@ -138,6 +140,26 @@ def test_the_decisive_configs_plan_every_arm_with_one_recipe(name):
         assert (t.eps_ramp_epochs, t.warmup_epochs, len(cfg.seeds), cfg.eval_limit) == (10, 5, 8, 2000)
         assert {"pgd_at", "pgd_at@eps=0.5x", "pgd_at@eps=0.75x", "trades", "trades@beta=1", "trades@beta=3"} <= arms
         assert {r.variant.control for r in runs} >= {"displaced", "random"}
+
+
+@pytest.mark.parametrize(
+    ("rung", "base", "budget"),
+    [
+        # premise-cpu8 trained 3x longer, evaluated on all its 1,000 test images
+        ("premise-long8", "premise-cpu8", {"epochs", "eval_limit", "variants"}),
+        # premise.json's data, recipe and budget; a cheaper evaluation than the GPU run's
+        ("premise-full8", "premise", {"eval_eps", "eval_attacks", "eval_apgd_steps", "eval_masked"}),
+    ],
+)
+def test_the_premise_budget_rungs_change_only_the_budget(rung, base, budget):
+    """The budget ladder of docs/results.md compares SIP-AT's frontier margin across budgets: a rung that
+    also changed the data or the recipe would confound that comparison."""
+    a = ExperimentConfig.from_file(CONFIGS / f"{rung}.json").to_dict()
+    b = ExperimentConfig.from_file(CONFIGS / f"{base}.json").to_dict()
+    changed = {k for k in a.keys() | b.keys() if a.get(k) != b.get(k)}
+    assert changed == {"name", "methods"} | budget
+    assert {"standard", "pgd_at", "pgd_at@eps=0.5x", "pgd_at@eps=0.75x", "sip_at"} <= set(a["methods"])
+    assert set(a["variants"]) <= set(b["variants"]) and "human+random" in a["variants"]
 
 
 # ----------------------------------------------------------------------------------------------------------

@@ -153,7 +153,9 @@ def test_pilot_runs_and_reports(method: str) -> None:
     assert out["shape_correlation"] == 0.7 and out["train_seconds"] >= 0 and 0.0 <= out["pgd_accuracy"] <= 1.0
 
 
-@pytest.mark.parametrize("name", ["premise.json", "premise-pilot.json", "premise-cpu8.json"])
+@pytest.mark.parametrize(
+    "name", ["premise.json", "premise-pilot.json", "premise-cpu8.json", "premise-long8.json", "premise-full8.json"]
+)
 def test_configs_parameters_are_the_generators(name: str) -> None:
     """The configs' dataset_params are exactly PremiseParams (no key silently ignored, none missing)."""
     config = json.loads((Path(__file__).parents[2] / "configs" / name).read_text())
